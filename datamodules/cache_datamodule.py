@@ -1,0 +1,145 @@
+"""LightningDataModule streaming probe features from the HDF5 cache, or from memory.
+
+Batches are read whole: a batch sampler hands the dataset a block of consecutive rows, which
+becomes one or a few contiguous slice reads, then is shuffled in memory. Block order is
+shuffled per epoch. Workers open the file lazily (see CacheReader), never before forking.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from datamodules.views import FeatureView
+from vlprobe.cache.schema import SPLIT_IDS
+
+log = logging.getLogger(__name__)
+
+
+class BlockBatchSampler(Sampler[list[int]]):
+    """Batches of consecutive positions; block order (and order within) shuffled per epoch.
+
+    The epoch counter advances on every pass, so a run is reproducible from ``seed`` alone.
+    """
+
+    def __init__(self, num_rows: int, batch_size: int, shuffle: bool, seed: int = 0) -> None:
+        self.num_rows, self.batch_size, self.shuffle, self.seed = num_rows, batch_size, shuffle, seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return (self.num_rows + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self) -> Iterator[list[int]]:
+        starts = np.arange(0, self.num_rows, self.batch_size)
+        rng = np.random.default_rng([self.seed, self.epoch])
+        self.epoch += 1
+        if self.shuffle:
+            starts = rng.permutation(starts)
+        for start in starts:
+            block = np.arange(start, min(start + self.batch_size, self.num_rows))
+            yield (rng.permutation(block) if self.shuffle else block).tolist()
+
+
+class ProbeFeatureDataset(Dataset):
+    """One split of a view; ``__getitems__`` reads a whole batch at once."""
+
+    def __init__(self, view: FeatureView, split: str) -> None:
+        self.view = view
+        self.rows = view.rows(SPLIT_IDS[split])
+
+    def __len__(self) -> int:
+        return int(self.rows.size)
+
+    def __getitems__(self, positions: list[int]) -> dict[str, torch.Tensor]:
+        rows = self.rows[np.asarray(positions)]
+        order = np.argsort(rows, kind="stable")
+        block = self.view.read(rows[order])  # read in increasing order ...
+        features = np.empty_like(block)
+        features[order] = block  # ... hand back in the sampled order
+        return {
+            "x": torch.from_numpy(features),
+            "y": torch.from_numpy(self.view.labels[rows].astype(np.int64)),
+        }
+
+    def __getitem__(self, position: int) -> dict[str, torch.Tensor]:
+        batch = self.__getitems__([position])
+        return {k: v[0] for k, v in batch.items()}
+
+
+def _whole_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Collate for batches that ``__getitems__`` already built (picklable for workers)."""
+    return batch
+
+
+class CacheProbeDataModule(pl.LightningDataModule):
+    """Train / val / test loaders over one :class:`FeatureView`.
+
+    ``mode``: ``stream`` reads from disk per batch; ``memory`` loads the view's arrays once;
+    ``auto`` picks memory when they fit ``memory_budget_mb``.
+    """
+
+    def __init__(
+        self,
+        view: FeatureView,
+        batch_size: int = 256,
+        mode: str = "auto",
+        memory_budget_mb: float = 2048,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if mode not in ("auto", "stream", "memory"):
+            raise ValueError(f"data.loader.mode must be auto, stream or memory, got {mode!r}")
+        self.view, self.batch_size, self.num_workers, self.seed = view, batch_size, num_workers, seed
+        self.mode = self._choose_mode(mode, memory_budget_mb)
+        if self.mode == "memory":
+            view.load_into_memory()
+        self.datasets = {split: ProbeFeatureDataset(view, split) for split in SPLIT_IDS}
+        for split, ds in self.datasets.items():
+            if len(ds) == 0 and split != "test":
+                raise ValueError(
+                    f"the {split} split of {view.reader.path} has no labelled rows for this task: "
+                    "check the split lists and the task's label settings"
+                )
+
+    def _choose_mode(self, mode: str, budget_mb: float) -> str:
+        if mode != "auto":
+            return mode
+        needed_mb = self.view.nbytes() / 2**20
+        chosen = "memory" if needed_mb <= budget_mb else "stream"
+        log.info("loader mode %s: view needs %.1f MiB, budget %.0f MiB", chosen, needed_mb, budget_mb)
+        return chosen
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        ds = self.datasets[split]
+        sampler = BlockBatchSampler(len(ds), self.batch_size, shuffle=shuffle, seed=self.seed)
+        return DataLoader(
+            ds,
+            batch_sampler=sampler,
+            collate_fn=_whole_batch,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def input_stats(self, max_rows: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-probe feature mean and std over (evenly spaced) training rows."""
+        rows = self.datasets["train"].rows
+        rows = rows[:: max(1, rows.size // max_rows)]
+        x = self.view.read(rows).astype(np.float64)
+        mean, std = x.mean(0), x.std(0)
+        std[std < 1e-6] = 1.0
+        return torch.from_numpy(mean).float(), torch.from_numpy(std).float()

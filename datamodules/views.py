@@ -1,0 +1,110 @@
+"""Feature views: which cache arrays a probe reads, and how rows become ``(B, P, D)`` inputs.
+
+A view owns a *table* (pairs or units) with one label per row; splits select table rows.
+``P`` is the number of probes trained side by side: layers for embeddings, heads for attention.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from datamodules.sources import LayerRows, Rows, contiguous_segments
+from vlprobe.cache.reader import CacheReader
+
+MAX_GAP = 256  # table rows further apart than this are read as separate slices
+
+
+@dataclass
+class FeatureView(ABC):
+    """Rows of one table, their labels, and how to read their features."""
+
+    reader: CacheReader
+    labels: np.ndarray  # (N_table,) int64, -1 = row not used by this task
+    probe_names: list[str]
+    class_names: list[str]
+    row_split: np.ndarray  # (N_table,) int8 split id of every table row
+
+    def rows(self, split_id: int) -> np.ndarray:
+        """Sorted table rows of a split that carry a label."""
+        return np.flatnonzero((self.row_split == split_id) & (self.labels >= 0))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @abstractmethod
+    def sources(self) -> list[LayerRows | Rows]: ...
+
+    @abstractmethod
+    def _read_segment(self, rows: np.ndarray) -> np.ndarray:
+        """Features ``(len(rows), P, D)`` for increasing rows that lie close together."""
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        """Features for sorted ``rows``: one contiguous read per run of nearby rows."""
+        parts = [
+            self._read_segment(rows[a:b]) for a, b in contiguous_segments(rows, MAX_GAP)
+        ]
+        return np.concatenate(parts, axis=0)
+
+    def nbytes(self) -> int:
+        return sum(s.nbytes() for s in self.sources())
+
+    def load_into_memory(self) -> None:
+        for source in self.sources():
+            source.load()
+
+
+@dataclass
+class UnitEmbeddingView(FeatureView):
+    """Per-layer probes on unit embeddings: ``[left]`` or ``[left; right]`` per table row."""
+
+    left: LayerRows = None  # type: ignore[assignment]
+    left_index: np.ndarray = None  # type: ignore[assignment]  # (N_table,) unit id per row
+    right: LayerRows | None = None
+    right_index: np.ndarray | None = None
+
+    def sources(self) -> list[LayerRows | Rows]:
+        if self.right is None or self.right.name == self.left.name:
+            return [self.left]
+        return [self.left, self.right]
+
+    def _gather(self, source: LayerRows, ids: np.ndarray) -> np.ndarray:
+        lo, hi = int(ids.min()), int(ids.max()) + 1
+        block = source.read(lo, hi)  # (P, hi - lo, d)
+        return np.ascontiguousarray(block[:, ids - lo].transpose(1, 0, 2))
+
+    def _read_segment(self, rows: np.ndarray) -> np.ndarray:
+        left = self._gather(self.left, self.left_index[rows])
+        if self.right is None or self.right_index is None:
+            return left
+        return np.concatenate([left, self._gather(self.right, self.right_index[rows])], axis=2)
+
+
+@dataclass
+class PairAttentionView(FeatureView):
+    """Pair attention ``(N, A, H, 2)``: one probe per head (``per_head``) or one on all heads."""
+
+    attention: Rows = None  # type: ignore[assignment]
+    per_head: bool = True
+    _shape: tuple[int, ...] = field(default=(), init=False)
+
+    def sources(self) -> list[LayerRows | Rows]:
+        return [self.attention]
+
+    def _read_segment(self, rows: np.ndarray) -> np.ndarray:
+        lo, hi = int(rows[0]), int(rows[-1]) + 1
+        block = self.attention.read(lo, hi)[rows - lo]  # (B, A, H, 2)
+        b, a, h, two = block.shape
+        return block.reshape(b, a * h, two) if self.per_head else block.reshape(b, 1, a * h * two)
+
+
+def layer_probe_names(layers: list[int]) -> list[str]:
+    return [f"layer_{i:02d}" for i in layers]
+
+
+def head_probe_names(num_layers: int, num_heads: int) -> list[str]:
+    """``L01H00`` ...: attention layer numbers start at 1 (layer 0 is the embeddings)."""
+    return [f"L{a + 1:02d}H{h:02d}" for a in range(num_layers) for h in range(num_heads)]

@@ -1,0 +1,294 @@
+"""Many independent probes (one per layer or per head) trained in one pass over the data.
+
+The probes' weights are stacked along a leading probe axis and applied with one einsum, so
+P probes cost one batched matmul instead of P training runs. Their losses are summed: the
+gradient of the sum with respect to probe k's slice is the gradient of probe k's own loss,
+and Adam(W) updates are element-wise, so the probes never interact (as long as nothing
+couples parameters across probes, e.g. gradient clipping by global norm: leave
+``gradient_clip_val`` unset). Metrics, best epoch and test-at-best-epoch are kept per probe.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from itertools import pairwise
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from pytorch_lightning.utilities import rank_zero_warn
+from torch import Tensor, nn
+
+from probes.metrics import MultiProbeConfusion
+
+_ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "tanh": torch.tanh}
+
+
+class MultiProbe(pl.LightningModule):
+    """P linear or MLP classifiers over (B, P, D) features, trained together.
+
+    Batches are dicts ``{"x": (B, P, D) float, "y": (B,) long}``; ``x[:, k]`` is probe k's
+    input (e.g. layer k's pooled activation). After ``trainer.fit`` then
+    ``trainer.test(model, ...)``, :meth:`results` gives one row per probe, each tested with
+    the parameters from its own best validation epoch.
+    """
+
+    def __init__(
+        self,
+        num_probes: int,
+        in_dim: int,
+        num_classes: int,
+        probe: str = "linear",
+        hidden_dim: int = 256,
+        num_hidden_layers: int = 1,
+        dropout: float = 0.0,
+        activation: str = "relu",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        probe_names: list[str] | None = None,
+        chance: float | None = None,
+    ) -> None:
+        super().__init__()
+        if probe not in ("linear", "mlp"):
+            raise ValueError(f"probe must be 'linear' or 'mlp', got {probe!r}")
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}: {activation!r}")
+        if probe == "mlp" and num_hidden_layers < 1:
+            raise ValueError("an MLP probe needs num_hidden_layers >= 1")
+        names = list(probe_names) if probe_names is not None else None
+        if names is None:
+            width = max(2, len(str(num_probes - 1)))
+            names = [f"p{i:0{width}d}" for i in range(num_probes)]
+        if len(names) != num_probes or len(set(names)) != num_probes:
+            raise ValueError(f"need {num_probes} distinct probe names, got {names}")
+        self.save_hyperparameters()
+        self.probe_names: list[str] = names
+
+        dims = [in_dim]
+        if probe == "mlp":
+            dims += [hidden_dim] * num_hidden_layers
+        dims.append(num_classes)
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.empty(num_probes, d_in, d_out)) for d_in, d_out in pairwise(dims)
+        )
+        self.biases = nn.ParameterList(
+            nn.Parameter(torch.empty(num_probes, d_out)) for d_out in dims[1:]
+        )
+        self.reset_parameters()
+        self._act = _ACTIVATIONS[activation]
+        self.dropout = nn.Dropout(dropout)
+
+        # Identity standardisation until set_input_stats is called.
+        self.register_buffer("input_mean", torch.zeros(num_probes, in_dim))
+        self.register_buffer("input_std", torch.ones(num_probes, in_dim))
+
+        # Per-probe best state: buffers, so checkpoints carry them.
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            self.register_buffer(f"best_weight_{i}", w.detach().clone())
+            self.register_buffer(f"best_bias_{i}", b.detach().clone())
+        self.register_buffer("best_epoch", torch.full((num_probes,), -1, dtype=torch.long))
+        self.register_buffer("best_val_acc", torch.full((num_probes,), -math.inf))
+        self.register_buffer("best_val_f1", torch.full((num_probes,), math.nan))
+        self.register_buffer("test_acc", torch.full((num_probes,), math.nan))
+        self.register_buffer("test_f1", torch.full((num_probes,), math.nan))
+
+        self.val_conf = MultiProbeConfusion(num_probes, num_classes)
+        self.test_conf = MultiProbeConfusion(num_probes, num_classes)
+        #: probes whose best val acc improved at the last validation epoch (for callbacks)
+        self.last_improved: Tensor = torch.zeros(num_probes, dtype=torch.bool)
+        self._test_chance: float | None = None
+        self._swapped_out: list[Tensor] | None = None
+
+    # ------------------------------------------------------------------ parameters
+    def reset_parameters(self) -> None:
+        """Init every probe like ``nn.Linear``: kaiming-uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in))."""
+        for w, b in zip(self.weights, self.biases, strict=True):
+            bound = 1.0 / math.sqrt(w.shape[1])
+            nn.init.uniform_(w, -bound, bound)
+            nn.init.uniform_(b, -bound, bound)
+
+    @property
+    def num_params_per_probe(self) -> int:
+        """Trainable parameters of one probe (all probes are the same size)."""
+        return sum(p[0].numel() for p in self.parameters())
+
+    def _best_buffers(self) -> list[Tensor]:
+        return [
+            getattr(self, f"best_{kind}_{i}")
+            for i in range(len(self.weights))
+            for kind in ("weight", "bias")
+        ]
+
+    def _params(self) -> list[Tensor]:
+        return [p for w, b in zip(self.weights, self.biases, strict=True) for p in (w, b)]
+
+    @torch.no_grad()
+    def set_input_stats(self, mean: Tensor, std: Tensor, eps: float = 1e-6) -> None:
+        """Standardise inputs per probe and feature; features with std <= eps are only centred.
+
+        Probing results depend on feature scale (layers differ wildly in norm), so callers
+        standardise with training-set statistics.
+        """
+        shape = tuple(self.input_mean.shape)
+        if tuple(mean.shape) != shape or tuple(std.shape) != shape:
+            raise ValueError(f"mean and std must have shape {shape}")
+        std = std.to(self.input_std)
+        self.input_mean.copy_(mean)
+        self.input_std.copy_(torch.where(std > eps, std, torch.ones_like(std)))
+
+    @torch.no_grad()
+    def fit_input_stats(self, batches: Iterable[Mapping[str, Tensor]]) -> None:
+        """Set input stats from a stream of batches (float64 sums; never holds the data)."""
+        n, s, ss = 0, None, None
+        for batch in batches:
+            x = batch["x"].double()
+            x = x.reshape(-1, *x.shape[-2:])
+            s = x.sum(0) if s is None else s + x.sum(0)
+            ss = (x * x).sum(0) if ss is None else ss + (x * x).sum(0)
+            n += x.shape[0]
+        if n < 2 or s is None or ss is None:
+            raise ValueError("need at least two examples to estimate input statistics")
+        mean = s / n
+        var = ((ss - n * mean * mean) / (n - 1)).clamp_min(0)
+        self.set_input_stats(mean.float(), var.sqrt().float())
+
+    # ------------------------------------------------------------------ forward / loss
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, P, D) features -> (B, P, C) logits."""
+        # The cache may hold float16; follow the parameters' dtype (autocast still applies).
+        h = (x.to(self.input_mean.dtype) - self.input_mean) / self.input_std
+        h = h.to(self.weights[0].dtype)
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            h = torch.einsum("bpd,pdh->bph", h, w) + b
+            if i < last:
+                h = self.dropout(self._act(h))
+        return h
+
+    def _loss(self, logits: Tensor, y: Tensor) -> Tensor:
+        """Sum over probes of each probe's mean cross-entropy, in float32."""
+        b, p, _ = logits.shape
+        per_example = F.cross_entropy(
+            logits.float().permute(0, 2, 1), y.unsqueeze(1).expand(b, p), reduction="none"
+        )
+        return per_example.mean(0).sum()
+
+    def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
+        logits = self(batch["x"])
+        loss = self._loss(logits, batch["y"])
+        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(batch["y"]))
+        return loss
+
+    def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
+        logits = self(batch["x"])
+        loss = self._loss(logits, batch["y"])
+        self.log("val/loss", loss, on_epoch=True, batch_size=len(batch["y"]))
+        self.val_conf.update(logits.detach(), batch["y"])
+
+    def test_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
+        logits = self(batch["x"])
+        loss = self._loss(logits, batch["y"])
+        self.log("test/loss", loss, on_epoch=True, batch_size=len(batch["y"]))
+        self.test_conf.update(logits.detach(), batch["y"])
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        # AdamW with weight_decay=0 is Adam; both are element-wise, which keeps probes apart.
+        return torch.optim.AdamW(
+            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
+        )
+
+    # ------------------------------------------------------------------ validation / best
+    def on_validation_epoch_start(self) -> None:
+        self.val_conf.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        acc, f1 = self.val_conf.accuracy(), self.val_conf.macro_f1()
+        self.val_conf.reset()
+        metrics = {f"val/acc/{n}": a for n, a in zip(self.probe_names, acc, strict=True)}
+        metrics.update({f"val/f1/{n}": v for n, v in zip(self.probe_names, f1, strict=True)})
+        # Best state only moves while fitting: not in the sanity check, not in trainer.validate.
+        if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
+            self.update_best(acc, f1, self.current_epoch)
+            metrics["val/acc_best"] = self.best_val_acc.max()
+        self.log_dict(metrics)
+
+    @torch.no_grad()
+    def update_best(self, val_acc: Tensor, val_f1: Tensor, epoch: int) -> Tensor:
+        """Snapshot the probes whose val acc strictly improved (ties keep the earlier epoch).
+
+        Returns the (P,) bool mask of improved probes.
+        """
+        val_acc = val_acc.to(self.best_val_acc)
+        improved = val_acc > self.best_val_acc
+        if improved.any():
+            for best, param in zip(self._best_buffers(), self._params(), strict=True):
+                best[improved] = param.detach()[improved].to(best.dtype)
+            self.best_val_acc[improved] = val_acc[improved]
+            self.best_val_f1[improved] = val_f1.to(self.best_val_f1)[improved]
+            self.best_epoch[improved] = epoch
+        self.last_improved = improved.cpu()
+        return improved
+
+    # ------------------------------------------------------------------ test at best epoch
+    def on_test_start(self) -> None:
+        """Swap each probe's best-epoch parameters in; :meth:`on_test_end` restores them."""
+        if self.trainer.ckpt_path is not None:
+            rank_zero_warn(
+                "MultiProbe tested from a checkpoint: its per-probe best state is the one saved "
+                "at that checkpoint's epoch, which may predate later improvements. Pass the "
+                "fitted module with ckpt_path=None to test every probe at its own best epoch."
+            )
+        self.test_conf.reset()
+        has_best = self.best_epoch >= 0  # probes never validated are tested as they are
+        self._swapped_out = []
+        with torch.no_grad():
+            for best, param in zip(self._best_buffers(), self._params(), strict=True):
+                self._swapped_out.append(param.detach().clone())
+                param[has_best] = best[has_best].to(param.dtype)
+
+    def on_test_epoch_end(self) -> None:
+        acc, f1 = self.test_conf.accuracy(), self.test_conf.macro_f1()
+        confmat = self.test_conf.compute()
+        self._test_chance = float(confmat[0].sum(-1).max() / confmat[0].sum().clamp_min(1))
+        self.test_conf.reset()
+        self.test_acc.copy_(acc)
+        self.test_f1.copy_(f1)
+        metrics = {f"test/acc/{n}": a for n, a in zip(self.probe_names, acc, strict=True)}
+        metrics.update({f"test/f1/{n}": v for n, v in zip(self.probe_names, f1, strict=True)})
+        metrics["test/acc_best_probe"] = acc[int(self.best_val_acc.argmax())]
+        self.log_dict(metrics)
+
+    def on_test_end(self) -> None:
+        if self._swapped_out is not None:
+            with torch.no_grad():
+                for saved, param in zip(self._swapped_out, self._params(), strict=True):
+                    param.copy_(saved)
+            self._swapped_out = None
+
+    # ------------------------------------------------------------------ report
+    def results(self) -> list[dict[str, Any]]:
+        """One row per probe: its best-epoch val metrics and its test metrics at that epoch.
+
+        ``chance`` is the constructor's value, else the majority-class rate of the test set.
+        """
+        chance = self.hparams.chance if self.hparams.chance is not None else self._test_chance
+
+        def _num(t: Tensor) -> float | None:
+            v = float(t)
+            return None if math.isnan(v) or math.isinf(v) else v
+
+        return [
+            {
+                "name": name,
+                "val_acc": _num(self.best_val_acc[k]),
+                "val_f1": _num(self.best_val_f1[k]),
+                "best_epoch": int(self.best_epoch[k]),
+                "test_acc": _num(self.test_acc[k]),
+                "test_f1": _num(self.test_f1[k]),
+                "chance": chance,
+                "num_params": self.num_params_per_probe,
+            }
+            for k, name in enumerate(self.probe_names)
+        ]

@@ -1,0 +1,100 @@
+"""The task function behind ``train_probe.py``: cache -> probes/analyses -> results and W&B.
+
+Every run writes, in its own output folder: the resolved config (Hydra), ``results.json``,
+``results.csv`` and PNG figures; logs the same to the configured loggers; prints a summary.
+``wandb.finish()`` is always called so each multirun job is its own W&B run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from probes.tasks.base import Task, TaskOutput
+from vlprobe.cache.reader import CacheReader
+from vlprobe.extraction.pipeline import ensure_cache
+from vlprobe.reporting.table import format_table, write_results
+
+log = logging.getLogger(__name__)
+
+
+def build_loggers(cfg: DictConfig) -> list[Any]:
+    return [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+
+
+def _wandb_loggers(loggers: list[Any]) -> list[Any]:
+    from pytorch_lightning.loggers import WandbLogger
+
+    return [lg for lg in loggers if isinstance(lg, WandbLogger)]
+
+
+def publish(output: TaskOutput, loggers: list[Any], out_dir: Path, title: str) -> str:
+    """Write results files, send table/figures/summary to W&B, return the console table."""
+    json_path, csv_path = write_results(output.rows, out_dir)
+    for wb in _wandb_loggers(loggers):
+        import wandb
+
+        columns = list(dict.fromkeys(k for row in output.rows for k in row))
+        data = [[_cell(row.get(c)) for c in columns] for row in output.rows]
+        wb.experiment.log({"results": wandb.Table(columns=columns, data=data)})
+        wb.experiment.log({f"figures/{k}": wandb.Image(str(p)) for k, p in output.figures.items()})
+        wb.experiment.summary.update(output.summary)
+    for lg in loggers:
+        lg.log_hyperparams({"results_json": str(json_path)})
+    table = format_table(output.console_rows or output.rows, output.columns, title=title)
+    return f"{table}\n\nresults: {json_path}\n         {csv_path}\n" + "".join(
+        f"figure:  {p}\n" for p in output.figures.values()
+    )
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def run(cfg: DictConfig) -> float | None:
+    """Run the configured task; returns ``optimized_metric`` for Hydra sweepers."""
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    task: Task = instantiate(cfg.task)
+    loggers = build_loggers(cfg)
+    try:
+        reader = CacheReader(ensure_cache(cfg, task.dataset))
+        output = task.execute(reader, cfg, loggers, out_dir)
+        title = f"{cfg.task.name} | {cfg.model.name} | {cfg.probe.get('probe', '')} | seed {cfg.seed}"
+        print(publish(output, loggers, out_dir, title))
+        metric = _optimized_value(output, cfg.get("optimized_metric"))
+    finally:
+        _finish_wandb(loggers)
+    return metric
+
+
+def _optimized_value(output: TaskOutput, metric: str | None) -> float | None:
+    """``val/acc_best``: the best validation accuracy of any probe in the run."""
+    values = [r["val_acc"] for r in output.rows if isinstance(r.get("val_acc"), float)]
+    if metric == "val/acc_best" and values:
+        return max(values)
+    return output.summary.get(metric) if metric else None
+
+
+def _finish_wandb(loggers: list[Any]) -> None:
+    wandb_loggers = _wandb_loggers(loggers)
+    if not wandb_loggers:
+        return
+    import wandb
+
+    run_dir = Path(wandb_loggers[0].experiment.dir).parent
+    offline = bool(getattr(wandb_loggers[0], "_offline", False))
+    wandb.finish()
+    if offline:
+        print(f"W&B offline run: {run_dir}\n  upload it with: wandb sync {run_dir}")
+    else:
+        print(f"W&B run files: {run_dir}")

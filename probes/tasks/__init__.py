@@ -1,0 +1,1 @@
+"""VALUE tasks: which cache, which feature views, which probes, which figures."""

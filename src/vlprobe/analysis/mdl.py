@@ -1,0 +1,80 @@
+"""Minimum description length by online code (Voita & Titov 2020, "Information-Theoretic
+Probing with Minimum Description Length").
+
+The data are sent in blocks ``[0, t1), [t1, t2), ..., [t_{k-1}, n)``. The first block is sent
+with the uniform code (``t1 * log2(C)`` bits); every later block is sent with a probe trained on
+all data before it, costing its summed ``-log2 p(y | x)``. Fewer bits than the uniform code
+``n * log2(C)`` means the labels are easy to extract from the representation; compression =
+uniform / online. Training is the caller's job: this module is the arithmetic only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+DEFAULT_FRACTIONS: tuple[float, ...] = (
+    0.001,
+    0.002,
+    0.004,
+    0.008,
+    0.016,
+    0.032,
+    0.0625,
+    0.125,
+    0.25,
+    0.5,
+    1.0,
+)
+"""The block boundaries of Voita & Titov (0.1% ... 100% of the training data)."""
+
+
+def block_edges(n: int, fractions: Sequence[float] = DEFAULT_FRACTIONS) -> list[int]:
+    """Sorted unique block ends ``floor(f * n)``, at least 1 and at most ``n``."""
+    if n < 1:
+        raise ValueError("n must be positive")
+    if any(not 0 < f <= 1 for f in fractions):
+        raise ValueError("fractions must lie in (0, 1]")
+    # the epsilon keeps e.g. 0.032 * 1000 = 31.999... at 32
+    return sorted({min(n, max(1, math.floor(f * n + 1e-9))) for f in fractions})
+
+
+def online_codelength(
+    block_edges: Sequence[int],
+    block_losses_bits: Sequence[float],
+    first_block_size: int,
+    num_classes: int,
+) -> dict[str, float]:
+    """Online code length from per-block losses.
+
+    Args:
+        block_edges: ``[t1, ..., n]`` increasing block ends (``block_edges(n)``).
+        block_losses_bits: for each later block ``[t_i, t_{i+1})``, the summed ``-log2 p`` of
+            its labels under a probe trained on ``[0, t_i)``; ``len(block_edges) - 1`` values.
+        first_block_size: ``t1``, sent with the uniform code.
+        num_classes: ``C``.
+
+    Returns:
+        ``online_codelength`` and ``uniform_codelength`` (bits), ``compression`` (uniform /
+        online), ``first_block_bits``, ``num_examples`` (``n``).
+    """
+    edges = [int(e) for e in block_edges]
+    if not edges or any(b <= a for a, b in zip(edges, edges[1:], strict=False)) or edges[0] < 1:
+        raise ValueError("block_edges must be increasing positive integers")
+    if first_block_size != edges[0]:
+        raise ValueError(f"first_block_size {first_block_size} != first edge {edges[0]}")
+    if len(block_losses_bits) != len(edges) - 1:
+        raise ValueError(f"need {len(edges) - 1} block losses, got {len(block_losses_bits)}")
+    if num_classes < 2:
+        raise ValueError("num_classes must be at least 2")
+    bits_per_label = math.log2(num_classes)
+    first = first_block_size * bits_per_label
+    online = first + float(sum(block_losses_bits))
+    uniform = edges[-1] * bits_per_label
+    return {
+        "online_codelength": online,
+        "uniform_codelength": uniform,
+        "compression": uniform / online if online > 0 else math.inf,
+        "first_block_bits": first,
+        "num_examples": float(edges[-1]),
+    }

@@ -1,0 +1,19 @@
+"""Names and constants of the HDF5 cache layout (documented in docs/cache_format.md)."""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+SPLIT_IDS: dict[str, int] = {"train": 0, "val": 1, "test": 2}
+SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
+PARTIAL_SUFFIX = ".partial"
+TARGET_CHUNK_BYTES = 1 << 20  # 1 MiB: inside h5py's advised 0.25-4 MiB, full feature rows
+READ_CACHE_BYTES = 64 << 20  # rdcc_nbytes for readers: several chunks per dataset stay hot
+MAX_CHUNK_ROWS = 1 << 14  # small per-row fields: chunks are allocated whole, keep them modest
+
+
+def rows_per_chunk(row_bytes: int, total_rows_hint: int | None = None) -> int:
+    """Rows per chunk so one chunk is about ``TARGET_CHUNK_BYTES`` and spans whole rows."""
+    rows = min(MAX_CHUNK_ROWS, max(1, TARGET_CHUNK_BYTES // max(1, row_bytes)))
+    if total_rows_hint:
+        rows = min(rows, max(1, total_rows_hint))
+    return rows

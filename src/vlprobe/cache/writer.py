@@ -1,0 +1,180 @@
+"""Write the activation cache: append per-example records, publish atomically at the end.
+
+The file is written to ``<path>.partial`` and renamed only after the ``complete`` flag is set,
+so a killed extraction never leaves a file at the final path that looks finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+
+import h5py
+import numpy as np
+
+from vlprobe import __version__
+from vlprobe.cache.schema import PARTIAL_SUFFIX, SCHEMA_VERSION, SPLIT_IDS, rows_per_chunk
+from vlprobe.extraction.units import ExampleRecord, LabelVocab
+
+_STR = h5py.string_dtype()
+
+
+class CacheWriter:
+    """Appends :class:`ExampleRecord` s to growing, chunked HDF5 datasets."""
+
+    file: h5py.File | None
+
+    def __init__(
+        self,
+        path: str | Path,
+        attrs: dict[str, object],
+        labels: LabelVocab,
+        dtype: str = "float16",
+    ) -> None:
+        self.path = Path(path)
+        self.partial = self.path.with_name(self.path.name + PARTIAL_SUFFIX)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = h5py.File(self.partial, "w")
+        self.dtype = np.dtype(dtype)
+        self.counts = {"examples": 0, "tokens": 0, "region": 0, "phrase": 0, "sentence": 0}
+        self.token_offsets = [0]
+        self.phrase_pair_counts: list[int] = []
+        self.dropped_phrases = 0
+        self._pending: dict[str, tuple[int, object, list[np.ndarray]]] = {}
+        for key, value in attrs.items():
+            self.file.attrs[key] = value if isinstance(value, (int, float, str)) else json.dumps(value)
+        self.file.attrs["schema_version"] = SCHEMA_VERSION
+        self.file.attrs["vlprobe_version"] = __version__
+        self.file.attrs["label_names"] = json.dumps(labels.as_dict())
+        self.file.attrs["dtype"] = self.dtype.name
+        self.file.attrs["complete"] = 0
+
+    # -- low level ------------------------------------------------------------------------
+    def _append(self, name: str, data: np.ndarray, axis: int = 0, dtype=None) -> None:
+        """Queue ``data`` for dataset ``name``; written in one resize per flush, not per example."""
+        self._pending.setdefault(name, (axis, dtype, []))[2].append(np.asarray(data))
+
+    def flush(self) -> None:
+        """Write everything queued since the last flush (called once per extraction batch)."""
+        for name, (axis, dtype, parts) in self._pending.items():
+            self._write(name, np.concatenate(parts, axis=axis), axis, dtype)
+        self._pending.clear()
+
+    def _write(self, name: str, data: np.ndarray, axis: int, dtype) -> None:
+        """Grow dataset ``name`` along ``axis`` by ``data``; created on first use."""
+        dtype = data.dtype if dtype is None else dtype
+        if name not in self.file:
+            shape = list(data.shape)
+            shape[axis] = 0
+            maxshape = list(data.shape)
+            maxshape[axis] = None
+            row_bytes = int(np.prod([s for i, s in enumerate(data.shape) if i > axis] or [1]))
+            row_bytes *= np.dtype(dtype).itemsize if dtype is not _STR else 16
+            chunks = [1] * axis + [rows_per_chunk(row_bytes)] + list(data.shape[axis + 1 :])
+            self.file.create_dataset(
+                name, shape=tuple(shape), maxshape=tuple(maxshape), dtype=dtype, chunks=tuple(chunks)
+            )
+        ds = self.file[name]
+        start = ds.shape[axis]
+        if data.shape[axis] == 0:
+            return
+        new_shape = list(ds.shape)
+        new_shape[axis] = start + data.shape[axis]
+        ds.resize(tuple(new_shape))
+        index = [slice(None)] * data.ndim
+        index[axis] = slice(start, start + data.shape[axis])
+        ds[tuple(index)] = data.astype(dtype) if dtype is not _STR else data
+
+    def _act(self, name: str, data: np.ndarray, axis: int) -> None:
+        self._append(name, data, axis=axis, dtype=self.dtype)
+
+    # -- records ------------------------------------------------------------------------
+    def add(self, rec: ExampleRecord) -> None:
+        e = self.counts["examples"]
+        n_image = int((rec.modality == 1).sum())
+        self._append("examples/id", np.array([rec.example_id], dtype=object), dtype=_STR)
+        self._append("examples/group", np.array([rec.group_id], dtype=object), dtype=_STR)
+        self._append("examples/split", np.array([SPLIT_IDS[rec.split]], np.int8))
+        self._append("examples/n_text", np.array([rec.num_tokens - n_image], np.int32))
+        self._append("examples/n_image", np.array([n_image], np.int32))
+        self._act("tokens/hidden", rec.hidden, axis=1)
+        self._append("tokens/modality", rec.modality)
+        self._append("tokens/word_index", rec.word_index)
+        self._act("attention/cls_mass", rec.cls_mass[None], axis=0)
+        self.counts["tokens"] += rec.num_tokens
+        self.token_offsets.append(self.counts["tokens"])
+
+        region0, phrase0 = self.counts["region"], self.counts["phrase"]
+        num_regions, num_phrases = rec.region_category.shape[0], rec.phrase_type.shape[0]
+        self._act("units/region/embedding", rec.region_emb, axis=1)
+        self._append("units/region/example", np.full(num_regions, e, np.int32))
+        self._append("units/region/category", rec.region_category)
+        self._append("units/region/box", rec.region_box)
+        self._act("units/phrase/embedding", rec.phrase_emb, axis=1)
+        self._append("units/phrase/example", np.full(num_phrases, e, np.int32))
+        self._append("units/phrase/type", rec.phrase_type)
+        self._append("units/phrase/types", rec.phrase_types)
+        self._append("units/phrase/word_span", rec.phrase_span)
+        num_sentences = rec.sentence_label.shape[0]
+        self._act("units/sentence/cls", rec.sentence_cls, axis=1)
+        self._act("units/sentence/mean", rec.sentence_mean, axis=1)
+        self._append("units/sentence/example", np.full(num_sentences, e, np.int32))
+        self._append("units/sentence/label", rec.sentence_label)
+
+        self._append("pairs/relation/subject", rec.rel_subject + region0)
+        self._append("pairs/relation/object", rec.rel_object + region0)
+        self._append("pairs/relation/related", rec.rel_related)
+        self._append("pairs/relation/predicate", rec.rel_predicate)
+        self._act("pairs/relation/attention", rec.rel_attention, axis=0)
+        self._append("pairs/coref/phrase", rec.coref_phrase + phrase0)
+        self._append("pairs/coref/region", rec.coref_region + region0)
+        self._append("pairs/coref/corefer", rec.coref_corefer)
+        self._act("pairs/coref/attention", rec.coref_attention, axis=0)
+        self.phrase_pair_counts.extend(np.bincount(rec.coref_phrase, minlength=num_phrases))
+
+        if rec.attention_map is not None:
+            self.file.create_dataset(
+                f"attention/maps/{e}", data=rec.attention_map.astype(self.dtype), compression="gzip"
+            )
+        self.counts["examples"] += 1
+        self.counts["region"] += num_regions
+        self.counts["phrase"] += num_phrases
+        self.counts["sentence"] += num_sentences
+        self.dropped_phrases += rec.dropped_phrases
+
+    def close(self) -> Path:
+        """Finish the file and move it to its final path."""
+        self._append("examples/token_offset", np.asarray(self.token_offsets, np.int64))
+        pair_offset = np.concatenate([[0], np.cumsum(self.phrase_pair_counts)]).astype(np.int64)
+        self._append("units/phrase/pair_offset", pair_offset)
+        self.flush()
+        self.file.attrs["dropped_phrases"] = self.dropped_phrases
+        self.file.attrs["created_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.file.attrs["complete"] = 1
+        self.file.close()
+        self.file = None
+        os.replace(self.partial, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the partial file: a failed extraction leaves nothing that looks like a cache."""
+        if self.file:
+            self.file.close()
+        self.partial.unlink(missing_ok=True)
+
+    def __enter__(self) -> CacheWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

@@ -1,0 +1,175 @@
+"""Reduce one encoded example to what the VALUE tasks need, before it reaches the cache.
+
+Spans of tokens become units (phrase, region, sentence); pairs of units keep the attention of
+every head in both directions. Attention from a span to a span is the mean over the query
+span's tokens of the summed attention to the key span's tokens, so a one-token region and a
+multi-patch region (ViLT) are measured alike and values stay in [0, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from vlprobe.data.examples import VLExample
+from vlprobe.data.types import FLICKR_TYPES
+from vlprobe.models.base import EncodedExample
+
+TYPE_IDS = {name: i for i, name in enumerate(FLICKR_TYPES)}
+
+
+@dataclass
+class LabelVocab:
+    """Label names fixed before extraction, so ids are stable across the whole cache."""
+
+    category: list[str]
+    predicate: list[str]  # most frequent first
+    sentence: list[str]
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {
+            "category": self.category,
+            "predicate": self.predicate,
+            "sentence": self.sentence,
+            "phrase_type": list(FLICKR_TYPES),
+        }
+
+
+@dataclass
+class ExampleRecord:
+    """Per-example arrays; unit indices are local to the example (the writer offsets them)."""
+
+    example_id: str
+    group_id: str
+    split: str
+    hidden: np.ndarray  # (L, T, d)
+    modality: np.ndarray  # (T,) int8
+    word_index: np.ndarray  # (T,) int32
+    cls_mass: np.ndarray  # (A, H, 2)
+    region_emb: np.ndarray  # (L, R, d)
+    region_category: np.ndarray  # (R,) int32
+    region_box: np.ndarray  # (R, 4) float32
+    phrase_emb: np.ndarray  # (L, P, d)
+    phrase_type: np.ndarray  # (P,) int8
+    phrase_types: np.ndarray  # (P, 8) bool
+    phrase_span: np.ndarray  # (P, 2) int32
+    sentence_cls: np.ndarray  # (L, S, d), S in {0, 1}
+    sentence_mean: np.ndarray  # (L, S, d)
+    sentence_label: np.ndarray  # (S,) int32
+    rel_subject: np.ndarray  # (N,) int64 local region ids
+    rel_object: np.ndarray
+    rel_related: np.ndarray  # (N,) int8
+    rel_predicate: np.ndarray  # (N,) int32, -1 unrelated
+    rel_attention: np.ndarray  # (N, A, H, 2)
+    coref_phrase: np.ndarray  # (M,) int64 local phrase ids, sorted
+    coref_region: np.ndarray  # (M,) int64 local region ids
+    coref_corefer: np.ndarray  # (M,) int8
+    coref_attention: np.ndarray  # (M, A, H, 2)
+    attention_map: np.ndarray | None  # (A, H, T, T) for the first few examples only
+    dropped_phrases: int  # phrases whose words were all truncated away
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.modality.shape[0])
+
+
+def span_attention(att: torch.Tensor, query: list[int], key: list[int]) -> torch.Tensor:
+    """(A, H) attention from the query span to the key span (mean over queries, sum over keys)."""
+    rows = att[:, :, query, :]
+    return rows[:, :, :, key].sum(-1).mean(-1)
+
+
+def _pair_attention(
+    att: torch.Tensor, spans_a: list[list[int]], spans_b: list[list[int]], pairs: list[tuple[int, int]]
+) -> np.ndarray:
+    num_layers, num_heads = att.shape[:2]
+    out = np.zeros((len(pairs), num_layers, num_heads, 2), dtype=np.float32)
+    for row, (a, b) in enumerate(pairs):
+        out[row, :, :, 0] = span_attention(att, spans_a[a], spans_b[b]).numpy()
+        out[row, :, :, 1] = span_attention(att, spans_b[b], spans_a[a]).numpy()
+    return out
+
+
+def _mean_over(hidden: torch.Tensor, spans: list[list[int]]) -> np.ndarray:
+    num_layers, _, dim = hidden.shape
+    out = np.zeros((num_layers, len(spans), dim), dtype=np.float32)
+    for i, span in enumerate(spans):
+        out[:, i] = hidden[:, span].mean(1).numpy()
+    return out
+
+
+def reduce_example(
+    example: VLExample, enc: EncodedExample, labels: LabelVocab, keep_map: bool = False
+) -> ExampleRecord:
+    """Compute units, pairs and attention summaries of one example."""
+    hidden, att = enc.hidden.float(), enc.attentions.float()
+    num_layers, num_heads = att.shape[:2]
+    word_index = enc.word_index.numpy().astype(np.int32)
+    modality = enc.modality.numpy().astype(np.int8)
+    text_positions = [i for i, w in enumerate(word_index) if w >= 0]
+
+    region_spans = [list(enc.region_tokens[r.region_index]) for r in example.regions]
+    cat_ids = {c: i for i, c in enumerate(labels.category)}
+
+    kept_phrases, phrase_spans = [], []
+    for phrase in example.phrases:
+        tokens = [p for p in text_positions if phrase.word_start <= word_index[p] < phrase.word_end]
+        if tokens:
+            kept_phrases.append(phrase)
+            phrase_spans.append(tokens)
+
+    coref_pairs = [(p, r) for p in range(len(kept_phrases)) for r in range(len(example.regions))]
+    coref_gold = [int(r in kept_phrases[p].regions) for p, r in coref_pairs]
+    rel_pairs = [(rel.subject, rel.object) for rel in example.relations]
+    pred_ids = {p: i for i, p in enumerate(labels.predicate)}
+
+    mass = att[:, :, 0, :]  # [CLS] is the first text token for every adapter
+    image_mask = torch.from_numpy(modality == 1)
+    cls_mass = torch.stack([mass[..., ~image_mask].sum(-1), mass[..., image_mask].sum(-1)], -1)
+
+    has_sentence = example.label is not None
+    sentence_ids = {s: i for i, s in enumerate(labels.sentence)}
+    text_span = text_positions or [0]
+    return ExampleRecord(
+        example_id=example.example_id,
+        group_id=example.group_id,
+        split=example.split,
+        hidden=hidden.numpy(),
+        modality=modality,
+        word_index=word_index,
+        cls_mass=cls_mass.numpy(),
+        region_emb=_mean_over(hidden, region_spans),
+        region_category=np.array([cat_ids[r.category] for r in example.regions], dtype=np.int32),
+        region_box=np.array([r.box.as_array() for r in example.regions], np.float32).reshape(-1, 4),
+        phrase_emb=_mean_over(hidden, phrase_spans),
+        phrase_type=np.array([TYPE_IDS[p.types[0]] for p in kept_phrases], dtype=np.int8),
+        phrase_types=np.array(
+            [[t in p.types for t in FLICKR_TYPES] for p in kept_phrases], dtype=bool
+        ).reshape(-1, len(FLICKR_TYPES)),
+        phrase_span=np.array(
+            [(p.word_start, p.word_end) for p in kept_phrases], dtype=np.int32
+        ).reshape(-1, 2),
+        sentence_cls=hidden[:, :1].numpy() if has_sentence else _mean_over(hidden, []),
+        sentence_mean=_mean_over(hidden, [text_span] if has_sentence else []),
+        sentence_label=np.array([sentence_ids[example.label]] if has_sentence else [], np.int32),
+        rel_subject=np.array([s for s, _ in rel_pairs], dtype=np.int64),
+        rel_object=np.array([o for _, o in rel_pairs], dtype=np.int64),
+        rel_related=np.array([r.predicate is not None for r in example.relations], np.int8),
+        rel_predicate=np.array(
+            [pred_ids[r.predicate] if r.predicate is not None else -1 for r in example.relations],
+            dtype=np.int32,
+        ),
+        rel_attention=_pair_attention(att, region_spans, region_spans, rel_pairs).reshape(
+            len(rel_pairs), num_layers, num_heads, 2
+        ),
+        coref_phrase=np.array([p for p, _ in coref_pairs], dtype=np.int64),
+        coref_region=np.array([r for _, r in coref_pairs], dtype=np.int64),
+        coref_corefer=np.array(coref_gold, dtype=np.int8),
+        coref_attention=_pair_attention(att, phrase_spans, region_spans, coref_pairs).reshape(
+            len(coref_pairs), num_layers, num_heads, 2
+        ),
+        attention_map=att.numpy() if keep_map else None,
+        dropped_phrases=len(example.phrases) - len(kept_phrases),
+    )

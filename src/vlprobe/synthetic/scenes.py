@@ -1,0 +1,268 @@
+"""Scene sampling for VALUE-mini: objects with category, colour, size and a pixel box.
+
+Every writer (Flickr30k Entities, Visual Genome, BUTD features, images) renders the same
+:class:`Scene` list, so the modalities agree by construction. Relations are a deterministic
+function of two boxes (:func:`relation_predicate`) and are annotated only for pairs that touch
+or nearly touch (:func:`are_related`), so unrelated pairs exist and identification is learnable.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from vlprobe.data.types import FLICKR_TYPES, Box
+
+CATEGORIES: dict[str, tuple[str, ...]] = {
+    "people": ("man", "woman", "child", "boy", "girl"),
+    "clothing": ("shirt", "hat", "jacket", "dress"),
+    "bodyparts": ("hand", "arm", "head", "leg"),
+    "animals": ("dog", "cat", "horse", "bird"),
+    "vehicles": ("car", "bike", "bus", "truck"),
+    "instruments": ("guitar", "drum", "violin"),
+    "scene": ("street", "park", "beach"),
+    "other": ("ball", "table", "bench", "box", "bag"),
+}
+"""Flickr30k Entities type -> object categories (nouns); ``scene`` ones cover the whole image."""
+
+TYPE_OF: dict[str, str] = {c: t for t, cats in CATEGORIES.items() for c in cats}
+OBJECT_TYPES: tuple[str, ...] = tuple(t for t in FLICKR_TYPES if t != "scene")
+ALL_CATEGORIES: tuple[str, ...] = tuple(c for t in FLICKR_TYPES for c in CATEGORIES[t])
+
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 40, 40),
+    "green": (40, 170, 60),
+    "blue": (40, 80, 220),
+    "yellow": (235, 215, 40),
+    "white": (245, 245, 245),
+    "black": (25, 25, 25),
+    "orange": (245, 140, 30),
+    "purple": (140, 60, 180),
+}
+SIZES: tuple[str, ...] = ("small", "medium", "large")
+
+PREDICATES: tuple[str, ...] = (
+    "in",
+    "has",
+    "on",
+    "bigger than",
+    "smaller than",
+    "above",
+    "below",
+    "left of",
+    "right of",
+    "next to",
+    "near",
+)
+"""Canonical (normalised) predicates, in the rule order of :func:`relation_predicate`."""
+
+RELATED_GAP = 0.03
+"""Pairs whose gap is at most this fraction of the longer image side are annotated."""
+
+_TYPE_WEIGHTS = {
+    "people": 0.28,
+    "clothing": 0.12,
+    "bodyparts": 0.10,
+    "animals": 0.14,
+    "vehicles": 0.12,
+    "instruments": 0.10,
+    "other": 0.14,
+}
+_SUPPORTS = frozenset({"table", "bench", "car", "bus", "truck", "horse", "bike"})
+_CAN_SIT_ON = frozenset({"people", "animals", "instruments", "other"})
+_ASPECTS = ((1.0, 1.0), (1.0, 0.75), (0.75, 1.0), (1.0, 0.625))
+
+
+@dataclass(frozen=True)
+class SceneObject:
+    """One depicted object; ``box`` is 0-based half-open integer pixels ``x1 y1 x2 y2``."""
+
+    index: int
+    category: str
+    colour: str
+    size: str
+    box: tuple[int, int, int, int]
+    inside: int | None = None  # index of the person this clothing/body part belongs to
+
+    @property
+    def type(self) -> str:
+        return TYPE_OF[self.category]
+
+    def as_box(self) -> Box:
+        return Box(*(float(v) for v in self.box))
+
+
+@dataclass(frozen=True)
+class Relation:
+    subject: int  # SceneObject.index
+    object: int
+    predicate: str  # canonical, one of PREDICATES
+
+
+@dataclass
+class Scene:
+    image_id: str
+    width: int
+    height: int
+    setting: str  # a ``scene`` category: street / park / beach
+    objects: list[SceneObject] = field(default_factory=list)
+    relations: list[Relation] = field(default_factory=list)
+
+
+def _inter(a: Box, b: Box) -> float:
+    w = min(a.x2, b.x2) - max(a.x1, b.x1)
+    h = min(a.y2, b.y2) - max(a.y1, b.y1)
+    return max(0.0, w) * max(0.0, h)
+
+
+def box_gap(a: Box, b: Box) -> float:
+    """Chebyshev gap in pixels between two boxes (0 when they touch or overlap)."""
+    gx = max(0.0, max(a.x1, b.x1) - min(a.x2, b.x2))
+    gy = max(0.0, max(a.y1, b.y1) - min(a.y2, b.y2))
+    return max(gx, gy)
+
+
+def are_related(a: Box, b: Box, width: int, height: int) -> bool:
+    """Annotate a pair only when the boxes touch or nearly touch."""
+    return box_gap(a, b) <= RELATED_GAP * max(width, height)
+
+
+def relation_predicate(s: Box, o: Box, width: int, height: int) -> str:
+    """The predicate of ``subject s`` -> ``object o``: the first rule that fires wins.
+
+    Containment (in / has), resting on top (on), a 4x area ratio (bigger / smaller than), then
+    the dominant direction of the centre offset (above / below / left of / right of), then
+    next to (touching) or near. Every rule is (piecewise) linear in the two boxes' geometry.
+    """
+    inter = _inter(s, o)
+    if inter >= 0.85 * s.area:
+        return "in"
+    if inter >= 0.85 * o.area:
+        return "has"
+    s_w = s.x2 - s.x1
+    overlap_x = min(s.x2, o.x2) - max(s.x1, o.x1)
+    s_cy = (s.y1 + s.y2) / 2
+    if (
+        overlap_x >= 0.6 * s_w
+        and s_cy < o.y1
+        and o.y1 - 0.02 * height <= s.y2 <= o.y1 + 0.25 * (o.y2 - o.y1)
+    ):
+        return "on"
+    if s.area >= 4 * o.area:
+        return "bigger than"
+    if 4 * s.area <= o.area:
+        return "smaller than"
+    dx = ((s.x1 + s.x2) - (o.x1 + o.x2)) / (2 * width)
+    dy = ((s.y1 + s.y2) - (o.y1 + o.y2)) / (2 * height)
+    if abs(dy) >= 1.5 * abs(dx):
+        return "above" if dy < 0 else "below"
+    if abs(dx) >= 1.5 * abs(dy):
+        return "left of" if dx < 0 else "right of"
+    return "next to" if box_gap(s, o) == 0 else "near"
+
+
+def size_of(box: Sequence[float], width: int, height: int) -> str:
+    """small / medium / large by the square root of the box's share of the image area."""
+    share = ((box[2] - box[0]) * (box[3] - box[1]) / (width * height)) ** 0.5
+    return "small" if share < 0.2 else "large" if share > 0.33 else "medium"
+
+
+def _clip(x1: float, y1: float, x2: float, y2: float, w: int, h: int) -> tuple[int, ...]:
+    x1, y1 = max(0, int(round(x1))), max(0, int(round(y1)))
+    x2, y2 = min(w, int(round(x2))), min(h, int(round(y2)))
+    return x1, y1, max(x2, x1 + 4), max(y2, y1 + 4)
+
+
+def _free_box(rng: random.Random, cat: str, w: int, h: int) -> tuple[int, ...]:
+    t = TYPE_OF[cat]
+    bw = rng.uniform(0.12, 0.4) * w
+    bh = bw * {"people": rng.uniform(1.5, 2.4), "vehicles": rng.uniform(0.5, 0.8)}.get(
+        t, rng.uniform(0.7, 1.3)
+    )
+    bh = min(bh, 0.9 * h)
+    x1 = rng.uniform(0, w - bw)
+    y1 = rng.uniform(0, h - bh)
+    return _clip(x1, y1, x1 + bw, y1 + bh, w, h)
+
+
+def _part_box(rng: random.Random, host: tuple[int, ...], cat: str) -> tuple[int, ...]:
+    """A box inside ``host`` (a person): hats/heads at the top, the rest anywhere."""
+    hx1, hy1, hx2, hy2 = host
+    hw, hh = hx2 - hx1, hy2 - hy1
+    bw = rng.uniform(0.3, 0.6) * hw
+    bh = rng.uniform(0.15, 0.4) * hh
+    x1 = hx1 + rng.uniform(0, hw - bw)
+    y1 = hy1 + (0 if cat in ("hat", "head") else rng.uniform(0, hh - bh))
+    return (
+        int(round(x1)),
+        int(round(y1)),
+        max(int(round(x1 + bw)), int(round(x1)) + 4),
+        max(int(round(y1 + bh)), int(round(y1)) + 4),
+    )
+
+
+def _on_box(
+    rng: random.Random, support: tuple[int, ...], cat: str, w: int, h: int
+) -> tuple[int, ...]:
+    """A box resting on top of ``support``: bottom edge a little below its top edge."""
+    sx1, sy1, sx2, sy2 = support
+    sw = sx2 - sx1
+    bw = rng.uniform(0.3, 0.7) * sw
+    bh = bw * (rng.uniform(1.3, 2.0) if TYPE_OF[cat] == "people" else rng.uniform(0.6, 1.1))
+    bh = min(bh, max(8.0, sy1 + 0.1 * (sy2 - sy1)))
+    x1 = sx1 + rng.uniform(0, sw - bw)
+    bottom = sy1 + rng.uniform(0.0, 0.1) * (sy2 - sy1)
+    return _clip(x1, bottom - bh, x1 + bw, bottom, w, h)
+
+
+def _sample_scene(rng: random.Random, k: int, image_id: str, image_size: int) -> Scene:
+    aw, ah = rng.choice(_ASPECTS)
+    width, height = int(round(aw * image_size)), int(round(ah * image_size))
+    setting = rng.choice(CATEGORIES["scene"])
+    n = rng.randint(3, 8)
+    types = [OBJECT_TYPES[k % len(OBJECT_TYPES)]]  # cycle so every type appears in 7 scenes
+    types += rng.choices(list(_TYPE_WEIGHTS), weights=list(_TYPE_WEIGHTS.values()), k=n - 1)
+    cats = [rng.choice(CATEGORIES[t]) for t in types]
+    # people and supports first, so clothing/body parts and "on" placements have hosts
+    cats.sort(key=lambda c: (TYPE_OF[c] != "people", c not in _SUPPORTS))
+    objects: list[SceneObject] = []
+    for i, cat in enumerate(cats):
+        t = TYPE_OF[cat]
+        people = [o for o in objects if o.type == "people"]
+        supports = [o for o in objects if o.category in _SUPPORTS]
+        inside = None
+        if t in ("clothing", "bodyparts") and people and rng.random() < 0.85:
+            host = rng.choice(people)
+            box, inside = _part_box(rng, host.box, cat), host.index
+        elif t in _CAN_SIT_ON and supports and rng.random() < 0.4:
+            box = _on_box(rng, rng.choice(supports).box, cat, width, height)
+        else:
+            box = _free_box(rng, cat, width, height)
+        colour = rng.choice(list(COLOURS))
+        objects.append(
+            SceneObject(i, cat, colour, size_of(box, width, height), tuple(box), inside)
+        )
+    relations: list[Relation] = []
+    for i in range(len(objects)):
+        for j in range(i + 1, len(objects)):
+            a, b = objects[i].as_box(), objects[j].as_box()
+            if not are_related(a, b, width, height):
+                continue
+            s, o = (i, j) if rng.random() < 0.5 else (j, i)
+            pred = relation_predicate(objects[s].as_box(), objects[o].as_box(), width, height)
+            relations.append(Relation(s, o, pred))
+    return Scene(image_id, width, height, setting, objects, relations)
+
+
+def image_id_for(k: int) -> str:
+    """Numeric ids like Flickr30k's, the same for Flickr30k Entities, Visual Genome and TSV."""
+    return str(9_000_000 + k)
+
+
+def sample_scenes(n: int, seed: int = 0, image_size: int = 384) -> list[Scene]:
+    """``n`` scenes, deterministic for ``seed``; 3-8 objects each, every object type used."""
+    if n < 1:
+        raise ValueError(f"need at least one scene, got {n}")
+    rng = random.Random(f"vlprobe-scenes:{seed}")
+    return [_sample_scene(rng, k, image_id_for(k), image_size) for k in range(n)]

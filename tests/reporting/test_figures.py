@@ -1,0 +1,56 @@
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from PIL import Image
+
+from vlprobe.reporting.figures import plot_by_layer, plot_layer_head_heatmap, plot_text_vs_image
+
+
+def _assert_png(path):
+    assert path.exists() and path.stat().st_size > 0
+    with Image.open(path) as img:
+        assert img.format == "PNG"
+        assert img.size[0] > 0 and img.size[1] > 0
+
+
+def test_plot_by_layer(tmp_path):
+    names = ["emb", "L01", "L02", "L03"]
+    path = plot_by_layer(
+        {"cls": [0.3, 0.5, 0.7, 0.6], "mean": [0.3, 0.6, 0.8, 0.7]},
+        names,
+        tmp_path / "sub" / "by_layer.png",
+        "SentLen",
+        chance=1 / 6,
+        bands={"cls": ([0.25, 0.45, 0.65, 0.55], [0.35, 0.55, 0.75, 0.65])},
+    )
+    _assert_png(path)
+    with pytest.raises(ValueError):
+        plot_by_layer({"cls": [0.1]}, names, tmp_path / "bad.png", "bad")
+
+
+def test_plot_layer_head_heatmap(tmp_path):
+    matrix = np.random.default_rng(0).random((4, 6))
+    matrix[1, 2] = np.nan
+    path = plot_layer_head_heatmap(
+        matrix,
+        tmp_path / "heat.png",
+        "alignment",
+        ["L01", "L02", "L03", "L04"],
+        vmin=0,
+        vmax=1,
+        annotate_top=3,
+    )
+    _assert_png(path)
+    _assert_png(plot_layer_head_heatmap(matrix, tmp_path / "plain.png", "plain"))
+
+
+def test_plot_text_vs_image(tmp_path):
+    path = plot_text_vs_image([0.7, 0.6], [0.3, 0.4], ["L01", "L02"], tmp_path / "ti.png", "CLS")
+    _assert_png(path)
+
+
+def test_no_figures_left_open(tmp_path):
+    before = plt.get_fignums()
+    for i in range(5):
+        plot_layer_head_heatmap(np.eye(3), tmp_path / f"h{i}.png", "t")
+    assert plt.get_fignums() == before

@@ -1,0 +1,24 @@
+"""Train VALUE probes on a frozen V+L model: ``python train_probe.py task=visual_relation``.
+
+Configured by Hydra (configs/train_probe.yaml); see README for tasks, sweeps and real data.
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from vlprobe.config import register_resolvers
+
+register_resolvers()
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="train_probe")
+def main(cfg: DictConfig) -> float | None:
+    from probes.run import run
+
+    return run(cfg)
+
+
+if __name__ == "__main__":
+    main()
