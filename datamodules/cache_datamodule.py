@@ -28,7 +28,12 @@ class BlockBatchSampler(Sampler[list[int]]):
     """
 
     def __init__(self, num_rows: int, batch_size: int, shuffle: bool, seed: int = 0) -> None:
-        self.num_rows, self.batch_size, self.shuffle, self.seed = num_rows, batch_size, shuffle, seed
+        self.num_rows, self.batch_size, self.shuffle, self.seed = (
+            num_rows,
+            batch_size,
+            shuffle,
+            seed,
+        )
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -95,7 +100,12 @@ class CacheProbeDataModule(pl.LightningDataModule):
         super().__init__()
         if mode not in ("auto", "stream", "memory"):
             raise ValueError(f"data.loader.mode must be auto, stream or memory, got {mode!r}")
-        self.view, self.batch_size, self.num_workers, self.seed = view, batch_size, num_workers, seed
+        self.view, self.batch_size, self.num_workers, self.seed = (
+            view,
+            batch_size,
+            num_workers,
+            seed,
+        )
         self.mode = self._choose_mode(mode, memory_budget_mb)
         if self.mode == "memory":
             view.load_into_memory()
@@ -112,7 +122,9 @@ class CacheProbeDataModule(pl.LightningDataModule):
             return mode
         needed_mb = self.view.nbytes() / 2**20
         chosen = "memory" if needed_mb <= budget_mb else "stream"
-        log.info("loader mode %s: view needs %.1f MiB, budget %.0f MiB", chosen, needed_mb, budget_mb)
+        log.info(
+            "loader mode %s: view needs %.1f MiB, budget %.0f MiB", chosen, needed_mb, budget_mb
+        )
         return chosen
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:

@@ -67,4 +67,4 @@ def contiguous_segments(sorted_ids: np.ndarray, max_gap: int) -> list[tuple[int,
         return []
     breaks = np.flatnonzero(np.diff(sorted_ids) > max_gap) + 1
     edges = [0, *breaks.tolist(), sorted_ids.size]
-    return list(zip(edges[:-1], edges[1:]))
+    return list(zip(edges[:-1], edges[1:], strict=True))

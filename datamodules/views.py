@@ -44,9 +44,7 @@ class FeatureView(ABC):
 
     def read(self, rows: np.ndarray) -> np.ndarray:
         """Features for sorted ``rows``: one contiguous read per run of nearby rows."""
-        parts = [
-            self._read_segment(rows[a:b]) for a, b in contiguous_segments(rows, MAX_GAP)
-        ]
+        parts = [self._read_segment(rows[a:b]) for a, b in contiguous_segments(rows, MAX_GAP)]
         return np.concatenate(parts, axis=0)
 
     def nbytes(self) -> int:
@@ -106,5 +104,5 @@ def layer_probe_names(layers: list[int]) -> list[str]:
 
 
 def head_probe_names(num_layers: int, num_heads: int) -> list[str]:
-    """``L01H00`` ...: attention layer numbers start at 1 (layer 0 is the embeddings)."""
-    return [f"L{a + 1:02d}H{h:02d}" for a in range(num_layers) for h in range(num_heads)]
+    """``L01H01`` ...: 1-based like the figures (hidden layer 0 is the embeddings)."""
+    return [f"L{a + 1:02d}H{h + 1:02d}" for a in range(num_layers) for h in range(num_heads)]

@@ -67,6 +67,6 @@ def train_view(
     trainer.test(model, datamodule=dm, verbose=False)
     sizes = {f"n_{s}": len(ds) for s, ds in dm.datasets.items()}
     rows = []
-    for probe_name, row in zip(view.probe_names, model.results()):
+    for probe_name, row in zip(view.probe_names, model.results(), strict=True):
         rows.append({"probe": probe_name, **row, "name": f"{name_prefix}/{probe_name}", **sizes})
     return rows

@@ -69,7 +69,9 @@ def run(cfg: DictConfig) -> float | None:
     try:
         reader = CacheReader(ensure_cache(cfg, task.dataset))
         output = task.execute(reader, cfg, loggers, out_dir)
-        title = f"{cfg.task.name} | {cfg.model.name} | {cfg.probe.get('probe', '')} | seed {cfg.seed}"
+        title = (
+            f"{cfg.task.name} | {cfg.model.name} | {cfg.probe.get('probe', '')} | seed {cfg.seed}"
+        )
         print(publish(output, loggers, out_dir, title))
         metric = _optimized_value(output, cfg.get("optimized_metric"))
     finally:

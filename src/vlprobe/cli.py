@@ -55,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlprobe", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("make-demo-data", help="write the synthetic VALUE-mini set (real formats)")
+    demo = sub.add_parser(
+        "make-demo-data", help="write the synthetic VALUE-mini set (real formats)"
+    )
     demo.add_argument("--out", required=True, help="output folder")
     demo.add_argument("--scenes", type=int, default=300)
     demo.add_argument("--seed", type=int, default=0)

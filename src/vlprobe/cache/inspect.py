@@ -41,7 +41,11 @@ def describe(path: str | Path) -> str:
     reader = CacheReader(path)
     f = reader.file
     num_examples = max(1, f["examples/split"].shape[0])
-    lines = [f"cache: {reader.path}  ({_human(reader.path.stat().st_size)} on disk)", "", "provenance:"]
+    lines = [
+        f"cache: {reader.path}  ({_human(reader.path.stat().st_size)} on disk)",
+        "",
+        "provenance:",
+    ]
     for key in PROVENANCE_KEYS:
         if key in f.attrs:
             lines.append(f"  {key}: {reader.attr(key)}")
@@ -49,7 +53,10 @@ def describe(path: str | Path) -> str:
     lines += [f"  {name}: {count}" for name, count in reader.split_counts().items()]
     lines += ["", "labels:"]
     lines += [f"  {k}: {len(v)} names" for k, v in reader.label_names.items() if v]
-    lines += ["", f"{'dataset':34s} {'shape':>24s} {'dtype':>8s} {'size':>11s} {'per example':>12s}"]
+    lines += [
+        "",
+        f"{'dataset':34s} {'shape':>24s} {'dtype':>8s} {'size':>11s} {'per example':>12s}",
+    ]
     rows: list[str] = []
 
     def visit(name: str, obj: object) -> None:

@@ -70,7 +70,7 @@ def write_planted_relation_cache(
             label = np.where(related, predicate, num_predicates)
             region = rng.normal(size=(hidden_layers, regions_per_image, hidden_size))
             # subject embedding carries the label at the signal layer (one pair per subject)
-            for s, lab in zip(subj, label):
+            for s, lab in zip(subj, label, strict=True):
                 region[signal_layer, s] += strength * direction[lab]
             attention = rng.uniform(0, 0.2, size=(pairs_per_image, num_layers, num_heads, 2))
             layer, head = signal_head

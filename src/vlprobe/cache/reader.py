@@ -112,4 +112,4 @@ class CacheReader:
 
     def split_counts(self) -> dict[str, int]:
         counts = np.bincount(self.example_split, minlength=len(SPLIT_NAMES))
-        return {name: int(c) for name, c in zip(SPLIT_NAMES, counts)}
+        return {name: int(c) for name, c in zip(SPLIT_NAMES, counts, strict=True)}

@@ -45,7 +45,9 @@ class CacheWriter:
         self.dropped_phrases = 0
         self._pending: dict[str, tuple[int, object, list[np.ndarray]]] = {}
         for key, value in attrs.items():
-            self.file.attrs[key] = value if isinstance(value, (int, float, str)) else json.dumps(value)
+            self.file.attrs[key] = (
+                value if isinstance(value, (int, float, str)) else json.dumps(value)
+            )
         self.file.attrs["schema_version"] = SCHEMA_VERSION
         self.file.attrs["vlprobe_version"] = __version__
         self.file.attrs["label_names"] = json.dumps(labels.as_dict())
@@ -75,7 +77,11 @@ class CacheWriter:
             row_bytes *= np.dtype(dtype).itemsize if dtype is not _STR else 16
             chunks = [1] * axis + [rows_per_chunk(row_bytes)] + list(data.shape[axis + 1 :])
             self.file.create_dataset(
-                name, shape=tuple(shape), maxshape=tuple(maxshape), dtype=dtype, chunks=tuple(chunks)
+                name,
+                shape=tuple(shape),
+                maxshape=tuple(maxshape),
+                dtype=dtype,
+                chunks=tuple(chunks),
             )
         ds = self.file[name]
         start = ds.shape[axis]

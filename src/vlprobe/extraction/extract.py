@@ -69,7 +69,7 @@ class _WriterThread(threading.Thread):
             if self.error is not None:
                 continue
             try:
-                for example, encoded in zip(*item):
+                for example, encoded in zip(*item, strict=True):
                     keep = self.done < self.max_maps
                     self.writer.add(reduce_example(example, encoded, self.labels, keep_map=keep))
                     self.done += 1
@@ -111,7 +111,10 @@ def extract(
         "num_heads": adapter.num_heads,
         "hidden_size": adapter.hidden_size,
         "layer_names": adapter.layer_names,
-        **{f"model_{k}" if not k.startswith("model_") else k: v for k, v in adapter.provenance().items()},
+        **{
+            f"model_{k}" if not k.startswith("model_") else k: v
+            for k, v in adapter.provenance().items()
+        },
         **attrs,
     }
     with CacheWriter(out_path, meta, labels, dtype=dtype) as writer:

@@ -60,7 +60,9 @@ def ensure_demo_data(cfg: DictConfig) -> None:
     from vlprobe.synthetic import make_demo_data
 
     log.info("building the demo data set (%d scenes) at %s", cfg.data.scenes, root)
-    make_demo_data(root, scenes=cfg.data.scenes, seed=cfg.data.seed, feature_dim=cfg.data.feature_dim)
+    make_demo_data(
+        root, scenes=cfg.data.scenes, seed=cfg.data.seed, feature_dim=cfg.data.feature_dim
+    )
     (root / "DONE").write_text("complete\n")
 
 
@@ -148,7 +150,12 @@ def run_extraction(cfg: DictConfig, dataset: str, out: Path | None = None) -> Pa
         max_attention_maps=cfg.extraction.max_attention_maps,
         progress=cfg.extraction.progress,
     )
-    log.info("cache written: %s (%d examples, %.1f s)", path, len(examples), time.perf_counter() - started)
+    log.info(
+        "cache written: %s (%d examples, %.1f s)",
+        path,
+        len(examples),
+        time.perf_counter() - started,
+    )
     return path
 
 

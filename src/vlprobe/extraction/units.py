@@ -82,7 +82,10 @@ def span_attention(att: torch.Tensor, query: list[int], key: list[int]) -> torch
 
 
 def _pair_attention(
-    att: torch.Tensor, spans_a: list[list[int]], spans_b: list[list[int]], pairs: list[tuple[int, int]]
+    att: torch.Tensor,
+    spans_a: list[list[int]],
+    spans_b: list[list[int]],
+    pairs: list[tuple[int, int]],
 ) -> np.ndarray:
     num_layers, num_heads = att.shape[:2]
     out = np.zeros((len(pairs), num_layers, num_heads, 2), dtype=np.float32)

@@ -115,6 +115,7 @@ class HFAdapter:
         self.source = source
         self.revision = revision
         self.seed = seed
+        self.notes: dict[str, str] = {}  # extra provenance, e.g. how weights were initialised
         self.autocast_dtype = resolve_autocast(self.device, autocast_dtype)
         limit = int(getattr(model.config, "max_position_embeddings", 512))
         self.max_text_length = min(max_text_length or limit, limit)
@@ -250,7 +251,7 @@ class HFAdapter:
         }
         if self.seed is not None:
             out["seed"] = str(self.seed)
-        return out
+        return {**out, **self.notes}
 
     # ------------------------------------------------------------------ for subclasses
     def _encode(self, batch: list[ModelInput]) -> list[EncodedExample]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from vlprobe.models.base import Adapter
 from vlprobe.models.hf_adapter import HFAdapter
 from vlprobe.models.lxmert import LxmertAdapter
 from vlprobe.models.text_encoder import TextEncoderAdapter
@@ -61,7 +60,7 @@ def build_adapter(
     config: dict | None = None,
     device: str = "cpu",
     seed: int = 0,
-) -> Adapter:
+) -> HFAdapter:
     """Build a frozen adapter; see the module docstring for what each argument combination means."""
     if name == DEMO:
         return _build_demo(pretrained, random_init, config, device, seed)

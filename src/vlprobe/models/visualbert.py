@@ -126,6 +126,8 @@ class VisualBertAdapter(HFAdapter):
             seed=seed,
         )
         adapter.name = "visualbert-minilm"
+        if not random_init:
+            adapter.notes["init"] = "text embeddings + encoder from the BERT; visual parts seeded"
         return adapter
 
 

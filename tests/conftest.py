@@ -1,0 +1,56 @@
+"""Shared fixtures: offline W&B in a temp folder, composed configs, planted caches."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from vlprobe.cache.planted import write_planted_relation_cache
+from vlprobe.config import config_dir, register_resolvers
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_wandb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """W&B never writes outside the test's temp folder and never goes online."""
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
+    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("VLPROBE_ROOT", str(tmp_path))
+
+
+@pytest.fixture
+def compose_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
+    """Compose a real config the way ``train_probe.py`` does, output folder in tmp_path."""
+
+    def _compose(overrides: list[str], config_name: str = "train_probe") -> DictConfig:
+        register_resolvers()
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+        HydraConfig().set_config(cfg)
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(tmp_path / "run")
+            cfg.paths.root_dir = str(tmp_path)
+        return cfg
+
+    return _compose
+
+
+@pytest.fixture(scope="session")
+def planted_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Only hidden layer 2 and head (1, 3) carry the relation label."""
+    path = tmp_path_factory.mktemp("planted") / "planted.h5"
+    return write_planted_relation_cache(path, num_images=250, signal_layer=2, signal_head=(1, 2))
