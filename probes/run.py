@@ -14,7 +14,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from probes.tasks.base import Task, TaskOutput
 from vlprobe.cache.reader import CacheReader
@@ -66,8 +66,12 @@ def run(cfg: DictConfig) -> float | None:
     out_dir.mkdir(parents=True, exist_ok=True)
     task: Task = instantiate(cfg.task)
     loggers = build_loggers(cfg)
+    keys = [k for k in cfg if k != "hydra"]  # tests compose with the hydra node attached
+    resolved = OmegaConf.to_container(OmegaConf.masked_copy(cfg, keys), resolve=True)
+    for lg in loggers:
+        lg.log_hyperparams(resolved)
     try:
-        reader = CacheReader(ensure_cache(cfg, task.dataset))
+        reader = CacheReader(ensure_cache(cfg, task.dataset)) if task.dataset else None
         output = task.execute(reader, cfg, loggers, out_dir)
         title = (
             f"{cfg.task.name} | {cfg.model.name} | {cfg.probe.get('probe', '')} | seed {cfg.seed}"

@@ -22,8 +22,8 @@ class TaskOutput:
 
 class Task(Protocol):
     name: str
-    dataset: str
+    dataset: str | None  # the cache run() opens; None: the task builds its own (several)
 
     def execute(
-        self, reader: CacheReader, cfg: DictConfig, loggers: list[Any], out_dir: Path
+        self, reader: CacheReader | None, cfg: DictConfig, loggers: list[Any], out_dir: Path
     ) -> TaskOutput: ...

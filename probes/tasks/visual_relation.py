@@ -25,8 +25,8 @@ from datamodules.views import (
 )
 from probes.engine import train_view
 from probes.tasks.base import TaskOutput
+from probes.tasks.figures import probe_figures
 from vlprobe.cache.reader import CacheReader
-from vlprobe.reporting.figures import plot_by_layer, plot_layer_head_heatmap
 
 COLUMNS = ["name", "val_acc", "test_acc", "test_f1", "chance", "best_epoch", "n_train", "n_test"]
 
@@ -108,7 +108,7 @@ class VisualRelationTask:
             best = max((r for r in rows if r["subtask"] == subtask), key=lambda r: r["val_acc"])
             summary[f"best/{subtask}/test_acc"] = best["test_acc"]
             summary[f"best/{subtask}/probe"] = best["name"]
-        figures = relation_figures(rows, reader, out_dir)
+        figures = probe_figures(rows, reader, out_dir, title="visual relation")
         return TaskOutput(rows, COLUMNS, figures, summary, console_rows=_console_rows(rows))
 
 
@@ -116,45 +116,6 @@ def _check_choices(key: str, values: tuple[str, ...], valid: tuple[str, ...]) ->
     bad = [v for v in values if v not in valid]
     if bad:
         raise ValueError(f"{key}: unknown {bad}; valid choices: {', '.join(valid)}")
-
-
-def relation_figures(rows: list[dict], reader: CacheReader, out_dir: Path) -> dict[str, Path]:
-    """Accuracy by layer (with chance and the all-heads probe) and a layer x head heatmap."""
-    figures: dict[str, Path] = {}
-    by_name = {}
-    for row in rows:
-        by_name.setdefault(row["name"].rsplit("/", 1)[0], []).append(row)
-    for subtask in {key.split("/")[0] for key in by_name}:
-        layer_rows = by_name.get(f"{subtask}/embedding", [])
-        if layer_rows:
-            series = {
-                "test acc (embedding probe)": [r["test_acc"] for r in layer_rows],
-                "val acc (embedding probe)": [r["val_acc"] for r in layer_rows],
-            }
-            if f"{subtask}/attention" in by_name:
-                value = by_name[f"{subtask}/attention"][0]["test_acc"]
-                series["test acc (attention probe, all heads)"] = [value] * len(layer_rows)
-            names = [reader.layer_names[int(r["probe"].split("_")[1])] for r in layer_rows]
-            figures[f"{subtask}_by_layer"] = plot_by_layer(
-                series,
-                names,
-                out_dir / f"{subtask}_by_layer.png",
-                title=f"visual relation {subtask}: accuracy by layer",
-                chance=layer_rows[0]["chance"],
-            )
-        head_rows = by_name.get(f"{subtask}/head", [])
-        if head_rows:
-            matrix = np.array([r["test_acc"] for r in head_rows]).reshape(
-                reader.num_layers, reader.num_heads
-            )
-            figures[f"{subtask}_heads"] = plot_layer_head_heatmap(
-                matrix,
-                out_dir / f"{subtask}_heads.png",
-                title=f"visual relation {subtask}: per-head probe test accuracy",
-                layer_names=reader.layer_names[1:],
-                annotate_top=5,
-            )
-    return figures
 
 
 def _console_rows(rows: list[dict], top_heads: int = 5) -> list[dict]:

@@ -16,6 +16,7 @@ PROVENANCE_KEYS = (
     "model_revision",
     "model_kind",
     "model_config_hash",
+    "model_path",
     "num_layers",
     "num_heads",
     "hidden_size",

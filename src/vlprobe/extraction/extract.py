@@ -49,6 +49,15 @@ def content_hash(paths: Iterable[Path]) -> str:
     return digest.hexdigest()
 
 
+def _provenance_attrs(provenance: dict[str, str]) -> dict[str, str]:
+    """Adapter provenance under the cache's ``model_*`` attribute names."""
+    renamed = {"config_sha256": "model_config_hash", "name_or_path": "model_path"}
+    return {
+        renamed.get(k, k if k.startswith("model_") else f"model_{k}"): v
+        for k, v in provenance.items()
+    }
+
+
 def sort_for_cache(examples: Sequence[VLExample]) -> list[VLExample]:
     """Split, then group, then id: each split's units and pairs are contiguous in the cache."""
     return sorted(examples, key=lambda ex: (SPLIT_IDS[ex.split], ex.group_id, ex.example_id))
@@ -111,10 +120,7 @@ def extract(
         "num_heads": adapter.num_heads,
         "hidden_size": adapter.hidden_size,
         "layer_names": adapter.layer_names,
-        **{
-            f"model_{k}" if not k.startswith("model_") else k: v
-            for k, v in adapter.provenance().items()
-        },
+        **_provenance_attrs(adapter.provenance()),
         **attrs,
     }
     with CacheWriter(out_path, meta, labels, dtype=dtype) as writer:

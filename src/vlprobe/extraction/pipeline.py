@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vlprobe.config import auto_device
 from vlprobe.data.builders import (
+    BuildStats,
     build_flickr_examples,
     build_senteval_examples,
     build_vg_examples,
@@ -69,7 +70,7 @@ def ensure_demo_data(cfg: DictConfig) -> None:
 def load_examples(cfg: DictConfig, dataset: str) -> tuple[list[VLExample], list[Path]]:
     """Read the raw data set with the real readers; returns examples and the files read."""
     data = cfg.data
-    problems = ProblemLog()
+    problems, stats = ProblemLog(), BuildStats()
     common = {"strict": data.strict, "problems": problems}
     image_dir = Path(data.images) if data.get("images") else None
     if dataset in ("visual_genome", "flickr30k"):
@@ -88,6 +89,7 @@ def load_examples(cfg: DictConfig, dataset: str) -> tuple[list[VLExample], list[
             mismatched=data.mismatched,
             seed=data.seed,
             image_dir=image_dir,
+            stats=stats,
             **common,
         )
         sources = [Path(data.visual_genome), Path(data.features)]
@@ -100,6 +102,7 @@ def load_examples(cfg: DictConfig, dataset: str) -> tuple[list[VLExample], list[
             mismatched=data.mismatched,
             seed=data.seed,
             image_dir=image_dir,
+            stats=stats,
             **common,
         )
         sources = [Path(data.flickr30k), Path(data.features)]
@@ -109,6 +112,7 @@ def load_examples(cfg: DictConfig, dataset: str) -> tuple[list[VLExample], list[
         sources = [path]
     else:
         raise ValueError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASET_KINDS)}")
+    log.info("%s: %d examples (%s)", dataset, len(examples), stats.summary())
     if len(problems):
         log.warning(problems.report())
     return examples, sources

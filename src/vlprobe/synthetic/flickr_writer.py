@@ -302,4 +302,3 @@ def write_flickr30k(root: str | os.PathLike[str], scenes: list[Scene], seed: int
     for split, ids in split_ids([s.image_id for s in scenes], seed).items():
         (root / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
     return root
-

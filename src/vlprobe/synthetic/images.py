@@ -58,9 +58,7 @@ def render_scene(scene: Scene) -> Image.Image:
     image = Image.new("RGB", (scene.width, scene.height), sky)
     draw = ImageDraw.Draw(image)
     draw.rectangle((0, scene.height * 2 // 5, scene.width, scene.height), fill=ground)
-    order = sorted(
-        scene.objects, key=lambda o: -(o.box[2] - o.box[0]) * (o.box[3] - o.box[1])
-    )
+    order = sorted(scene.objects, key=lambda o: -(o.box[2] - o.box[0]) * (o.box[3] - o.box[1]))
     for obj in order:
         _shape(draw, obj)
     return image

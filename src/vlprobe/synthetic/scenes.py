@@ -240,9 +240,7 @@ def _sample_scene(rng: random.Random, k: int, image_id: str, image_size: int) ->
         else:
             box = _free_box(rng, cat, width, height)
         colour = rng.choice(list(COLOURS))
-        objects.append(
-            SceneObject(i, cat, colour, size_of(box, width, height), tuple(box), inside)
-        )
+        objects.append(SceneObject(i, cat, colour, size_of(box, width, height), tuple(box), inside))
     relations: list[Relation] = []
     for i in range(len(objects)):
         for j in range(i + 1, len(objects)):

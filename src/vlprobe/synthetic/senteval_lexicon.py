@@ -79,7 +79,7 @@ VERBS: tuple[Verb, ...] = (
     _verb("open/opens/opened", _H, "O"),
     _verb("visit/visits/visited", _H, "PH"),
     _verb("build/builds/built", _H, "OP"),
-    _verb("clean/cleans/cleaned", _H, "OP"),
+    _verb("keep/keeps/kept", _H, "OA"),
     _verb("help/helps/helped", _H, "HA"),
     _verb("feed/feeds/fed", _H, "HA"),
     _verb("bring/brings/brought", _HA, "O"),
@@ -94,10 +94,11 @@ VERBS: tuple[Verb, ...] = (
     _verb("hear/hears/heard", _HA, "HA"),
 )
 
-ADJECTIVES: tuple[str, ...] = (
+_ADJECTIVE_TEXT = (
     "big small old young red green blue white black happy tall little dark bright quiet "
     "angry brown yellow cold warm new strange heavy empty poor rich famous lazy"
-).split()
+)
+ADJECTIVES: tuple[str, ...] = tuple(_ADJECTIVE_TEXT.split())
 
 DET_SG: tuple[str, ...] = ("a", "the", "this", "every", "one")
 DET_PL: tuple[str, ...] = ("the", "these", "some", "many", "two", "three", "those")
@@ -114,15 +115,15 @@ ORDER_MARKERS: frozenset[str] = frozenset({"then", "later", "soon", "finally", "
 """Words that mark a clause as the *second* of two coordinated clauses (CoordInv): originals
 carry one in the right clause only, so an inverted sentence has one before the conjunction."""
 
-WC_TARGETS: tuple[str, ...] = (
+_TARGET_TEXT = (
     # 16 adjectives and 24 singular nouns (6 per class); their lexemes appear nowhere else
-    "red green blue white black happy tall dark bright quiet angry brown cold warm strange "
-    "heavy "
+    "red green blue white black happy tall dark bright quiet angry brown cold warm strange heavy "
     "man woman teacher doctor king nurse "
     "dog cat horse bird rabbit fox "
     "ball book box letter lamp chair "
     "house garden bridge castle church village"
-).split()
+)
+WC_TARGETS: tuple[str, ...] = tuple(_TARGET_TEXT.split())
 """Word Content targets: each WC sentence holds exactly one, exactly once."""
 
 NOUN_BY_WORD: dict[str, tuple[Noun, str]] = {

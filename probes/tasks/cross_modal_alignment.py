@@ -1,0 +1,203 @@
+"""VALUE task 3c, cross-modal alignment read off single heads (Cao et al. 2020, Flickr30k
+Entities visual coreference).
+
+Every head is a zero-parameter classifier (after Clark et al. 2019): a phrase is resolved when
+the region its tokens attend to most (``pairs/coref/attention[..., 0]``, phrase -> region) is
+one of its gold (coreferent) regions. Accuracy per head gives a layer x head map; the paper
+reports about 15% of UNITER's heads above 0.5 and a best head near 0.92. Beside it, each head's
+share of attention that crosses modality (from the full maps kept for a few examples) shows
+which heads are specialised for cross-modal interaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig
+
+from datamodules.views import head_probe_names
+from probes.tasks.base import TaskOutput
+from probes.tasks.fusion_degree import (
+    SPLITS,
+    attention_layer_names,
+    cache_attr,
+    examples_in_split,
+    log_finite,
+)
+from vlprobe.analysis.alignment import alignment_accuracy, cross_modal_share, top_heads
+from vlprobe.cache.reader import CacheError, CacheReader
+from vlprobe.reporting.figures import plot_by_layer, plot_layer_head_heatmap
+
+COLUMNS = ["name", "layer_name", "alignment_acc", "cross_modal_share", "chance", "n_phrases"]
+NO_MAPS = (
+    "no attention maps in the cache (extraction.max_attention_maps=0): cross_modal_share is NaN"
+)
+
+
+@dataclass
+class CrossModalAlignmentTask:
+    """Per-head phrase -> region alignment accuracy and cross-modal attention share."""
+
+    name: str = "cross_modal_alignment"
+    dataset: str = "flickr30k"
+    split: str = "test"
+    top_k: int = 5
+    threshold: float = 0.5
+    max_maps: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.split not in SPLITS:
+            raise ValueError(f"task.split must be one of {', '.join(SPLITS)}, got {self.split!r}")
+
+    def accuracy(self, reader: CacheReader) -> dict[str, Any]:
+        """``(A, H)`` accuracy over the split's phrases that have a gold region, and chance.
+
+        Chance is the mean over those phrases of ``#gold / #candidate regions``: the accuracy
+        of a head that picks a candidate region uniformly at random.
+        """
+        chosen = examples_in_split(reader, self.split)
+        shape = (reader.num_layers, reader.num_heads)
+        if "units/phrase/pair_offset" not in reader.file or len(chosen) == 0:
+            return {"acc": np.full(shape, np.nan), "chance": float("nan"), "n_phrases": 0}
+        off = reader.array("units/phrase/pair_offset").astype(np.int64)
+        phrases = np.flatnonzero(np.isin(reader.array("units/phrase/example"), chosen))
+        counts = off[phrases + 1] - off[phrases]
+        rows = np.concatenate([np.arange(off[p], off[p + 1]) for p in phrases] or [[]])
+        rows = rows.astype(np.int64)
+        pair_phrase = reader.array("pairs/coref/phrase")
+        if not np.array_equal(pair_phrase[rows], np.repeat(phrases, counts)):
+            raise CacheError(f"{reader.path}: units/phrase/pair_offset disagrees with pairs/coref")
+        if len(rows) == 0:
+            return {"acc": np.full(shape, np.nan), "chance": float("nan"), "n_phrases": 0}
+        gold = reader.array("pairs/coref/corefer")[rows] == 1
+        lo, hi = int(rows[0]), int(rows[-1]) + 1  # a split's pairs are contiguous
+        attention = reader.file["pairs/coref/attention"][lo:hi, :, :, 0][rows - lo]
+        sub_off = np.concatenate([[0], np.cumsum(counts)])
+        owner = np.repeat(np.arange(len(phrases)), counts)
+        n_gold = np.bincount(owner, weights=gold, minlength=len(phrases))
+        scored = (counts > 0) & (n_gold > 0)
+        return {
+            "acc": alignment_accuracy(sub_off, attention, gold),
+            "chance": float(np.mean(n_gold[scored] / counts[scored])) if scored.any() else np.nan,
+            "n_phrases": int(scored.sum()),
+            "n_phrases_unscored": int((~scored).sum()),
+        }
+
+    def cross_share(self, reader: CacheReader) -> tuple[np.ndarray, int]:
+        """``(A, H)`` cross-modal share over the stored full maps (all splits), and their count.
+
+        The extractor keeps maps for the first ``extraction.max_attention_maps`` examples of the
+        cache (training split first), so this ignores ``split``: it is a small-sample view.
+        """
+        shape = (reader.num_layers, reader.num_heads)
+        if "attention/maps" not in reader.file:
+            return np.full(shape, np.nan), 0
+        group = reader.file["attention/maps"]
+        examples = sorted(int(k) for k in group)[: self.max_maps]
+        off = reader.array("examples/token_offset")
+        modality = reader.array("tokens/modality")
+        maps = [group[str(e)][()] for e in examples]
+        mods = [modality[off[e] : off[e + 1]] for e in examples]
+        if not maps:
+            return np.full(shape, np.nan), 0
+        return cross_modal_share(maps, mods), len(maps)
+
+    def execute(
+        self, reader: CacheReader, cfg: DictConfig, loggers: list[Any], out_dir: Path
+    ) -> TaskOutput:
+        result = self.accuracy(reader)
+        acc, chance = result["acc"], result["chance"]
+        share, n_maps = self.cross_share(reader)
+        num_layers, num_heads = acc.shape
+        layer_names = attention_layer_names(reader)
+        rows = []
+        for i, name in enumerate(head_probe_names(num_layers, num_heads)):
+            a, h = divmod(i, num_heads)
+            rows.append(
+                {
+                    "task": self.name,
+                    "name": name,
+                    "layer": a + 1,
+                    "head": h + 1,
+                    "layer_name": layer_names[a],
+                    "alignment_acc": float(acc[a, h]),
+                    "cross_modal_share": float(share[a, h]),
+                    "chance": chance,
+                    "n_phrases": result["n_phrases"],
+                    "n_maps": n_maps,
+                    "split": self.split,
+                }
+            )
+        best = top_heads(acc, self.top_k)
+        top = [f"{rows[a * num_heads + h]['name']}={v:.3f}" for a, h, v in best]
+        console = [rows[a * num_heads + h] for a, h, _ in best] or rows[: self.top_k]
+        log_finite(
+            loggers,
+            {
+                **{f"alignment/acc/{r['name']}": r["alignment_acc"] for r in rows},
+                **{f"alignment/cross_share/{r['name']}": r["cross_modal_share"] for r in rows},
+                "alignment/chance": chance,
+            },
+        )
+        summary: dict[str, Any] = {
+            "alignment/best_acc": best[0][2] if best else None,
+            "alignment/best_head": top[0].split("=")[0] if top else None,
+            "alignment/top_heads": top,
+            "alignment/chance": chance,
+            f"alignment/frac_heads_above_{self.threshold:g}": float(np.mean(acc > self.threshold)),
+            "alignment/n_phrases": result["n_phrases"],
+            "alignment/cross_share/mean": float(np.nanmean(share)) if n_maps else None,
+            "alignment/cross_share/n_maps": n_maps,
+            "alignment/model_kind": cache_attr(reader, "model_kind"),
+        }
+        if result["n_phrases"] == 0:
+            summary["alignment/note"] = "no phrase with a gold region: accuracy is NaN"
+        if not np.isfinite(share).any():
+            summary["alignment/cross_share/note"] = NO_MAPS
+        figures = self.figures(acc, share, chance, layer_names, reader, out_dir)
+        return TaskOutput(rows, COLUMNS, figures, summary, console_rows=console)
+
+    def figures(
+        self,
+        acc: np.ndarray,
+        share: np.ndarray,
+        chance: float,
+        layer_names: list[str],
+        reader: CacheReader,
+        out_dir: Path,
+    ) -> dict[str, Path]:
+        model = cache_attr(reader, "model_name")
+        figures = {
+            "accuracy_heads": plot_layer_head_heatmap(
+                acc,
+                out_dir / "alignment_accuracy_heads.png",
+                title=f"phrase -> gold region, per head ({model}); chance {chance:.2f}",
+                layer_names=layer_names,
+                vmin=0.0,
+                vmax=1.0,
+                annotate_top=self.top_k,
+            )
+        }
+        if np.isfinite(acc).any():
+            figures["accuracy_by_layer"] = plot_by_layer(
+                {"best head": np.nanmax(acc, axis=1), "mean over heads": np.nanmean(acc, axis=1)},
+                layer_names,
+                out_dir / "alignment_accuracy_by_layer.png",
+                title=f"phrase -> region alignment accuracy by layer ({model})",
+                chance=chance if np.isfinite(chance) else None,
+            )
+        if np.isfinite(share).any():
+            figures["cross_share_heads"] = plot_layer_head_heatmap(
+                share,
+                out_dir / "alignment_cross_share_heads.png",
+                title=f"share of attention crossing modality ({model})",
+                layer_names=layer_names,
+                cbar_label="cross-modal share",
+                vmin=0.0,
+                vmax=1.0,
+                annotate_top=self.top_k,
+            )
+        return figures

@@ -1,0 +1,93 @@
+"""Figures shared by the trained VALUE tasks (relations, coreference, linguistic probing).
+
+Rows are the engine's result rows, named ``<subtask>/<input>/<probe>``: per-layer embedding
+probes (``layer_XX``), one all-heads attention probe and per-head probes (``LxxHyy``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from vlprobe.cache.reader import CacheReader
+from vlprobe.reporting.figures import plot_by_layer, plot_layer_head_heatmap
+
+DPI = 120
+
+
+def probe_figures(
+    rows: list[dict], reader: CacheReader, out_dir: Path, title: str
+) -> dict[str, Path]:
+    """Per subtask: accuracy by layer (with chance and the all-heads probe) and a layer x head
+    heatmap of the per-head probes. ``title`` names the task, e.g. ``visual relation``."""
+    figures: dict[str, Path] = {}
+    by_name: dict[str, list[dict]] = {}
+    for row in rows:
+        by_name.setdefault(row["name"].rsplit("/", 1)[0], []).append(row)
+    for subtask in dict.fromkeys(key.split("/")[0] for key in by_name):
+        layer_rows = by_name.get(f"{subtask}/embedding", [])
+        if layer_rows:
+            series = {
+                "test acc (embedding probe)": [r["test_acc"] for r in layer_rows],
+                "val acc (embedding probe)": [r["val_acc"] for r in layer_rows],
+            }
+            if f"{subtask}/attention" in by_name:
+                value = by_name[f"{subtask}/attention"][0]["test_acc"]
+                series["test acc (attention probe, all heads)"] = [value] * len(layer_rows)
+            names = [reader.layer_names[int(r["probe"].split("_")[1])] for r in layer_rows]
+            figures[f"{subtask}_by_layer"] = plot_by_layer(
+                series,
+                names,
+                out_dir / f"{subtask}_by_layer.png",
+                title=f"{title} {subtask}: accuracy by layer",
+                chance=layer_rows[0]["chance"],
+            )
+        head_rows = by_name.get(f"{subtask}/head", [])
+        if head_rows:
+            matrix = np.array([r["test_acc"] for r in head_rows], dtype=np.float64).reshape(
+                reader.num_layers, reader.num_heads
+            )
+            figures[f"{subtask}_heads"] = plot_layer_head_heatmap(
+                matrix,
+                out_dir / f"{subtask}_heads.png",
+                title=f"{title} {subtask}: per-head probe test accuracy",
+                layer_names=reader.layer_names[1:],
+                annotate_top=5,
+            )
+    return figures
+
+
+def plot_task_layer_heatmap(
+    matrix: np.ndarray,
+    task_names: Sequence[str],
+    layer_names: Sequence[str],
+    path: Path,
+    title: str,
+) -> Path:
+    """A ``(tasks, layers)`` accuracy matrix, every cell labelled (tasks differ in chance)."""
+    mat = np.asarray(matrix, dtype=np.float64)
+    if mat.shape != (len(task_names), len(layer_names)):
+        raise ValueError(f"matrix {mat.shape} for {len(task_names)} x {len(layer_names)} names")
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="lightgrey")
+    fig = Figure(figsize=(max(4.0, 0.6 * mat.shape[1] + 3.0), 0.4 * mat.shape[0] + 1.6), dpi=DPI)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    image = ax.imshow(np.ma.masked_invalid(mat), cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
+    fig.colorbar(image, ax=ax, label="test accuracy")
+    ax.set_xticks(np.arange(mat.shape[1]), list(layer_names))
+    ax.set_yticks(np.arange(mat.shape[0]), list(task_names))
+    ax.set_xlabel("layer")
+    ax.set_title(title)
+    for (i, j), value in np.ndenumerate(mat):
+        if np.isfinite(value):
+            ink = "black" if value > 0.6 else "white"  # viridis is light at the top
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color=ink)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=DPI, bbox_inches="tight")
+    fig.clear()
+    return path

@@ -1,0 +1,182 @@
+"""VALUE task 1, multimodal fusion degree (Cao et al. 2020, Sec. "Multimodal fusion degree").
+
+Per hidden layer, k-means (k = 2) clusters the token states and the normalised mutual
+information between clusters and modality (text 0, image 1) says how far apart the modalities
+stay: NMI near 1 = separate (little fusion), near 0 = fused. The paper does not say whether it
+clustered each image-text pair or all tokens together, so both are reported.
+
+Two-stream models (LXMERT, ``model_kind = "two-stream"``): the cache's hidden layers are the
+cross-modality layers (``X00`` = their input, ``X01`` ...), where text and image tokens first
+meet; the single-modality layers before them are not measured.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig
+
+from probes.tasks.base import TaskOutput
+from vlprobe.analysis.fusion import fusion_degree
+from vlprobe.cache.reader import CacheReader
+from vlprobe.cache.schema import SPLIT_IDS
+from vlprobe.reporting.figures import plot_by_layer
+
+SPLITS = ("test", "val", "train", "all")
+COLUMNS = [
+    "name",
+    "layer",
+    "nmi_per_example_mean",
+    "nmi_per_example_std",
+    "nmi_pooled",
+    "n_examples",
+    "n_pooled_tokens",
+]
+
+
+def examples_in_split(reader: CacheReader, split: str) -> np.ndarray:
+    """Sorted example ids of ``split`` (``all``: every example)."""
+    if split not in SPLITS:
+        raise ValueError(f"task.split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if split == "all":
+        return np.arange(len(reader.example_split))
+    return np.flatnonzero(reader.example_split == SPLIT_IDS[split])
+
+
+def cache_attr(reader: CacheReader, key: str, default: str = "?") -> str:
+    """A provenance attribute as text (caches written by hand may lack it)."""
+    return str(reader.attr(key)) if key in reader.file.attrs else default
+
+
+def attention_layer_names(reader: CacheReader) -> list[str]:
+    """Names of the attention layers: attention layer ``a`` produces hidden layer ``a + 1``."""
+    names = reader.layer_names
+    if len(names) == reader.num_layers + 1:
+        return names[1:]
+    return [f"L{a + 1:02d}" for a in range(reader.num_layers)]
+
+
+def log_finite(loggers: list[Any], metrics: dict[str, float]) -> None:
+    """Send the finite values to every logger (NaN = not measurable, left out)."""
+    clean = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
+    for lg in loggers:
+        lg.log_metrics(clean)
+
+
+class TokenRows:
+    """``(L, n, d)`` view of chosen token rows of ``tokens/hidden``, read one layer at a time.
+
+    A split's tokens are contiguous in the cache (examples are sorted by split), so a layer is
+    one contiguous read of the span they cover.
+    """
+
+    def __init__(self, hidden: Any, tokens: np.ndarray) -> None:
+        self.hidden, self.tokens = hidden, np.asarray(tokens, dtype=np.int64)
+        self.lo = int(self.tokens.min()) if len(self.tokens) else 0
+        self.hi = int(self.tokens.max()) + 1 if len(self.tokens) else 0
+        self.shape = (hidden.shape[0], len(self.tokens), hidden.shape[2])
+
+    def __getitem__(self, layer: int) -> np.ndarray:
+        block = np.asarray(self.hidden[layer, self.lo : self.hi])
+        return block[self.tokens - self.lo]
+
+
+@dataclass
+class FusionDegreeTask:
+    """NMI between 2-means clusters and modality, for every hidden layer (no training)."""
+
+    name: str = "fusion_degree"
+    dataset: str = "flickr30k"
+    split: str = "test"
+    average_method: str = "arithmetic"
+    max_examples: int | None = None
+    max_pooled_tokens: int = 20_000
+    n_init: int = 10
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.split not in SPLITS:
+            raise ValueError(f"task.split must be one of {', '.join(SPLITS)}, got {self.split!r}")
+        if self.average_method not in ("arithmetic", "geometric"):
+            raise ValueError(
+                f"task.average_method: arithmetic or geometric, not {self.average_method!r}"
+            )
+
+    def measure(self, reader: CacheReader) -> dict[str, Any]:
+        """:func:`fusion_degree` over the chosen split's tokens."""
+        chosen = examples_in_split(reader, self.split)
+        off = reader.array("examples/token_offset")
+        if len(chosen) == 0:
+            raise ValueError(f"the cache has no {self.split!r} examples; set task.split=all")
+        ranges = [np.arange(off[e], off[e + 1]) for e in chosen]
+        tokens = np.concatenate(ranges)
+        sub_off = np.concatenate([[0], np.cumsum([len(r) for r in ranges])])
+        return fusion_degree(
+            TokenRows(reader.file["tokens/hidden"], tokens),
+            reader.array("tokens/modality")[tokens],
+            sub_off,
+            average_method=self.average_method,  # type: ignore[arg-type]
+            seed=self.seed,
+            max_examples=self.max_examples,
+            max_pooled_tokens=self.max_pooled_tokens,
+            n_init=self.n_init,
+        )
+
+    def execute(
+        self, reader: CacheReader, cfg: DictConfig, loggers: list[Any], out_dir: Path
+    ) -> TaskOutput:
+        result = self.measure(reader)
+        names = reader.layer_names
+        rows = [
+            {
+                "task": self.name,
+                "name": f"layer_{i:02d}",
+                "layer": names[i],
+                "nmi_per_example_mean": float(result["per_example_mean"][i]),
+                "nmi_per_example_std": float(result["per_example_std"][i]),
+                "nmi_pooled": float(result["pooled"][i]),
+                "n_examples": result["n_examples"],
+                "n_skipped": result["n_skipped"],
+                "n_pooled_tokens": result["n_pooled_tokens"],
+                "average_method": self.average_method,
+                "split": self.split,
+            }
+            for i in range(len(names))
+        ]
+        mean, std = result["per_example_mean"], result["per_example_std"]
+        figure = plot_by_layer(
+            {"per example (mean ± std)": mean, "pooled tokens": result["pooled"]},
+            names,
+            out_dir / "fusion_nmi_by_layer.png",
+            title=f"fusion degree ({cache_attr(reader, 'model_name')}, {self.split}): "
+            "NMI(k-means, modality)",
+            ylabel="NMI",
+            bands={"per example (mean ± std)": (mean - std, mean + std)},
+        )
+        log_finite(
+            loggers,
+            {
+                **{f"fusion/nmi_pooled/{r['name']}": r["nmi_pooled"] for r in rows},
+                **{f"fusion/nmi_per_example/{r['name']}": r["nmi_per_example_mean"] for r in rows},
+            },
+        )
+        summary = {
+            "fusion/nmi_pooled/first": rows[0]["nmi_pooled"],
+            "fusion/nmi_pooled/last": rows[-1]["nmi_pooled"],
+            "fusion/nmi_per_example/first": rows[0]["nmi_per_example_mean"],
+            "fusion/nmi_per_example/last": rows[-1]["nmi_per_example_mean"],
+            "fusion/most_fused_layer": _argmin_name(result["pooled"], names),
+            "fusion/n_examples": result["n_examples"],
+            "fusion/model_kind": cache_attr(reader, "model_kind"),
+        }
+        return TaskOutput(rows, COLUMNS, {"nmi_by_layer": figure}, summary)
+
+
+def _argmin_name(values: np.ndarray, names: list[str]) -> str | None:
+    """Name of the layer with the lowest NMI (most fused); None if nothing was measured."""
+    values = np.asarray(values, dtype=np.float64)
+    return names[int(np.nanargmin(values))] if np.isfinite(values).any() else None

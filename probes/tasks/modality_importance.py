@@ -1,0 +1,145 @@
+"""VALUE task 2, modality importance (Cao et al. 2020, Sec. "Modality importance").
+
+For layer a and head h, ``I(M, a, h) = sum_{i in M} attn([CLS] -> i)`` averaged over examples,
+for M = text and M = image, read from ``attention/cls_mass``. Raw mass favours the modality with
+more tokens (36-100 regions vs 10-20 words), so the per-token normalised share is reported
+beside it. [CLS] itself and [SEP] count as text. The paper's finding: [CLS] attends to text
+more than to the image, most of all in the middle layers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig
+
+from datamodules.views import head_probe_names
+from probes.tasks.base import TaskOutput
+from probes.tasks.fusion_degree import (
+    SPLITS,
+    attention_layer_names,
+    cache_attr,
+    examples_in_split,
+    log_finite,
+)
+from vlprobe.analysis.modality import modality_importance
+from vlprobe.cache.reader import CacheReader
+from vlprobe.reporting.figures import plot_layer_head_heatmap, plot_text_vs_image
+
+MEASURES = (
+    "text",
+    "image",
+    "text_share",
+    "text_per_token",
+    "image_per_token",
+    "text_share_normalised",
+)
+COLUMNS = ["name", "text", "image", "text_share", "text_share_normalised", "n_examples"]
+
+
+@dataclass
+class ModalityImportanceTask:
+    """[CLS] attention mass on text vs image tokens, per head (no training)."""
+
+    name: str = "modality_importance"
+    dataset: str = "flickr30k"
+    split: str = "test"
+
+    def __post_init__(self) -> None:
+        if self.split not in SPLITS:
+            raise ValueError(f"task.split must be one of {', '.join(SPLITS)}, got {self.split!r}")
+
+    def measure(self, reader: CacheReader) -> tuple[dict[str, np.ndarray], int]:
+        """``(A, H)`` arrays of :func:`modality_importance` over the split, and its size."""
+        chosen = examples_in_split(reader, self.split)
+        if len(chosen) == 0:
+            raise ValueError(f"the cache has no {self.split!r} examples; set task.split=all")
+        lo, hi = int(chosen[0]), int(chosen[-1]) + 1  # a split is a contiguous block of rows
+        mass = reader.file["attention/cls_mass"][lo:hi][chosen - lo]
+        n_text = reader.array("examples/n_text")[chosen]
+        n_image = reader.array("examples/n_image")[chosen]
+        return modality_importance(mass, n_text, n_image), len(chosen)
+
+    def execute(
+        self, reader: CacheReader, cfg: DictConfig, loggers: list[Any], out_dir: Path
+    ) -> TaskOutput:
+        result, n_examples = self.measure(reader)
+        num_layers, num_heads = result["text"].shape
+        layer_names = attention_layer_names(reader)
+        names = head_probe_names(num_layers, num_heads)
+        rows = []
+        for i, name in enumerate(names):
+            a, h = divmod(i, num_heads)
+            row: dict[str, Any] = {"task": self.name, "name": name, "layer": a + 1, "head": h + 1}
+            row["layer_name"] = layer_names[a]
+            row.update({m: float(result[m][a, h]) for m in MEASURES})
+            row.update({"n_examples": n_examples, "split": self.split})
+            rows.append(row)
+
+        by_layer = {m: np.nanmean(result[m], axis=1) for m in MEASURES}
+        console = [
+            {"name": f"{layer_names[a]} (mean of {num_heads} heads)", "n_examples": n_examples}
+            | {m: float(by_layer[m][a]) for m in MEASURES}
+            for a in range(num_layers)
+        ]
+        figures = self.figures(result, by_layer, layer_names, reader, out_dir)
+        log_finite(
+            loggers,
+            {
+                **{f"modality/text_share/{r['name']}": r["text_share"] for r in rows},
+                **{
+                    f"modality/text_share_normalised/{r['name']}": r["text_share_normalised"]
+                    for r in rows
+                },
+            },
+        )
+        share, share_norm = result["text_share"], result["text_share_normalised"]
+        summary = {
+            "modality/text_share/mean": float(np.nanmean(share)),
+            "modality/text_share_normalised/mean": float(np.nanmean(share_norm)),
+            "modality/heads_text_dominant": float(np.mean(share > 0.5)),
+            "modality/heads_text_dominant_normalised": float(np.mean(share_norm > 0.5)),
+            "modality/max_text_share_layer": layer_names[int(np.nanargmax(by_layer["text_share"]))]
+            if np.isfinite(by_layer["text_share"]).any()
+            else None,
+            "modality/n_examples": n_examples,
+            "modality/model_kind": cache_attr(reader, "model_kind"),
+        }
+        return TaskOutput(rows, COLUMNS, figures, summary, console_rows=console)
+
+    def figures(
+        self,
+        result: dict[str, np.ndarray],
+        by_layer: dict[str, np.ndarray],
+        layer_names: list[str],
+        reader: CacheReader,
+        out_dir: Path,
+    ) -> dict[str, Path]:
+        model = cache_attr(reader, "model_name")
+        common = {"layer_names": layer_names, "vmin": 0.0, "vmax": 1.0}
+        return {
+            "text_share_heads": plot_layer_head_heatmap(
+                result["text_share"],
+                out_dir / "modality_text_share_heads.png",
+                title=f"[CLS] attention share on text ({model})",
+                cbar_label="text share (raw mass)",
+                **common,
+            ),
+            "text_share_normalised_heads": plot_layer_head_heatmap(
+                result["text_share_normalised"],
+                out_dir / "modality_text_share_normalised_heads.png",
+                title=f"[CLS] attention share on text, per token ({model})",
+                cbar_label="text share (per-token normalised)",
+                **common,
+            ),
+            "text_vs_image_by_layer": plot_text_vs_image(
+                by_layer["text"],
+                by_layer["image"],
+                layer_names,
+                out_dir / "modality_text_vs_image_by_layer.png",
+                title=f"[CLS] attention on text vs image, mean over heads ({model})",
+            ),
+        }
