@@ -53,9 +53,9 @@ class BlockBatchSampler(Sampler[list[int]]):
 class ProbeFeatureDataset(Dataset):
     """One split of a view; ``__getitems__`` reads a whole batch at once."""
 
-    def __init__(self, view: FeatureView, split: str) -> None:
+    def __init__(self, view: FeatureView, split: str, rows: np.ndarray | None = None) -> None:
         self.view = view
-        self.rows = view.rows(SPLIT_IDS[split])
+        self.rows = view.rows(SPLIT_IDS[split]) if rows is None else np.sort(rows)
 
     def __len__(self) -> int:
         return int(self.rows.size)
@@ -96,7 +96,9 @@ class CacheProbeDataModule(pl.LightningDataModule):
         memory_budget_mb: float = 2048,
         num_workers: int = 0,
         seed: int = 0,
+        rows: dict[str, np.ndarray] | None = None,
     ) -> None:
+        """``rows`` replaces a split's table rows (MDL trains on prefixes of the training set)."""
         super().__init__()
         if mode not in ("auto", "stream", "memory"):
             raise ValueError(f"data.loader.mode must be auto, stream or memory, got {mode!r}")
@@ -109,7 +111,10 @@ class CacheProbeDataModule(pl.LightningDataModule):
         self.mode = self._choose_mode(mode, memory_budget_mb)
         if self.mode == "memory":
             view.load_into_memory()
-        self.datasets = {split: ProbeFeatureDataset(view, split) for split in SPLIT_IDS}
+        rows = rows or {}
+        self.datasets = {
+            split: ProbeFeatureDataset(view, split, rows.get(split)) for split in SPLIT_IDS
+        }
         for split, ds in self.datasets.items():
             if len(ds) == 0 and split != "test":
                 raise ValueError(

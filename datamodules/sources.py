@@ -36,6 +36,8 @@ class LayerRows:
         return len(self.layers) * int(np.prod(ds.shape[1:])) * ds.dtype.itemsize
 
     def load(self) -> None:
+        if self._memory is not None:  # views sharing a source (controls, seeds) load it once
+            return
         ds = self.reader.file[self.name]
         self._memory = ds[()] if self.layers == list(range(ds.shape[0])) else ds[self.layers]
 
@@ -58,7 +60,8 @@ class Rows:
         return int(np.prod(ds.shape)) * ds.dtype.itemsize
 
     def load(self) -> None:
-        self._memory = self.reader.file[self.name][()]
+        if self._memory is None:
+            self._memory = self.reader.file[self.name][()]
 
 
 def contiguous_segments(sorted_ids: np.ndarray, max_gap: int) -> list[tuple[int, int]]:

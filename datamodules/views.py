@@ -6,8 +6,9 @@ A view owns a *table* (pairs or units) with one label per row; splits select tab
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,10 +27,16 @@ class FeatureView(ABC):
     probe_names: list[str]
     class_names: list[str]
     row_split: np.ndarray  # (N_table,) int8 split id of every table row
+    # (N_table,) the lexical/visual type of each row, for control tasks (Hewitt and Liang 2019)
+    control_types: np.ndarray | None = None
 
     def rows(self, split_id: int) -> np.ndarray:
         """Sorted table rows of a split that carry a label."""
         return np.flatnonzero((self.row_split == split_id) & (self.labels >= 0))
+
+    def with_labels(self, labels: np.ndarray) -> FeatureView:
+        """The same features (and loaded arrays) with other labels: controls, shuffles."""
+        return dataclasses.replace(self, labels=labels)
 
     @property
     def num_classes(self) -> int:
@@ -87,7 +94,6 @@ class PairAttentionView(FeatureView):
 
     attention: Rows = None  # type: ignore[assignment]
     per_head: bool = True
-    _shape: tuple[int, ...] = field(default=(), init=False)
 
     def sources(self) -> list[LayerRows | Rows]:
         return [self.attention]

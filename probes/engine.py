@@ -1,4 +1,9 @@
-"""Train one fused MultiProbe over a feature view and return one result row per probe."""
+"""Train fused MultiProbes over a feature view: seeds, controls and MDL, one row per probe.
+
+Data are loaded (or opened) once per view; every seed, the control task and each MDL block
+reuse them. Rows carry the mean over seeds with standard deviation and 95% confidence
+half-width, the control accuracy and selectivity, and the MDL code length when asked for.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +17,19 @@ from omegaconf import DictConfig, OmegaConf
 
 from datamodules.cache_datamodule import CacheProbeDataModule
 from datamodules.views import FeatureView
+from vlprobe.analysis.controls import control_labels, selectivity, shuffled_labels
+from vlprobe.analysis.mdl import block_edges, online_codelength
+from vlprobe.analysis.stats import mean_std_ci
 from vlprobe.cache.schema import SPLIT_IDS
 
-PROBE_SELECTION_KEYS = ("layers",)
+# probe-config keys that select what to run rather than parametrise the probe module
+RUN_KEYS = ("layers", "control", "shuffled_control", "mdl", "mdl_fractions")
 
 
 def probe_factory(probe_cfg: DictConfig) -> Callable[..., pl.LightningModule]:
-    """The partially-applied probe class; selection keys (layers) are not probe arguments."""
+    """The partially-applied probe class, without the run-selection keys."""
     kwargs = OmegaConf.to_container(probe_cfg, resolve=True)
-    for key in PROBE_SELECTION_KEYS:
+    for key in RUN_KEYS:
         kwargs.pop(key, None)  # type: ignore[union-attr]
     return instantiate(kwargs)
 
@@ -34,39 +43,162 @@ def majority_chance(view: FeatureView) -> float:
     return float(np.mean(test == np.bincount(train).argmax()))
 
 
-def train_view(
-    view: FeatureView,
-    cfg: DictConfig,
-    loggers: list[Any],
-    name_prefix: str,
-) -> list[dict[str, Any]]:
-    """Train all probes of ``view`` in one pass per epoch; test each at its best epoch."""
+def make_datamodule(
+    view: FeatureView, cfg: DictConfig, rows: dict[str, np.ndarray] | None = None
+) -> CacheProbeDataModule:
     loader = cfg.data.loader
-    dm = CacheProbeDataModule(
+    return CacheProbeDataModule(
         view,
         batch_size=loader.batch_size,
         mode=loader.mode,
         memory_budget_mb=loader.memory_budget_mb,
         num_workers=loader.num_workers,
         seed=cfg.seed,
+        rows=rows,
     )
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    chance = majority_chance(view)
+
+
+def fit_probes(
+    view: FeatureView,
+    dm: CacheProbeDataModule,
+    cfg: DictConfig,
+    loggers: list[Any],
+    names: list[str],
+    seed: int,
+    test: bool = True,
+) -> pl.LightningModule:
+    """One fused MultiProbe for every probe of the view: fit, then test at each best epoch."""
+    pl.seed_everything(seed, workers=True, verbose=False)
     x = dm.datasets["train"][0]["x"]
     model = probe_factory(cfg.probe)(
         num_probes=x.shape[0],
         in_dim=x.shape[1],
         num_classes=view.num_classes,
-        probe_names=[f"{name_prefix}/{n}" for n in view.probe_names],
-        chance=chance,
+        probe_names=names,
+        chance=majority_chance(view),
     )
     model.set_input_stats(*dm.input_stats())
-    callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values()]
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     trainer.fit(model, datamodule=dm)
-    trainer.test(model, datamodule=dm, verbose=False)
+    if test:
+        trainer.test(model, datamodule=dm, verbose=False)
+    return model
+
+
+def _seed_stats(values: list[list[float | None]]) -> dict[str, list]:
+    """Per probe mean, std and 95% CI half-width over seeds (NaN-safe for missing values)."""
+    arr = np.array([[np.nan if v is None else v for v in run] for run in values], float)
+    mean, std, half = mean_std_ci(arr)
+    return {"mean": mean.tolist(), "std": np.atleast_1d(std).tolist(), "ci": half.tolist()}
+
+
+def _fit_seeds(
+    view: FeatureView,
+    dm: CacheProbeDataModule,
+    cfg: DictConfig,
+    loggers: list[Any],
+    prefix: str,
+    seeds: list[int],
+) -> list[list[dict[str, Any]]]:
+    runs = []
+    for seed in seeds:
+        tag = f"{prefix}/seed{seed}" if len(seeds) > 1 else prefix
+        model = fit_probes(view, dm, cfg, loggers, [f"{tag}/{n}" for n in view.probe_names], seed)
+        runs.append(model.results())
+    return runs
+
+
+def train_view(
+    view: FeatureView, cfg: DictConfig, loggers: list[Any], name_prefix: str
+) -> list[dict[str, Any]]:
+    """Rows for every probe of ``view``: task accuracy over seeds, controls, MDL."""
+    seeds = [int(s) for s in (cfg.get("seeds") or [cfg.seed])]
+    dm = make_datamodule(view, cfg)
+    runs = _fit_seeds(view, dm, cfg, loggers, name_prefix, seeds)
     sizes = {f"n_{s}": len(ds) for s, ds in dm.datasets.items()}
     rows = []
-    for probe_name, row in zip(view.probe_names, model.results(), strict=True):
-        rows.append({"probe": probe_name, **row, "name": f"{name_prefix}/{probe_name}", **sizes})
+    for k, probe_name in enumerate(view.probe_names):
+        first = runs[0][k]
+        rows.append({**first, "probe": probe_name, "name": f"{name_prefix}/{probe_name}", **sizes})
+    if len(seeds) > 1:
+        for metric in ("test_acc", "val_acc", "test_f1"):
+            stats = _seed_stats([[r[metric] for r in run] for run in runs])
+            for k, row in enumerate(rows):
+                row[metric] = stats["mean"][k]
+                row[f"{metric}_std"] = stats["std"][k]
+                row[f"{metric}_ci95"] = stats["ci"][k]
+                row[f"{metric}_per_seed"] = [run[k][metric] for run in runs]
+        for row in rows:
+            row["seeds"] = seeds
+    if cfg.probe.get("control"):
+        _add_control(rows, view, cfg, loggers, name_prefix, seeds, "control", _control_view(view))
+    if cfg.probe.get("shuffled_control"):
+        shuffled = view.with_labels(_shuffled(view, cfg.seed))
+        _add_control(rows, view, cfg, loggers, name_prefix, seeds, "shuffled", shuffled)
+    if cfg.probe.get("mdl"):
+        _add_mdl(rows, view, cfg, name_prefix)
     return rows
+
+
+def _control_view(view: FeatureView) -> FeatureView:
+    """Each type keeps one random label drawn from the task's label distribution."""
+    if view.control_types is None:
+        raise ValueError("this task defines no control types; run without probe.control")
+    used = view.labels >= 0
+    control = np.full_like(view.labels, -1)
+    control[used] = control_labels(
+        view.control_types[used], view.labels[used], view.num_classes, seed=0
+    )
+    return view.with_labels(control)
+
+
+def _shuffled(view: FeatureView, seed: int) -> np.ndarray:
+    used = view.labels >= 0
+    out = view.labels.copy()
+    out[used] = shuffled_labels(view.labels[used], seed=seed)
+    return out
+
+
+def _add_control(
+    rows: list[dict[str, Any]],
+    view: FeatureView,
+    cfg: DictConfig,
+    loggers: list[Any],
+    name_prefix: str,
+    seeds: list[int],
+    kind: str,
+    control: FeatureView,
+) -> None:
+    dm = make_datamodule(control, cfg)
+    runs = _fit_seeds(control, dm, cfg, loggers, f"{kind}/{name_prefix}", seeds)
+    accs = _seed_stats([[r["test_acc"] for r in run] for run in runs])["mean"]
+    for row, acc in zip(rows, accs, strict=True):
+        row[f"{kind}_test_acc"] = acc
+        row["selectivity" if kind == "control" else "shuffled_gap"] = float(
+            selectivity(np.float64(row["test_acc"] or np.nan), np.float64(acc))
+        )
+
+
+def _add_mdl(
+    rows: list[dict[str, Any]], view: FeatureView, cfg: DictConfig, name_prefix: str
+) -> None:
+    """Online code: train on each prefix of the (shuffled) training rows, code the next block."""
+    train = view.rows(SPLIT_IDS["train"])
+    order = np.random.default_rng(cfg.seed).permutation(train)
+    fractions = cfg.probe.get("mdl_fractions") or None
+    edges = block_edges(len(order), fractions) if fractions else block_edges(len(order))
+    block_bits = []
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        rows_for = {"train": order[:lo], "test": order[lo:hi]}
+        dm = make_datamodule(view, cfg, rows=rows_for)
+        model = fit_probes(
+            view, dm, cfg, [], [f"mdl/{name_prefix}/{n}" for n in view.probe_names], cfg.seed, False
+        )
+        block_bits.append(model.codelength_bits(dm.test_dataloader()).numpy())
+    bits = np.stack(block_bits, axis=1) if block_bits else np.zeros((len(rows), 0))
+    for row, probe_bits in zip(rows, bits, strict=True):
+        code = online_codelength(edges, probe_bits.tolist(), edges[0], view.num_classes)
+        row["mdl_codelength_bits"] = code["online_codelength"]
+        row["mdl_uniform_bits"] = code["uniform_codelength"]
+        row["mdl_compression"] = code["compression"]

@@ -17,6 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from probes.tasks.base import Task, TaskOutput
+from vlprobe.cache.leakage import check_no_leakage
 from vlprobe.cache.reader import CacheReader
 from vlprobe.extraction.pipeline import ensure_cache
 from vlprobe.reporting.table import format_table, write_results

@@ -62,6 +62,9 @@ class VisualRelationTask:
         obj = reader.array("pairs/relation/object")
         region_example = reader.array("units/region/example")
         row_split = reader.example_split[region_example[subject]]
+        category = reader.array("units/region/category").astype(np.int64)
+        # control type of a pair: its (subject category, object category)
+        pair_type = category[subject] * (int(category.max(initial=0)) + 1) + category[obj]
         out = []
         for subtask in self.subtasks:
             labels, class_names = self.labels(reader, subtask)
@@ -70,6 +73,7 @@ class VisualRelationTask:
                 "labels": labels,
                 "class_names": class_names,
                 "row_split": row_split,
+                "control_types": pair_type,
             }
             for kind in self.inputs:
                 if kind == "embedding":

@@ -25,8 +25,8 @@ def _batches(dm: CacheProbeDataModule, epochs: int = 2) -> list[dict[str, torch.
 
 @pytest.mark.parametrize("kind", ["embedding", "head"])
 def test_stream_and_memory_give_identical_batches(planted_cache: Path, kind: str) -> None:
-    (_, stream_view), = _views(planted_cache, (kind,))
-    (_, memory_view), = _views(planted_cache, (kind,))
+    ((_, stream_view),) = _views(planted_cache, (kind,))
+    ((_, memory_view),) = _views(planted_cache, (kind,))
     stream = CacheProbeDataModule(stream_view, batch_size=64, mode="stream", seed=3)
     memory = CacheProbeDataModule(memory_view, batch_size=64, mode="memory", seed=3)
     a, b = _batches(stream), _batches(memory)
@@ -36,7 +36,7 @@ def test_stream_and_memory_give_identical_batches(planted_cache: Path, kind: str
 
 
 def test_embedding_batch_matches_direct_reads(planted_cache: Path) -> None:
-    (_, view), = _views(planted_cache, ("embedding",))
+    ((_, view),) = _views(planted_cache, ("embedding",))
     dm = CacheProbeDataModule(view, batch_size=32, mode="stream")
     ds = dm.datasets["train"]
     positions = [5, 1, 3]
@@ -63,14 +63,14 @@ def test_sampler_covers_every_row_once_and_reshuffles_blocks() -> None:
 
 
 def test_auto_mode_respects_the_memory_budget(planted_cache: Path) -> None:
-    (_, view), = _views(planted_cache, ("embedding",))
+    ((_, view),) = _views(planted_cache, ("embedding",))
     assert CacheProbeDataModule(view, mode="auto", memory_budget_mb=1e-3).mode == "stream"
-    (_, view), = _views(planted_cache, ("embedding",))
+    ((_, view),) = _views(planted_cache, ("embedding",))
     assert CacheProbeDataModule(view, mode="auto", memory_budget_mb=1024).mode == "memory"
 
 
 def test_worker_processes_open_the_file_themselves(planted_cache: Path) -> None:
-    (_, view), = _views(planted_cache, ("head",))
+    ((_, view),) = _views(planted_cache, ("head",))
     dm = CacheProbeDataModule(view, batch_size=64, mode="stream", num_workers=2, seed=1)
     single = CacheProbeDataModule(_views(planted_cache, ("head",))[0][1], batch_size=64, seed=1)
     single.mode = "stream"

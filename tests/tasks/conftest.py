@@ -19,7 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hydra.utils import instantiate
+from omegaconf import DictConfig
 
+from probes.tasks.base import TaskOutput
+from vlprobe.cache.reader import CacheReader
 from vlprobe.cache.writer import CacheWriter
 from vlprobe.extraction.units import ExampleRecord, LabelVocab
 
@@ -154,3 +158,26 @@ def make_tiny_cache(tmp_path: Path) -> Callable[..., Path]:
         return write_tiny_cache(tmp_path / name, **kwargs)
 
     return _make
+
+
+class RecordingLogger:
+    """Stands in for a Lightning logger: keeps every metric logged through it."""
+
+    def __init__(self) -> None:
+        self.metrics: dict[str, float] = {}
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self.metrics.update(metrics)
+
+
+@pytest.fixture
+def execute_task() -> Callable[[DictConfig, Path], tuple[TaskOutput, RecordingLogger]]:
+    """Instantiate ``cfg.task`` and run its ``execute`` on the cache at ``path``."""
+
+    def _execute(cfg: DictConfig, path: Path) -> tuple[TaskOutput, RecordingLogger]:
+        logger = RecordingLogger()
+        task = instantiate(cfg.task)
+        out = task.execute(CacheReader(path), cfg, [logger], Path(cfg.paths.output_dir))
+        return out, logger
+
+    return _execute

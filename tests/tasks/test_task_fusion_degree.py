@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -14,31 +13,16 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from probes.run import run
-from vlprobe.cache.reader import CacheReader
 
-
-class RecordingLogger:
-    def __init__(self) -> None:
-        self.metrics: dict[str, float] = {}
-
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        self.metrics.update(metrics)
-
-
-def _execute(cfg: DictConfig, path: Path) -> tuple[Any, RecordingLogger]:
-    logger = RecordingLogger()
-    out = instantiate(cfg.task).execute(
-        CacheReader(path), cfg, [logger], Path(cfg.paths.output_dir)
-    )
-    return out, logger
+Compose = Callable[..., DictConfig]
 
 
 def _overrides(path: Path, *extra: str) -> list[str]:
     return ["task=fusion_degree", f"data.cache={path}", "logger=csv", *extra]
 
 
-def test_test_split_nmi_by_layer(compose_cfg: Callable[..., DictConfig], tiny_cache: Path) -> None:
-    out, logger = _execute(compose_cfg(_overrides(tiny_cache)), tiny_cache)
+def test_test_split_nmi_by_layer(compose_cfg: Compose, tiny_cache: Path, execute_task) -> None:
+    out, logger = execute_task(compose_cfg(_overrides(tiny_cache)), tiny_cache)
     assert [r["name"] for r in out.rows] == ["layer_00", "layer_01", "layer_02"]
     assert [r["layer"] for r in out.rows] == ["emb", "L01", "L02"]
     np.testing.assert_allclose([r["nmi_pooled"] for r in out.rows], [1, 1, 0], atol=1e-9)
@@ -52,11 +36,9 @@ def test_test_split_nmi_by_layer(compose_cfg: Callable[..., DictConfig], tiny_ca
     assert out.figures["nmi_by_layer"].exists()
 
 
-def test_all_splits_and_geometric(
-    compose_cfg: Callable[..., DictConfig], tiny_cache: Path
-) -> None:
+def test_all_splits_and_geometric(compose_cfg: Compose, tiny_cache: Path, execute_task) -> None:
     cfg = compose_cfg(_overrides(tiny_cache, "task.split=all", "task.average_method=geometric"))
-    out, _ = _execute(cfg, tiny_cache)
+    out, _ = execute_task(cfg, tiny_cache)
     # e0 (train) is mixed at every layer: per-example NMIs are (0, 1, 1) at layers 0 and 1
     mean = [r["nmi_per_example_mean"] for r in out.rows]
     std = [r["nmi_per_example_std"] for r in out.rows]
@@ -67,20 +49,20 @@ def test_all_splits_and_geometric(
 
 
 def test_two_stream_layer_names(
-    compose_cfg: Callable[..., DictConfig], make_tiny_cache: Callable[..., Path]
+    compose_cfg: Compose, make_tiny_cache: Callable[..., Path], execute_task
 ) -> None:
     path = make_tiny_cache(model_kind="two-stream")
-    out, _ = _execute(compose_cfg(_overrides(path)), path)
+    out, _ = execute_task(compose_cfg(_overrides(path)), path)
     assert [r["layer"] for r in out.rows] == ["X00", "X01", "X02"]
     assert out.summary["fusion/model_kind"] == "two-stream"
 
 
-def test_bad_split_is_refused(compose_cfg: Callable[..., DictConfig], tiny_cache: Path) -> None:
+def test_bad_split_is_refused(compose_cfg: Compose, tiny_cache: Path) -> None:
     with pytest.raises(InstantiationException, match="task.split"):
         instantiate(compose_cfg(_overrides(tiny_cache, "task.split=dev")).task)
 
 
-def test_through_run(compose_cfg: Callable[..., DictConfig], tiny_cache: Path) -> None:
+def test_through_run(compose_cfg: Compose, tiny_cache: Path) -> None:
     cfg = compose_cfg(_overrides(tiny_cache))
     run(cfg)
     out_dir = Path(cfg.paths.output_dir)

@@ -32,6 +32,7 @@ def write_planted_relation_cache(
     num_predicates: int = 3,
     seed: int = 0,
     strength: float = 3.0,
+    num_categories: int = 5,
 ) -> Path:
     """A Visual-Genome-like cache; splits 80/10/10 by image. Returns the path."""
     if pairs_per_image > regions_per_image:
@@ -40,7 +41,7 @@ def write_planted_relation_cache(
     hidden_layers = num_layers + 1
     direction = rng.normal(size=(num_predicates + 1, hidden_size)).astype(np.float32)
     labels = LabelVocab(
-        category=["thing"],
+        category=[f"thing{i}" for i in range(num_categories)],
         predicate=[f"pred{i}" for i in range(num_predicates)],
         sentence=[],
     )
@@ -88,7 +89,9 @@ def write_planted_relation_cache(
                     word_index=np.array([-1, 0, 1, -1] + [-1] * regions_per_image, np.int32),
                     cls_mass=np.full((num_layers, num_heads, 2), 0.5),
                     region_emb=region,
-                    region_category=np.zeros(regions_per_image, np.int32),
+                    region_category=rng.integers(0, num_categories, regions_per_image).astype(
+                        np.int32
+                    ),
                     region_box=np.zeros((regions_per_image, 4), np.float32),
                     phrase_emb=_empty(hidden_layers, hidden_size),
                     phrase_type=np.zeros(0, np.int8),

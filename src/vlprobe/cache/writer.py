@@ -103,6 +103,7 @@ class CacheWriter:
         n_image = int((rec.modality == 1).sum())
         self._append("examples/id", np.array([rec.example_id], dtype=object), dtype=_STR)
         self._append("examples/group", np.array([rec.group_id], dtype=object), dtype=_STR)
+        self._append("examples/text", np.array([rec.text], dtype=object), dtype=_STR)
         self._append("examples/split", np.array([SPLIT_IDS[rec.split]], np.int8))
         self._append("examples/n_text", np.array([rec.num_tokens - n_image], np.int32))
         self._append("examples/n_image", np.array([n_image], np.int32))

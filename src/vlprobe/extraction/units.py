@@ -69,6 +69,7 @@ class ExampleRecord:
     coref_attention: np.ndarray  # (M, A, H, 2)
     attention_map: np.ndarray | None  # (A, H, T, T) for the first few examples only
     dropped_phrases: int  # phrases whose words were all truncated away
+    text: str = ""  # the input words joined by spaces: lexical types for control tasks
 
     @property
     def num_tokens(self) -> int:
@@ -175,4 +176,5 @@ def reduce_example(
         ),
         attention_map=att.numpy() if keep_map else None,
         dropped_phrases=len(example.phrases) - len(kept_phrases),
+        text=" ".join(example.inputs.words),
     )

@@ -71,7 +71,7 @@ def _latent(sources: Sequence[RegionSource], geo: np.ndarray, sizes: Sequence[st
         z[i, LATENT_CATEGORIES.index(src.category)] = 1.0
         z[i, c0 + colours.index(src.colour)] = 1.0
         z[i, s0 + SIZES.index(size)] = 1.0
-    z[:, g0 : g0 + len(GEOMETRY)] = 2.0 * geo - 0.5
+    z[:, g0 : g0 + len(GEOMETRY)] = 3 * (2.0 * geo - 0.5)
     return z
 
 

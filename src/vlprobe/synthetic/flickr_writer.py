@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +73,7 @@ _NOTVISUAL = (
     ("for", "a while"),
 )
 _NUMBERS = {2: "two", 3: "three"}
+_CHAIN_RE = re.compile(r"\[/EN#(\d+)/")
 
 
 def _article(word: str) -> str:
@@ -227,8 +229,8 @@ def _bndbox(box: tuple[int, int, int, int]) -> str:
     )
 
 
-def annotation_xml(scene: Scene, chains: _Chains) -> str:
-    """PASCAL-VOC style ``Annotations/<id>.xml`` of one scene."""
+def annotation_xml(scene: Scene, chains: _Chains, mentioned: set[int]) -> str:
+    """PASCAL-VOC style ``Annotations/<id>.xml``; setting / no-box chains only if mentioned."""
     group_members = set(chains.group[1]) if chains.group is not None else set()
     out = [
         "<annotation>\n",
@@ -241,15 +243,15 @@ def annotation_xml(scene: Scene, chains: _Chains) -> str:
         if obj.index in group_members and chains.group is not None:
             names += f"\t\t<name>{chains.group[0]}</name>\n"
         out.append(f"\t<object>\n{names}{_bndbox(obj.box)}\t</object>\n")
-    if chains.setting_has_box:
+    if chains.setting in mentioned and chains.setting_has_box:
         whole = (0, 0, scene.width, scene.height)
         out.append(f"\t<object>\n\t\t<name>{chains.setting}</name>\n{_bndbox(whole)}\t</object>\n")
-    else:
+    elif chains.setting in mentioned:
         out.append(
             f"\t<object>\n\t\t<name>{chains.setting}</name>\n"
             "\t\t<nobndbox>0</nobndbox>\n\t\t<scene>1</scene>\n\t</object>\n"
         )
-    if chains.nobox is not None:
+    if chains.nobox is not None and chains.nobox in mentioned:
         out.append(
             f"\t<object>\n\t\t<name>{chains.nobox}</name>\n"
             "\t\t<nobndbox>1</nobndbox>\n\t\t<scene>0</scene>\n\t</object>\n"
@@ -293,11 +295,12 @@ def write_flickr30k(root: str | os.PathLike[str], scenes: list[Scene], seed: int
             chains.nobox = next_chain
             next_chain += 1
         captions = scene_captions(rng, scene, chains)
+        mentioned = {int(c) for c in _CHAIN_RE.findall(" ".join(captions))}
         (root / "Sentences" / f"{scene.image_id}.txt").write_text(
             "\n".join(captions) + "\n", encoding="utf-8"
         )
         (root / "Annotations" / f"{scene.image_id}.xml").write_text(
-            annotation_xml(scene, chains), encoding="utf-8"
+            annotation_xml(scene, chains, mentioned), encoding="utf-8"
         )
     for split, ids in split_ids([s.image_id for s in scenes], seed).items():
         (root / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")

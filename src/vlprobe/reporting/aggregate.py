@@ -1,0 +1,655 @@
+"""Find run folders, read what they wrote, and aggregate probes over seeds and runs.
+
+The data side of ``vlprobe report`` (figures and files are in :mod:`.report`). A *run* is one
+training job: ``results.json`` plus the resolved config in ``.hydra/config.yaml``; an offline
+W&B run folder stands in for a run whose results files were lost. A *group* is a set of runs
+that differ only by seed: the report averages a probe over a group's seeds and compares groups.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+from scipy import stats
+
+from vlprobe.analysis.stats import mean_std_ci
+
+log = logging.getLogger(__name__)
+
+# the config keys that tell runs apart besides the seed (absent keys read as None)
+IDENTITY_KEYS = (
+    "model.name",
+    "model.random_init",
+    "data.mismatched",
+    "probe.probe",
+    "probe.hidden_dim",
+    "probe.rank",
+)
+# the keys of the probe's capacity: the probe-complexity figure runs along them
+PROBE_KEYS = ("probe.probe", "probe.hidden_dim", "probe.rank")
+# metrics of training-free tasks, tried in order when a task's rows lack the asked metric
+FALLBACK_METRICS = (
+    "alignment_acc",
+    "nmi_pooled",
+    "nmi_per_example_mean",
+    "text_share_normalised",
+    "text_share",
+)
+# numeric row columns that label a probe rather than measure it
+NOT_MEASURES = frozenset({"layer", "head", "layer_index", "seed", "seeds"})
+SEED_SUFFIXES = ("_std", "_ci95", "_per_seed")
+_LAYER = re.compile(r"^layer_(\d+)$")
+_HEAD = re.compile(r"^L(\d+)H(\d+)$")
+_SEED_SEGMENT = re.compile(r"^seed(\d+)$")
+
+
+# ---------------------------------------------------------------------------- runs
+@dataclass
+class Run:
+    """One training job: its result rows and the (unresolved-safe) config it ran with."""
+
+    path: Path
+    config: DictConfig
+    rows: list[dict[str, Any]]
+    source: str = "results.json"
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """``key`` (dotted) of the config; interpolations that cannot resolve here read as
+        ``default`` (Hydra saves ``${hydra:...}`` unresolved)."""
+        value = OmegaConf.select(
+            self.config, key, default=default, throw_on_resolution_failure=False
+        )
+        if OmegaConf.is_config(value):
+            return OmegaConf.to_container(value, resolve=False)  # type: ignore[arg-type]
+        return value
+
+    @property
+    def seed(self) -> Any:
+        return self.get("seed")
+
+    @property
+    def task(self) -> str:
+        """The rows' task name (shared by runs of one task family), else the config's."""
+        for row in self.rows:
+            if isinstance(row.get("task"), str):
+                return row["task"]
+        return str(self.get("task.name", "unknown"))
+
+
+def find_runs(paths: Iterable[str | Path]) -> list[Path]:
+    """Run folders (with ``results.json``) and orphan offline W&B runs under ``paths``.
+
+    An argument may be a run folder, a multirun folder, any parent (searched recursively) or an
+    ``offline-run-*`` folder. An offline W&B run inside a run folder that has ``results.json`` is
+    skipped: the results file is the complete record.
+    """
+    found: dict[Path, None] = {}
+    for arg in paths:
+        path = Path(arg)
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist")
+        if (path / "results.json").is_file() or _is_wandb_run(path):
+            found[path.resolve()] = None
+            continue
+        for results in sorted(path.rglob("results.json"), key=_natural_key):
+            found[results.parent.resolve()] = None
+        for wandb_run in sorted(path.rglob("offline-run-*"), key=_natural_key):
+            if _is_wandb_run(wandb_run) and not _owner_has_results(wandb_run):
+                found[wandb_run.resolve()] = None
+    return list(found)
+
+
+def _natural_key(path: Path) -> list[Any]:
+    """Multirun jobs 0, 1, ..., 10 in numeric order, not 0, 1, 10, 2."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
+
+
+def _is_wandb_run(path: Path) -> bool:
+    return path.is_dir() and path.name.startswith("offline-run-") and any(path.glob("run-*.wandb"))
+
+
+def _owner_has_results(wandb_run: Path) -> bool:
+    """``<run>/wandb/offline-run-*``: does ``<run>`` hold results.json?"""
+    return (wandb_run.parent.parent / "results.json").is_file()
+
+
+def load_run(path: str | Path) -> Run:
+    """A run folder (``results.json`` + ``.hydra/config.yaml``) or an offline W&B run."""
+    path = Path(path)
+    if _is_wandb_run(path):
+        return load_wandb_run(path)
+    results = path / "results.json"
+    try:
+        rows = json.loads(results.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{results}: not valid JSON ({err})") from err
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise ValueError(f"{results}: expected a JSON list of row objects")
+    return Run(path, _run_config(path), rows)
+
+
+def _run_config(run_dir: Path) -> DictConfig:
+    """``.hydra/config.yaml``; else the config logged to an offline W&B run; else empty."""
+    hydra_cfg = run_dir / ".hydra" / "config.yaml"
+    if hydra_cfg.is_file():
+        cfg = OmegaConf.load(hydra_cfg)
+        return cfg if isinstance(cfg, DictConfig) else OmegaConf.create()
+    for wandb_run in sorted(run_dir.glob("wandb/offline-run-*")):
+        if _is_wandb_run(wandb_run):
+            return _wandb_config(wandb_run)
+    log.warning("%s has no .hydra/config.yaml: its model and seed are unknown", run_dir)
+    return OmegaConf.create()
+
+
+def _wandb_config(wandb_run: Path) -> DictConfig:
+    from vlprobe.reporting.wandb_offline import read_offline_run
+
+    config = read_offline_run(wandb_run).config
+    return OmegaConf.create({k: v for k, v in config.items() if not k.startswith("_")})
+
+
+def load_wandb_run(wandb_run: Path) -> Run:
+    """Best effort: rows from the logged ``results`` table if its file is there, else rebuilt
+    from summary keys ``test/acc/<name>`` (and ``val/acc``, ``test/f1``, ``val/f1``)."""
+    from vlprobe.reporting.wandb_offline import read_offline_run
+
+    offline = read_offline_run(wandb_run)
+    config = OmegaConf.create({k: v for k, v in offline.config.items() if not k.startswith("_")})
+    rows = _rows_from_table(wandb_run, offline.summary.get("results"))
+    source = "W&B results table"
+    if rows is None:
+        rows = rows_from_summary(offline.summary, str(config.get("task", {}).get("name", "")))
+        source = "W&B summary"
+    if not rows:
+        raise ValueError(f"{wandb_run}: no results table and no test/acc/* summary keys")
+    return Run(wandb_run, config, rows, source)
+
+
+def _rows_from_table(wandb_run: Path, ref: Any) -> list[dict[str, Any]] | None:
+    """The ``results`` wandb.Table saved offline as ``files/<path>`` (columns + data)."""
+    if not isinstance(ref, Mapping) or not isinstance(ref.get("path"), str):
+        return None
+    table = wandb_run / "files" / ref["path"]
+    if not table.is_file():
+        return None
+    content = json.loads(table.read_text(encoding="utf-8"))
+    columns = content.get("columns", [])
+    return [dict(zip(columns, values, strict=True)) for values in content.get("data", [])]
+
+
+def rows_from_summary(summary: Mapping[str, Any], task: str) -> list[dict[str, Any]]:
+    """Rows from W&B metric names: ``test/acc/identification/embedding/layer_07`` gives the row
+    ``identification/embedding/layer_07``; ``.../seed2/...`` segments become per-seed lists,
+    ``control/...`` the control accuracy; MDL block probes (``mdl/...``) are skipped."""
+    metrics = {"test/acc/": "test_acc", "val/acc/": "val_acc", "test/f1/": "test_f1"}
+    metrics["val/f1/"] = "val_f1"
+    rows: dict[str, dict[str, Any]] = {}
+    per_seed: dict[tuple[str, str], list[float]] = {}
+    for key, value in summary.items():
+        prefix = next((p for p in metrics if key.startswith(p)), None)
+        if prefix is None or not _is_number(value):
+            continue
+        column, parts = metrics[prefix], key[len(prefix) :].split("/")
+        if parts[0] in ("mdl", "shuffled") or len(parts) < 2:
+            continue
+        if parts[0] == "control":
+            column, parts = f"control_{column}", parts[1:]
+        seeds = [p for p in parts if _SEED_SEGMENT.match(p)]
+        parts = [p for p in parts if not _SEED_SEGMENT.match(p)]
+        name = "/".join(parts)
+        row = rows.setdefault(name, {"task": task, "subtask": parts[0], "name": name})
+        row["probe"] = parts[-1]
+        if seeds:
+            per_seed.setdefault((name, column), []).append(float(value))
+        else:
+            row[column] = float(value)
+    for (name, column), values in per_seed.items():
+        rows[name][f"{column}_per_seed"] = values
+        rows[name].setdefault(column, float(np.mean(values)))
+    for row in rows.values():
+        if "control_test_acc" in row and "test_acc" in row:
+            row["selectivity"] = row["test_acc"] - row["control_test_acc"]
+    return list(rows.values())
+
+
+def load_runs(paths: Iterable[str | Path]) -> list[Run]:
+    """Every run under ``paths`` (see :func:`find_runs`); unreadable ones are skipped with a
+    warning so one broken job does not sink a sweep's report."""
+    runs = []
+    for path in find_runs(paths):
+        try:
+            runs.append(load_run(path))
+        except (OSError, ValueError) as err:
+            log.warning("skipping %s: %s", path, err)
+    if not runs:
+        raise FileNotFoundError(
+            f"no runs found under {', '.join(map(str, paths))}: expected run folders with "
+            "results.json (logs/<task>/runs/<time>/, multirun job folders) or offline-run-* "
+            "W&B folders"
+        )
+    return runs
+
+
+# ---------------------------------------------------------------------------- groups
+@dataclass(frozen=True)
+class Group:
+    """Runs alike in everything but the seed: ``key`` holds (config key, value) pairs."""
+
+    key: tuple[tuple[str, Any], ...]
+    label: str
+
+    def value(self, key: str) -> Any:
+        return dict(self.key).get(key)
+
+
+def identity(run: Run, keys: Sequence[str]) -> tuple[tuple[str, Any], ...]:
+    return tuple((k, _hashable(run.get(k))) for k in keys)
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+    return value
+
+
+def varying_keys(keys: Sequence[tuple[tuple[str, Any], ...]]) -> list[str]:
+    """The identity keys whose value differs between some of ``keys``."""
+    if not keys:
+        return []
+    names = [k for k, _ in keys[0]]
+    return [n for i, n in enumerate(names) if len({key[i][1] for key in keys}) > 1]
+
+
+def group_label(key: tuple[tuple[str, Any], ...], shown: Sequence[str]) -> str:
+    """``visualbert-minilm (random init) (mismatched) [mlp h=256]``: the model always, the
+    baselines when on, the probe and other keys only when they vary in the report."""
+    values = dict(key)
+    label = str(values.get("model.name") or "run")
+    if values.get("model.random_init"):
+        label += " (random init)"
+    if values.get("data.mismatched"):
+        label += " (mismatched)"
+    if any(k in shown for k in PROBE_KEYS):
+        label += f" [{probe_label(values)}]"
+    base = {"model.name", "model.random_init", "data.mismatched", *PROBE_KEYS}
+    for k in shown:
+        if k not in base:
+            label += f" [{k}={values.get(k)}]"
+    return label
+
+
+def probe_label(values: Mapping[str, Any]) -> str:
+    """``linear``, ``mlp h=256``, ``linear r=16``."""
+    text = str(values.get("probe.probe") or "probe")
+    if values.get("probe.hidden_dim") is not None and text != "linear":
+        text += f" h={values['probe.hidden_dim']}"
+    if values.get("probe.rank") is not None:
+        text += f" r={values['probe.rank']}"
+    return text
+
+
+def row_group_extra(run: Run, row: Mapping[str, Any]) -> tuple[str, str] | None:
+    """Rows of another model inside a run (the linguistic task's text baseline) form their own
+    group, tied to the run's group so that two runs' baselines are not pooled as seeds."""
+    model = row.get("model")
+    if not isinstance(model, str) or row.get("role") == "model":
+        return None
+    own = str(run.get("model.name"))
+    if model in (own, f"{own}[random-init]"):
+        return None
+    return ("row.model", model)
+
+
+# ---------------------------------------------------------------------------- statistics
+@dataclass(frozen=True)
+class Stat:
+    """Mean over seeds with sample std, Student-t 95% CI half-width and the number of seeds."""
+
+    mean: float
+    std: float = math.nan
+    ci95: float = math.nan
+    n: int = 1
+
+    @property
+    def low(self) -> float:
+        return self.mean - self.ci95 if math.isfinite(self.ci95) else self.mean
+
+    @property
+    def high(self) -> float:
+        return self.mean + self.ci95 if math.isfinite(self.ci95) else self.mean
+
+
+NAN_STAT = Stat(math.nan, n=0)
+
+
+def seed_stat(values: Iterable[Any], confidence: float = 0.95) -> Stat:
+    """:func:`mean_std_ci` over the finite values (missing and NaN ones are dropped)."""
+    x = np.array([float(v) for v in values if _is_number(v) and math.isfinite(float(v))])
+    if x.size == 0:
+        return NAN_STAT
+    mean, std, half = mean_std_ci(x, confidence)
+    return Stat(float(mean), float(std), float(half), int(x.size))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.number) and not isinstance(value, bool)
+
+
+def column_stat(rows: Sequence[Mapping[str, Any]], column: str) -> Stat:
+    """One probe's ``column`` over the rows of a group's runs.
+
+    A run trained with several seeds contributes its per-seed values (``<column>_per_seed``);
+    a single such run keeps its own std and CI when it has no per-seed list.
+    """
+    if len(rows) == 1 and _is_number(rows[0].get(f"{column}_std")) and not isinstance(
+        rows[0].get(f"{column}_per_seed"), list
+    ):
+        row = rows[0]
+        n = len(row["seeds"]) if isinstance(row.get("seeds"), list) else 2
+        ci = row.get(f"{column}_ci95")
+        mean = row.get(column)
+        return Stat(
+            float(mean) if _is_number(mean) else math.nan,
+            float(row[f"{column}_std"]),
+            float(ci) if _is_number(ci) else math.nan,
+            n,
+        )
+    values: list[Any] = []
+    for row in rows:
+        per_seed = row.get(f"{column}_per_seed")
+        values += per_seed if isinstance(per_seed, list) else [row.get(column)]
+    return seed_stat(values)
+
+
+def welch_difference(a: Stat, b: Stat, confidence: float = 0.95) -> Stat:
+    """``a - b`` with a Welch t interval (unequal variances, Welch-Satterthwaite df); the
+    seeds of two groups are independent trainings, not paired measurements."""
+    diff = a.mean - b.mean
+    if a.n < 2 or b.n < 2 or not (math.isfinite(a.std) and math.isfinite(b.std)):
+        return Stat(diff, n=min(a.n, b.n))
+    va, vb = a.std**2 / a.n, b.std**2 / b.n
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return Stat(diff, 0.0, 0.0, min(a.n, b.n))
+    df = (va + vb) ** 2 / (va**2 / (a.n - 1) + vb**2 / (b.n - 1))
+    half = float(stats.t.ppf((1 + confidence) / 2, df)) * se
+    return Stat(diff, se, half, min(a.n, b.n))
+
+
+# ---------------------------------------------------------------------------- aggregation
+@dataclass
+class Cell:
+    """One probe of one task in one group, aggregated over the group's seeds."""
+
+    group: Group
+    task: str
+    series: str  # e.g. ``identification/embedding``; "" for un-prefixed probe names
+    probe: str  # ``layer_07``, ``L07H03``, ``all_heads``
+    stats: dict[str, Stat] = field(default_factory=dict)
+    seeds: tuple[Any, ...] = ()
+
+    def get(self, column: str) -> Stat:
+        return self.stats.get(column, NAN_STAT)
+
+    @property
+    def layer(self) -> int | None:
+        match = _LAYER.match(self.probe)
+        return int(match.group(1)) if match else None
+
+    @property
+    def head(self) -> tuple[int, int] | None:
+        match = _HEAD.match(self.probe)
+        return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def split_name(row: Mapping[str, Any]) -> tuple[str, str]:
+    """``(series, probe)`` of a row: its name without the probe, and the probe. A leading role
+    segment (``model/``, ``baseline/``) is dropped: the group says which model it was."""
+    name = str(row.get("name") or row.get("probe") or "")
+    role = row.get("role")
+    if isinstance(role, str) and name.startswith(f"{role}/"):
+        name = name[len(role) + 1 :]
+    probe = str(row.get("probe") or name.rsplit("/", 1)[-1])
+    series = name[: -len(probe)].rstrip("/") if name.endswith(probe) else name.rsplit("/", 1)[0]
+    return (series if series != name else ""), probe
+
+
+def measure_columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Numeric columns worth a mean (not labels such as ``layer``, not seed spreads)."""
+    columns: dict[str, None] = {}
+    for row in rows:
+        for key, value in row.items():
+            if key in NOT_MEASURES or key.endswith(SEED_SUFFIXES):
+                continue
+            if _is_number(value) or (value is None and key not in columns):
+                columns[key] = None
+    return [c for c in columns if any(_is_number(r.get(c)) for r in rows)]
+
+
+def pick_metric(rows: Sequence[Mapping[str, Any]], metric: str) -> str:
+    """``metric`` when the task's rows have it; else a training-free task's own measure."""
+    present = {k for r in rows for k, v in r.items() if _is_number(v)}
+    if metric in present:
+        return metric
+    for candidate in FALLBACK_METRICS:
+        if candidate in present:
+            return candidate
+    numeric = measure_columns(rows)
+    return numeric[0] if numeric else metric
+
+
+@dataclass
+class Aggregate:
+    """Everything the report draws: the groups, one cell per (group, task, series, probe), the
+    metric per task and the identity keys that vary between groups."""
+
+    runs: list[Run]
+    groups: list[Group]
+    cells: list[Cell]
+    metrics: dict[str, str]  # task -> the metric reported for it
+    keys: list[str]  # identity keys
+    varying: list[str]  # identity keys that differ between groups
+    run_groups: dict[Path, Group] = field(default_factory=dict)
+
+    def select(self, **where: Any) -> list[Cell]:
+        return [c for c in self.cells if all(getattr(c, k) == v for k, v in where.items())]
+
+    def series(self) -> list[tuple[str, str]]:
+        return list(dict.fromkeys((c.task, c.series) for c in self.cells))
+
+
+def aggregate(
+    runs: Sequence[Run], metric: str = "test_acc", compare_by: Sequence[str] = ()
+) -> Aggregate:
+    """Group runs by identity (``IDENTITY_KEYS`` plus ``compare_by``), then aggregate each probe
+    over the group's runs: every numeric column becomes a :class:`Stat`."""
+    keys = list(dict.fromkeys([*IDENTITY_KEYS, *compare_by]))
+    bucket: dict[tuple, list[tuple[Run, dict[str, Any]]]] = {}
+    for run in runs:
+        base = identity(run, keys)
+        for row in run.rows:
+            extra = row_group_extra(run, row)
+            group_key = (*base, extra) if extra else base
+            series, probe = split_name(row)
+            bucket.setdefault((group_key, run.task, series, probe), []).append((run, row))
+    group_keys = list(dict.fromkeys(k[0] for k in bucket))
+    varying = varying_keys([tuple(p for p in k if p[0] in keys) for k in group_keys])
+    groups = {k: Group(k, _label(k, varying)) for k in group_keys}
+    metrics = {
+        task: pick_metric([row for run in runs if run.task == task for row in run.rows], metric)
+        for task in dict.fromkeys(run.task for run in runs)
+    }
+    cells = []
+    for (group_key, task, series, probe), members in bucket.items():
+        rows = [row for _, row in members]
+        cell = Cell(groups[group_key], task, series, probe)
+        cell.stats = {c: column_stat(rows, c) for c in measure_columns(rows)}
+        cell.seeds = tuple(run.seed for run, _ in members)
+        cells.append(cell)
+    run_groups = {run.path: groups[identity(run, keys)] for run in runs if identity(run, keys) in groups}
+    return Aggregate(list(runs), list(groups.values()), cells, metrics, keys, varying, run_groups)
+
+
+def _label(key: tuple, varying: Sequence[str]) -> str:
+    """The group's label; a row-level model (text baseline) names the run's group after it."""
+    pairs = tuple(p for p in key if p[0] != "row.model")
+    extra = dict(key).get("row.model")
+    label = group_label(pairs, varying)
+    return f"{extra} (baseline of {label})" if extra else label
+
+
+# ---------------------------------------------------------------------------- tables
+def selection_column(metric: str, columns: Iterable[str]) -> str:
+    """Pick the best probe on validation (``test_acc`` -> ``val_acc``) when there is one, so the
+    reported test number is not the maximum of many noisy test numbers."""
+    val = metric.replace("test_", "val_", 1)
+    return val if metric.startswith("test_") and val in set(columns) else metric
+
+
+def best_cell(cells: Sequence[Cell], metric: str) -> Cell | None:
+    """The cell with the highest mean selection metric (validation when present)."""
+    columns = {c for cell in cells for c in cell.stats}
+    select = selection_column(metric, columns)
+    finite = [c for c in cells if math.isfinite(c.get(select).mean)]
+    return max(finite, key=lambda c: c.get(select).mean) if finite else None
+
+
+def summary_rows(agg: Aggregate) -> list[dict[str, Any]]:
+    """Per task, series and group: the best probe's metric (mean, std, CI, seeds), its
+    selectivity and MDL compression when present, and chance."""
+    out = []
+    for task, series in agg.series():
+        metric = agg.metrics[task]
+        for group in agg.groups:
+            cells = agg.select(task=task, series=series, group=group)
+            best = best_cell(cells, metric)
+            if best is None:
+                continue
+            stat = best.get(metric)
+            out.append(
+                {
+                    "task": task,
+                    "series": series,
+                    "group": group.label,
+                    "metric": metric,
+                    "best_probe": best.probe,
+                    "selected_by": selection_column(metric, best.stats),
+                    "mean": stat.mean,
+                    "std": stat.std,
+                    "ci95": stat.ci95,
+                    "n_seeds": stat.n,
+                    "selectivity": best.get("selectivity").mean,
+                    "selectivity_ci95": best.get("selectivity").ci95,
+                    "mdl_compression": best.get("mdl_compression").mean,
+                    "chance": best.get("chance").mean,
+                }
+            )
+    return out
+
+
+def cell_rows(agg: Aggregate) -> list[dict[str, Any]]:
+    """Every probe of every group: mean, std, CI and n of each numeric column (long form)."""
+    out = []
+    for cell in agg.cells:
+        row: dict[str, Any] = {
+            "task": cell.task,
+            "series": cell.series,
+            "probe": cell.probe,
+            "group": cell.group.label,
+            "n_runs": len(cell.seeds),
+        }
+        for column, stat in cell.stats.items():
+            row[column] = stat.mean
+            if stat.n > 1:
+                row |= {f"{column}_std": stat.std, f"{column}_ci95": stat.ci95}
+                row[f"{column}_n"] = stat.n
+        out.append(row)
+    return out
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two groups that differ in exactly one identity key."""
+
+    key: str
+    a: Group
+    b: Group
+
+    @property
+    def title(self) -> str:
+        return f"{self.a.label} - {self.b.label}"
+
+
+def comparisons(agg: Aggregate, compare_by: Sequence[str] = ()) -> list[Comparison]:
+    """Pairs of groups differing only in one key of ``compare_by`` (default: every varying
+    identity key). ``a`` is the group whose value sorts first (false before true, so
+    pre-trained - random init, matched - mismatched; model names alphabetically)."""
+    keys = list(compare_by) or agg.varying
+    out = []
+    for key in keys:
+        for i, g in enumerate(agg.groups):
+            for h in agg.groups[i + 1 :]:
+                if _differ_only_in(g, h, key):
+                    a, b = sorted((g, h), key=lambda grp: _order(grp.value(key)))
+                    out.append(Comparison(key, a, b))
+    return out
+
+
+def _differ_only_in(g: Group, h: Group, key: str) -> bool:
+    gv, hv = dict(g.key), dict(h.key)
+    if set(gv) != set(hv) or gv.get(key) == hv.get(key):
+        return False
+    return all(gv[k] == hv[k] for k in gv if k != key)
+
+
+def _order(value: Any) -> tuple[int, float, str]:
+    if value is None:
+        return (2, 0.0, "")
+    if _is_number(value):
+        return (0, float(value), "")
+    return (1, 0.0, str(value))
+
+
+def comparison_rows(agg: Aggregate, comparison: Comparison) -> list[dict[str, Any]]:
+    """Per task, series and probe both groups have: the two means and ``a - b`` with its
+    Welch 95% CI; ``excludes_zero`` flags differences the seeds support."""
+    out = []
+    for task, series in agg.series():
+        metric = agg.metrics[task]
+        b_cells = {c.probe: c for c in agg.select(task=task, series=series, group=comparison.b)}
+        for cell in agg.select(task=task, series=series, group=comparison.a):
+            other = b_cells.get(cell.probe)
+            if other is None:
+                continue
+            a, b = cell.get(metric), other.get(metric)
+            diff = welch_difference(a, b)
+            out.append(
+                {
+                    "key": comparison.key,
+                    "a": comparison.a.label,
+                    "b": comparison.b.label,
+                    "task": task,
+                    "series": series,
+                    "probe": cell.probe,
+                    "metric": metric,
+                    "a_mean": a.mean,
+                    "a_ci95": a.ci95,
+                    "b_mean": b.mean,
+                    "b_ci95": b.ci95,
+                    "diff": diff.mean,
+                    "diff_ci95": diff.ci95,
+                    "excludes_zero": bool(math.isfinite(diff.ci95) and abs(diff.mean) > diff.ci95),
+                }
+            )
+    return out

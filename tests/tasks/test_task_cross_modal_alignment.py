@@ -1,0 +1,76 @@
+"""Cross-modal alignment on the tiny cache: per-head accuracy, chance and cross-modal share."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from omegaconf import DictConfig
+
+from probes.run import run
+
+Compose = Callable[..., DictConfig]
+
+# test split: 3 scored phrases (e1 p0, e1 p1, e2 p0; e1 p2 has no gold region), see conftest
+ACC_TEST = [[1.0, 0.0], [2 / 3, 1 / 3]]
+ACC_ALL = [[1.0, 1 / 4], [3 / 4, 2 / 4]]  # + e0's phrase, right for every head
+CHANCE = (1 / 3 + 2 / 3 + 1 / 2) / 3  # #gold / #regions per scored phrase
+CROSS_SHARE = [[0.0, 1.0], [0.5, 0.25]]  # from the maps of e0 and e1
+
+
+def _overrides(path: Path, *extra: str) -> list[str]:
+    return ["task=cross_modal_alignment", f"data.cache={path}", "logger=csv", *extra]
+
+
+def _matrix(rows: list[dict], key: str) -> np.ndarray:
+    return np.array([r[key] for r in rows], dtype=float).reshape(2, 2)
+
+
+def test_accuracy_per_head(compose_cfg: Compose, tiny_cache: Path, execute_task) -> None:
+    out, logger = execute_task(compose_cfg(_overrides(tiny_cache, "task.top_k=2")), tiny_cache)
+    assert [r["name"] for r in out.rows] == ["L01H01", "L01H02", "L02H01", "L02H02"]
+    np.testing.assert_allclose(_matrix(out.rows, "alignment_acc"), ACC_TEST)
+    np.testing.assert_allclose(_matrix(out.rows, "cross_modal_share"), CROSS_SHARE)
+    assert [r["chance"] for r in out.rows] == pytest.approx([CHANCE] * 4)
+    assert {r["n_phrases"] for r in out.rows} == {3}
+    assert [r["name"] for r in out.console_rows] == ["L01H01", "L02H01"]  # top 2
+    assert out.summary["alignment/top_heads"] == ["L01H01=1.000", "L02H01=0.667"]
+    assert out.summary["alignment/best_head"] == "L01H01"
+    assert out.summary["alignment/frac_heads_above_0.5"] == pytest.approx(0.5)
+    assert out.summary["alignment/cross_share/n_maps"] == 2
+    assert logger.metrics["alignment/acc/L02H02"] == pytest.approx(1 / 3)
+    assert logger.metrics["alignment/cross_share/L01H02"] == pytest.approx(1.0)
+    assert set(out.figures) == {"accuracy_heads", "accuracy_by_layer", "cross_share_heads"}
+
+
+def test_all_splits(compose_cfg: Compose, tiny_cache: Path, execute_task) -> None:
+    out, _ = execute_task(compose_cfg(_overrides(tiny_cache, "task.split=all")), tiny_cache)
+    np.testing.assert_allclose(_matrix(out.rows, "alignment_acc"), ACC_ALL)
+    assert out.rows[0]["chance"] == pytest.approx((3 * CHANCE + 1 / 2) / 4)
+
+
+def test_without_maps_share_is_nan(
+    compose_cfg: Compose, make_tiny_cache: Callable[..., Path], execute_task
+) -> None:
+    path = make_tiny_cache(with_maps=False)
+    out, logger = execute_task(compose_cfg(_overrides(path)), path)
+    assert all(math.isnan(r["cross_modal_share"]) for r in out.rows)
+    assert "max_attention_maps" in out.summary["alignment/cross_share/note"]
+    assert not any(k.startswith("alignment/cross_share/") for k in logger.metrics)
+    np.testing.assert_allclose(_matrix(out.rows, "alignment_acc"), ACC_TEST)
+    assert "cross_share_heads" not in out.figures
+
+
+def test_through_run(compose_cfg: Compose, tiny_cache: Path) -> None:
+    cfg = compose_cfg(_overrides(tiny_cache))
+    run(cfg)
+    out_dir = Path(cfg.paths.output_dir)
+    rows = json.loads((out_dir / "results.json").read_text())
+    np.testing.assert_allclose(_matrix(rows, "alignment_acc"), ACC_TEST)
+    assert (out_dir / "results.csv").exists()
+    for name in ("accuracy_heads", "accuracy_by_layer", "cross_share_heads"):
+        assert (out_dir / f"alignment_{name}.png").stat().st_size > 0

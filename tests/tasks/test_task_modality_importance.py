@@ -1,0 +1,68 @@
+"""Modality importance on the tiny cache: [CLS] mass per head, raw and per token."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from omegaconf import DictConfig
+
+from probes.run import run
+
+Compose = Callable[..., DictConfig]
+
+# test split = e1 (4 text, 4 image tokens) and e2 (4 text, 6 image); see conftest.CLS_MASS
+TEXT = [[0.75, 0.375], [0.375, 0.5]]
+IMAGE = [[0.25, 0.625], [0.625, 0.5]]
+# per token: mean over examples of mass / count, e.g. head (1, 1): text (0.75/4 + 0.75/4) / 2
+# = 18/96, image (0.25/4 + 0.25/6) / 2 = 5/96 -> 18/23
+SHARE_NORMALISED = [[18 / 23, 9 / 22], [9 / 21, 12 / 21.5]]
+PER_TOKEN_TEXT = [[18 / 96, 9 / 96], [9 / 96, 12 / 96]]
+
+
+def _overrides(path: Path, *extra: str) -> list[str]:
+    return ["task=modality_importance", f"data.cache={path}", "logger=csv", *extra]
+
+
+def _matrix(rows: list[dict], key: str) -> np.ndarray:
+    return np.array([r[key] for r in rows]).reshape(2, 2)
+
+
+def test_shares_per_head(compose_cfg: Compose, tiny_cache: Path, execute_task) -> None:
+    out, logger = execute_task(compose_cfg(_overrides(tiny_cache)), tiny_cache)
+    assert [r["name"] for r in out.rows] == ["L01H01", "L01H02", "L02H01", "L02H02"]
+    assert [r["layer_name"] for r in out.rows] == ["L01", "L01", "L02", "L02"]
+    np.testing.assert_allclose(_matrix(out.rows, "text"), TEXT)
+    np.testing.assert_allclose(_matrix(out.rows, "image"), IMAGE)
+    np.testing.assert_allclose(_matrix(out.rows, "text_share"), TEXT)  # text + image = 1
+    np.testing.assert_allclose(_matrix(out.rows, "text_per_token"), PER_TOKEN_TEXT)
+    np.testing.assert_allclose(_matrix(out.rows, "text_share_normalised"), SHARE_NORMALISED)
+    assert {r["n_examples"] for r in out.rows} == {2}
+    # console: one row per layer, the mean over its heads
+    assert [r["text"] for r in out.console_rows] == pytest.approx([0.5625, 0.4375])
+    assert logger.metrics["modality/text_share/L01H01"] == pytest.approx(0.75)
+    assert logger.metrics["modality/text_share_normalised/L02H02"] == pytest.approx(24 / 43)
+    assert out.summary["modality/text_share/mean"] == pytest.approx(0.5)
+    assert out.summary["modality/heads_text_dominant"] == pytest.approx(0.25)
+    assert out.summary["modality/max_text_share_layer"] == "L01"
+
+
+def test_all_splits(compose_cfg: Compose, tiny_cache: Path, execute_task) -> None:
+    out, _ = execute_task(compose_cfg(_overrides(tiny_cache, "task.split=all")), tiny_cache)
+    # e0 adds 0.5 everywhere: the mean over three examples
+    expected = (np.array(TEXT) * 2 + 0.5) / 3
+    np.testing.assert_allclose(_matrix(out.rows, "text"), expected)
+
+
+def test_through_run(compose_cfg: Compose, tiny_cache: Path) -> None:
+    cfg = compose_cfg(_overrides(tiny_cache))
+    run(cfg)
+    out_dir = Path(cfg.paths.output_dir)
+    rows = json.loads((out_dir / "results.json").read_text())
+    np.testing.assert_allclose(_matrix(rows, "text_share_normalised"), SHARE_NORMALISED)
+    assert (out_dir / "results.csv").exists()
+    for name in ("text_share_heads", "text_share_normalised_heads", "text_vs_image_by_layer"):
+        assert (out_dir / f"modality_{name}.png").stat().st_size > 0
