@@ -7,6 +7,10 @@ one of its gold (coreferent) regions. Accuracy per head gives a layer x head map
 reports about 15% of UNITER's heads above 0.5 and a best head near 0.92. Beside it, each head's
 share of attention that crosses modality (from the full maps kept for a few examples) shows
 which heads are specialised for cross-modal interaction.
+
+Two-stream models (LXMERT): phrase -> region attention is the language -> vision
+cross-attention of each cross layer (``X01`` ...), so accuracy is meaningful; the cross-modal
+share is not (each row is half self-, half cross-attention: 0.5 in every head by construction).
 """
 
 from __future__ import annotations
@@ -157,6 +161,8 @@ class CrossModalAlignmentTask:
             summary["alignment/note"] = "no phrase with a gold region: accuracy is NaN"
         if not np.isfinite(share).any():
             summary["alignment/cross_share/note"] = NO_MAPS
+        elif summary["alignment/model_kind"] == "two-stream":
+            summary["alignment/cross_share/note"] = "two-stream: 0.5 in every head by construction"
         figures = self.figures(acc, share, chance, layer_names, reader, out_dir)
         return TaskOutput(rows, COLUMNS, figures, summary, console_rows=console)
 

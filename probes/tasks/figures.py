@@ -6,7 +6,7 @@ probes (``layer_XX``), one all-heads attention probe and per-head probes (``LxxH
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -62,6 +62,40 @@ def probe_figures(
     return figures
 
 
+def plot_curves_by_layer(
+    series: Mapping[str, Sequence[float]],
+    dashed: Sequence[str],
+    layer_names: Sequence[str],
+    path: Path,
+    title: str,
+    chance: float | None = None,
+) -> Path:
+    """Accuracy by layer; ``dashed`` series (e.g. a baseline's) are drawn thin and dashed over
+    the others, so a baseline identical to the model stays visible."""
+    x = np.arange(len(layer_names))
+    fig = _figure(max(5.0, 0.45 * len(x) + 2.0), 3.6)
+    ax = fig.add_subplot()
+    for name, values in series.items():
+        values = np.asarray(values, dtype=np.float64)
+        if values.shape != x.shape:
+            raise ValueError(f"series {name!r} has {values.size} values for {x.size} layers")
+        style = (
+            {"linestyle": "--", "linewidth": 1.2, "marker": "s", "markersize": 3, "zorder": 3}
+            if name in dashed
+            else {"linewidth": 2.5, "alpha": 0.7, "marker": "o", "markersize": 4}
+        )
+        ax.plot(x, values, label=name, **style)
+    if chance is not None:
+        ax.axhline(chance, color="grey", linestyle=":", linewidth=1, label="chance")
+    ax.set_xticks(x, list(layer_names), rotation=45 if len(x) > 8 else 0)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
 def plot_task_layer_heatmap(
     matrix: np.ndarray,
     task_names: Sequence[str],
@@ -74,8 +108,7 @@ def plot_task_layer_heatmap(
     if mat.shape != (len(task_names), len(layer_names)):
         raise ValueError(f"matrix {mat.shape} for {len(task_names)} x {len(layer_names)} names")
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="lightgrey")
-    fig = Figure(figsize=(max(4.0, 0.6 * mat.shape[1] + 3.0), 0.4 * mat.shape[0] + 1.6), dpi=DPI)
-    FigureCanvasAgg(fig)
+    fig = _figure(max(4.0, 0.6 * mat.shape[1] + 3.0), 0.4 * mat.shape[0] + 1.6)
     ax = fig.add_subplot()
     image = ax.imshow(np.ma.masked_invalid(mat), cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
     fig.colorbar(image, ax=ax, label="test accuracy")
@@ -87,6 +120,17 @@ def plot_task_layer_heatmap(
         if np.isfinite(value):
             ink = "black" if value > 0.6 else "white"  # viridis is light at the top
             ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color=ink)
+    return _save(fig, path)
+
+
+def _figure(width: float, height: float) -> Figure:
+    """A bare Agg figure, never registered with pyplot (see vlprobe.reporting.figures)."""
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png", dpi=DPI, bbox_inches="tight")
     fig.clear()

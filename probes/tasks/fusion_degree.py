@@ -19,7 +19,9 @@ from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig
+from threadpoolctl import threadpool_limits
 
+from datamodules.sources import contiguous_segments
 from probes.tasks.base import TaskOutput
 from vlprobe.analysis.fusion import fusion_degree
 from vlprobe.cache.reader import CacheReader
@@ -61,28 +63,39 @@ def attention_layer_names(reader: CacheReader) -> list[str]:
 
 
 def log_finite(loggers: list[Any], metrics: dict[str, float]) -> None:
-    """Send the finite values to every logger (NaN = not measurable, left out)."""
+    """Send the finite values to every logger (NaN = not measurable, left out).
+
+    No Trainer runs here to flush buffered loggers (CSVLogger writes metrics.csv on ``save``),
+    so each one is saved right away.
+    """
     clean = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
     for lg in loggers:
         lg.log_metrics(clean)
+        save = getattr(lg, "save", None)
+        if callable(save):
+            save()
 
 
 class TokenRows:
     """``(L, n, d)`` view of chosen token rows of ``tokens/hidden``, read one layer at a time.
 
-    A split's tokens are contiguous in the cache (examples are sorted by split), so a layer is
-    one contiguous read of the span they cover.
+    Only the chosen tokens are read (runs of nearby tokens as one slice each), so a layer of a
+    subsample costs memory for the subsample, not for the whole cache.
     """
 
-    def __init__(self, hidden: Any, tokens: np.ndarray) -> None:
+    def __init__(self, hidden: Any, tokens: np.ndarray, max_gap: int = 4096) -> None:
         self.hidden, self.tokens = hidden, np.asarray(tokens, dtype=np.int64)
-        self.lo = int(self.tokens.min()) if len(self.tokens) else 0
-        self.hi = int(self.tokens.max()) + 1 if len(self.tokens) else 0
+        self.segments = contiguous_segments(self.tokens, max_gap)
         self.shape = (hidden.shape[0], len(self.tokens), hidden.shape[2])
 
     def __getitem__(self, layer: int) -> np.ndarray:
-        block = np.asarray(self.hidden[layer, self.lo : self.hi])
-        return block[self.tokens - self.lo]
+        parts = []
+        for a, b in self.segments:
+            lo, hi = int(self.tokens[a]), int(self.tokens[b - 1]) + 1
+            parts.append(np.asarray(self.hidden[layer, lo:hi])[self.tokens[a:b] - lo])
+        if not parts:
+            return np.zeros(self.shape[1:], dtype=self.hidden.dtype)
+        return np.concatenate(parts, axis=0)
 
 
 @dataclass
@@ -112,19 +125,26 @@ class FusionDegreeTask:
         off = reader.array("examples/token_offset")
         if len(chosen) == 0:
             raise ValueError(f"the cache has no {self.split!r} examples; set task.split=all")
+        if self.max_examples is not None and self.max_examples < len(chosen):
+            # the seeded subset is drawn here, so only its tokens are ever read
+            rng = np.random.default_rng(self.seed)
+            chosen = np.sort(rng.choice(chosen, size=self.max_examples, replace=False))
         ranges = [np.arange(off[e], off[e + 1]) for e in chosen]
         tokens = np.concatenate(ranges)
         sub_off = np.concatenate([[0], np.cumsum([len(r) for r in ranges])])
-        return fusion_degree(
-            TokenRows(reader.file["tokens/hidden"], tokens),
-            reader.array("tokens/modality")[tokens],
-            sub_off,
-            average_method=self.average_method,  # type: ignore[arg-type]
-            seed=self.seed,
-            max_examples=self.max_examples,
-            max_pooled_tokens=self.max_pooled_tokens,
-            n_init=self.n_init,
-        )
+        # k-means on one pair's ~50-100 tokens is tiny: waking OpenMP threads for every fit
+        # costs more than the fit (8x slower measured on 2 busy cores), so use one thread
+        with threadpool_limits(limits=1, user_api="openmp"):
+            return fusion_degree(
+                TokenRows(reader.file["tokens/hidden"], tokens),
+                reader.array("tokens/modality")[tokens],
+                sub_off,
+                average_method=self.average_method,  # type: ignore[arg-type]
+                seed=self.seed,
+                max_examples=None,
+                max_pooled_tokens=self.max_pooled_tokens,
+                n_init=self.n_init,
+            )
 
     def execute(
         self, reader: CacheReader, cfg: DictConfig, loggers: list[Any], out_dir: Path

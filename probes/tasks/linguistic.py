@@ -22,12 +22,11 @@ from datamodules.sources import LayerRows
 from datamodules.views import UnitEmbeddingView, layer_probe_names
 from probes.engine import train_view
 from probes.tasks.base import TaskOutput
-from probes.tasks.figures import plot_task_layer_heatmap
+from probes.tasks.figures import plot_curves_by_layer, plot_task_layer_heatmap
 from vlprobe.cache.reader import CacheReader
 from vlprobe.config import config_dir
 from vlprobe.data.senteval import SENTEVAL_TASKS
 from vlprobe.extraction.pipeline import ensure_cache
-from vlprobe.reporting.figures import plot_by_layer
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +119,8 @@ class LinguisticTask:
     ) -> TaskOutput:
         paths = self.cache_paths(cfg)
         labels = {role: model_label(run_cfg.model) for role, run_cfg in self.models(cfg)}
+        if labels.get("baseline") == labels["model"]:  # same name, other settings
+            labels["baseline"] += "[baseline]"
         rows: list[dict[str, Any]] = []
         for (role, task), path in paths.items():
             cache = CacheReader(path)
@@ -227,6 +228,7 @@ def linguistic_figures(rows: list[dict], tasks: tuple[str, ...], out_dir: Path) 
     names = {r["layer_index"]: r["layer"] for r in rows if r["model"] == deepest}
     layer_names = [names.get(layer, str(layer)) for layer in indices]
     curves = dict.fromkeys((r["model"], r["pooling"]) for r in rows)
+    baselines = {r["model"] for r in rows if r["role"] == "baseline"}
     present = [t for t in tasks if any(r["probing_task"] == t for r in rows)]
     for task in present:
         series = {}
@@ -237,8 +239,9 @@ def linguistic_figures(rows: list[dict], tasks: tuple[str, ...], out_dir: Path) 
                     values[column[r["layer_index"]]] = _nan(r["test_acc"])
             series[f"{model} ({pooling})"] = values
         chance = next(r["chance"] for r in rows if r["probing_task"] == task)
-        figures[f"{task}_by_layer"] = plot_by_layer(
+        figures[f"{task}_by_layer"] = plot_curves_by_layer(
             series,
+            [f"{m} ({p})" for m, p in curves if m in baselines],
             layer_names,
             out_dir / f"{task}_by_layer.png",
             title=f"SentEval {task}: test accuracy by layer",

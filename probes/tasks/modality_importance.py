@@ -5,6 +5,10 @@ for M = text and M = image, read from ``attention/cls_mass``. Raw mass favours t
 more tokens (36-100 regions vs 10-20 words), so the per-token normalised share is reported
 beside it. [CLS] itself and [SEP] count as text. The paper's finding: [CLS] attends to text
 more than to the image, most of all in the middle layers.
+
+Two-stream models (LXMERT): the adapter writes each cross layer as one ``[text; image]`` map
+whose rows are half self-attention and half cross-attention, so [CLS] puts exactly 0.5 on
+each modality in every head by construction; the summary says so (``modality/note``).
 """
 
 from __future__ import annotations
@@ -36,6 +40,10 @@ MEASURES = (
     "text_per_token",
     "image_per_token",
     "text_share_normalised",
+)
+TWO_STREAM_NOTE = (
+    "two-stream model: every attention row is half self- and half cross-attention, so the "
+    "raw text share is 0.5 by construction"
 )
 COLUMNS = ["name", "text", "image", "text_share", "text_share_normalised", "n_examples"]
 
@@ -108,6 +116,8 @@ class ModalityImportanceTask:
             "modality/n_examples": n_examples,
             "modality/model_kind": cache_attr(reader, "model_kind"),
         }
+        if summary["modality/model_kind"] == "two-stream":
+            summary["modality/note"] = TWO_STREAM_NOTE
         return TaskOutput(rows, COLUMNS, figures, summary, console_rows=console)
 
     def figures(

@@ -1,4 +1,4 @@
-"""``vlprobe`` command line: make-demo-data, extract, inspect.
+"""``vlprobe`` command line: make-demo-data, extract, inspect, report.
 
 ``extract`` takes Hydra overrides like ``train_probe.py`` (``vlprobe extract model=lxmert
 data=real data.root=/data dataset=flickr30k``), composed from configs/extract.yaml.
@@ -51,6 +51,15 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from vlprobe.reporting.report import build_report, summary_text
+
+    compare_by = [k.strip() for arg in args.compare_by or [] for k in arg.split(",") if k.strip()]
+    report = build_report(args.runs, args.out, args.metric, compare_by)
+    print(summary_text(report))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlprobe", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -72,6 +81,24 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = sub.add_parser("inspect", help="print a cache's schema, provenance, sizes, splits")
     inspect.add_argument("cache")
     inspect.set_defaults(func=_inspect)
+
+    report = sub.add_parser(
+        "report",
+        help="aggregate runs over seeds: by-layer curves, heatmaps, tables (docs/report.md)",
+    )
+    report.add_argument(
+        "runs", nargs="+", help="run, multirun or logs folders, or offline-run-* W&B folders"
+    )
+    report.add_argument("--out", default="report", help="output folder (default: ./report)")
+    report.add_argument("--metric", default="test_acc", help="row column to report")
+    report.add_argument(
+        "--compare-by",
+        action="append",
+        metavar="KEY",
+        help="config key(s) whose groups to compare, e.g. model.random_init (repeatable or "
+        "comma-separated; default: every key that differs between runs)",
+    )
+    report.set_defaults(func=_report)
     return parser
 
 

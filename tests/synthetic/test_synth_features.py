@@ -8,8 +8,8 @@ from vlprobe.data.alignment import iou_matrix
 from vlprobe.data.region_features import read_butd_tsv
 from vlprobe.synthetic import DemoDataPaths
 from vlprobe.synthetic.features import (
-    LATENT_CATEGORIES,
     GEOMETRY,
+    LATENT_CATEGORIES,
     build_region_features,
     geometry,
 )
@@ -48,7 +48,9 @@ def test_every_gold_box_has_a_detection(demo_scenes: list[Scene]) -> None:
         for obj in scene.objects:
             row = next(k for k, s in enumerate(src) if s.object_index == obj.index)
             assert iou[obj.index, row] >= 0.6
-            assert iou[obj.index].argmax() == row or iou[obj.index].max() - iou[obj.index, row] < 0.3
+            assert (
+                iou[obj.index].argmax() == row or iou[obj.index].max() - iou[obj.index, row] < 0.3
+            )
 
 
 def _objects(n_scenes: int, dim: int, seed: int = 5):

@@ -122,9 +122,7 @@ def _record(
     )
 
 
-def write_tiny_cache(
-    path: Path, with_maps: bool = True, model_kind: str = "single-stream"
-) -> Path:
+def write_tiny_cache(path: Path, with_maps: bool = True, model_kind: str = "single-stream") -> Path:
     prefix = "X" if model_kind == "two-stream" else "L"
     attrs = {
         "model_name": "tiny",

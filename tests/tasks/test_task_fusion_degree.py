@@ -70,3 +70,12 @@ def test_through_run(compose_cfg: Compose, tiny_cache: Path) -> None:
     assert [r["nmi_pooled"] for r in rows] == pytest.approx([1, 1, 0], abs=1e-9)
     assert (out_dir / "results.csv").exists()
     assert (out_dir / "fusion_nmi_by_layer.png").stat().st_size > 0
+    metrics = (out_dir / "csv" / "version_0" / "metrics.csv").read_text()
+    assert "fusion/nmi_pooled/layer_02" in metrics  # saved without a Trainer to flush it
+
+
+def test_max_examples_subsample(compose_cfg: Compose, tiny_cache: Path, execute_task) -> None:
+    cfg = compose_cfg(_overrides(tiny_cache, "task.split=all", "task.max_examples=2"))
+    out, _ = execute_task(cfg, tiny_cache)
+    assert {r["n_examples"] for r in out.rows} == {2}
+    assert out.rows[0]["n_pooled_tokens"] in (16, 18)  # e0 + e1 (8 + 8) or a pair with e2

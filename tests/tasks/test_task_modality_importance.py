@@ -66,3 +66,12 @@ def test_through_run(compose_cfg: Compose, tiny_cache: Path) -> None:
     assert (out_dir / "results.csv").exists()
     for name in ("text_share_heads", "text_share_normalised_heads", "text_vs_image_by_layer"):
         assert (out_dir / f"modality_{name}.png").stat().st_size > 0
+
+
+def test_two_stream_note(
+    compose_cfg: Compose, make_tiny_cache: Callable[..., Path], execute_task
+) -> None:
+    path = make_tiny_cache(model_kind="two-stream")
+    out, _ = execute_task(compose_cfg(_overrides(path)), path)
+    assert [r["layer_name"] for r in out.rows] == ["X01", "X01", "X02", "X02"]
+    assert "by construction" in out.summary["modality/note"]

@@ -47,6 +47,8 @@ FALLBACK_METRICS = (
 # numeric row columns that label a probe rather than measure it
 NOT_MEASURES = frozenset({"layer", "head", "layer_index", "seed", "seeds"})
 SEED_SUFFIXES = ("_std", "_ci95", "_per_seed")
+# measures whose spread over seeds the per-probe table reports (besides the metric)
+SPREAD_COLUMNS = ("control_test_acc", "selectivity", "mdl_compression")
 _LAYER = re.compile(r"^layer_(\d+)$")
 _HEAD = re.compile(r"^L(\d+)H(\d+)$")
 _SEED_SEGMENT = re.compile(r"^seed(\d+)$")
@@ -74,7 +76,9 @@ class Run:
 
     @property
     def seed(self) -> Any:
-        return self.get("seed")
+        """The run's seed, or its list of seeds when it trained several in-run."""
+        seeds = self.get("seeds")
+        return seeds if isinstance(seeds, list) and seeds else self.get("seed")
 
     @property
     def task(self) -> str:
@@ -164,7 +168,7 @@ def load_wandb_run(wandb_run: Path) -> Run:
 
     offline = read_offline_run(wandb_run)
     config = OmegaConf.create({k: v for k, v in offline.config.items() if not k.startswith("_")})
-    rows = _rows_from_table(wandb_run, offline.summary.get("results"))
+    rows = _rows_from_table(wandb_run, _table_path(offline.summary))
     source = "W&B results table"
     if rows is None:
         rows = rows_from_summary(offline.summary, str(config.get("task", {}).get("name", "")))
@@ -174,12 +178,18 @@ def load_wandb_run(wandb_run: Path) -> Run:
     return Run(wandb_run, config, rows, source)
 
 
-def _rows_from_table(wandb_run: Path, ref: Any) -> list[dict[str, Any]] | None:
+def _table_path(summary: Mapping[str, Any]) -> str | None:
+    """Where the logged ``results`` table lies inside ``files/`` (summary keys are flattened
+    to ``results/path`` when read from the log)."""
+    ref = summary.get("results")
+    path = ref.get("path") if isinstance(ref, Mapping) else summary.get("results/path")
+    return path if isinstance(path, str) else None
+
+
+def _rows_from_table(wandb_run: Path, ref: str | None) -> list[dict[str, Any]] | None:
     """The ``results`` wandb.Table saved offline as ``files/<path>`` (columns + data)."""
-    if not isinstance(ref, Mapping) or not isinstance(ref.get("path"), str):
-        return None
-    table = wandb_run / "files" / ref["path"]
-    if not table.is_file():
+    table = wandb_run / "files" / ref if ref else None
+    if table is None or not table.is_file():
         return None
     content = json.loads(table.read_text(encoding="utf-8"))
     columns = content.get("columns", [])
@@ -221,7 +231,7 @@ def rows_from_summary(summary: Mapping[str, Any], task: str) -> list[dict[str, A
     return list(rows.values())
 
 
-def load_runs(paths: Iterable[str | Path]) -> list[Run]:
+def load_runs(paths: Sequence[str | Path]) -> list[Run]:
     """Every run under ``paths`` (see :func:`find_runs`); unreadable ones are skipped with a
     warning so one broken job does not sink a sweep's report."""
     runs = []
@@ -352,11 +362,13 @@ def column_stat(rows: Sequence[Mapping[str, Any]], column: str) -> Stat:
     A run trained with several seeds contributes its per-seed values (``<column>_per_seed``);
     a single such run keeps its own std and CI when it has no per-seed list.
     """
-    if len(rows) == 1 and _is_number(rows[0].get(f"{column}_std")) and not isinstance(
-        rows[0].get(f"{column}_per_seed"), list
+    if (
+        len(rows) == 1
+        and _is_number(rows[0].get(f"{column}_std"))
+        and not isinstance(rows[0].get(f"{column}_per_seed"), list)
     ):
         row = rows[0]
-        n = len(row["seeds"]) if isinstance(row.get("seeds"), list) else 2
+        n = len(row["seeds"]) if isinstance(row.get("seeds"), list) else 2  # a std needs 2
         ci = row.get(f"{column}_ci95")
         mean = row.get(column)
         return Stat(
@@ -430,11 +442,9 @@ def measure_columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:
     columns: dict[str, None] = {}
     for row in rows:
         for key, value in row.items():
-            if key in NOT_MEASURES or key.endswith(SEED_SUFFIXES):
-                continue
-            if _is_number(value) or (value is None and key not in columns):
+            if _is_number(value) and key not in NOT_MEASURES and not key.endswith(SEED_SUFFIXES):
                 columns[key] = None
-    return [c for c in columns if any(_is_number(r.get(c)) for r in rows)]
+    return list(columns)
 
 
 def pick_metric(rows: Sequence[Mapping[str, Any]], metric: str) -> str:
@@ -475,6 +485,9 @@ def aggregate(
     """Group runs by identity (``IDENTITY_KEYS`` plus ``compare_by``), then aggregate each probe
     over the group's runs: every numeric column becomes a :class:`Stat`."""
     keys = list(dict.fromkeys([*IDENTITY_KEYS, *compare_by]))
+    unknown = [k for k in compare_by if all(run.get(k) is None for run in runs)]
+    if unknown:
+        raise ValueError(f"compare-by key(s) {unknown} are in no run's config (a typo?)")
     bucket: dict[tuple, list[tuple[Run, dict[str, Any]]]] = {}
     for run in runs:
         base = identity(run, keys)
@@ -497,7 +510,9 @@ def aggregate(
         cell.stats = {c: column_stat(rows, c) for c in measure_columns(rows)}
         cell.seeds = tuple(run.seed for run, _ in members)
         cells.append(cell)
-    run_groups = {run.path: groups[identity(run, keys)] for run in runs if identity(run, keys) in groups}
+    run_groups = {
+        run.path: groups[identity(run, keys)] for run in runs if identity(run, keys) in groups
+    }
     return Aggregate(list(runs), list(groups.values()), cells, metrics, keys, varying, run_groups)
 
 
@@ -559,21 +574,25 @@ def summary_rows(agg: Aggregate) -> list[dict[str, Any]]:
 
 
 def cell_rows(agg: Aggregate) -> list[dict[str, Any]]:
-    """Every probe of every group: mean, std, CI and n of each numeric column (long form)."""
+    """Every probe of every group (long form): the mean of each numeric column, and std and CI
+    of the measures that vary by seed (the metric, its validation twin, control, selectivity,
+    MDL compression)."""
     out = []
     for cell in agg.cells:
+        metric = agg.metrics[cell.task]
+        spread = {metric, selection_column(metric, cell.stats), *SPREAD_COLUMNS}
         row: dict[str, Any] = {
             "task": cell.task,
             "series": cell.series,
             "probe": cell.probe,
             "group": cell.group.label,
             "n_runs": len(cell.seeds),
+            "n_seeds": cell.get(metric).n,
         }
         for column, stat in cell.stats.items():
             row[column] = stat.mean
-            if stat.n > 1:
+            if column in spread:
                 row |= {f"{column}_std": stat.std, f"{column}_ci95": stat.ci95}
-                row[f"{column}_n"] = stat.n
         out.append(row)
     return out
 
@@ -586,31 +605,31 @@ class Comparison:
     a: Group
     b: Group
 
-    @property
-    def title(self) -> str:
-        return f"{self.a.label} - {self.b.label}"
-
 
 def comparisons(agg: Aggregate, compare_by: Sequence[str] = ()) -> list[Comparison]:
     """Pairs of groups differing only in one key of ``compare_by`` (default: every varying
-    identity key). ``a`` is the group whose value sorts first (false before true, so
-    pre-trained - random init, matched - mismatched; model names alphabetically)."""
-    keys = list(compare_by) or agg.varying
+    identity key); the probe keys (kind, hidden size, rank) count as one key, ``probe``. ``a``
+    is the group whose value sorts first (false before true, so pre-trained - random init and
+    matched - mismatched; numbers ascending; names alphabetically)."""
+    keysets: dict[tuple[str, ...], None] = {}
+    for key in compare_by or agg.varying:
+        keysets[PROBE_KEYS if key in PROBE_KEYS else (key,)] = None
     out = []
-    for key in keys:
+    for keyset in keysets:
+        name = "probe" if keyset == PROBE_KEYS else keyset[0]
         for i, g in enumerate(agg.groups):
             for h in agg.groups[i + 1 :]:
-                if _differ_only_in(g, h, key):
-                    a, b = sorted((g, h), key=lambda grp: _order(grp.value(key)))
-                    out.append(Comparison(key, a, b))
+                if _differ_only_in(g, h, keyset):
+                    a, b = sorted((g, h), key=lambda grp: [_order(grp.value(k)) for k in keyset])
+                    out.append(Comparison(name, a, b))
     return out
 
 
-def _differ_only_in(g: Group, h: Group, key: str) -> bool:
+def _differ_only_in(g: Group, h: Group, keyset: Sequence[str]) -> bool:
     gv, hv = dict(g.key), dict(h.key)
-    if set(gv) != set(hv) or gv.get(key) == hv.get(key):
+    if set(gv) != set(hv) or all(gv.get(k) == hv.get(k) for k in keyset):
         return False
-    return all(gv[k] == hv[k] for k in gv if k != key)
+    return all(gv[k] == hv[k] for k in gv if k not in keyset)
 
 
 def _order(value: Any) -> tuple[int, float, str]:
@@ -649,7 +668,9 @@ def comparison_rows(agg: Aggregate, comparison: Comparison) -> list[dict[str, An
                     "b_ci95": b.ci95,
                     "diff": diff.mean,
                     "diff_ci95": diff.ci95,
-                    "excludes_zero": bool(math.isfinite(diff.ci95) and abs(diff.mean) > diff.ci95),
+                    "excludes_zero": abs(diff.mean) > diff.ci95
+                    if math.isfinite(diff.ci95)
+                    else None,
                 }
             )
     return out

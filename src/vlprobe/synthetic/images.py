@@ -28,8 +28,9 @@ def _shape(draw: ImageDraw.ImageDraw, obj: SceneObject) -> None:
     fill = COLOURS[obj.colour]
     outline = (0, 0, 0) if obj.colour != "black" else (255, 255, 255)
     t = obj.type
+    thin = max(1, min(2, (x2 - x1) // 12, (y2 - y1) // 12))  # lines must not hide small shapes
     if t == "people":
-        draw.ellipse((x1, y1, x2, y2), fill=fill, outline=outline, width=2)
+        draw.ellipse((x1, y1, x2, y2), fill=fill, outline=outline, width=thin)
     elif t == "animals":
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
         draw.polygon([(cx, y1), (x2, cy), (cx, y2), (x1, cy)], fill=fill, outline=outline)
@@ -37,19 +38,19 @@ def _shape(draw: ImageDraw.ImageDraw, obj: SceneObject) -> None:
         draw.polygon([((x1 + x2) / 2, y1), (x2, y2), (x1, y2)], fill=fill, outline=outline)
     elif t == "vehicles":
         r = max(2, (y2 - y1) // 5)
-        draw.rectangle((x1, y1, x2, y2 - r), fill=fill, outline=outline, width=2)
+        draw.rectangle((x1, y1, x2, y2 - r), fill=fill, outline=outline, width=thin)
         for cx in (x1 + (x2 - x1) // 4, x2 - (x2 - x1) // 4):
             draw.ellipse((cx - r, y2 - 2 * r, cx + r, y2), fill=(20, 20, 20))
     elif t == "bodyparts":
         radius = max(1, min(x2 - x1, y2 - y1) // 3)
-        draw.rounded_rectangle((x1, y1, x2, y2), radius, fill=fill, outline=outline, width=2)
+        draw.rounded_rectangle((x1, y1, x2, y2), radius, fill=fill, outline=outline, width=thin)
     else:  # clothing, other
-        width = 4 if t == "clothing" else 2
+        width = 2 * thin if t == "clothing" else thin
         draw.rectangle((x1, y1, x2, y2), fill=fill, outline=outline, width=width)
     stripes = CATEGORIES[t].index(obj.category)
     for k in range(1, stripes + 1):
         y = y1 + k * (y2 - y1) // (stripes + 1)
-        draw.line((x1 + (x2 - x1) // 4, y, x2 - (x2 - x1) // 4, y), fill=outline, width=2)
+        draw.line((x1 + (x2 - x1) // 4, y, x2 - (x2 - x1) // 4, y), fill=outline, width=thin)
 
 
 def render_scene(scene: Scene) -> Image.Image:

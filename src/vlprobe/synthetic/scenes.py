@@ -71,6 +71,7 @@ _TYPE_WEIGHTS = {
 }
 _SUPPORTS = frozenset({"table", "bench", "car", "bus", "truck", "horse", "bike"})
 _CAN_SIT_ON = frozenset({"people", "animals", "instruments", "other"})
+_MIN_SIDE = 0.05
 _ASPECTS = ((1.0, 1.0), (1.0, 0.75), (0.75, 1.0), (1.0, 0.625))
 
 
@@ -239,6 +240,8 @@ def _sample_scene(rng: random.Random, k: int, image_id: str, image_size: int) ->
             box = _on_box(rng, rng.choice(supports).box, cat, width, height)
         else:
             box = _free_box(rng, cat, width, height)
+        if box[2] - box[0] < _MIN_SIDE * width or box[3] - box[1] < _MIN_SIDE * height:
+            box, inside = _free_box(rng, cat, width, height), None  # clipped too small
         colour = rng.choice(list(COLOURS))
         objects.append(SceneObject(i, cat, colour, size_of(box, width, height), tuple(box), inside))
     relations: list[Relation] = []

@@ -1,9 +1,9 @@
 """Write the ten SentEval probing files (``split \\t label \\t sentence``), class-balanced.
 
-Labels cycle through each task's label set and the first 80% of the cycle is ``tr``, the next
-10% ``va``, the last 10% ``te``, so classes are balanced within every split (to within one
-line). The file lists train, validation and test lines in that order, like the real files, and
-no sentence repeats in a file, so no sentence is shared between splits.
+Labels cycle through each task's label set; the first 80% of the lines drawn are ``tr``, the
+next 10% ``va`` and the last 10% ``te``, so every split is class-balanced to within one line.
+The file lists train, validation and test lines in that order, like the real files, and no
+sentence repeats in a file, so no sentence is shared between splits.
 """
 
 from __future__ import annotations

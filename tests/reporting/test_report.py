@@ -1,0 +1,342 @@
+"""``vlprobe report``: discovery, seed statistics, tables, comparisons, figures and the CLI,
+on small run folders written by hand (results.json + .hydra/config.yaml)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from scipy import stats
+
+from vlprobe.cli import main
+from vlprobe.reporting.aggregate import (
+    aggregate,
+    column_stat,
+    find_runs,
+    load_run,
+    load_runs,
+    split_name,
+    welch_difference,
+)
+from vlprobe.reporting.report import build_report
+
+# t(0.975, 2) * 0.1 / sqrt(3): the 95% CI half-width of [0.6, 0.7, 0.8]
+HALF_3 = 0.2484138
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+# test accuracy of layer_00..02 per seed; val accuracy makes layer_02 the best probe
+PRETRAINED = {1: [0.50, 0.55, 0.6], 2: [0.52, 0.60, 0.7], 3: [0.54, 0.65, 0.8]}
+RANDOM_INIT = {1: [0.50, 0.50, 0.5], 2: [0.50, 0.52, 0.5], 3: [0.50, 0.54, 0.6]}
+
+
+def config(seed: int, random_init: bool = False, probe: str = "linear", hidden: int = 0) -> dict:
+    probe_cfg: dict[str, Any] = {"probe": probe, "lr": 0.01}
+    if hidden:
+        probe_cfg["hidden_dim"] = hidden
+    return {
+        "seed": seed,
+        "task": {"name": "visual_relation"},
+        "model": {"name": "visualbert-minilm", "random_init": random_init},
+        "data": {"mismatched": False, "feature_dim": 8},
+        "probe": probe_cfg,
+        "paths": {"output_dir": "${hydra:runtime.output_dir}"},  # unresolvable outside Hydra
+    }
+
+
+def probe_rows(layer_acc: list[float], offset: float = 0.0, **extra: Any) -> list[dict]:
+    """Embedding probes per layer, a 2 x 2 grid of head probes and the all-heads probe."""
+    rows = []
+    for i, acc in enumerate(layer_acc):
+        rows.append(
+            {
+                "name": f"identification/embedding/layer_{i:02d}",
+                "probe": f"layer_{i:02d}",
+                "val_acc": acc + 0.01,
+                "test_acc": acc,
+                "chance": 0.5,
+                "num_params": 10,
+                **extra,
+            }
+        )
+    for a in (1, 2):
+        for h in (1, 2):
+            acc = 0.5 + 0.1 * a + 0.01 * h + offset
+            probe = f"L{a:02d}H{h:02d}"
+            rows.append({"name": f"identification/head/{probe}", "probe": probe, "val_acc": acc})
+    rows.append({"name": "identification/attention/all_heads", "probe": "all_heads"})
+    rows[-1]["val_acc"] = 0.6 + offset
+    for row in rows[len(layer_acc) :]:
+        row |= {"test_acc": row["val_acc"], "chance": 0.5}
+    for row in rows:
+        row |= {"task": "visual_relation", "subtask": "identification", "n_test": 200}
+    return rows
+
+
+def write_run(folder: Path, cfg: dict, rows: list[dict]) -> Path:
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (folder / "results.json").write_text(json.dumps(rows))
+    return folder
+
+
+@pytest.fixture
+def logs(tmp_path: Path) -> Path:
+    """A multirun of 3 seeds x (pre-trained, random init), as Hydra lays it out."""
+    sweep = tmp_path / "logs" / "visual_relation" / "multiruns" / "2024-01-01_00-00-00"
+    job = 0
+    for random_init, table in ((False, PRETRAINED), (True, RANDOM_INIT)):
+        for seed, accs in table.items():
+            rows = probe_rows(accs, offset=-0.05 * random_init)
+            write_run(sweep / str(job), config(seed, random_init), rows)
+            job += 1
+    return tmp_path / "logs"
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+# ---------------------------------------------------------------------------- discovery
+def test_discovery_of_multirun_logs_and_single_runs(logs: Path, tmp_path: Path) -> None:
+    sweep = next(logs.glob("visual_relation/multiruns/*"))
+    jobs = find_runs([sweep])
+    assert [p.name for p in jobs] == ["0", "1", "2", "3", "4", "5"]
+    assert find_runs([logs]) == jobs  # a parent folder is searched recursively
+    assert find_runs([sweep / "3"]) == [(sweep / "3").resolve()]
+    assert find_runs([sweep / "3", sweep]) == [jobs[3], *jobs[:3], *jobs[4:]]  # no duplicates
+    for n in (2, 10, 1):  # job folders in numeric order
+        write_run(tmp_path / "many" / str(n), config(n), probe_rows([0.5]))
+    assert [p.name for p in find_runs([tmp_path / "many"])] == ["1", "2", "10"]
+    with pytest.raises(FileNotFoundError):
+        load_runs([tmp_path / "many" / "nothing-here"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no runs found"):
+        load_runs([tmp_path / "empty"])
+
+
+def test_run_identity_from_the_hydra_config(logs: Path) -> None:
+    run = load_run(next(logs.glob("visual_relation/multiruns/*/4")))
+    assert run.get("model.random_init") is True and run.seed == 2
+    assert run.get("paths.output_dir") is None  # ${hydra:...} cannot resolve here
+    assert run.get("probe.rank") is None and run.task == "visual_relation"
+
+
+# ---------------------------------------------------------------------------- statistics
+def test_seed_aggregation_mean_std_and_t_interval(logs: Path) -> None:
+    agg = aggregate(load_runs([logs]))
+    assert [g.label for g in agg.groups] == [
+        "visualbert-minilm",
+        "visualbert-minilm (random init)",
+    ]
+    assert agg.varying == ["model.random_init"]
+    (cell,) = agg.select(group=agg.groups[0], series="identification/embedding", probe="layer_02")
+    stat = cell.get("test_acc")
+    assert stat.mean == pytest.approx(0.7)
+    assert stat.std == pytest.approx(0.1)
+    assert stat.ci95 == pytest.approx(HALF_3, abs=1e-6)
+    assert stat.n == 3 and sorted(cell.seeds) == [1, 2, 3]
+    assert cell.get("chance").mean == pytest.approx(0.5)
+
+
+def test_within_run_seed_statistics_are_kept_or_pooled() -> None:
+    given = {"test_acc": 0.7, "test_acc_std": 0.1, "test_acc_ci95": HALF_3, "seeds": [1, 2, 3]}
+    stat = column_stat([given], "test_acc")
+    assert (stat.mean, stat.std, stat.ci95, stat.n) == (0.7, 0.1, HALF_3, 3)
+    # two runs that each trained seeds in-run: all their per-seed values are pooled
+    a = {"test_acc": 0.65, "test_acc_per_seed": [0.6, 0.7]}
+    b = {"test_acc": 0.8, "test_acc_per_seed": [0.8]}
+    pooled = column_stat([a, b], "test_acc")
+    assert pooled.mean == pytest.approx(0.7) and pooled.n == 3
+    assert pooled.ci95 == pytest.approx(HALF_3, abs=1e-6)
+    single = column_stat([{"test_acc": 0.6}, {"test_acc": None}], "test_acc")
+    assert single.n == 1 and math.isnan(single.ci95)  # missing values are dropped
+
+
+def test_welch_difference_by_hand() -> None:
+    a = column_stat([{"x": v} for v in (0.6, 0.7, 0.8)], "x")
+    b = column_stat([{"x": v} for v in (0.5, 0.5, 0.6)], "x")
+    diff = welch_difference(a, b)
+    va, vb = 0.1**2 / 3, np.var([0.5, 0.5, 0.6], ddof=1) / 3
+    df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 2)
+    assert diff.mean == pytest.approx(0.7 - 1.6 / 3)
+    assert diff.ci95 == pytest.approx(stats.t.ppf(0.975, df) * math.sqrt(va + vb))
+
+
+def test_row_names_split_into_series_and_probe() -> None:
+    assert split_name({"name": "identification/embedding/layer_07", "probe": "layer_07"}) == (
+        "identification/embedding",
+        "layer_07",
+    )
+    baseline = {"name": "baseline/past_present/cls/layer_03", "role": "baseline"}
+    assert split_name(baseline) == ("past_present/cls", "layer_03")
+    assert split_name({"name": "L01H03"}) == ("", "L01H03")
+
+
+# ---------------------------------------------------------------------------- report files
+def test_report_tables_markdown_and_figures(logs: Path, tmp_path: Path) -> None:
+    report = build_report([logs], tmp_path / "out")
+    rows = {(r["series"], r["group"]): r for r in read_csv(report.csv)}
+    best = rows[("identification/embedding", "visualbert-minilm")]
+    assert best["best_probe"] == "layer_02" and best["selected_by"] == "val_acc"
+    assert float(best["mean"]) == pytest.approx(0.7)
+    assert float(best["ci95"]) == pytest.approx(HALF_3, abs=1e-6)
+    assert best["n_seeds"] == "3"
+    heads = rows[("identification/head", "visualbert-minilm (random init)")]
+    assert heads["best_probe"] == "L02H02" and float(heads["mean"]) == pytest.approx(0.67)
+
+    text = report.markdown.read_text()
+    assert "| task | series | visualbert-minilm | visualbert-minilm (random init) |" in text
+    assert "| visual_relation | identification/embedding | 0.700 ± 0.248 (layer_02, n=3) |" in text
+    assert "## Comparison by model.random_init" in text
+    for key in (
+        "by_layer__visual_relation__identification_embedding",
+        "heads__visual_relation__identification_head__visualbert-minilm",
+        "heads__visual_relation__identification_head__visualbert-minilm_random_init",
+    ):
+        path = report.figures[key]
+        assert path.read_bytes()[:8] == PNG_MAGIC
+        assert f"]({path.relative_to(report.out).as_posix()})" in text
+    assert len(read_csv(report.tables["probes"])) == 2 * (3 + 4 + 1)
+
+
+def test_comparison_table_differences(logs: Path, tmp_path: Path) -> None:
+    report = build_report([logs], tmp_path / "out", compare_by=["model.random_init"])
+    rows = {r["probe"]: r for r in read_csv(report.tables["comparisons"])}
+    layer2 = rows["layer_02"]
+    assert layer2["a"] == "visualbert-minilm" and layer2["b"].endswith("(random init)")
+    assert float(layer2["diff"]) == pytest.approx(0.7 - 1.6 / 3)
+    assert layer2["excludes_zero"] == "False"  # 3 seeds cannot separate these two
+    assert float(rows["all_heads"]["diff"]) == pytest.approx(0.05)
+    assert float(rows["L01H01"]["diff"]) == pytest.approx(0.05)
+    assert float(rows["all_heads"]["diff_ci95"]) == 0.0  # identical seeds: no spread
+    text = report.markdown.read_text()
+    assert "| visual_relation | identification/embedding | layer_02 | 0.700 ± 0.248 |" in text
+    assert "L01H01" not in text.split("## Comparison")[1].split("## Runs")[0]  # heads: CSV only
+
+
+def test_controls_mdl_and_probe_complexity(tmp_path: Path) -> None:
+    extra = {"control_test_acc": 0.5, "mdl_compression": 1.5}
+    for job, (probe, hidden, seed) in enumerate(
+        [("linear", 0, 1), ("linear", 0, 2), ("mlp", 64, 1), ("mlp", 256, 1)]
+    ):
+        rows = probe_rows([0.6, 0.7 + 0.02 * seed + hidden / 1000], **extra)
+        for row in rows:
+            if "control_test_acc" in row:
+                row["selectivity"] = row["test_acc"] - row["control_test_acc"]
+        write_run(tmp_path / "sweep" / str(job), config(seed, False, probe, hidden), rows)
+    report = build_report([tmp_path / "sweep"], tmp_path / "out")
+    labels = [g.label for g in report.data.groups]
+    assert labels == [
+        "visualbert-minilm [linear]",
+        "visualbert-minilm [mlp h=64]",
+        "visualbert-minilm [mlp h=256]",
+    ]
+    assert report.figures[
+        "complexity__visual_relation__identification_embedding__visualbert-minilm"
+    ]
+    best = {(r["series"], r["group"]): r for r in report.summary}
+    linear = best[("identification/embedding", "visualbert-minilm [linear]")]
+    assert linear["mean"] == pytest.approx(0.73) and linear["n_seeds"] == 2
+    assert linear["selectivity"] == pytest.approx(0.23)
+    assert linear["mdl_compression"] == pytest.approx(1.5)
+    assert "| 0.230 ± " in report.markdown.read_text()
+    pairs = {(r["a"], r["b"]) for r in read_csv(report.tables["comparisons"])}
+    assert ("visualbert-minilm [mlp h=64]", "visualbert-minilm [mlp h=256]") in pairs
+    assert len(pairs) == 3  # probe kind and size count as one key: every pair of probes
+
+
+def test_training_free_task_uses_its_own_measure(tmp_path: Path) -> None:
+    rows = [
+        {"task": "cross_modal_alignment", "name": f"L{a:02d}H{h:02d}", "layer": a, "head": h,
+         "alignment_acc": 0.1 * a + 0.01 * h, "chance": 0.2}
+        for a in (1, 2, 3) for h in (1, 2)
+    ]  # fmt: skip
+    cfg = config(0) | {"task": {"name": "cross_modal_alignment"}}
+    write_run(tmp_path / "run", cfg, rows)
+    report = build_report([tmp_path / "run"], tmp_path / "out")
+    assert report.data.metrics == {"cross_modal_alignment": "alignment_acc"}
+    (best,) = report.summary
+    assert best["best_probe"] == "L03H02" and best["mean"] == pytest.approx(0.32)
+    assert any(k.startswith("heads__cross_modal_alignment") for k in report.figures)
+
+
+def test_text_baseline_rows_form_their_own_group(tmp_path: Path) -> None:
+    rows = []
+    for role, model, acc in (("model", "visualbert-minilm", 0.7), ("baseline", "text", 0.8)):
+        for layer in (0, 1):
+            rows.append(
+                {"task": "linguistic", "name": f"{role}/past_present/cls/layer_{layer:02d}",
+                 "probe": f"layer_{layer:02d}", "model": model, "role": role,
+                 "val_acc": acc + layer / 10, "test_acc": acc + layer / 10, "chance": 0.5}
+            )  # fmt: skip
+    write_run(tmp_path / "run", config(0) | {"task": {"name": "linguistic/all"}}, rows)
+    agg = aggregate(load_runs([tmp_path / "run"]))
+    assert [g.label for g in agg.groups] == [
+        "visualbert-minilm",
+        "text (baseline of visualbert-minilm)",
+    ]
+    assert agg.series() == [("linguistic", "past_present/cls")]
+
+
+# ---------------------------------------------------------------------------- W&B and CLI
+def _write_wandb_log(path: Path, records: list[bytes]) -> None:
+    """A minimal run-*.wandb log: header, then FULL records (crc, length, type, payload)."""
+    data = b":W&B" + b"\xbe\xe1\x00"
+    for payload in records:
+        data += b"\x00\x00\x00\x00" + struct.pack("<HB", len(payload), 1) + payload
+    path.write_bytes(data)
+
+
+def test_offline_wandb_run_without_results_json(tmp_path: Path) -> None:
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    run_dir = tmp_path / "logs" / "run" / "wandb" / "offline-run-20240101_000000-abc"
+    run_dir.mkdir(parents=True)
+    history = pb.Record()
+    metrics = {
+        "test/acc/identification/embedding/layer_00": 0.55,
+        "test/acc/identification/embedding/layer_01": 0.75,
+        "val/acc/identification/embedding/layer_01": 0.8,
+        "test/acc/control/identification/embedding/layer_01": 0.5,
+        "test/acc/mdl/identification/embedding/layer_01": 0.1,
+        "train/loss": 0.3,
+    }
+    for key, value in metrics.items():
+        history.history.item.add(key=key, value_json=json.dumps(value))
+    cfg = pb.Record()
+    for key, value in config(7, random_init=True).items():
+        cfg.config.update.add(key=key, value_json=json.dumps(value))
+    _write_wandb_log(
+        run_dir / "run-abc.wandb", [cfg.SerializeToString(), history.SerializeToString()]
+    )
+
+    assert find_runs([tmp_path / "logs"]) == [run_dir.resolve()]
+    run = load_run(run_dir)
+    assert run.source == "W&B summary" and run.seed == 7 and run.get("model.random_init")
+    rows = {r["probe"]: r for r in run.rows}
+    assert set(rows) == {"layer_00", "layer_01"}
+    assert rows["layer_01"]["selectivity"] == pytest.approx(0.25)
+    assert rows["layer_01"]["val_acc"] == 0.8 and rows["layer_01"]["task"] == "visual_relation"
+    write_run(run_dir.parent.parent, config(7), probe_rows([0.5]))  # results.json wins
+    assert find_runs([tmp_path / "logs"]) == [run_dir.parent.parent.resolve()]
+
+
+def test_cli_report(logs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    assert main(["report", str(logs), "--out", str(out), "--compare-by", "model.random_init"]) == 0
+    printed = capsys.readouterr().out
+    assert "0.700 ± 0.248 (layer_02, n=3)" in printed and str(out / "report.md") in printed
+    for name in ("report.md", "report.csv", "probes.csv", "comparisons.csv"):
+        assert (out / name).is_file(), name
+    assert any((out / "figures").glob("by_layer__*.png"))
+    assert main(["report", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    assert main(["report", str(logs), "--out", str(out), "--compare-by", "model.nmae"]) == 2
+    assert "model.nmae" in capsys.readouterr().err
