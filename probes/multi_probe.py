@@ -158,7 +158,10 @@ class MultiProbe(pl.LightningModule):
     def forward(self, x: Tensor) -> Tensor:
         """(B, P, D) features -> (B, P, C) logits."""
         # The cache may hold float16; follow the parameters' dtype (autocast still applies).
-        h = (x.to(self.input_mean.dtype) - self.input_mean) / self.input_std
+        # One multiply-add by the reciprocal: on CPU, dividing a (B, P, D) batch by a broadcast
+        # std cost more than the probes' matmuls (bench/fused_vs_separate.py).
+        scale = self.input_std.reciprocal()
+        h = torch.addcmul(-self.input_mean * scale, x.to(scale.dtype), scale)
         h = h.to(self.weights[0].dtype)
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):

@@ -91,10 +91,10 @@ class CrossModalAlignmentTask:
         }
 
     def cross_share(self, reader: CacheReader) -> tuple[np.ndarray, int]:
-        """``(A, H)`` cross-modal share over the stored full maps (all splits), and their count.
+        """``(A, H)`` cross-modal share over the stored full maps, and their count.
 
-        The extractor keeps maps for the first ``extraction.max_attention_maps`` examples of the
-        cache (training split first), so this ignores ``split``: it is a small-sample view.
+        The extractor keeps maps for the first ``extraction.max_attention_maps`` test-split
+        examples only, so this ignores ``split``: it is a small-sample view of held-out data.
         """
         shape = (reader.num_layers, reader.num_heads)
         if "attention/maps" not in reader.file:

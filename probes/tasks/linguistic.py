@@ -79,10 +79,12 @@ class LinguisticTask:
                 out.append(("baseline", base))
         return out
 
-    def cache_paths(self, cfg: DictConfig) -> dict[tuple[str, str], Path]:
+    def cache_paths(
+        self, cfg: DictConfig, models: list[tuple[str, DictConfig]] | None = None
+    ) -> dict[tuple[str, str], Path]:
         """Every (role, SentEval task) cache, from ``caches`` or built now (before training)."""
         given = {role: dict(tasks or {}) for role, tasks in (self.caches or {}).items()}
-        models = self.models(cfg)
+        models = self.models(cfg) if models is None else models
         missing = [(r, t) for r, _ in models for t in self.tasks if t not in given.get(r, {})]
         if cfg.data.get("cache") and len(missing) > 1:
             raise ValueError(
@@ -117,8 +119,9 @@ class LinguisticTask:
     def execute(
         self, reader: CacheReader | None, cfg: DictConfig, loggers: list[Any], out_dir: Path
     ) -> TaskOutput:
-        paths = self.cache_paths(cfg)
-        labels = {role: model_label(run_cfg.model) for role, run_cfg in self.models(cfg)}
+        models = self.models(cfg)
+        paths = self.cache_paths(cfg, models)
+        labels = {role: model_label(run_cfg.model) for role, run_cfg in models}
         if labels.get("baseline") == labels["model"]:  # same name, other settings
             labels["baseline"] += "[baseline]"
         rows: list[dict[str, Any]] = []

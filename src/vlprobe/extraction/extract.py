@@ -71,7 +71,7 @@ class _WriterThread(threading.Thread):
         self.writer, self.labels, self.max_maps = writer, labels, max_maps
         self.queue: queue.Queue = queue.Queue(maxsize=4)
         self.error: BaseException | None = None
-        self.done = 0
+        self.maps_kept = 0
 
     def run(self) -> None:
         while (item := self.queue.get()) is not None:
@@ -79,9 +79,10 @@ class _WriterThread(threading.Thread):
                 continue
             try:
                 for example, encoded in zip(*item, strict=True):
-                    keep = self.done < self.max_maps
+                    # full maps (figures) for the first few held-out examples only
+                    keep = example.split == "test" and self.maps_kept < self.max_maps
                     self.writer.add(reduce_example(example, encoded, self.labels, keep_map=keep))
-                    self.done += 1
+                    self.maps_kept += keep
                 self.writer.flush()
             except BaseException as err:  # noqa: BLE001 - handed to the main thread
                 self.error = err
