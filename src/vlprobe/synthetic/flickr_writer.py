@@ -35,6 +35,17 @@ _ACTIVITY = {
     "other": ("lying", "standing", "resting"),
 }
 _REL_PHRASE = {
+    "wearing": "is wearing",
+    "worn by": "is worn by",
+    "riding": "is riding",
+    "ridden by": "is ridden by",
+    "sitting on": "is sitting on",
+    "holding": "is holding",
+    "held by": "is held by",
+    "playing": "is playing",
+    "played by": "is played by",
+    "walking": "is walking",
+    "walked by": "is walked by",
     "in": "is inside",
     "has": "has",
     "on": "is on",
@@ -49,6 +60,12 @@ _REL_PHRASE = {
     "near": "is near",
 }
 _INVERSE = {
+    "wearing": "worn by",
+    "riding": "ridden by",
+    "sitting on": "under",
+    "holding": "held by",
+    "playing": "played by",
+    "walking": "walked by",
     "in": "has",
     "has": "in",
     "on": "under",

@@ -1,9 +1,14 @@
 """Scene sampling for VALUE-mini: objects with category, colour, size and a pixel box.
 
 Every writer (Flickr30k Entities, Visual Genome, BUTD features, images) renders the same
-:class:`Scene` list, so the modalities agree by construction. Relations are a deterministic
-function of two boxes (:func:`relation_predicate`) and are annotated only for pairs that touch
-or nearly touch (:func:`are_related`), so unrelated pairs exist and identification is learnable.
+:class:`Scene` list, so the modalities agree by construction. Which pairs are annotated depends
+mainly on *what* the two objects are, as in real Visual Genome (people wear clothing, ride
+vehicles, hold instruments; clothing is on people): a pair is related when the subject
+affinity of one object's type plus the object affinity of the other's, plus a smaller bonus
+for boxes that are close, clears a threshold (:func:`relation_score`, :func:`are_related`).
+The affinities add up, so a linear probe over ``[subject; object]`` region features can learn
+them; the closeness bonus only decides borderline type pairs. The predicate is a deterministic
+function of the two boxes and the two categories (:func:`relation_predicate`).
 """
 
 from __future__ import annotations
@@ -43,6 +48,12 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 SIZES: tuple[str, ...] = ("small", "medium", "large")
 
 PREDICATES: tuple[str, ...] = (
+    "wearing",
+    "riding",
+    "sitting on",
+    "holding",
+    "playing",
+    "walking",
     "in",
     "has",
     "on",
@@ -57,8 +68,39 @@ PREDICATES: tuple[str, ...] = (
 )
 """Canonical (normalised) predicates, in the rule order of :func:`relation_predicate`."""
 
+SUBJECT_AFFINITY: dict[str, float] = {
+    "people": 1.5,
+    "animals": 0.6,
+    "bodyparts": 0.2,
+    "clothing": 0.0,
+    "vehicles": 0.0,
+    "other": -0.4,
+    "instruments": -0.8,
+}
+"""How readily an object of each type is the *subject* of an annotated relation (a logit)."""
+
+OBJECT_AFFINITY: dict[str, float] = {
+    "clothing": 1.0,
+    "instruments": 0.8,
+    "vehicles": 0.7,
+    "animals": 0.5,
+    "bodyparts": 0.4,
+    "other": 0.3,
+    "people": -0.3,
+}
+"""How readily an object of each type is the *object* of an annotated relation (a logit)."""
+
+CLOSENESS_BONUS = 0.8
+"""Added to the score of boxes that touch or nearly touch, fading to 0 with the gap."""
+
+RELATED_THRESHOLD = 1.6
+"""A pair is annotated when its better-oriented score exceeds this."""
+
 RELATED_GAP = 0.03
-"""Pairs whose gap is at most this fraction of the longer image side are annotated."""
+"""Boxes whose gap is at most this fraction of the longer image side count as touching."""
+
+FAR_GAP = 0.25
+"""Boxes this fraction of the longer image side apart get no closeness bonus."""
 
 _TYPE_WEIGHTS = {
     "people": 0.28,
@@ -124,18 +166,77 @@ def box_gap(a: Box, b: Box) -> float:
     return max(gx, gy)
 
 
-def are_related(a: Box, b: Box, width: int, height: int) -> bool:
-    """Annotate a pair only when the boxes touch or nearly touch."""
-    return box_gap(a, b) <= RELATED_GAP * max(width, height)
+def closeness(a: Box, b: Box, width: int, height: int) -> float:
+    """1 when the boxes touch or nearly touch, falling linearly to 0 at a ``FAR_GAP`` gap."""
+    side = max(width, height)
+    excess = box_gap(a, b) - RELATED_GAP * side
+    return min(1.0, max(0.0, 1.0 - excess / ((FAR_GAP - RELATED_GAP) * side)))
 
 
-def relation_predicate(s: Box, o: Box, width: int, height: int) -> str:
+def relation_score(
+    subject: str, obj: str, s: Box, o: Box, width: int, height: int
+) -> float:
+    """The annotation score of ``subject`` -> ``obj`` (categories) with boxes ``s`` and ``o``:
+    subject affinity + object affinity (by type) + the closeness bonus."""
+    return (
+        SUBJECT_AFFINITY[TYPE_OF[subject]]
+        + OBJECT_AFFINITY[TYPE_OF[obj]]
+        + CLOSENESS_BONUS * closeness(s, o, width, height)
+    )
+
+
+def are_related(a: str, box_a: Box, b: str, box_b: Box, width: int, height: int) -> bool:
+    """Annotate a pair when its score, in the better orientation, clears the threshold."""
+    return (
+        max(
+            relation_score(a, b, box_a, box_b, width, height),
+            relation_score(b, a, box_b, box_a, width, height),
+        )
+        > RELATED_THRESHOLD
+    )
+
+
+def _touching(s: Box, o: Box, width: int, height: int) -> bool:
+    return box_gap(s, o) <= RELATED_GAP * max(width, height)
+
+
+def relation_predicate(
+    s: Box,
+    o: Box,
+    width: int,
+    height: int,
+    subject: str | None = None,
+    obj: str | None = None,
+) -> str:
     """The predicate of ``subject s`` -> ``object o``: the first rule that fires wins.
 
     Containment (in / has), resting on top (on), a 4x area ratio (bigger / smaller than), then
     the dominant direction of the centre offset (above / below / left of / right of), then
     next to (touching) or near. Every rule is (piecewise) linear in the two boxes' geometry.
+    Given the categories, a person's geometric relation to some objects becomes an action:
+    wearing clothing it has, riding a vehicle or horse (sitting on other things) it is on,
+    playing an instrument and holding a small object it touches, walking an animal it touches.
     """
+    geo = _geometric_predicate(s, o, width, height)
+    if subject is None or obj is None or TYPE_OF[subject] != "people":
+        return geo
+    o_type = TYPE_OF[obj]
+    if o_type == "clothing" and geo == "has":
+        return "wearing"
+    if geo == "on":
+        return "riding" if o_type == "vehicles" or obj == "horse" else "sitting on"
+    if geo in ("in", "has") or not _touching(s, o, width, height):
+        return geo
+    if o_type == "instruments":
+        return "playing"
+    if o_type == "other" and geo == "bigger than":
+        return "holding"
+    if o_type == "animals":
+        return "walking"
+    return geo
+
+
+def _geometric_predicate(s: Box, o: Box, width: int, height: int) -> str:
     inter = _inter(s, o)
     if inter >= 0.85 * s.area:
         return "in"
@@ -247,11 +348,17 @@ def _sample_scene(rng: random.Random, k: int, image_id: str, image_size: int) ->
     relations: list[Relation] = []
     for i in range(len(objects)):
         for j in range(i + 1, len(objects)):
-            a, b = objects[i].as_box(), objects[j].as_box()
-            if not are_related(a, b, width, height):
+            a, b = objects[i], objects[j]
+            ab = relation_score(a.category, b.category, a.as_box(), b.as_box(), width, height)
+            ba = relation_score(b.category, a.category, b.as_box(), a.as_box(), width, height)
+            if max(ab, ba) <= RELATED_THRESHOLD:
                 continue
-            s, o = (i, j) if rng.random() < 0.5 else (j, i)
-            pred = relation_predicate(objects[s].as_box(), objects[o].as_box(), width, height)
+            # the better-scoring orientation; a fair coin between equal ones (same types)
+            s, o = (i, j) if ab > ba or (ab == ba and rng.random() < 0.5) else (j, i)
+            so, oo = objects[s], objects[o]
+            pred = relation_predicate(
+                so.as_box(), oo.as_box(), width, height, so.category, oo.category
+            )
             relations.append(Relation(s, o, pred))
     return Scene(image_id, width, height, setting, objects, relations)
 

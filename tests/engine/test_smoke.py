@@ -1,0 +1,44 @@
+"""fast_dev_run smoke tests of every probe kind and every loader mode, through train_probe."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from probes.run import run
+
+
+@pytest.mark.parametrize("probe", ["linear", "mlp"])
+@pytest.mark.parametrize("mode", ["stream", "memory"])
+def test_fast_dev_run(compose_cfg, planted_cache: Path, probe: str, mode: str) -> None:
+    cfg = compose_cfg(
+        [
+            f"data.cache={planted_cache}",
+            "debug=fast",
+            f"probe={probe}",
+            f"data.loader.mode={mode}",
+            "task.inputs=[embedding,attention,head]",
+        ]
+    )
+    run(cfg)
+    rows = json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())
+    # 2 subtasks x (5 layers + 1 all-heads probe + 16 heads)
+    assert len(rows) == 2 * (5 + 1 + 16)
+    assert all(0.0 <= r["test_acc"] <= 1.0 for r in rows)
+
+
+def test_tensorboard_logger_writes_events(compose_cfg, planted_cache: Path) -> None:
+    cfg = compose_cfg(
+        [
+            f"data.cache={planted_cache}",
+            "logger=tensorboard",
+            "trainer=cpu",
+            "trainer.max_epochs=1",
+            "task.subtasks=[identification]",
+            "task.inputs=[attention]",
+        ]
+    )
+    run(cfg)
+    assert list((Path(cfg.paths.output_dir) / "tensorboard").rglob("events.out.tfevents.*"))
