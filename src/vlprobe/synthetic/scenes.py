@@ -326,8 +326,8 @@ def _sample_scene(rng: random.Random, k: int, image_id: str, image_size: int) ->
     types = [OBJECT_TYPES[k % len(OBJECT_TYPES)]]  # cycle so every type appears in 7 scenes
     types += rng.choices(list(_TYPE_WEIGHTS), weights=list(_TYPE_WEIGHTS.values()), k=n - 1)
     cats = [rng.choice(CATEGORIES[t]) for t in types]
-    # people and supports first, so clothing/body parts and "on" placements have hosts
-    cats.sort(key=lambda c: (TYPE_OF[c] != "people", c not in _SUPPORTS))
+    # supports, then people, then the rest: "on" placements and clothing/body parts have hosts
+    cats.sort(key=lambda c: (c not in _SUPPORTS, TYPE_OF[c] != "people"))
     objects: list[SceneObject] = []
     for i, cat in enumerate(cats):
         t = TYPE_OF[cat]
