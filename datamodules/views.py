@@ -78,14 +78,31 @@ class UnitEmbeddingView(FeatureView):
 
     def _gather(self, source: LayerRows, ids: np.ndarray) -> np.ndarray:
         lo, hi = int(ids.min()), int(ids.max()) + 1
-        block = source.read(lo, hi)  # (P, hi - lo, d)
-        return np.ascontiguousarray(block[:, ids - lo].transpose(1, 0, 2))
+        return _take_units(source.read(lo, hi), ids - lo)
 
     def _read_segment(self, rows: np.ndarray) -> np.ndarray:
-        left = self._gather(self.left, self.left_index[rows])
+        left_ids = self.left_index[rows]
         if self.right is None or self.right_index is None:
-            return left
-        return np.concatenate([left, self._gather(self.right, self.right_index[rows])], axis=2)
+            return self._gather(self.left, left_ids)
+        right_ids = self.right_index[rows]
+        lo = int(min(left_ids.min(), right_ids.min()))
+        hi = int(max(left_ids.max(), right_ids.max())) + 1
+        spans = int(np.ptp(left_ids)) + int(np.ptp(right_ids)) + 2
+        if self.right.name == self.left.name and self.right.layers == self.left.layers:
+            if hi - lo <= spans:
+                # Both sides index one array and overlap (a pair's subject and object are
+                # regions of one image): one read serves both, half of a stream step's h5py
+                # work (bench/loader_throughput.py).
+                block = self.left.read(lo, hi)  # (P, hi - lo, d)
+                left, right = _take_units(block, left_ids - lo), _take_units(block, right_ids - lo)
+                return np.concatenate([left, right], axis=2)
+        left, right = self._gather(self.left, left_ids), self._gather(self.right, right_ids)
+        return np.concatenate([left, right], axis=2)
+
+
+def _take_units(block: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Units ``ids`` of a ``(P, n, d)`` layer-major block as ``(len(ids), P, d)``."""
+    return np.ascontiguousarray(block[:, ids].transpose(1, 0, 2))
 
 
 @dataclass

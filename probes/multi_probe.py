@@ -26,6 +26,16 @@ from probes.metrics import MultiProbeConfusion
 _ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "tanh": torch.tanh}
 
 
+def _autocast_enabled(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type`` (torch < 2.4 takes no argument)."""
+    try:
+        return bool(torch.is_autocast_enabled(device_type))
+    except TypeError:  # pragma: no cover - old torch
+        if device_type == "cpu":
+            return bool(torch.is_autocast_cpu_enabled())
+        return bool(torch.is_autocast_enabled())
+
+
 class MultiProbe(pl.LightningModule):
     """P linear or MLP classifiers over (B, P, D) features, trained together.
 
@@ -158,13 +168,21 @@ class MultiProbe(pl.LightningModule):
     def forward(self, x: Tensor) -> Tensor:
         """(B, P, D) features -> (B, P, C) logits."""
         # The cache may hold float16; follow the parameters' dtype (autocast still applies).
-        # One multiply-add by the reciprocal: on CPU, dividing a (B, P, D) batch by a broadcast
-        # std cost more than the probes' matmuls (bench/fused_vs_separate.py).
-        scale = self.input_std.reciprocal()
-        h = torch.addcmul(-self.input_mean * scale, x.to(scale.dtype), scale)
-        h = h.to(self.weights[0].dtype)
-        last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+        weights, biases = list(self.weights), list(self.biases)
+        scale = self.input_std.reciprocal().to(weights[0].dtype)
+        mean = self.input_mean.to(weights[0].dtype)
+        if _autocast_enabled(x.device.type):
+            # bf16/fp16 matmuls need standardised inputs: a folded-in mean would cancel badly.
+            h = torch.addcmul(-mean * scale, x.to(scale.dtype), scale)
+        else:
+            # Standardisation folded into the first layer, (x - m) / s @ W + b ==
+            # x @ (W / s) + b - (m / s) @ W: two fewer passes over the (B, P, D) batch, which
+            # took most of a wide view's step on CPU (bench/fused_vs_separate.py).
+            h = x.to(scale.dtype)
+            biases[0] = biases[0] - torch.einsum("pd,pdh->ph", mean * scale, weights[0])
+            weights[0] = weights[0] * scale.unsqueeze(-1)
+        last = len(weights) - 1
+        for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
             h = torch.einsum("bpd,pdh->bph", h, w) + b
             if i < last:
                 h = self.dropout(self._act(h))

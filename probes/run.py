@@ -73,10 +73,12 @@ def run(cfg: DictConfig) -> float | None:
         lg.log_hyperparams(resolved)
     try:
         reader = CacheReader(ensure_cache(cfg, task.dataset)) if task.dataset else None
+        if reader is not None:  # tasks without one dataset (linguistic) check their own caches
+            check_no_leakage(reader)
         output = task.execute(reader, cfg, loggers, out_dir)
-        title = (
-            f"{cfg.task.name} | {cfg.model.name} | {cfg.probe.get('probe', '')} | seed {cfg.seed}"
-        )
+        trained = any("val_acc" in row for row in output.rows)
+        probe = f" | {cfg.probe.get('probe', '')} probe" if trained else ""
+        title = f"{cfg.task.name} | {cfg.model.name}{probe} | seed {cfg.seed}"
         print(publish(output, loggers, out_dir, title))
         metric = _optimized_value(output, cfg.get("optimized_metric"))
     finally:

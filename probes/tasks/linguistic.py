@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from datamodules.views import UnitEmbeddingView, layer_probe_names
 from probes.engine import train_view
 from probes.tasks.base import TaskOutput
 from probes.tasks.figures import plot_curves_by_layer, plot_task_layer_heatmap
+from vlprobe.cache.leakage import check_no_leakage
 from vlprobe.cache.reader import CacheReader
 from vlprobe.config import config_dir
 from vlprobe.data.senteval import SENTEVAL_TASKS
@@ -129,6 +131,7 @@ class LinguisticTask:
             cache = CacheReader(path)
             try:
                 check_dataset(cache, task)
+                check_no_leakage(cache)  # run() checks only the cache it opens: none here
                 layers = select_layers(cache, cfg.probe.get("layers"))
                 for pooling in self.pooling:
                     prefix = f"{role}/{task}/{pooling}"
@@ -256,7 +259,7 @@ def linguistic_figures(rows: list[dict], tasks: tuple[str, ...], out_dir: Path) 
             if (r["model"], r["pooling"]) == (model, pooling):
                 cell = present.index(r["probing_task"]), column[r["layer_index"]]
                 matrix[cell] = _nan(r["test_acc"])
-        key = f"heatmap_{model}_{pooling}".replace("/", "-")
+        key = re.sub(r"[^\w.-]+", "-", f"heatmap_{model}").strip("-") + f"_{pooling}"
         figures[key] = plot_task_layer_heatmap(
             matrix,
             present,
