@@ -122,6 +122,20 @@ class PairAttentionView(FeatureView):
         return block.reshape(b, a * h, two) if self.per_head else block.reshape(b, 1, a * h * two)
 
 
+def type_ids(keys: list[str] | np.ndarray) -> np.ndarray:
+    """Integer ids for control-task types given as strings (equal strings, equal ids)."""
+    _, ids = np.unique(np.asarray(keys, dtype=object).astype(str), return_inverse=True)
+    return ids.astype(np.int64)
+
+
+def example_texts(reader: CacheReader) -> list[str]:
+    """The input words of every example (``examples/text``), lower-cased."""
+    return [
+        t.decode().lower() if isinstance(t, bytes) else str(t).lower()
+        for t in reader.array("examples/text")
+    ]
+
+
 def layer_probe_names(layers: list[int]) -> list[str]:
     return [f"layer_{i:02d}" for i in layers]
 

@@ -20,7 +20,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from datamodules.sources import LayerRows
-from datamodules.views import UnitEmbeddingView, layer_probe_names
+from datamodules.views import UnitEmbeddingView, example_texts, layer_probe_names, type_ids
 from probes.engine import train_view
 from probes.tasks.base import TaskOutput
 from probes.tasks.figures import plot_curves_by_layer, plot_task_layer_heatmap
@@ -108,6 +108,8 @@ class LinguisticTask:
     def view(self, reader: CacheReader, pooling: str, layers: list[int]) -> UnitEmbeddingView:
         """One row per sentence; one probe per layer on its pooled vector."""
         example = reader.array("units/sentence/example")
+        all_texts = example_texts(reader)
+        texts = [all_texts[e] for e in example]
         return UnitEmbeddingView(
             reader=reader,
             labels=reader.array("units/sentence/label").astype(np.int64),
@@ -116,6 +118,9 @@ class LinguisticTask:
             row_split=reader.example_split[example],
             left=LayerRows(reader, f"units/sentence/{pooling}", layers),
             left_index=np.arange(example.size),
+            # control type of a sentence: its first two words, a lexical type that recurs
+            # across sentences so a probe that memorises types can score on held-out ones
+            control_types=type_ids([" ".join(t.split(" ")[:2]) for t in texts]),
         )
 
     def execute(

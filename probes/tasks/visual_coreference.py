@@ -28,8 +28,10 @@ from datamodules.views import (
     FeatureView,
     PairAttentionView,
     UnitEmbeddingView,
+    example_texts,
     head_probe_names,
     layer_probe_names,
+    type_ids,
 )
 from probes.engine import train_view
 from probes.tasks.base import TaskOutput
@@ -86,6 +88,17 @@ class VisualCoreferenceTask:
         phrase = reader.array("pairs/coref/phrase")
         region = reader.array("pairs/coref/region")
         row_split = pair_split(reader)
+        phrase_words = phrase_texts(reader)
+        region_category = reader.array("units/region/category").astype(str)
+        # control types: the phrase's words (type); its words with the region's category (pairs)
+        controls = {
+            "type": type_ids(phrase_words[phrase]),
+            "identification": type_ids(
+                np.char.add(
+                    np.char.add(phrase_words[phrase].astype(str), "|"), region_category[region]
+                )
+            ),
+        }
         # shared by every view, so memory mode loads each array once per run
         phrase_emb = LayerRows(reader, "units/phrase/embedding", layers)
         region_emb = LayerRows(reader, "units/region/embedding", layers)
@@ -97,6 +110,9 @@ class VisualCoreferenceTask:
                 "labels": labels,
                 "class_names": class_names,
                 "row_split": row_split,
+                "control_types": controls[
+                    "identification" if subtask == "identification" else "type"
+                ],
             }
             for kind in self.inputs:
                 if kind == "embedding":
@@ -150,6 +166,16 @@ def pair_split(reader: CacheReader) -> np.ndarray:
     """Split of every pair row: the split of its phrase's example (never per pair)."""
     phrase = reader.array("pairs/coref/phrase")
     return reader.example_split[reader.array("units/phrase/example")[phrase]]
+
+
+def phrase_texts(reader: CacheReader) -> np.ndarray:
+    """The words of every phrase unit (lower-cased), from its example's text and word span."""
+    texts = [t.split(" ") for t in example_texts(reader)]
+    owner = reader.array("units/phrase/example")
+    spans = reader.array("units/phrase/word_span")
+    return np.array(
+        [" ".join(texts[e][a:b]) for e, (a, b) in zip(owner, spans, strict=True)], dtype=object
+    )
 
 
 def balanced_identification(corefer: np.ndarray, row_split: np.ndarray, seed: int) -> np.ndarray:

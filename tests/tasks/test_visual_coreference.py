@@ -209,3 +209,23 @@ def test_coref_planted_layer_and_head_win(compose_cfg, coref_cache: Path) -> Non
     assert attention["test_acc"] > 0.9 and abs(attention["chance"] - 0.5) < 1e-9
     for name in ("type_by_layer", "type_heads", "identification_by_layer", "identification_heads"):
         assert (out / f"{name}.png").stat().st_size > 0
+
+
+def test_control_types_are_phrase_words(tmp_path: Path) -> None:
+    """Controls: a pair's type is its phrase's words (with the region category for pairs)."""
+    import h5py
+
+    from probes.tasks.visual_coreference import phrase_texts
+
+    path = write_coref_cache(tmp_path / "c.h5", num_images=2)
+    with h5py.File(path, "r+") as f:
+        f["examples/text"][0] = "A b c d"
+        f["examples/text"][1] = "a x C d"
+    reader = CacheReader(path)
+    words = phrase_texts(reader)
+    assert words.tolist() == ["a", "b", "c d", "a", "x", "c d"]
+    views = dict(VisualCoreferenceTask(inputs=("attention",)).views(reader, None))
+    phrase = reader.array("pairs/coref/phrase")
+    types = views["type/attention"].control_types
+    same = words[phrase][:, None] == words[phrase][None, :]
+    assert np.array_equal(types[:, None] == types[None, :], same)
