@@ -72,9 +72,17 @@ def load_examples(cfg: DictConfig, dataset: str) -> tuple[list[VLExample], list[
     data = cfg.data
     problems, stats = ProblemLog(), BuildStats()
     common = {"strict": data.strict, "problems": problems}
-    image_dir = Path(data.images) if data.get("images") else None
     if dataset in ("visual_genome", "flickr30k"):
         features = load_region_features(Path(data.features), **common)
+        visual = {
+            "tie_mode": data.tie_mode,
+            "iou_threshold": data.iou_threshold,
+            "mismatched": data.mismatched,
+            "seed": data.seed,
+            "image_dir": Path(data.images) if data.get("images") else None,
+            "stats": stats,
+            **common,
+        }
     if dataset == "visual_genome":
         captions = (
             flickr_captions_by_image(Path(data.flickr30k)) if data.captions == "flickr30k" else None
@@ -84,27 +92,11 @@ def load_examples(cfg: DictConfig, dataset: str) -> tuple[list[VLExample], list[
             features,
             captions=captions,
             split_fractions=tuple(data.vg_split),
-            tie_mode=data.tie_mode,
-            iou_threshold=data.iou_threshold,
-            mismatched=data.mismatched,
-            seed=data.seed,
-            image_dir=image_dir,
-            stats=stats,
-            **common,
+            **visual,
         )
         sources = [Path(data.visual_genome), Path(data.features)]
     elif dataset == "flickr30k":
-        examples = build_flickr_examples(
-            Path(data.flickr30k),
-            features,
-            tie_mode=data.tie_mode,
-            iou_threshold=data.iou_threshold,
-            mismatched=data.mismatched,
-            seed=data.seed,
-            image_dir=image_dir,
-            stats=stats,
-            **common,
-        )
+        examples = build_flickr_examples(Path(data.flickr30k), features, **visual)
         sources = [Path(data.flickr30k), Path(data.features)]
     elif dataset.startswith("senteval/") and dataset.split("/", 1)[1] in SENTEVAL_TASKS:
         path = Path(data.senteval) / SENTEVAL_TASKS[dataset.split("/", 1)[1]]
