@@ -124,7 +124,7 @@ def test_coref_labels_and_splits(coref_cache: Path) -> None:
     phrase = reader.array("pairs/coref/phrase")
     corefer = reader.array("pairs/coref/corefer").astype(bool)
     phrase_type = reader.array("units/phrase/type")
-    sets = {name: labels for name, labels, _ in VisualCoreferenceTask().label_sets(reader)}
+    sets = {s.subtask: s.labels for s in VisualCoreferenceTask().label_sets(reader)}
     # type: the first type of the phrase, on gold pairs only
     assert np.array_equal(sets["type"] >= 0, corefer)
     assert np.array_equal(sets["type"][corefer], phrase_type[phrase][corefer])
@@ -147,7 +147,7 @@ def test_coref_multi_label_is_one_binary_probe_per_type(coref_cache: Path) -> No
     reader = CacheReader(coref_cache)
     task = VisualCoreferenceTask(subtasks=("type",), multi_label=True)
     sets = task.label_sets(reader)
-    assert [name for name, _, _ in sets] == [
+    assert [s.subtask for s in sets] == [
         f"type_{t}"
         for t in (
             "people",
@@ -163,7 +163,7 @@ def test_coref_multi_label_is_one_binary_probe_per_type(coref_cache: Path) -> No
     phrase = reader.array("pairs/coref/phrase")
     corefer = reader.array("pairs/coref/corefer").astype(bool)
     types = reader.array("units/phrase/types")[phrase]
-    stacked = np.stack([labels for _, labels, _ in sets], axis=1)
+    stacked = np.stack([s.labels for s in sets], axis=1)
     assert np.array_equal(stacked[corefer], types[corefer].astype(np.int64))
     assert np.all(stacked[~corefer] == -1)
     assert (stacked[corefer].sum(1) >= 1).all() and (stacked[corefer].sum(1) == 2).any()

@@ -1,0 +1,138 @@
+"""What the two pair tasks (relations, coreference) share: views over a table of unit pairs.
+
+A pair table (``pairs/relation``, ``pairs/coref``) is probed three ways for every subtask:
+per-layer ``[left; right]`` unit embeddings, the pair's attention over all heads in both
+directions (one probe, after Clark et al. 2019), and each head alone (one probe per head).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig
+
+from datamodules.sources import LayerRows, Rows
+from datamodules.views import (
+    FeatureView,
+    PairAttentionView,
+    UnitEmbeddingView,
+    head_probe_names,
+    layer_probe_names,
+)
+from probes.engine import train_view
+from probes.tasks.base import TaskOutput
+from probes.tasks.figures import probe_figures
+from vlprobe.cache.reader import CacheReader
+
+PAIR_INPUTS = ("embedding", "attention", "head")
+PROBE_COLUMNS = [
+    "name", "val_acc", "test_acc", "test_f1", "chance", "best_epoch", "n_train", "n_test"
+]  # fmt: skip
+
+
+@dataclass
+class PairTable:
+    """Which units a pair joins, where its attention lives, and each row's split."""
+
+    left: str  # a layer-major unit embedding dataset, e.g. "units/phrase/embedding"
+    left_index: np.ndarray
+    right: str
+    right_index: np.ndarray
+    attention: str  # (N, A, H, 2) pair attention dataset
+    row_split: np.ndarray
+
+
+@dataclass
+class LabelSet:
+    subtask: str
+    labels: np.ndarray  # per pair row, -1 = not used
+    class_names: list[str]
+    control_types: np.ndarray | None = None
+
+
+def check_choices(key: str, values: tuple[str, ...], valid: tuple[str, ...]) -> None:
+    bad = [v for v in values if v not in valid]
+    if bad:
+        raise ValueError(f"{key}: unknown {bad}; valid choices: {', '.join(valid)}")
+
+
+class PairProbingTask:
+    """Base of the pair tasks: subclasses say which table and which labels."""
+
+    name: str
+    inputs: tuple[str, ...]
+    title: str
+
+    def table(self, reader: CacheReader) -> PairTable:
+        raise NotImplementedError
+
+    def label_sets(self, reader: CacheReader) -> list[LabelSet]:
+        raise NotImplementedError
+
+    def views(self, reader: CacheReader, layers: list[int] | None) -> list[tuple[str, FeatureView]]:
+        """(``<subtask>/<input>``, view) for every subtask x input; sources shared by all."""
+        layers = list(range(reader.num_layers + 1)) if layers is None else list(layers)
+        table = self.table(reader)
+        left = LayerRows(reader, table.left, layers)
+        right = left if table.right == table.left else LayerRows(reader, table.right, layers)
+        attention = Rows(reader, table.attention)
+        out: list[tuple[str, FeatureView]] = []
+        for labels in self.label_sets(reader):
+            common = {
+                "reader": reader,
+                "labels": labels.labels,
+                "class_names": labels.class_names,
+                "row_split": table.row_split,
+                "control_types": labels.control_types,
+            }
+            for kind in self.inputs:
+                if kind == "embedding":
+                    view: FeatureView = UnitEmbeddingView(
+                        **common,
+                        probe_names=layer_probe_names(layers),
+                        left=left,
+                        left_index=table.left_index,
+                        right=right,
+                        right_index=table.right_index,
+                    )
+                else:
+                    heads = head_probe_names(reader.num_layers, reader.num_heads)
+                    view = PairAttentionView(
+                        **common,
+                        probe_names=heads if kind == "head" else ["all_heads"],
+                        attention=attention,
+                        per_head=kind == "head",
+                    )
+                out.append((f"{labels.subtask}/{kind}", view))
+        return out
+
+    def execute(
+        self, reader: CacheReader | None, cfg: DictConfig, loggers: list[Any], out_dir: Path
+    ) -> TaskOutput:
+        assert reader is not None, f"{self.name} reads the cache that run() opens"
+        rows = []
+        for name, view in self.views(reader, cfg.probe.get("layers")):
+            subtask, kind = name.split("/")
+            for row in train_view(view, cfg, loggers, name):
+                rows.append({"task": self.name, "subtask": subtask, "input": kind, **row})
+        summary: dict[str, Any] = {}
+        for subtask in dict.fromkeys(r["subtask"] for r in rows):
+            best = max(
+                (r for r in rows if r["subtask"] == subtask), key=lambda r: r["val_acc"] or -1.0
+            )
+            summary[f"best/{subtask}/test_acc"] = best["test_acc"]
+            summary[f"best/{subtask}/probe"] = best["name"]
+        figures = probe_figures(rows, reader, out_dir, title=self.title)
+        return TaskOutput(rows, PROBE_COLUMNS, figures, summary, console_rows=console_rows(rows))
+
+
+def console_rows(rows: list[dict], top_heads: int = 5) -> list[dict]:
+    """Every layer and all-heads row, but only the best few single heads per subtask."""
+    short = [r for r in rows if "/head/" not in r["name"]]
+    for subtask in dict.fromkeys(r["subtask"] for r in rows):
+        heads = [r for r in rows if r["subtask"] == subtask and "/head/" in r["name"]]
+        short += sorted(heads, key=lambda r: -(r["val_acc"] or 0.0))[:top_heads]
+    return short
