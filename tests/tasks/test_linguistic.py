@@ -7,12 +7,10 @@ layer per task); the baseline cache carries it at another layer. Mean vectors ar
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from omegaconf import open_dict
 
 from probes.run import run
@@ -92,15 +90,6 @@ def write_senteval_cache(
                 )
             )
     return path
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny probes: thread start-up and contention with parallel jobs cost more than the math."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

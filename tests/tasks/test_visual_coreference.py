@@ -7,12 +7,10 @@ and only attention head ``COREF_HEAD`` carries coreference (phrase -> region att
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from probes.run import run
 from probes.tasks.visual_coreference import VisualCoreferenceTask, balanced_identification
@@ -103,15 +101,6 @@ def write_coref_cache(path: Path, num_images: int = 200, seed: int = 0) -> Path:
             if image % 64 == 63:
                 writer.flush()
     return path
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny probes: thread start-up and contention with parallel jobs cost more than the math."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
