@@ -1,0 +1,1 @@
+"""Readers for the real VALUE data formats and the builders that turn them into examples."""
