@@ -15,6 +15,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from vlprobe import __version__
 from vlprobe.config import auto_device
 from vlprobe.data.builders import (
     BuildStats,
@@ -45,7 +46,12 @@ def cache_path(cfg: DictConfig, dataset: str) -> Path:
         return Path(cfg.data.cache)
     data = {k: v for k, v in _plain(cfg.data).items() if k not in ("loader", "cache", "strict")}
     key = json.dumps(
-        {"data": data, "model": _plain(cfg.model), "extraction": _plain(cfg.extraction)},
+        {
+            "data": data,
+            "model": _plain(cfg.model),
+            "extraction": _plain(cfg.extraction),
+            "vlprobe": __version__,  # a new release may write other demo data or units
+        },
         sort_keys=True,
     )
     digest = hashlib.sha256(f"{dataset}|{key}".encode()).hexdigest()[:10]
