@@ -14,6 +14,7 @@ from pathlib import Path
 
 def _make_demo_data(args: argparse.Namespace) -> int:
     from vlprobe.synthetic import make_demo_data
+    from vlprobe.synthetic.stamp import demo_settings, write_stamp
 
     paths = make_demo_data(
         Path(args.out),
@@ -22,7 +23,7 @@ def _make_demo_data(args: argparse.Namespace) -> int:
         feature_dim=args.feature_dim,
         render_images=not args.no_images,
     )
-    (Path(args.out) / "DONE").write_text("complete\n")
+    write_stamp(Path(args.out), demo_settings(args.scenes, args.seed, args.feature_dim))
     print(f"VALUE-mini demo data written to {args.out}:")
     for name, path in vars(paths).items():
         print(f"  {name:14s} {path}")

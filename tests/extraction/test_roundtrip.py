@@ -23,7 +23,6 @@ FEATURE_DIM = 64
 def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("value-mini")
     make_demo_data(root, scenes=16, seed=1, feature_dim=FEATURE_DIM, senteval_per_task=60)
-    (root / "DONE").write_text("complete\n")
     return root
 
 
@@ -32,6 +31,7 @@ def _cfg(compose_cfg, root: Path, model: str, dataset: str, extra: list[str] | N
         [
             f"model={model}",
             f"data.root={root}",
+            "data.make_demo=false",
             f"data.feature_dim={FEATURE_DIM}",
             f"dataset={dataset}",
             "extraction.progress=false",
@@ -133,3 +133,13 @@ def test_senteval_text_only_cache(compose_cfg, demo_root: Path) -> None:
     assert sorted(labels) == ["PAST", "PRES"]
     assert reader.file["units/sentence/cls"].shape[1] == reader.file["examples/split"].shape[0]
     assert reader.array("examples/n_image").sum() == 0
+
+
+def test_demo_data_is_rebuilt_when_its_settings_change(tmp_path: Path) -> None:
+    from vlprobe.synthetic.stamp import demo_settings, is_current, write_stamp
+
+    write_stamp(tmp_path, demo_settings(300, 0, 2048))
+    assert is_current(tmp_path, demo_settings(300, 0, 2048))
+    assert not is_current(tmp_path, demo_settings(50, 0, 2048))
+    (tmp_path / "DONE").write_text("complete\n")  # an old-style or damaged stamp
+    assert not is_current(tmp_path, demo_settings(300, 0, 2048))

@@ -60,17 +60,21 @@ def cache_path(cfg: DictConfig, dataset: str) -> Path:
 
 
 def ensure_demo_data(cfg: DictConfig) -> None:
-    """Write the synthetic VALUE-mini set at ``data.root`` if it is the demo and missing."""
-    root = Path(cfg.data.root)
-    if not cfg.data.get("make_demo") or (root / "DONE").exists():
+    """Write the synthetic VALUE-mini set at ``data.root`` if it is the demo and not current."""
+    if not cfg.data.get("make_demo"):
         return
     from vlprobe.synthetic import make_demo_data
+    from vlprobe.synthetic.stamp import demo_settings, is_current, write_stamp
 
+    root = Path(cfg.data.root)
+    settings = demo_settings(cfg.data.scenes, cfg.data.seed, cfg.data.feature_dim)
+    if is_current(root, settings):
+        return
     log.info("building the demo data set (%d scenes) at %s", cfg.data.scenes, root)
     make_demo_data(
         root, scenes=cfg.data.scenes, seed=cfg.data.seed, feature_dim=cfg.data.feature_dim
     )
-    (root / "DONE").write_text("complete\n")
+    write_stamp(root, settings)
 
 
 def load_examples(cfg: DictConfig, dataset: str) -> tuple[list[VLExample], list[Path]]:
