@@ -6,9 +6,12 @@ datamodule (loads its data), input statistics and Trainer, as a per-layer / per-
 (structural-probes, NeuroX) does, except that the separate runs share this process, so Python
 and library start-up (printed, several seconds per process) is *not* charged to them.
 
-Both sides use the real ``train_probe`` config (linear probe, Adam, plateau stopping, same
-seed, same batches). Probes start from name-seeded weights (``NameSeededProbe``), so probe k
-starts from the same point fused or alone and test accuracies can be compared probe by probe.
+Both sides use the real ``train_probe`` config (linear probe, Adam, same seed, same batches)
+for the same number of epochs; each probe is tested at its own best validation epoch. Probes
+start from name-seeded weights (``NameSeededProbe``), so probe k starts from the same point
+fused or alone and test accuracies can be compared probe by probe. ``--early-stopping`` keeps
+the config's plateau stopping instead (a lone probe stops on its own plateau, the fused run
+on the last probe's, so a fused probe may find a later, marginally better, epoch).
 
     python bench/fused_vs_separate.py            # 20k pairs, 13 x 768-d layers, 144 heads
     python bench/fused_vs_separate.py --quick    # smoke test
@@ -116,7 +119,7 @@ def compare(path: Path, kind: str, cfg: Any, sample: int, seed: int) -> dict[str
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_args(parser)
-    parser.add_argument("--epochs", type=int, default=None, help="max epochs (default 10)")
+    parser.add_argument("--epochs", type=int, default=None, help="max epochs (default 8)")
     parser.add_argument(
         "--head-sample", type=int, default=None, help="separate head runs to time (default 24)"
     )
@@ -124,11 +127,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--layer-sample", type=int, default=0, help="separate layer runs to time (0 = all 13)"
     )
     parser.add_argument("--mode", default="auto", choices=["auto", "stream", "memory"])
+    parser.add_argument(
+        "--early-stopping",
+        action="store_true",
+        help="keep the config's plateau stopping (a lone probe then stops on its own plateau, "
+        "the fused run on the last probe's, so accuracies may differ by a later best epoch)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     quiet()
     set_threads(args.threads)
-    epochs = args.epochs or (1 if args.quick else 10)
+    epochs = args.epochs or (1 if args.quick else 8)
     head_sample = args.head_sample if args.head_sample is not None else (2 if args.quick else 24)
     layer_sample = 2 if args.quick and not args.layer_sample else args.layer_sample
     spec = spec_from(args)
@@ -139,6 +148,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"data.loader.mode={args.mode}",
             f"seed={args.seed}",
             "probe._target_=_common.NameSeededProbe",
+            *([] if args.early_stopping else ["~callbacks"]),
         ],
         args.workdir / "runs",
     )
@@ -148,14 +158,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ]
     print_table(
         f"fused vs separate: {spec.num_pairs} pairs, {epochs} epochs max, "
-        f"loader mode {args.mode}, {args.threads} thread(s)",
+        f"loader mode {args.mode}, {args.threads} thread(s), "
+        f"{'plateau stopping' if args.early_stopping else 'no early stopping'}",
         rows,
     )
     extra: dict[str, Any] = {}
     if not args.quick:
         extra["python_startup_s"] = startup_seconds()
-        print(f"a fresh process importing the engine takes {extra['python_startup_s']:.1f} s "
-              "(not charged to the separate runs)")
+        print(
+            f"a fresh process importing the engine takes {extra['python_startup_s']:.1f} s "
+            "(not charged to the separate runs)"
+        )
     return finish(args, "fused_vs_separate", {"rows": rows, "spec": spec.__dict__, **extra})
 
 

@@ -62,12 +62,8 @@ class ProbeFeatureDataset(Dataset):
 
     def __getitems__(self, positions: list[int]) -> dict[str, torch.Tensor]:
         rows = self.rows[np.asarray(positions)]
-        order = np.argsort(rows, kind="stable")
-        block = self.view.read(rows[order])  # read in increasing order ...
-        features = np.empty_like(block)
-        features[order] = block  # ... hand back in the sampled order
         return {
-            "x": torch.from_numpy(features),
+            "x": torch.from_numpy(self.view.read_batch(rows)),
             "y": torch.from_numpy(self.view.labels[rows].astype(np.int64)),
         }
 
@@ -154,17 +150,19 @@ class CacheProbeDataModule(pl.LightningDataModule):
         return self._loader("test", shuffle=False)
 
     def input_stats(self, max_rows: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-probe feature mean and std over (evenly spaced) training rows.
+        """Per-probe feature mean and std over at most ``max_rows`` evenly spaced training rows.
 
-        Summed in float64 one batch of rows at a time, around the first batch's mean: the
-        whole sample as float64 was GBs and most of a run's time for wide views (13 layers x
-        1536-d, bench/fused_vs_separate.py); the shift keeps the variance exact when the mean
-        dwarfs the spread. Computed once per datamodule (seeds reuse it).
+        Summed one batch at a time (float32 within a batch, float64 across batches) around the
+        first batch's mean: the whole sample as float64 took GBs and most of a fused run's time
+        for wide views (13 layers x 1536-d, bench/fused_vs_separate.py); the shift keeps the
+        variance exact when the mean dwarfs the spread. Computed once per datamodule.
         """
         if max_rows in self._input_stats:
             return self._input_stats[max_rows]
         rows = self.datasets["train"].rows
-        rows = rows[:: max(1, rows.size // max_rows)]
+        rows = rows[:: max(1, -(-rows.size // max_rows))]  # at most max_rows, evenly spaced
+        if rows.size == 0:
+            raise ValueError("input statistics need at least one training row")
         shift = total = total_sq = None
         for start in range(0, rows.size, self.batch_size):
             x = self.view.read(rows[start : start + self.batch_size]).astype(np.float32)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -29,6 +30,8 @@ class FeatureView(ABC):
     row_split: np.ndarray  # (N_table,) int8 split id of every table row
     # (N_table,) the lexical/visual type of each row, for control tasks (Hewitt and Liang 2019)
     control_types: np.ndarray | None = None
+    #: ``_read_segment`` accepts its rows in any order (it reads their min..max span)
+    segment_any_order: ClassVar[bool] = False
 
     def rows(self, split_id: int) -> np.ndarray:
         """Sorted table rows of a split that carry a label."""
@@ -52,7 +55,23 @@ class FeatureView(ABC):
     def read(self, rows: np.ndarray) -> np.ndarray:
         """Features for sorted ``rows``: one contiguous read per run of nearby rows."""
         parts = [self._read_segment(rows[a:b]) for a, b in contiguous_segments(rows, MAX_GAP)]
-        return np.concatenate(parts, axis=0)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+
+    def read_batch(self, rows: np.ndarray) -> np.ndarray:
+        """Features for ``rows`` in the order given (a shuffled batch).
+
+        Disk reads still go in increasing order. A batch from one block of nearby rows is
+        gathered straight in the given order; otherwise read sorted and put back in order
+        (one more copy of the batch, measured in bench/loader_throughput.py).
+        """
+        order = np.argsort(rows, kind="stable")
+        ordered = rows[order]
+        if self.segment_any_order and len(contiguous_segments(ordered, MAX_GAP)) == 1:
+            return self._read_segment(rows)
+        block = self.read(ordered)
+        features = np.empty_like(block)
+        features[order] = block
+        return features
 
     def nbytes(self) -> int:
         return sum(s.nbytes() for s in self.sources())
@@ -71,38 +90,40 @@ class UnitEmbeddingView(FeatureView):
     right: LayerRows | None = None
     right_index: np.ndarray | None = None
 
+    segment_any_order: ClassVar[bool] = True
+
     def sources(self) -> list[LayerRows | Rows]:
         if self.right is None or self.right.name == self.left.name:
             return [self.left]
         return [self.left, self.right]
 
-    def _gather(self, source: LayerRows, ids: np.ndarray) -> np.ndarray:
-        lo, hi = int(ids.min()), int(ids.max()) + 1
-        return _take_units(source.read(lo, hi), ids - lo)
-
     def _read_segment(self, rows: np.ndarray) -> np.ndarray:
-        left_ids = self.left_index[rows]
-        if self.right is None or self.right_index is None:
-            return self._gather(self.left, left_ids)
-        right_ids = self.right_index[rows]
-        lo = int(min(left_ids.min(), right_ids.min()))
-        hi = int(max(left_ids.max(), right_ids.max())) + 1
-        spans = int(np.ptp(left_ids)) + int(np.ptp(right_ids)) + 2
-        if self.right.name == self.left.name and self.right.layers == self.left.layers:
-            if hi - lo <= spans:
-                # Both sides index one array and overlap (a pair's subject and object are
-                # regions of one image): one read serves both, half of a stream step's h5py
-                # work (bench/loader_throughput.py).
-                block = self.left.read(lo, hi)  # (P, hi - lo, d)
-                left, right = _take_units(block, left_ids - lo), _take_units(block, right_ids - lo)
-                return np.concatenate([left, right], axis=2)
-        left, right = self._gather(self.left, left_ids), self._gather(self.right, right_ids)
-        return np.concatenate([left, right], axis=2)
-
-
-def _take_units(block: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Units ``ids`` of a ``(P, n, d)`` layer-major block as ``(len(ids), P, d)``."""
-    return np.ascontiguousarray(block[:, ids].transpose(1, 0, 2))
+        sides = [(self.left, self.left_index[rows])]
+        if self.right is not None and self.right_index is not None:
+            sides.append((self.right, self.right_index[rows]))
+        spans = [(int(ids.min()), int(ids.max()) + 1) for _, ids in sides]
+        lo, hi = min(a for a, _ in spans), max(b for _, b in spans)
+        right = self.right
+        same_array = right is not None and (right.name, right.layers) == (
+            self.left.name,
+            self.left.layers,
+        )
+        if len(sides) == 2 and same_array and hi - lo <= sum(b - a for a, b in spans):
+            # Both sides index one array and overlap (a pair's subject and object are regions
+            # of one image): one read serves both, half the h5py work of a stream step.
+            block = self.left.read(lo, hi)
+            blocks = [(block, lo), (block, lo)]
+        else:
+            blocks = [(src.read(a, b), a) for (src, _), (a, b) in zip(sides, spans, strict=True)]
+        widths = [block.shape[2] for block, _ in blocks]
+        num_probes = blocks[0][0].shape[0]
+        out = np.empty((rows.size, num_probes, sum(widths)), dtype=blocks[0][0].dtype)
+        col = 0
+        for (block, start), (_, ids), width in zip(blocks, sides, widths, strict=True):
+            # (P, n, d) layer-major block -> (B, P, d), written in place: no concatenate copy
+            out[:, :, col : col + width] = block[:, ids - start].transpose(1, 0, 2)
+            col += width
+        return out
 
 
 @dataclass
@@ -115,8 +136,10 @@ class PairAttentionView(FeatureView):
     def sources(self) -> list[LayerRows | Rows]:
         return [self.attention]
 
+    segment_any_order: ClassVar[bool] = True
+
     def _read_segment(self, rows: np.ndarray) -> np.ndarray:
-        lo, hi = int(rows[0]), int(rows[-1]) + 1
+        lo, hi = int(rows.min()), int(rows.max()) + 1
         block = self.attention.read(lo, hi)[rows - lo]  # (B, A, H, 2)
         b, a, h, two = block.shape
         return block.reshape(b, a * h, two) if self.per_head else block.reshape(b, 1, a * h * two)

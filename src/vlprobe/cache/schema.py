@@ -6,7 +6,8 @@ SCHEMA_VERSION = 1
 SPLIT_IDS: dict[str, int] = {"train": 0, "val": 1, "test": 2}
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
 PARTIAL_SUFFIX = ".partial"
-TARGET_CHUNK_BYTES = 1 << 20  # 1 MiB: inside h5py's advised 0.25-4 MiB, full feature rows
+TARGET_CHUNK_BYTES = 1 << 18  # 256 KiB, full feature rows: about one shuffled block of a batch
+# (bench/loader_throughput.py: 1 MiB chunks read 2-5x the bytes a 256-row batch needs)
 READ_CACHE_BYTES = 64 << 20  # rdcc_nbytes for readers: several chunks per dataset stay hot
 MAX_CHUNK_ROWS = 1 << 14  # small per-row fields: chunks are allocated whole, keep them modest
 
