@@ -50,7 +50,8 @@ class FeatureView(ABC):
 
     @abstractmethod
     def _read_segment(self, rows: np.ndarray) -> np.ndarray:
-        """Features ``(len(rows), P, D)`` for increasing rows that lie close together."""
+        """Features ``(len(rows), P, D)``, a new array, for increasing rows that lie close
+        together (in any order where ``segment_any_order`` is set)."""
 
     def read(self, rows: np.ndarray) -> np.ndarray:
         """Features for sorted ``rows``: one contiguous read per run of nearby rows."""

@@ -142,3 +142,34 @@ def test_writer_casts_activations_like_numpy() -> None:
     )
     ints = np.arange(5, dtype=np.int64)
     assert cast_activations(ints, np.dtype(np.int64)) is ints
+
+
+def test_per_probe_metrics_reach_loggers_and_callbacks(tmp_path: Path) -> None:
+    """Per-probe epoch metrics bypass self.log but still reach loggers and callback_metrics."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.loggers import CSVLogger
+    from torch.utils.data import DataLoader, TensorDataset
+
+    def collate(items: list) -> dict:
+        xs, ys = zip(*items, strict=True)
+        return {"x": torch.stack(xs), "y": torch.stack(ys)}
+
+    x, y = torch.randn(64, 3, 4), torch.randint(0, 2, (64,))
+    loader = DataLoader(TensorDataset(x, y), batch_size=16, collate_fn=collate)
+    model = MultiProbe(3, 4, 2)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=2,
+        logger=CSVLogger(tmp_path),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=1,
+    )
+    trainer.fit(model, loader, loader)
+    assert {"val/acc/p00", "val/f1/p02", "val/acc_best"} <= set(trainer.callback_metrics)
+    trainer.test(model, loader, verbose=False)
+    assert {"test/acc/p01", "test/acc_best_probe"} <= set(trainer.callback_metrics)
+    trainer.logger.save()
+    header = next((tmp_path / "lightning_logs").rglob("metrics.csv")).read_text().splitlines()[0]
+    assert {"val/acc/p00", "test/f1/p02", "val/acc_best", "epoch"} <= set(header.split(","))
