@@ -82,18 +82,34 @@ def span_attention(att: torch.Tensor, query: list[int], key: list[int]) -> torch
     return rows[:, :, :, key].sum(-1).mean(-1)
 
 
+def _span_matrix(spans: list[list[int]], num_tokens: int, mean: bool) -> torch.Tensor:
+    """(len(spans), T): rows averaging (``mean``) or summing each span's tokens."""
+    out = torch.zeros(len(spans), num_tokens)
+    for i, span in enumerate(spans):
+        out[i, span] = 1.0 / len(span) if mean else 1.0
+    return out
+
+
 def _pair_attention(
     att: torch.Tensor,
     spans_a: list[list[int]],
     spans_b: list[list[int]],
     pairs: list[tuple[int, int]],
 ) -> np.ndarray:
-    num_layers, num_heads = att.shape[:2]
-    out = np.zeros((len(pairs), num_layers, num_heads, 2), dtype=np.float32)
-    for row, (a, b) in enumerate(pairs):
-        out[row, :, :, 0] = span_attention(att, spans_a[a], spans_b[b]).numpy()
-        out[row, :, :, 1] = span_attention(att, spans_b[b], spans_a[a]).numpy()
-    return out
+    """(N, A, H, 2) span attention a->b and b->a for every pair, in two batched matmuls."""
+    num_layers, num_heads, num_tokens = att.shape[:3]
+    if not pairs:
+        return np.zeros((0, num_layers, num_heads, 2), dtype=np.float32)
+    first = torch.tensor([a for a, _ in pairs])
+    second = torch.tensor([b for _, b in pairs])
+    query_a = _span_matrix(spans_a, num_tokens, mean=True)
+    query_b = _span_matrix(spans_b, num_tokens, mean=True)
+    key_a = _span_matrix(spans_a, num_tokens, mean=False)
+    key_b = _span_matrix(spans_b, num_tokens, mean=False)
+    a_to_b = query_a @ att @ key_b.T  # (A, H, |a|, |b|)
+    b_to_a = query_b @ att @ key_a.T  # (A, H, |b|, |a|)
+    out = torch.stack([a_to_b[:, :, first, second], b_to_a[:, :, second, first]], dim=-1)
+    return out.permute(2, 0, 1, 3).numpy().astype(np.float32)
 
 
 def _mean_over(hidden: torch.Tensor, spans: list[list[int]]) -> np.ndarray:
