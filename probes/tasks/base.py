@@ -1,14 +1,19 @@
-"""What every task returns, so one function can write results, figures and W&B for all."""
+"""What every task returns (so one function publishes all), and helpers the analyses share."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 from omegaconf import DictConfig
 
 from vlprobe.cache.reader import CacheReader
+from vlprobe.cache.schema import SPLIT_IDS
+
+SPLITS = ("test", "val", "train", "all")
 
 
 @dataclass
@@ -27,3 +32,39 @@ class Task(Protocol):
     def execute(
         self, reader: CacheReader | None, cfg: DictConfig, loggers: list[Any], out_dir: Path
     ) -> TaskOutput: ...
+
+
+def examples_in_split(reader: CacheReader, split: str) -> np.ndarray:
+    """Sorted example ids of ``split`` (``all``: every example)."""
+    if split not in SPLITS:
+        raise ValueError(f"task.split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if split == "all":
+        return np.arange(len(reader.example_split))
+    return np.flatnonzero(reader.example_split == SPLIT_IDS[split])
+
+
+def cache_attr(reader: CacheReader, key: str, default: str = "?") -> str:
+    """A provenance attribute as text (caches written by hand may lack it)."""
+    return str(reader.attr(key)) if key in reader.file.attrs else default
+
+
+def attention_layer_names(reader: CacheReader) -> list[str]:
+    """Names of the attention layers: attention layer ``a`` produces hidden layer ``a + 1``."""
+    names = reader.layer_names
+    if len(names) == reader.num_layers + 1:
+        return names[1:]
+    return [f"L{a + 1:02d}" for a in range(reader.num_layers)]
+
+
+def log_finite(loggers: list[Any], metrics: dict[str, float]) -> None:
+    """Send the finite values to every logger (NaN = not measurable, left out).
+
+    No Trainer runs here to flush buffered loggers (CSVLogger writes metrics.csv on ``save``),
+    so each one is saved right away.
+    """
+    clean = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
+    for lg in loggers:
+        lg.log_metrics(clean)
+        save = getattr(lg, "save", None)
+        if callable(save):
+            save()

@@ -23,9 +23,9 @@ import numpy as np
 from omegaconf import DictConfig
 
 from datamodules.views import head_probe_names
-from probes.tasks.base import TaskOutput
-from probes.tasks.fusion_degree import (
+from probes.tasks.base import (
     SPLITS,
+    TaskOutput,
     attention_layer_names,
     cache_attr,
     examples_in_split,

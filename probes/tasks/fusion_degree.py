@@ -12,23 +12,19 @@ meet; the single-modality layers before them are not measured.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig
-from threadpoolctl import threadpool_limits
 
 from datamodules.sources import contiguous_segments
-from probes.tasks.base import TaskOutput
-from vlprobe.analysis.fusion import fusion_degree
+from probes.tasks.base import SPLITS, TaskOutput, cache_attr, examples_in_split, log_finite
+from vlprobe.analysis.fusion import fusion_degree, select_examples
 from vlprobe.cache.reader import CacheReader
-from vlprobe.cache.schema import SPLIT_IDS
 from vlprobe.reporting.figures import plot_by_layer
 
-SPLITS = ("test", "val", "train", "all")
 COLUMNS = [
     "name",
     "layer",
@@ -38,42 +34,6 @@ COLUMNS = [
     "n_examples",
     "n_pooled_tokens",
 ]
-
-
-def examples_in_split(reader: CacheReader, split: str) -> np.ndarray:
-    """Sorted example ids of ``split`` (``all``: every example)."""
-    if split not in SPLITS:
-        raise ValueError(f"task.split must be one of {', '.join(SPLITS)}, got {split!r}")
-    if split == "all":
-        return np.arange(len(reader.example_split))
-    return np.flatnonzero(reader.example_split == SPLIT_IDS[split])
-
-
-def cache_attr(reader: CacheReader, key: str, default: str = "?") -> str:
-    """A provenance attribute as text (caches written by hand may lack it)."""
-    return str(reader.attr(key)) if key in reader.file.attrs else default
-
-
-def attention_layer_names(reader: CacheReader) -> list[str]:
-    """Names of the attention layers: attention layer ``a`` produces hidden layer ``a + 1``."""
-    names = reader.layer_names
-    if len(names) == reader.num_layers + 1:
-        return names[1:]
-    return [f"L{a + 1:02d}" for a in range(reader.num_layers)]
-
-
-def log_finite(loggers: list[Any], metrics: dict[str, float]) -> None:
-    """Send the finite values to every logger (NaN = not measurable, left out).
-
-    No Trainer runs here to flush buffered loggers (CSVLogger writes metrics.csv on ``save``),
-    so each one is saved right away.
-    """
-    clean = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
-    for lg in loggers:
-        lg.log_metrics(clean)
-        save = getattr(lg, "save", None)
-        if callable(save):
-            save()
 
 
 class TokenRows:
@@ -125,26 +85,21 @@ class FusionDegreeTask:
         off = reader.array("examples/token_offset")
         if len(chosen) == 0:
             raise ValueError(f"the cache has no {self.split!r} examples; set task.split=all")
-        if self.max_examples is not None and self.max_examples < len(chosen):
-            # the seeded subset is drawn here, so only its tokens are ever read
-            rng = np.random.default_rng(self.seed)
-            chosen = np.sort(rng.choice(chosen, size=self.max_examples, replace=False))
+        # the seeded subset is drawn here, so only its tokens are ever read
+        chosen = chosen[select_examples(len(chosen), self.max_examples, self.seed)]
         ranges = [np.arange(off[e], off[e + 1]) for e in chosen]
         tokens = np.concatenate(ranges)
         sub_off = np.concatenate([[0], np.cumsum([len(r) for r in ranges])])
-        # k-means on one pair's ~50-100 tokens is tiny: waking OpenMP threads for every fit
-        # costs more than the fit (8x slower measured on 2 busy cores), so use one thread
-        with threadpool_limits(limits=1, user_api="openmp"):
-            return fusion_degree(
-                TokenRows(reader.file["tokens/hidden"], tokens),
-                reader.array("tokens/modality")[tokens],
-                sub_off,
-                average_method=self.average_method,  # type: ignore[arg-type]
-                seed=self.seed,
-                max_examples=None,
-                max_pooled_tokens=self.max_pooled_tokens,
-                n_init=self.n_init,
-            )
+        return fusion_degree(
+            TokenRows(reader.file["tokens/hidden"], tokens),
+            reader.array("tokens/modality")[tokens],
+            sub_off,
+            average_method=self.average_method,  # type: ignore[arg-type]
+            seed=self.seed,
+            max_examples=None,
+            max_pooled_tokens=self.max_pooled_tokens,
+            n_init=self.n_init,
+        )
 
     def execute(
         self, reader: CacheReader, cfg: DictConfig, loggers: list[Any], out_dir: Path
