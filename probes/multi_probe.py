@@ -171,22 +171,6 @@ class MultiProbe(pl.LightningModule):
         self.input_mean.copy_(mean)
         self.input_std.copy_(torch.where(std > eps, std, torch.ones_like(std)))
 
-    @torch.no_grad()
-    def fit_input_stats(self, batches: Iterable[Mapping[str, Tensor]]) -> None:
-        """Set input stats from a stream of batches (float64 sums; never holds the data)."""
-        n, s, ss = 0, None, None
-        for batch in batches:
-            x = batch["x"].double()
-            x = x.reshape(-1, *x.shape[-2:])
-            s = x.sum(0) if s is None else s + x.sum(0)
-            ss = (x * x).sum(0) if ss is None else ss + (x * x).sum(0)
-            n += x.shape[0]
-        if n < 2 or s is None or ss is None:
-            raise ValueError("need at least two examples to estimate input statistics")
-        mean = s / n
-        var = ((ss - n * mean * mean) / (n - 1)).clamp_min(0)
-        self.set_input_stats(mean.float(), var.sqrt().float())
-
     # ------------------------------------------------------------------ forward / loss
     def forward(self, x: Tensor) -> Tensor:
         """(B, P, D) features -> (B, P, C) logits."""
