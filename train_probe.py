@@ -5,6 +5,8 @@ Configured by Hydra (configs/train_probe.yaml); see README for tasks, sweeps and
 
 from __future__ import annotations
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
@@ -16,8 +18,14 @@ register_resolvers()
 @hydra.main(version_base="1.3", config_path="configs", config_name="train_probe")
 def main(cfg: DictConfig) -> float | None:
     from probes.run import run
+    from vlprobe.cache.reader import CacheError
 
-    return run(cfg)
+    try:
+        return run(cfg)
+    except (FileNotFoundError, ValueError, CacheError) as err:
+        # bad input (a path, a data file, a setting): one line naming it, and a failing exit
+        print(f"train_probe: error: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

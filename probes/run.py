@@ -66,23 +66,26 @@ def run(cfg: DictConfig) -> float | None:
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     task: Task = instantiate(cfg.task)
+    # the cache first: bad data or a missing cache fails before any logger run exists
+    reader = CacheReader(ensure_cache(cfg, task.dataset)) if task.dataset else None
+    if reader is not None:  # tasks without one dataset (linguistic) check their own caches
+        check_no_leakage(reader)
     loggers = build_loggers(cfg)
     keys = [k for k in cfg if k != "hydra"]  # tests compose with the hydra node attached
     resolved = OmegaConf.to_container(OmegaConf.masked_copy(cfg, keys), resolve=True)
     for lg in loggers:
         lg.log_hyperparams(resolved)
+    failed = True
     try:
-        reader = CacheReader(ensure_cache(cfg, task.dataset)) if task.dataset else None
-        if reader is not None:  # tasks without one dataset (linguistic) check their own caches
-            check_no_leakage(reader)
         output = task.execute(reader, cfg, loggers, out_dir)
         trained = any("val_acc" in row for row in output.rows)
         probe = f" | {cfg.probe.get('probe', '')} probe" if trained else ""
         title = f"{cfg.task.name} | {cfg.model.name}{probe} | seed {cfg.seed}"
         print(publish(output, loggers, out_dir, title))
         metric = _optimized_value(output, cfg.get("optimized_metric"))
+        failed = False
     finally:
-        _finish_wandb(loggers)
+        _finish_wandb(loggers, failed)
     return metric
 
 
@@ -94,7 +97,8 @@ def _optimized_value(output: TaskOutput, metric: str | None) -> float | None:
     return output.summary.get(metric) if metric else None
 
 
-def _finish_wandb(loggers: list[Any]) -> None:
+def _finish_wandb(loggers: list[Any], failed: bool) -> None:
+    """End the W&B run; a failed run is marked failed (exit code 1), not uploaded as done."""
     wandb_loggers = _wandb_loggers(loggers)
     if not wandb_loggers:
         return
@@ -102,8 +106,10 @@ def _finish_wandb(loggers: list[Any]) -> None:
 
     run_dir = Path(wandb_loggers[0].experiment.dir).parent
     offline = bool(getattr(wandb_loggers[0], "_offline", False))
-    wandb.finish()
-    if offline:
+    wandb.finish(exit_code=1 if failed else 0)
+    if failed:
+        print(f"W&B run marked failed: {run_dir}")
+    elif offline:
         print(f"W&B offline run: {run_dir}\n  upload it with: wandb sync {run_dir}")
     else:
         print(f"W&B run files: {run_dir}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -62,3 +63,20 @@ def test_unknown_task_lists_valid_choices(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "Could not find 'task/nope'" in result.stderr
     assert "visual_relation" in result.stderr  # the valid choices are listed
+
+
+def test_missing_cache_is_one_line_error_and_writes_nothing(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train_probe.py"), f"data.cache={tmp_path / 'nope.h5'}"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "VLPROBE_ROOT": str(tmp_path), "WANDB_MODE": "offline"},
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"train_probe: error: data.cache={tmp_path / 'nope.h5'} does not exist: point it at a "
+        "cache written by `vlprobe extract`, or leave data.cache=null to build one"
+    ]
+    assert not list(tmp_path.rglob("results.json")) and not list(tmp_path.rglob("offline-run-*"))

@@ -171,6 +171,9 @@ def ensure_cache(cfg: DictConfig, dataset: str) -> Path:
     if path.exists():
         return path
     if cfg.data.get("cache"):
-        raise FileNotFoundError(f"data.cache={path} does not exist")
+        raise FileNotFoundError(
+            f"data.cache={path} does not exist: point it at a cache written by `vlprobe extract`, "
+            "or leave data.cache=null to build one"
+        )
     log.info("no cache at %s: extracting %s with %s", path, dataset, cfg.model.name)
     return run_extraction(cfg, dataset, path)
