@@ -2,11 +2,13 @@
 Entities visual coreference).
 
 Every head is a zero-parameter classifier (after Clark et al. 2019): a phrase is resolved when
-the region its tokens attend to most (``pairs/coref/attention[..., 0]``, phrase -> region) is
-one of its gold (coreferent) regions. Accuracy per head gives a layer x head map; the paper
-reports about 15% of UNITER's heads above 0.5 and a best head near 0.92. Beside it, each head's
-share of attention that crosses modality (from the full maps kept for a few examples) shows
-which heads are specialised for cross-modal interaction.
+the region its tokens attend to most, among all the image's input regions
+(``units/phrase/grounding``; ``candidates=mentioned``: among the regions its caption mentions,
+``pairs/coref/attention[..., 0]``), is one of its gold (coreferent) regions; ties share the
+credit. Accuracy per head gives a layer x head map; the paper reports about 15% of UNITER's
+heads above 0.5 and a best head near 0.92. Beside it, each head's share of attention that
+crosses modality (from the full maps kept for a few examples) shows which heads are
+specialised for cross-modal interaction.
 
 Two-stream models (LXMERT): phrase -> region attention is the language -> vision
 cross-attention of each cross layer (``X01`` ...), so accuracy is meaningful; the cross-modal
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from omegaconf import DictConfig
@@ -36,6 +38,7 @@ from vlprobe.cache.reader import CacheError, CacheReader
 from vlprobe.reporting.figures import plot_by_layer, plot_layer_head_heatmap
 
 COLUMNS = ["name", "layer_name", "alignment_acc", "cross_modal_share", "chance", "n_phrases"]
+CANDIDATES = ("all", "mentioned")  # every region of the image (the paper) / the caption's
 NO_MAPS = (
     "no attention maps in the cache (extraction.max_attention_maps=0): cross_modal_share is NaN"
 )
@@ -45,36 +48,68 @@ NO_MAPS = (
 class CrossModalAlignmentTask:
     """Per-head phrase -> region alignment accuracy and cross-modal attention share."""
 
+    mismatched_refusal: ClassVar[str | None] = (
+        "a mismatched caption mentions nothing in the image, so no phrase has a gold region to "
+        "align with"
+    )
     name: str = "cross_modal_alignment"
     dataset: str = "flickr30k"
     split: str = "test"
     top_k: int = 5
     threshold: float = 0.5
     max_maps: int | None = None
+    candidates: str = "all"
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
             raise ValueError(f"task.split must be one of {', '.join(SPLITS)}, got {self.split!r}")
+        if self.candidates not in CANDIDATES:
+            raise ValueError(
+                f"task.candidates must be one of {', '.join(CANDIDATES)}, got {self.candidates!r}"
+            )
 
     def accuracy(self, reader: CacheReader) -> dict[str, Any]:
         """``(A, H)`` accuracy over the split's phrases that have a gold region, and chance.
 
-        Chance is the mean over those phrases of ``#gold / #candidate regions``: the accuracy
-        of a head that picks a candidate region uniformly at random.
+        ``candidates=all`` (the paper's question): the argmax runs over every input region of
+        the image (computed at extraction in float32, ``units/phrase/grounding``).
+        ``candidates=mentioned``: over the regions the caption mentions (``pairs/coref``).
+        Chance is the mean over the scored phrases of ``#gold / #candidates``: the accuracy of
+        a head that picks a candidate uniformly at random. Ties share the credit.
         """
         chosen = examples_in_split(reader, self.split)
         shape = (reader.num_layers, reader.num_heads)
-        if "units/phrase/pair_offset" not in reader.file or len(chosen) == 0:
-            return {"acc": np.full(shape, np.nan), "chance": float("nan"), "n_phrases": 0}
-        off = reader.array("units/phrase/pair_offset").astype(np.int64)
+        empty = {"acc": np.full(shape, np.nan), "chance": float("nan"), "n_phrases": 0}
+        if "units/phrase/example" not in reader.file or len(chosen) == 0:
+            return empty
         phrases = np.flatnonzero(np.isin(reader.array("units/phrase/example"), chosen))
+        if len(phrases) == 0:
+            return empty
+        if self.candidates == "all":
+            return self._accuracy_all_regions(reader, phrases)
+        return self._accuracy_mentioned(reader, phrases)
+
+    def _accuracy_all_regions(self, reader: CacheReader, phrases: np.ndarray) -> dict[str, Any]:
+        chance = reader.array("units/phrase/grounding_chance")[phrases].astype(np.float64)
+        scored = chance > 0
+        lo, hi = int(phrases[0]), int(phrases[-1]) + 1  # a split's phrases are contiguous
+        credit = reader.file["units/phrase/grounding"][lo:hi][phrases - lo][scored]
+        return {
+            "acc": credit.mean(axis=0) if scored.any() else np.full(credit.shape[1:], np.nan),
+            "chance": float(chance[scored].mean()) if scored.any() else np.nan,
+            "n_phrases": int(scored.sum()),
+            "n_phrases_unscored": int((~scored).sum()),
+        }
+
+    def _accuracy_mentioned(self, reader: CacheReader, phrases: np.ndarray) -> dict[str, Any]:
+        off = reader.array("units/phrase/pair_offset").astype(np.int64)
         counts = off[phrases + 1] - off[phrases]
-        rows = np.concatenate([np.arange(off[p], off[p + 1]) for p in phrases] or [[]])
-        rows = rows.astype(np.int64)
+        rows = np.concatenate([np.arange(off[p], off[p + 1]) for p in phrases]).astype(np.int64)
         pair_phrase = reader.array("pairs/coref/phrase")
         if not np.array_equal(pair_phrase[rows], np.repeat(phrases, counts)):
             raise CacheError(f"{reader.path}: units/phrase/pair_offset disagrees with pairs/coref")
         if len(rows) == 0:
+            shape = (reader.num_layers, reader.num_heads)
             return {"acc": np.full(shape, np.nan), "chance": float("nan"), "n_phrases": 0}
         gold = reader.array("pairs/coref/corefer")[rows] == 1
         lo, hi = int(rows[0]), int(rows[-1]) + 1  # a split's pairs are contiguous
@@ -130,6 +165,7 @@ class CrossModalAlignmentTask:
                     "alignment_acc": float(acc[a, h]),
                     "cross_modal_share": float(share[a, h]),
                     "chance": chance,
+                    "candidates": self.candidates,
                     "n_phrases": result["n_phrases"],
                     "n_maps": n_maps,
                     "split": self.split,
@@ -151,6 +187,7 @@ class CrossModalAlignmentTask:
             "alignment/best_head": top[0].split("=")[0] if top else None,
             "alignment/top_heads": top,
             "alignment/chance": chance,
+            "alignment/candidates": self.candidates,
             f"alignment/frac_heads_above_{self.threshold:g}": float(np.mean(acc > self.threshold)),
             "alignment/n_phrases": result["n_phrases"],
             "alignment/cross_share/mean": float(np.nanmean(share)) if n_maps else None,

@@ -1,7 +1,30 @@
 import numpy as np
 import pytest
 
-from vlprobe.analysis.alignment import alignment_accuracy, cross_modal_share, top_heads
+from vlprobe.analysis.alignment import (
+    alignment_accuracy,
+    argmax_credit,
+    cross_modal_share,
+    top_heads,
+)
+
+
+def test_argmax_credit_shares_ties():
+    scores = np.array([[0.2, 0.5, 0.3], [0.2, 0.5, 0.1], [0.1, 0.5, 0.3]])  # (R=3, heads=3)
+    gold = np.array([True, False, False])
+    # head 0: rows 0/1 tie, one gold -> 1/2; head 1: all tie -> 1/3; head 2: rows 0/2 tie -> 1/2
+    np.testing.assert_allclose(argmax_credit(scores, gold), [0.5, 1 / 3, 0.5])
+    assert argmax_credit(np.array([0.1, 0.9]), np.array([False, True])) == 1.0
+    with pytest.raises(ValueError):
+        argmax_credit(np.zeros((0, 2)), np.zeros(0, bool))
+
+
+def test_float16_ties_are_not_given_to_the_first_candidate():
+    """Two values 1e-4 apart round to one float16: the tie is shared, not won by row 0."""
+    scores = np.array([[0.30001], [0.30009]], dtype=np.float32)
+    gold = np.array([False, True])
+    assert argmax_credit(scores, gold)[0] == 1.0
+    assert argmax_credit(scores.astype(np.float16), gold)[0] == 0.5
 
 
 def test_alignment_accuracy_by_hand():
@@ -14,11 +37,11 @@ def test_alignment_accuracy_by_hand():
     layer1 = np.full_like(layer0, 0.5)
     attention = np.stack([layer0, layer1], axis=1)  # (K, A=2, H=2)
     # phrase 0: head0 -> row 1 gold (ok); head1 -> row 0 (wrong)
-    # phrase 1: head0 tie rows 3/4 -> first, row 3, not gold (wrong); head1 -> row 4 (ok)
+    # phrase 1: head0 tie rows 3/4, one of them gold -> 1/2; head1 -> row 4 (ok)
     # phrase 2: head0 -> row 7 gold (ok); head1 -> row 6 (wrong)
     # phrase 3: no gold -> not scored
-    # layer 1 ties everywhere -> first row: phrase 0 wrong, 1 wrong, 2 (row 5) ok
-    expected = np.array([[2 / 3, 1 / 3], [1 / 3, 1 / 3]])
+    # layer 1 ties everywhere -> #gold / #rows: phrase 0 1/3, phrase 1 1/2, phrase 2 2/3
+    expected = np.array([[2.5 / 3, 1 / 3], [0.5, 0.5]])
     np.testing.assert_allclose(alignment_accuracy(offset, attention, gold), expected)
     # float16 (the cache dtype) gives the same answer
     acc16 = alignment_accuracy(offset, attention.astype(np.float16), gold)

@@ -88,3 +88,23 @@ def test_truncated_phrase_is_dropped_and_counted() -> None:
     ex.phrases.append(PhraseSpan(5, 7, ("people",), "3", (0,)))  # words beyond the text
     rec = reduce_example(ex, _encoding(), LABELS)
     assert rec.phrase_type.shape == (1,) and rec.dropped_phrases == 1
+
+
+def test_grounding_scores_all_input_regions_with_fractional_ties() -> None:
+    """The caption mentions only input region 1; input region 0 still competes for the argmax."""
+    enc = _encoding()
+    att = torch.full((2, 3, 8, 8), 1 / 8)  # layer 1: uniform, a tie between the two regions
+    att[0, 0, 1:5, 7] = 0.3  # head 0: the phrase looks at region 1 (gold)
+    att[0, 2, 1:5, 6] = 0.3  # head 2: at region 0 (not gold); head 1 ties
+    enc.attentions = att
+    ex = _example()
+    ex.regions = [Region(1, Box(5, 5, 20, 20), "dog", "1")]
+    ex.phrases = [PhraseSpan(0, 3, ("animals",), "1", (0,))]
+    ex.relations = []
+    rec = reduce_example(ex, enc, LABELS)
+    np.testing.assert_allclose(rec.phrase_grounding[0], [[1.0, 0.5, 0.0], [0.5, 0.5, 0.5]])
+    np.testing.assert_allclose(rec.phrase_grounding_chance, [0.5])
+    # the mentioned-regions pairs see region 1 only: every head is "right" there
+    assert rec.coref_corefer.tolist() == [1]
+    # [CLS] mass on the specials [CLS] (0) and [SEP] (5): 2 / 8 in the uniform layer
+    np.testing.assert_allclose(rec.cls_special_mass[1], 0.25, rtol=1e-6)

@@ -11,7 +11,7 @@ import pytest
 from vlprobe.cache.inspect import describe
 from vlprobe.cache.planted import write_planted_relation_cache
 from vlprobe.cache.reader import CacheError, CacheReader
-from vlprobe.cache.schema import PARTIAL_SUFFIX
+from vlprobe.cache.schema import PARTIAL_SUFFIX, SCHEMA_VERSION
 from vlprobe.cache.writer import CacheWriter
 from vlprobe.cli import main as cli_main
 from vlprobe.extraction.units import LabelVocab
@@ -55,7 +55,7 @@ def test_planted_cache_layout(tmp_path: Path) -> None:
 def test_inspect_prints_provenance_sizes_and_splits(tmp_path: Path, capsys) -> None:
     path = write_planted_relation_cache(tmp_path / "p.h5", num_images=10)
     text = describe(path)
-    assert "schema_version: 1" in text and "model_name: planted" in text
+    assert f"schema_version: {SCHEMA_VERSION}" in text and "model_name: planted" in text
     assert "train: 8" in text and "units/region/embedding" in text and "per example" in text
     assert cli_main(["inspect", str(path)]) == 0
     assert "tokens/hidden" in capsys.readouterr().out

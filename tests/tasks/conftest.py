@@ -37,6 +37,21 @@ CLS_MASS = {
     "e2": [[[0.75, 0.25], [0.5, 0.5]], [[0.25, 0.75], [0.375, 0.625]]],
 }
 
+# [CLS] mass on the special tokens ([CLS], [SEP]: part of the text mass), (A, H) per example
+CLS_SPECIAL = {
+    "e0": [[0.25, 0.25], [0.25, 0.25]],
+    "e1": [[0.5, 0.125], [0.25, 0.5]],
+    "e2": [[0.25, 0.25], [0.125, 0.25]],
+}
+
+# per phrase: argmax credit over ALL input regions of the image per (layer, head), and chance
+# (#gold / #input regions); e1's last phrase has no gold region (chance 0: not scored)
+GROUNDING = {
+    "e0": [([[1.0, 0.0], [0.0, 1.0]], 1 / 4)],
+    "e1": [([[1.0, 0.0], [0.5, 0.0]], 1 / 4), ([[0.0, 0.0], [0.0, 1.0]], 2 / 4), (0.0, 0.0)],
+    "e2": [([[1.0, 1.0], [0.0, 0.0]], 1 / 8)],
+}
+
 # phrase -> (gold regions, most attended region per (layer, head))
 E0_PHRASES = [({0}, [[0, 0], [0, 0]])]
 E1_PHRASES = [
@@ -98,6 +113,7 @@ def _record(
         modality=modality,
         word_index=np.array([-1, 0, 1, -1] + [-1] * (n_text - 4 + n_image), np.int32),
         cls_mass=np.asarray(CLS_MASS[name], np.float32),
+        cls_special_mass=np.asarray(CLS_SPECIAL[name], np.float32),
         region_emb=np.zeros((L, n_regions, D), np.float32),
         region_category=np.zeros(n_regions, np.int32),
         region_box=np.zeros((n_regions, 4), np.float32),
@@ -105,6 +121,10 @@ def _record(
         phrase_type=np.zeros(len(phrases), np.int8),
         phrase_types=np.zeros((len(phrases), 8), bool),
         phrase_span=np.tile(np.array([[0, 1]], np.int32), (len(phrases), 1)),
+        phrase_grounding=np.array(
+            [np.broadcast_to(np.asarray(c, np.float32), (A, H)) for c, _ in GROUNDING[name]]
+        ),
+        phrase_grounding_chance=np.array([c for _, c in GROUNDING[name]], np.float32),
         sentence_cls=np.zeros((L, 0, D), np.float32),
         sentence_mean=np.zeros((L, 0, D), np.float32),
         sentence_label=np.zeros(0, np.int32),

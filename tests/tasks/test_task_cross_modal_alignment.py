@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
 from probes.run import run
@@ -16,9 +17,15 @@ from probes.run import run
 Compose = Callable[..., DictConfig]
 
 # test split: 3 scored phrases (e1 p0, e1 p1, e2 p0; e1 p2 has no gold region), see conftest
-ACC_TEST = [[1.0, 0.0], [2 / 3, 1 / 3]]
-ACC_ALL = [[1.0, 1 / 4], [3 / 4, 2 / 4]]  # + e0's phrase, right for every head
-CHANCE = (1 / 3 + 2 / 3 + 1 / 2) / 3  # #gold / #regions per scored phrase
+# default, candidates=all: the grounding credit over all input regions (conftest GROUNDING)
+ACC_TEST = [[2 / 3, 1 / 3], [0.5 / 3, 1 / 3]]
+CHANCE = (1 / 4 + 2 / 4 + 1 / 8) / 3  # #gold / #input regions per scored phrase
+ACC_ALL = [[3 / 4, 1 / 4], [0.5 / 4, 2 / 4]]  # + e0's phrase
+CHANCE_ALL = (3 * CHANCE + 1 / 4) / 4
+# candidates=mentioned: argmax over the regions the caption mentions (conftest *_PHRASES)
+ACC_TEST_MENTIONED = [[1.0, 0.0], [2 / 3, 1 / 3]]
+ACC_ALL_MENTIONED = [[1.0, 1 / 4], [3 / 4, 2 / 4]]  # + e0's phrase, right for every head
+CHANCE_MENTIONED = (1 / 3 + 2 / 3 + 1 / 2) / 3  # #gold / #mentioned regions per scored phrase
 CROSS_SHARE = [[0.0, 1.0], [0.5, 0.25]]  # from the maps of e0 and e1
 
 
@@ -31,11 +38,13 @@ def _matrix(rows: list[dict], key: str) -> np.ndarray:
 
 
 def test_accuracy_per_head(compose_cfg: Compose, tiny_cache: Path, execute_task) -> None:
-    out, logger = execute_task(compose_cfg(_overrides(tiny_cache, "task.top_k=2")), tiny_cache)
+    cfg = compose_cfg(_overrides(tiny_cache, "task.top_k=2", "task.candidates=mentioned"))
+    out, logger = execute_task(cfg, tiny_cache)
     assert [r["name"] for r in out.rows] == ["L01H01", "L01H02", "L02H01", "L02H02"]
-    np.testing.assert_allclose(_matrix(out.rows, "alignment_acc"), ACC_TEST)
+    np.testing.assert_allclose(_matrix(out.rows, "alignment_acc"), ACC_TEST_MENTIONED)
     np.testing.assert_allclose(_matrix(out.rows, "cross_modal_share"), CROSS_SHARE)
-    assert [r["chance"] for r in out.rows] == pytest.approx([CHANCE] * 4)
+    assert [r["chance"] for r in out.rows] == pytest.approx([CHANCE_MENTIONED] * 4)
+    assert {r["candidates"] for r in out.rows} == {"mentioned"}
     assert {r["n_phrases"] for r in out.rows} == {3}
     assert [r["name"] for r in out.console_rows] == ["L01H01", "L02H01"]  # top 2
     assert out.summary["alignment/top_heads"] == ["L01H01=1.000", "L02H01=0.667"]
@@ -47,10 +56,29 @@ def test_accuracy_per_head(compose_cfg: Compose, tiny_cache: Path, execute_task)
     assert set(out.figures) == {"accuracy_heads", "accuracy_by_layer", "cross_share_heads"}
 
 
+def test_all_regions_is_the_default(compose_cfg: Compose, tiny_cache: Path, execute_task) -> None:
+    out, _ = execute_task(compose_cfg(_overrides(tiny_cache)), tiny_cache)
+    np.testing.assert_allclose(_matrix(out.rows, "alignment_acc"), ACC_TEST)
+    assert [r["chance"] for r in out.rows] == pytest.approx([CHANCE] * 4)
+    assert {r["candidates"] for r in out.rows} == {"all"}
+    assert {r["n_phrases"] for r in out.rows} == {3}
+    assert out.summary["alignment/best_head"] == "L01H01"
+    assert out.summary["alignment/candidates"] == "all"
+
+
 def test_all_splits(compose_cfg: Compose, tiny_cache: Path, execute_task) -> None:
     out, _ = execute_task(compose_cfg(_overrides(tiny_cache, "task.split=all")), tiny_cache)
     np.testing.assert_allclose(_matrix(out.rows, "alignment_acc"), ACC_ALL)
-    assert out.rows[0]["chance"] == pytest.approx((3 * CHANCE + 1 / 2) / 4)
+    assert out.rows[0]["chance"] == pytest.approx(CHANCE_ALL)
+    cfg = compose_cfg(_overrides(tiny_cache, "task.split=all", "task.candidates=mentioned"))
+    out, _ = execute_task(cfg, tiny_cache)
+    np.testing.assert_allclose(_matrix(out.rows, "alignment_acc"), ACC_ALL_MENTIONED)
+    assert out.rows[0]["chance"] == pytest.approx((3 * CHANCE_MENTIONED + 1 / 2) / 4)
+
+
+def test_unknown_candidates_refused(compose_cfg: Compose, tiny_cache: Path, execute_task) -> None:
+    with pytest.raises(InstantiationException, match="task.candidates"):
+        execute_task(compose_cfg(_overrides(tiny_cache, "task.candidates=some")), tiny_cache)
 
 
 def test_without_maps_share_is_nan(

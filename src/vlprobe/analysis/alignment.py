@@ -2,7 +2,9 @@
 
 ``alignment_accuracy`` treats every head as a zero-parameter classifier, after Clark et al.
 (2019, "What does BERT look at?"): a phrase is resolved correctly when the region it attends to
-most is one of its coreferent (gold) regions. ``cross_modal_share`` is the fraction of a head's
+most is one of its coreferent (gold) regions. Ties share the credit (``argmax_credit``): float16
+attention rounds nearby values together, and giving a tie to the first candidate would favour
+whichever region comes first. ``cross_modal_share`` is the fraction of a head's
 attention that crosses between text and image, the per-head statistic behind "a subset of heads
 is specialised for cross-modal interaction".
 """
@@ -12,6 +14,26 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
+
+def argmax_credit(scores: np.ndarray, gold: np.ndarray) -> np.ndarray:
+    """Per-head credit of "the highest-scoring candidate is gold", ties counted fractionally.
+
+    Args:
+        scores: ``(R, ...)`` one row per candidate (e.g. ``(R, A, H)`` attention).
+        gold: ``(R,)`` bool.
+
+    Returns:
+        ``scores.shape[1:]``: the fraction of the maximal candidates that are gold (1 or 0
+        without ties): the expected accuracy of breaking ties uniformly at random.
+    """
+    s = np.asarray(scores)
+    gold = np.asarray(gold, dtype=bool).reshape(-1)
+    if s.shape[0] != gold.shape[0] or s.shape[0] == 0:
+        raise ValueError(f"scores {s.shape} and gold {gold.shape} need the same, non-zero length")
+    top = s == s.max(axis=0, keepdims=True)  # (R, ...)
+    g = gold.reshape((-1,) + (1,) * (s.ndim - 1))
+    return (top & g).sum(axis=0) / top.sum(axis=0)
 
 
 def alignment_accuracy(offset: np.ndarray, attention: np.ndarray, gold: np.ndarray) -> np.ndarray:
@@ -24,21 +46,21 @@ def alignment_accuracy(offset: np.ndarray, attention: np.ndarray, gold: np.ndarr
 
     Returns:
         ``(A, H)`` accuracy over the phrases with at least one gold candidate (phrases without
-        one cannot be scored); ties go to the first maximal row. NaN if no phrase qualifies.
+        one cannot be scored); ties share the credit (:func:`argmax_credit`). NaN if no phrase
+        qualifies.
     """
     off = np.asarray(offset, dtype=np.int64).reshape(-1)
     att = np.asarray(attention)
     gold = np.asarray(gold, dtype=bool).reshape(-1)
     if att.ndim != 3 or att.shape[0] != gold.shape[0] or off[-1] != gold.shape[0]:
         raise ValueError("offset, attention (K, A, H) and gold (K,) disagree")
-    correct = np.zeros(att.shape[1:], dtype=np.int64)
+    correct = np.zeros(att.shape[1:], dtype=np.float64)
     scored = 0
     for p in range(len(off) - 1):
         a, b = int(off[p]), int(off[p + 1])
         if b <= a or not gold[a:b].any():
             continue
-        best = np.argmax(att[a:b], axis=0)  # (A, H), first max on ties
-        correct += gold[a:b][best]
+        correct += argmax_credit(att[a:b], gold[a:b])
         scored += 1
     if scored == 0:
         return np.full(att.shape[1:], np.nan)

@@ -88,6 +88,7 @@ def write_planted_relation_cache(
                     modality=np.array([0] * 4 + [1] * regions_per_image, np.int8),
                     word_index=np.array([-1, 0, 1, -1] + [-1] * regions_per_image, np.int32),
                     cls_mass=np.full((num_layers, num_heads, 2), 0.5),
+                    cls_special_mass=np.full((num_layers, num_heads), 0.25),
                     region_emb=region,
                     region_category=rng.integers(0, num_categories, regions_per_image).astype(
                         np.int32
@@ -97,6 +98,8 @@ def write_planted_relation_cache(
                     phrase_type=np.zeros(0, np.int8),
                     phrase_types=np.zeros((0, 8), bool),
                     phrase_span=np.zeros((0, 2), np.int32),
+                    phrase_grounding=np.zeros((0, num_layers, num_heads), np.float32),
+                    phrase_grounding_chance=np.zeros(0, np.float32),
                     sentence_cls=_empty(hidden_layers, hidden_size),
                     sentence_mean=_empty(hidden_layers, hidden_size),
                     sentence_label=np.zeros(0, np.int32),

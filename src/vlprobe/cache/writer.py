@@ -127,6 +127,7 @@ class CacheWriter:
         self._append("tokens/modality", rec.modality)
         self._append("tokens/word_index", rec.word_index)
         self._act("attention/cls_mass", rec.cls_mass[None], axis=0)
+        self._act("attention/cls_special_mass", rec.cls_special_mass[None], axis=0)
         self.counts["tokens"] += rec.num_tokens
         self.token_offsets.append(self.counts["tokens"])
 
@@ -141,6 +142,8 @@ class CacheWriter:
         self._append("units/phrase/type", rec.phrase_type)
         self._append("units/phrase/types", rec.phrase_types)
         self._append("units/phrase/word_span", rec.phrase_span)
+        self._append("units/phrase/grounding", rec.phrase_grounding.astype(np.float32))
+        self._append("units/phrase/grounding_chance", rec.phrase_grounding_chance)
         num_sentences = rec.sentence_label.shape[0]
         self._act("units/sentence/cls", rec.sentence_cls, axis=1)
         self._act("units/sentence/mean", rec.sentence_mean, axis=1)

@@ -16,6 +16,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from vlprobe import __version__
+from vlprobe.cache.schema import SCHEMA_VERSION
 from vlprobe.config import auto_device
 from vlprobe.data.builders import (
     BuildStats,
@@ -51,6 +52,7 @@ def cache_path(cfg: DictConfig, dataset: str) -> Path:
             "model": _plain(cfg.model),
             "extraction": _plain(cfg.extraction),
             "vlprobe": __version__,  # a new release may write other demo data or units
+            "schema": SCHEMA_VERSION,
         },
         sort_keys=True,
     )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from vlprobe.analysis.alignment import argmax_credit
 from vlprobe.data.examples import VLExample
 from vlprobe.data.types import FLICKR_TYPES
 from vlprobe.models.base import EncodedExample
@@ -48,6 +49,7 @@ class ExampleRecord:
     modality: np.ndarray  # (T,) int8
     word_index: np.ndarray  # (T,) int32
     cls_mass: np.ndarray  # (A, H, 2)
+    cls_special_mass: np.ndarray  # (A, H): the part of the text mass on [CLS], [SEP], ...
     region_emb: np.ndarray  # (L, R, d)
     region_category: np.ndarray  # (R,) int32
     region_box: np.ndarray  # (R, 4) float32
@@ -55,6 +57,8 @@ class ExampleRecord:
     phrase_type: np.ndarray  # (P,) int8
     phrase_types: np.ndarray  # (P, 8) bool
     phrase_span: np.ndarray  # (P, 2) int32
+    phrase_grounding: np.ndarray  # (P, A, H) float32: argmax credit over all input regions
+    phrase_grounding_chance: np.ndarray  # (P,) float32: #gold / #input regions
     sentence_cls: np.ndarray  # (L, S, d), S in {0, 1}
     sentence_mean: np.ndarray  # (L, S, d)
     sentence_label: np.ndarray  # (S,) int32
@@ -112,6 +116,28 @@ def _pair_attention(
     return out.permute(2, 0, 1, 3).numpy().astype(np.float32)
 
 
+def _grounding(
+    att: torch.Tensor, phrase_spans: list[list[int]], gold: list[set[int]], enc: EncodedExample
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per phrase and head, the argmax credit over ALL input regions of the image, and chance.
+
+    Computed here in float32 (a float16 cache would round nearby attention values into ties);
+    ``gold`` holds the input-region indices tied to each phrase's chain.
+    """
+    num_layers, num_heads = att.shape[:2]
+    num_regions = len(enc.region_tokens)
+    if not phrase_spans or num_regions == 0:
+        empty = np.zeros((len(phrase_spans), num_layers, num_heads), np.float32)
+        return empty, np.zeros(len(phrase_spans), np.float32)
+    query = _span_matrix(phrase_spans, att.shape[2], mean=True)
+    key = _span_matrix([list(t) for t in enc.region_tokens], att.shape[2], mean=False)
+    scores = (query @ att @ key.T).permute(2, 3, 0, 1).numpy()  # (P, R_in, A, H)
+    is_gold = [np.isin(np.arange(num_regions), sorted(g)) for g in gold]
+    credit = np.stack([argmax_credit(s, g) for s, g in zip(scores, is_gold, strict=True)])
+    chance = np.array([len(g) / num_regions for g in gold], np.float32)
+    return credit.astype(np.float32), chance
+
+
 def _mean_over(hidden: torch.Tensor, spans: list[list[int]]) -> np.ndarray:
     num_layers, _, dim = hidden.shape
     out = np.zeros((num_layers, len(spans), dim), dtype=np.float32)
@@ -148,6 +174,13 @@ def reduce_example(
     mass = att[:, :, 0, :]  # [CLS] is the first text token for every adapter
     image_mask = torch.from_numpy(modality == 1)
     cls_mass = torch.stack([mass[..., ~image_mask].sum(-1), mass[..., image_mask].sum(-1)], -1)
+    special_mask = torch.from_numpy((modality == 0) & (word_index < 0))
+    grounding, grounding_chance = _grounding(
+        att,
+        phrase_spans,
+        [{example.regions[r].region_index for r in p.regions} for p in kept_phrases],
+        enc,
+    )
 
     has_sentence = example.label is not None
     sentence_ids = {s: i for i, s in enumerate(labels.sentence)}
@@ -160,6 +193,7 @@ def reduce_example(
         modality=modality,
         word_index=word_index,
         cls_mass=cls_mass.numpy(),
+        cls_special_mass=mass[..., special_mask].sum(-1).numpy(),
         region_emb=_mean_over(hidden, region_spans),
         region_category=np.array([cat_ids[r.category] for r in example.regions], dtype=np.int32),
         region_box=np.array([r.box.as_array() for r in example.regions], np.float32).reshape(-1, 4),
@@ -171,6 +205,8 @@ def reduce_example(
         phrase_span=np.array(
             [(p.word_start, p.word_end) for p in kept_phrases], dtype=np.int32
         ).reshape(-1, 2),
+        phrase_grounding=grounding,
+        phrase_grounding_chance=grounding_chance,
         sentence_cls=hidden[:, :1].numpy() if has_sentence else _mean_over(hidden, []),
         sentence_mean=_mean_over(hidden, [text_span] if has_sentence else []),
         sentence_label=np.array([sentence_ids[example.label]] if has_sentence else [], np.int32),
