@@ -3,19 +3,22 @@
 For layer a and head h, ``I(M, a, h) = sum_{i in M} attn([CLS] -> i)`` averaged over examples,
 for M = text and M = image, read from ``attention/cls_mass``. Raw mass favours the modality with
 more tokens (36-100 regions vs 10-20 words), so the per-token normalised share is reported
-beside it. [CLS] itself and [SEP] count as text. The paper's finding: [CLS] attends to text
-more than to the image, most of all in the middle layers.
+beside it. In the paper's definition [CLS] itself and [SEP] count as text; much of [CLS]'s
+attention parks on those two, so the share over content tokens only (words vs regions) is
+reported side by side (``content_*``). The paper's finding: [CLS] attends to text more than to
+the image, most of all in the middle layers.
 
-Two-stream models (LXMERT): the adapter writes each cross layer as one ``[text; image]`` map
-whose rows are half self-attention and half cross-attention, so [CLS] puts exactly 0.5 on
-each modality in every head by construction; the summary says so (``modality/note``).
+Two-stream models (LXMERT) are refused: the adapter writes each cross layer as one
+``[text; image]`` map whose rows are half self-attention and half cross-attention, so [CLS]
+puts exactly 0.5 on each modality in every head by construction and the per-token share is
+fixed by the token counts: the measure says nothing about the model there.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from omegaconf import DictConfig
@@ -31,7 +34,7 @@ from probes.tasks.base import (
 )
 from vlprobe.analysis.modality import modality_importance
 from vlprobe.cache.reader import CacheReader
-from vlprobe.reporting.figures import plot_layer_head_heatmap, plot_text_vs_image
+from vlprobe.reporting.figures import plot_by_layer, plot_layer_head_heatmap, plot_text_vs_image
 
 MEASURES = (
     "text",
@@ -40,18 +43,32 @@ MEASURES = (
     "text_per_token",
     "image_per_token",
     "text_share_normalised",
+    "content_text",
+    "content_text_share",
+    "content_text_per_token",
+    "content_text_share_normalised",
 )
-TWO_STREAM_NOTE = (
-    "two-stream model: every attention row is half self- and half cross-attention, so the "
-    "raw text share is 0.5 by construction"
+TWO_STREAM_REFUSAL = (
+    "task=modality_importance is not defined for a two-stream model ({model}): each cross "
+    "layer's [CLS] row is half self- and half cross-attention, so the text share is 0.5 by "
+    "construction and the per-token share only reflects token counts; use a single-stream "
+    "model (model=visualbert_minilm, visualbert, vilt)"
 )
-COLUMNS = ["name", "text", "image", "text_share", "text_share_normalised", "n_examples"]
+COLUMNS = [
+    "name",
+    "text_share",
+    "content_text_share",
+    "text_share_normalised",
+    "content_text_share_normalised",
+    "n_examples",
+]
 
 
 @dataclass
 class ModalityImportanceTask:
     """[CLS] attention mass on text vs image tokens, per head (no training)."""
 
+    mismatched_refusal: ClassVar[str | None] = None
     name: str = "modality_importance"
     dataset: str = "flickr30k"
     split: str = "test"
@@ -62,14 +79,23 @@ class ModalityImportanceTask:
 
     def measure(self, reader: CacheReader) -> tuple[dict[str, np.ndarray], int]:
         """``(A, H)`` arrays of :func:`modality_importance` over the split, and its size."""
+        if cache_attr(reader, "model_kind") == "two-stream":
+            raise ValueError(TWO_STREAM_REFUSAL.format(model=cache_attr(reader, "model_name")))
         chosen = examples_in_split(reader, self.split)
         if len(chosen) == 0:
             raise ValueError(f"the cache has no {self.split!r} examples; set task.split=all")
         lo, hi = int(chosen[0]), int(chosen[-1]) + 1  # a split is a contiguous block of rows
         mass = reader.file["attention/cls_mass"][lo:hi][chosen - lo]
+        special = reader.file["attention/cls_special_mass"][lo:hi][chosen - lo]
         n_text = reader.array("examples/n_text")[chosen]
         n_image = reader.array("examples/n_image")[chosen]
-        return modality_importance(mass, n_text, n_image), len(chosen)
+        off = reader.array("examples/token_offset")
+        is_special = (reader.array("tokens/modality") == 0) & (
+            reader.array("tokens/word_index") < 0
+        )
+        n_special = np.add.reduceat(is_special, off[:-1])[chosen] if len(off) > 1 else n_text
+        result = modality_importance(mass, n_text, n_image, special, n_special)
+        return result, len(chosen)
 
     def execute(
         self, reader: CacheReader, cfg: DictConfig, loggers: list[Any], out_dir: Path
@@ -99,25 +125,35 @@ class ModalityImportanceTask:
             {
                 **{f"modality/text_share/{r['name']}": r["text_share"] for r in rows},
                 **{
-                    f"modality/text_share_normalised/{r['name']}": r["text_share_normalised"]
+                    f"modality/{m}/{r['name']}": r[m]
+                    for r in rows
+                    for m in ("text_share_normalised", "content_text_share")
+                },
+                **{
+                    f"modality/content_text_share_normalised/{r['name']}": r[
+                        "content_text_share_normalised"
+                    ]
                     for r in rows
                 },
             },
         )
         share, share_norm = result["text_share"], result["text_share_normalised"]
+        content = result["content_text_share"]
+        content_norm = result["content_text_share_normalised"]
         summary = {
             "modality/text_share/mean": float(np.nanmean(share)),
             "modality/text_share_normalised/mean": float(np.nanmean(share_norm)),
+            "modality/content_text_share/mean": float(np.nanmean(content)),
+            "modality/content_text_share_normalised/mean": float(np.nanmean(content_norm)),
             "modality/heads_text_dominant": float(np.mean(share > 0.5)),
             "modality/heads_text_dominant_normalised": float(np.mean(share_norm > 0.5)),
+            "modality/heads_text_dominant_content": float(np.mean(content > 0.5)),
             "modality/max_text_share_layer": layer_names[int(np.nanargmax(by_layer["text_share"]))]
             if np.isfinite(by_layer["text_share"]).any()
             else None,
             "modality/n_examples": n_examples,
             "modality/model_kind": cache_attr(reader, "model_kind"),
         }
-        if summary["modality/model_kind"] == "two-stream":
-            summary["modality/note"] = TWO_STREAM_NOTE
         return TaskOutput(rows, COLUMNS, figures, summary, console_rows=console)
 
     def figures(
@@ -144,6 +180,25 @@ class ModalityImportanceTask:
                 title=f"[CLS] attention share on text, per token ({model})",
                 cbar_label="text share (per-token normalised)",
                 **common,
+            ),
+            "content_text_share_heads": plot_layer_head_heatmap(
+                result["content_text_share"],
+                out_dir / "modality_content_text_share_heads.png",
+                title=f"[CLS] attention share on words (no [CLS]/[SEP]) ({model})",
+                cbar_label="text share (content tokens)",
+                **common,
+            ),
+            "text_share_by_layer": plot_by_layer(
+                {
+                    "text share (paper: with [CLS]/[SEP])": by_layer["text_share"],
+                    "text share (content tokens only)": by_layer["content_text_share"],
+                    "per token (paper)": by_layer["text_share_normalised"],
+                    "per token (content only)": by_layer["content_text_share_normalised"],
+                },
+                layer_names,
+                out_dir / "modality_text_share_by_layer.png",
+                title=f"[CLS] text share by layer, mean over heads ({model})",
+                ylabel="text share",
             ),
             "text_vs_image_by_layer": plot_text_vs_image(
                 by_layer["text"],

@@ -21,6 +21,13 @@ IMAGE = [[0.25, 0.625], [0.625, 0.5]]
 # = 18/96, image (0.25/4 + 0.25/6) / 2 = 5/96 -> 18/23
 SHARE_NORMALISED = [[18 / 23, 9 / 22], [9 / 21, 12 / 21.5]]
 PER_TOKEN_TEXT = [[18 / 96, 9 / 96], [9 / 96, 12 / 96]]
+# content tokens only: text mass minus the [CLS]/[SEP] mass (conftest.CLS_SPECIAL), over the
+# 2 content words of each example
+CONTENT_TEXT = [[0.375, 0.1875], [0.1875, 0.125]]  # (e1 + e2) / 2, e.g. (0.25 + 0.5) / 2
+CONTENT_SHARE = np.array(CONTENT_TEXT) / (np.array(CONTENT_TEXT) + np.array(IMAGE))
+IMAGE_PER_TOKEN = [[5 / 96, 13 / 96], [12 / 96, 9.5 / 96]]  # (m1 / 4 + m2 / 6) / 2
+CONTENT_PER_TOKEN = np.array(CONTENT_TEXT) / 2
+CONTENT_SHARE_NORMALISED = CONTENT_PER_TOKEN / (CONTENT_PER_TOKEN + np.array(IMAGE_PER_TOKEN))
 
 
 def _overrides(path: Path, *extra: str) -> list[str]:
@@ -40,6 +47,13 @@ def test_shares_per_head(compose_cfg: Compose, tiny_cache: Path, execute_task) -
     np.testing.assert_allclose(_matrix(out.rows, "text_share"), TEXT)  # text + image = 1
     np.testing.assert_allclose(_matrix(out.rows, "text_per_token"), PER_TOKEN_TEXT)
     np.testing.assert_allclose(_matrix(out.rows, "text_share_normalised"), SHARE_NORMALISED)
+    np.testing.assert_allclose(_matrix(out.rows, "image_per_token"), IMAGE_PER_TOKEN)
+    np.testing.assert_allclose(_matrix(out.rows, "content_text"), CONTENT_TEXT)
+    np.testing.assert_allclose(_matrix(out.rows, "content_text_share"), CONTENT_SHARE)
+    np.testing.assert_allclose(
+        _matrix(out.rows, "content_text_share_normalised"), CONTENT_SHARE_NORMALISED
+    )
+    assert CONTENT_SHARE[0, 0] == pytest.approx(0.6)
     assert {r["n_examples"] for r in out.rows} == {2}
     # console: one row per layer, the mean over its heads
     assert [r["text"] for r in out.console_rows] == pytest.approx([0.5625, 0.4375])
@@ -64,14 +78,19 @@ def test_through_run(compose_cfg: Compose, tiny_cache: Path) -> None:
     rows = json.loads((out_dir / "results.json").read_text())
     np.testing.assert_allclose(_matrix(rows, "text_share_normalised"), SHARE_NORMALISED)
     assert (out_dir / "results.csv").exists()
-    for name in ("text_share_heads", "text_share_normalised_heads", "text_vs_image_by_layer"):
+    for name in (
+        "text_share_heads",
+        "text_share_normalised_heads",
+        "content_text_share_heads",
+        "text_share_by_layer",
+        "text_vs_image_by_layer",
+    ):
         assert (out_dir / f"modality_{name}.png").stat().st_size > 0
 
 
-def test_two_stream_note(
+def test_two_stream_refused(
     compose_cfg: Compose, make_tiny_cache: Callable[..., Path], execute_task
 ) -> None:
     path = make_tiny_cache(model_kind="two-stream")
-    out, _ = execute_task(compose_cfg(_overrides(path)), path)
-    assert [r["layer_name"] for r in out.rows] == ["X01", "X01", "X02", "X02"]
-    assert "by construction" in out.summary["modality/note"]
+    with pytest.raises(ValueError, match="two-stream model .*by construction"):
+        execute_task(compose_cfg(_overrides(path)), path)
