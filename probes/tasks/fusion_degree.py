@@ -14,14 +14,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from omegaconf import DictConfig
 
 from datamodules.sources import contiguous_segments
 from probes.tasks.base import SPLITS, TaskOutput, cache_attr, examples_in_split, log_finite
-from vlprobe.analysis.fusion import fusion_degree, select_examples
+from vlprobe.analysis.fusion import MIN_N_INIT, fusion_degree, select_examples
 from vlprobe.cache.reader import CacheReader
 from vlprobe.reporting.figures import plot_by_layer
 
@@ -31,6 +31,8 @@ COLUMNS = [
     "nmi_per_example_mean",
     "nmi_per_example_std",
     "nmi_pooled",
+    "nmi_pooled_seed_min",
+    "nmi_pooled_seed_max",
     "n_examples",
     "n_pooled_tokens",
 ]
@@ -62,13 +64,15 @@ class TokenRows:
 class FusionDegreeTask:
     """NMI between 2-means clusters and modality, for every hidden layer (no training)."""
 
+    mismatched_refusal: ClassVar[str | None] = None
     name: str = "fusion_degree"
     dataset: str = "flickr30k"
     split: str = "test"
     average_method: str = "arithmetic"
     max_examples: int | None = None
     max_pooled_tokens: int = 20_000
-    n_init: int = 10
+    n_init: int = MIN_N_INIT
+    kmeans_seeds: int = 5
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -77,6 +81,11 @@ class FusionDegreeTask:
         if self.average_method not in ("arithmetic", "geometric"):
             raise ValueError(
                 f"task.average_method: arithmetic or geometric, not {self.average_method!r}"
+            )
+        if self.n_init < MIN_N_INIT or self.kmeans_seeds < 1:
+            raise ValueError(
+                f"task.n_init must be >= {MIN_N_INIT} and task.kmeans_seeds >= 1, got "
+                f"{self.n_init} and {self.kmeans_seeds}"
             )
 
     def measure(self, reader: CacheReader) -> dict[str, Any]:
@@ -99,6 +108,7 @@ class FusionDegreeTask:
             max_examples=None,
             max_pooled_tokens=self.max_pooled_tokens,
             n_init=self.n_init,
+            kmeans_seeds=self.kmeans_seeds,
         )
 
     def execute(
@@ -114,6 +124,12 @@ class FusionDegreeTask:
                 "nmi_per_example_mean": float(result["per_example_mean"][i]),
                 "nmi_per_example_std": float(result["per_example_std"][i]),
                 "nmi_pooled": float(result["pooled"][i]),
+                **{
+                    f"nmi_pooled_seed_{k}": float(result[f"pooled_seed_{k}"][i])
+                    for k in ("std", "min", "max")
+                },
+                "kmeans_seeds": self.kmeans_seeds,
+                "n_init": self.n_init,
                 "n_examples": result["n_examples"],
                 "n_skipped": result["n_skipped"],
                 "n_pooled_tokens": result["n_pooled_tokens"],
@@ -130,7 +146,10 @@ class FusionDegreeTask:
             title=f"fusion degree ({cache_attr(reader, 'model_name')}, {self.split}): "
             "NMI(k-means, modality)",
             ylabel="NMI",
-            bands={"per example (mean ± std)": (mean - std, mean + std)},
+            bands={
+                "per example (mean ± std)": (mean - std, mean + std),
+                "pooled tokens": (result["pooled_seed_min"], result["pooled_seed_max"]),
+            },
         )
         log_finite(
             loggers,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import normalized_mutual_info_score
 
-from vlprobe.analysis.fusion import fusion_degree, modality_nmi
+from vlprobe.analysis.fusion import fusion_degree, modality_nmi, nmi_over_seeds
 
 
 def test_separated_modalities_give_nmi_one():
@@ -100,3 +100,30 @@ def test_fusion_degree_without_usable_examples_is_nan():
     out = fusion_degree(hidden, np.array([0, 0, 1]), np.array([0, 3]))
     assert out["n_examples"] == 0 and out["n_skipped"] == 1
     assert np.isnan(out["per_example_mean"][0])
+
+
+def test_nmi_over_seeds_keeps_the_lowest_inertia_partition():
+    # 1-d blobs: text at 0, image at 2, image at 10 (10 points each, small jitter). The 2-means
+    # optimum by hand: {0, 2} vs {10} (inertia ~ 20 * 1^2 = 20) beats {0} vs {2, 10} (~ 320)
+    rng = np.random.default_rng(0)
+    x = np.concatenate([c + rng.normal(0, 0.01, 10) for c in (0.0, 2.0, 10.0)])[:, None]
+    y = np.array([0] * 10 + [1] * 20)
+    optimum = np.array([0] * 20 + [1] * 10)
+    out = nmi_over_seeds(x, y, "arithmetic", seeds=[0, 1, 2])
+    assert out["nmi"] == pytest.approx(normalized_mutual_info_score(y, optimum))
+    assert out["seed_min"] <= out["nmi"] <= out["seed_max"]
+    assert out["seed_std"] == pytest.approx(0.0)  # 10 restarts per seed find the optimum
+
+
+def test_fewer_than_ten_restarts_refused():
+    with pytest.raises(ValueError, match="n_init"):
+        modality_nmi(np.zeros((4, 2)), np.array([0, 0, 1, 1]), n_init=1)
+
+
+def test_pooled_spread_over_kmeans_seeds_in_the_result():
+    hidden, modality, offset = _two_layer_input()
+    out = fusion_degree(hidden, modality, offset, kmeans_seeds=3)
+    for key in ("pooled_seed_std", "pooled_seed_min", "pooled_seed_max"):
+        assert out[key].shape == (2,)
+    assert np.all(out["pooled_seed_min"] <= out["pooled"] + 1e-12)
+    assert np.all(out["pooled"] <= out["pooled_seed_max"] + 1e-12)

@@ -34,6 +34,10 @@ def test_test_split_nmi_by_layer(compose_cfg: Compose, tiny_cache: Path, execute
     assert logger.metrics["fusion/nmi_pooled/layer_01"] == pytest.approx(1.0)
     assert logger.metrics["fusion/nmi_per_example/layer_02"] == pytest.approx(0.0, abs=1e-9)
     assert out.figures["nmi_by_layer"].exists()
+    # well separated or evenly mixed: every k-means seed finds the same clustering
+    for key in ("nmi_pooled_seed_min", "nmi_pooled_seed_max"):
+        np.testing.assert_allclose([r[key] for r in out.rows], [1, 1, 0], atol=1e-9)
+    assert {(r["kmeans_seeds"], r["n_init"]) for r in out.rows} == {(5, 10)}
 
 
 def test_all_splits_and_geometric(compose_cfg: Compose, tiny_cache: Path, execute_task) -> None:
@@ -60,6 +64,8 @@ def test_two_stream_layer_names(
 def test_bad_split_is_refused(compose_cfg: Compose, tiny_cache: Path) -> None:
     with pytest.raises(InstantiationException, match="task.split"):
         instantiate(compose_cfg(_overrides(tiny_cache, "task.split=dev")).task)
+    with pytest.raises(InstantiationException, match="task.n_init must be >= 10"):
+        instantiate(compose_cfg(_overrides(tiny_cache, "task.n_init=1")).task)
 
 
 def test_through_run(compose_cfg: Compose, tiny_cache: Path) -> None:

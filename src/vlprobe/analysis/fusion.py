@@ -7,6 +7,9 @@ and image stay apart (little fusion); NMI near 0: clusters ignore modality (fuse
 The paper does not say whether it clustered each image-text pair or all tokens pooled, so both
 are reported. ``average_method`` picks the mean in the denominator: ``"arithmetic"``
 (scikit-learn's default) or ``"geometric"`` (older scikit-learn).
+
+k-means has local optima: every fit keeps the best inertia of ``n_init >= 10`` restarts, and the
+pooled NMI is repeated over several k-means seeds so the rows show how much it still moves.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from threadpoolctl import threadpool_limits
 
 AverageMethod = Literal["arithmetic", "geometric"]
 _METHODS = ("arithmetic", "geometric")
+MIN_N_INIT = 10
 
 
 def modality_nmi(
@@ -29,13 +33,26 @@ def modality_nmi(
     modality: np.ndarray,
     average_method: AverageMethod = "arithmetic",
     seed: int = 0,
-    n_init: int = 10,
+    n_init: int = MIN_N_INIT,
 ) -> float:
     """NMI between 2-means clusters of ``embeddings`` (n, d) and ``modality`` (n,) 0/1 labels.
 
     Inputs may be float16 (the cache dtype); clustering runs in float64. If all points are
     identical k-means finds one cluster and the NMI is 0 (nothing separates the modalities).
     """
+    return _fit_nmi(embeddings, modality, average_method, seed, n_init)[0]
+
+
+def _fit_nmi(
+    embeddings: np.ndarray,
+    modality: np.ndarray,
+    average_method: AverageMethod,
+    seed: int,
+    n_init: int,
+) -> tuple[float, float]:
+    """(NMI, inertia) of the best of ``n_init`` k-means restarts."""
+    if n_init < MIN_N_INIT:
+        raise ValueError(f"n_init must be >= {MIN_N_INIT} (k-means restarts), got {n_init}")
     if average_method not in _METHODS:
         raise ValueError(f"average_method must be one of {_METHODS}, got {average_method!r}")
     x = np.asarray(embeddings, dtype=np.float64)
@@ -46,8 +63,31 @@ def modality_nmi(
         raise ValueError("need at least 2 points to cluster")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # duplicate points: < 2 clusters
-        clusters = KMeans(n_clusters=2, n_init=n_init, random_state=seed).fit_predict(x)
-    return float(normalized_mutual_info_score(y, clusters, average_method=average_method))
+        km = KMeans(n_clusters=2, n_init=n_init, random_state=seed).fit(x)
+    nmi = normalized_mutual_info_score(y, km.labels_, average_method=average_method)
+    return float(nmi), float(km.inertia_)
+
+
+def nmi_over_seeds(
+    embeddings: np.ndarray,
+    modality: np.ndarray,
+    average_method: AverageMethod,
+    seeds: list[int],
+    n_init: int = MIN_N_INIT,
+) -> dict[str, float]:
+    """The NMI of the lowest-inertia clustering over k-means ``seeds`` (each with ``n_init``
+    restarts), and the spread of the per-seed NMIs (``seed_std``, ``seed_min``, ``seed_max``)."""
+    if not seeds:
+        raise ValueError("need at least one k-means seed")
+    fits = [_fit_nmi(embeddings, modality, average_method, s, n_init) for s in seeds]
+    values = np.array([nmi for nmi, _ in fits])
+    best = int(np.argmin([inertia for _, inertia in fits]))
+    return {
+        "nmi": float(values[best]),
+        "seed_std": float(values.std()),
+        "seed_min": float(values.min()),
+        "seed_max": float(values.max()),
+    }
 
 
 def select_examples(n_examples: int, max_examples: int | None, seed: int) -> np.ndarray:
@@ -67,7 +107,8 @@ def fusion_degree(
     seed: int = 0,
     max_examples: int | None = None,
     max_pooled_tokens: int = 20_000,
-    n_init: int = 10,
+    n_init: int = MIN_N_INIT,
+    kmeans_seeds: int = 5,
 ) -> dict[str, Any]:
     """Fusion degree for every layer, per example and pooled.
 
@@ -80,12 +121,17 @@ def fusion_degree(
         max_examples: use a seeded random subset of this many examples (both measures).
         max_pooled_tokens: the pooled measure clusters a seeded random subset of at most this
             many tokens of the selected examples (k-means over all tokens is slow).
+        n_init: k-means restarts per fit (best inertia kept), at least 10.
+        kmeans_seeds: the pooled clustering is fitted with k-means seeds ``seed ...
+            seed + kmeans_seeds - 1``; the lowest inertia gives ``pooled``, the per-seed NMIs
+            give ``pooled_seed_std`` / ``_min`` / ``_max``.
 
     Returns:
         ``per_example_mean`` / ``per_example_std`` ``(L,)``: mean and population std over
         examples of the per-pair NMI (examples with fewer than 2 tokens of either modality are
         skipped; ``n_examples`` used, ``n_skipped``); ``pooled`` ``(L,)``: the NMI of all
-        (subsampled) tokens clustered together, ``n_pooled_tokens``; ``average_method``.
+        (subsampled) tokens clustered together, its spread over k-means seeds,
+        ``n_pooled_tokens``; ``average_method``.
         NMI near 1 = modalities apart, near 0 = fused.
     """
     modality = np.asarray(modality).reshape(-1)
@@ -114,7 +160,8 @@ def fusion_degree(
 
     mean = np.full(num_layers, np.nan)
     std = np.full(num_layers, np.nan)
-    pooled = np.full(num_layers, np.nan)
+    pooled = {k: np.full(num_layers, np.nan) for k in ("nmi", "seed_std", "seed_min", "seed_max")}
+    seeds = [seed + i for i in range(kmeans_seeds)]
     for layer in range(num_layers):
         states = np.asarray(hidden[layer])  # one layer in memory at a time
         if usable:
@@ -127,11 +174,16 @@ def fusion_degree(
                 ]
             mean[layer], std[layer] = float(np.mean(scores)), float(np.std(scores))
         if pool_ok:
-            pooled[layer] = modality_nmi(states[pool], pool_mod, average_method, seed, n_init)
+            fit = nmi_over_seeds(states[pool], pool_mod, average_method, seeds, n_init)
+            for key, value in fit.items():
+                pooled[key][layer] = value
     return {
         "per_example_mean": mean,
         "per_example_std": std,
-        "pooled": pooled,
+        "pooled": pooled["nmi"],
+        "pooled_seed_std": pooled["seed_std"],
+        "pooled_seed_min": pooled["seed_min"],
+        "pooled_seed_max": pooled["seed_max"],
         "n_examples": len(usable),
         "n_skipped": n_skipped,
         "n_pooled_tokens": int(len(pool)),
