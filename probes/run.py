@@ -66,6 +66,11 @@ def run(cfg: DictConfig) -> float | None:
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     task: Task = instantiate(cfg.task)
+    if cfg.data.get("mismatched") and task.mismatched_refusal:
+        raise ValueError(
+            f"data.mismatched=true is not supported by task={cfg.task.name}: "
+            f"{task.mismatched_refusal}; run it without data.mismatched"
+        )
     # the cache first: bad data or a missing cache fails before any logger run exists
     reader = CacheReader(ensure_cache(cfg, task.dataset)) if task.dataset else None
     if reader is not None:  # tasks without one dataset (linguistic) check their own caches

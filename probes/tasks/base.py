@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 from omegaconf import DictConfig
@@ -28,6 +28,8 @@ class TaskOutput:
 class Task(Protocol):
     name: str
     dataset: str | None  # the cache run() opens; None: the task builds its own (several)
+    # why ``data.mismatched=true`` means nothing for the task (run() refuses it); None: it works
+    mismatched_refusal: ClassVar[str | None]
 
     def execute(
         self, reader: CacheReader | None, cfg: DictConfig, loggers: list[Any], out_dir: Path

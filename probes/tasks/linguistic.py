@@ -14,7 +14,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -51,6 +51,7 @@ MAX_CONSOLE_ROWS = 60
 
 @dataclass
 class LinguisticTask:
+    mismatched_refusal: ClassVar[str | None] = "SentEval sentences have no image to mismatch"
     name: str = "linguistic/all"
     dataset: str | None = None
     tasks: tuple[str, ...] = tuple(SENTEVAL_TASKS)

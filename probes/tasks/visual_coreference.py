@@ -17,6 +17,7 @@ directions (one probe, after Clark et al. 2019), or each head alone (one probe p
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -36,6 +37,10 @@ SUBTASKS = ("type", "identification")
 
 @dataclass
 class VisualCoreferenceTask(PairProbingTask):
+    mismatched_refusal: ClassVar[str | None] = (
+        "a mismatched caption's phrases corefer with no region of the image, so there are no "
+        "phrase-region pairs to label"
+    )
     name: str = "visual_coreference"
     dataset: str = "flickr30k"
     subtasks: tuple[str, ...] = SUBTASKS

@@ -10,6 +10,7 @@ Control type of a pair: its (subject category, object category).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -27,6 +28,7 @@ SUBTASKS = ("identification", "classification")
 
 @dataclass
 class VisualRelationTask(PairProbingTask):
+    mismatched_refusal: ClassVar[str | None] = None
     name: str = "visual_relation"
     dataset: str = "visual_genome"
     subtasks: tuple[str, ...] = SUBTASKS

@@ -80,3 +80,41 @@ def test_missing_cache_is_one_line_error_and_writes_nothing(tmp_path: Path) -> N
         "cache written by `vlprobe extract`, or leave data.cache=null to build one"
     ]
     assert not list(tmp_path.rglob("results.json")) and not list(tmp_path.rglob("offline-run-*"))
+
+
+def test_mismatched_refused_where_meaningless(tmp_path: Path) -> None:
+    """Alignment and coreference need gold phrase-region pairs, SentEval has no image."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "train_probe.py"),
+            "task=cross_modal_alignment",
+            "data.mismatched=true",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "VLPROBE_ROOT": str(tmp_path), "WANDB_MODE": "offline"},
+        timeout=120,
+    )
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(
+        "train_probe: error: data.mismatched=true is not supported by task=cross_modal_alignment"
+    )
+    assert not list(tmp_path.rglob("*.h5")) and not list(tmp_path.rglob("results.json"))
+
+
+@pytest.mark.parametrize(
+    ("task", "works"),
+    [
+        ("visual_coreference", False),
+        ("linguistic/all", False),
+        ("visual_relation", True),
+        ("fusion_degree", True),
+        ("modality_importance", True),
+    ],
+)
+def test_mismatched_refusal_per_task(compose_cfg, task: str, works: bool) -> None:
+    refusal = instantiate(compose_cfg([f"task={task}"]).task).mismatched_refusal
+    assert (refusal is None) is works
