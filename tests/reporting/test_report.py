@@ -131,7 +131,7 @@ def test_run_identity_from_the_hydra_config(logs: Path) -> None:
 
 # ---------------------------------------------------------------------------- statistics
 def test_seed_aggregation_mean_std_and_t_interval(logs: Path) -> None:
-    agg = aggregate(load_runs([logs]))
+    agg = aggregate(load_runs([logs])[0])
     assert [g.label for g in agg.groups] == [
         "visualbert-minilm",
         "visualbert-minilm (random init)",
@@ -278,7 +278,7 @@ def test_text_baseline_rows_form_their_own_group(tmp_path: Path) -> None:
                  "val_acc": acc + layer / 10, "test_acc": acc + layer / 10, "chance": 0.5}
             )  # fmt: skip
     write_run(tmp_path / "run", config(0) | {"task": {"name": "linguistic/all"}}, rows)
-    agg = aggregate(load_runs([tmp_path / "run"]))
+    agg = aggregate(load_runs([tmp_path / "run"])[0])
     assert [g.label for g in agg.groups] == [
         "visualbert-minilm",
         "text (baseline of visualbert-minilm)",
@@ -340,3 +340,76 @@ def test_cli_report(logs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["report", str(tmp_path / "missing"), "--out", str(out)]) == 2
     assert main(["report", str(logs), "--out", str(out), "--compare-by", "model.nmae"]) == 2
     assert "model.nmae" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- grouping
+def _wandb_run(folder: Path, seed: int, exit_code: int | None) -> Path:
+    """An orphan offline W&B run (no results.json beside it) with or without an exit record."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    folder.mkdir(parents=True)
+    history, cfg = pb.Record(), pb.Record()
+    history.history.item.add(key="test/acc/identification/embedding/layer_00", value_json="0.9")
+    for key, value in config(seed).items():
+        cfg.config.update.add(key=key, value_json=json.dumps(value))
+    records = [cfg.SerializeToString(), history.SerializeToString()]
+    if exit_code is not None:
+        end = pb.Record()
+        end.exit.exit_code = exit_code
+        records.append(end.SerializeToString())
+    _write_wandb_log(folder / "run-x.wandb", records)
+    return folder
+
+
+def test_groups_by_full_config_and_names_the_differing_keys(tmp_path: Path) -> None:
+    for seed in (1, 2):
+        for epochs in (3, 30):
+            cfg = config(seed) | {"trainer": {"max_epochs": epochs}}
+            cfg["task"] |= {"seed": "${seed}"}  # follows the seed: not an identity key
+            cfg["logger"] = {"csv": {"save_dir": f"/somewhere/{seed}"}}  # logging: ignored
+            write_run(tmp_path / "runs" / f"e{epochs}s{seed}", cfg, probe_rows([0.5 + seed / 10]))
+    cfg = config(1)
+    cfg["data"] |= {"name": "real"}
+    write_run(tmp_path / "runs" / "real", cfg | {"trainer": {"max_epochs": 3}}, probe_rows([0.9]))
+    runs, skipped = load_runs([tmp_path / "runs"])
+    agg = aggregate(runs)
+    assert not skipped and len(agg.groups) == 3
+    assert agg.varying == ["data.name", "trainer.max_epochs"]
+    labels = sorted(g.label for g in agg.groups)
+    assert labels == [
+        "visualbert-minilm [data.name=None] [trainer.max_epochs=30]",
+        "visualbert-minilm [data.name=None] [trainer.max_epochs=3]",
+        "visualbert-minilm [data.name=real] [trainer.max_epochs=3]",
+    ]
+    [cell] = [c for c in agg.select(probe="layer_00") if "max_epochs=30" in c.group.label]
+    assert cell.get("test_acc").n == 2 and cell.get("test_acc").mean == pytest.approx(0.65)
+
+
+def test_duplicate_seeds_are_refused(tmp_path: Path) -> None:
+    write_run(tmp_path / "runs" / "a", config(1), probe_rows([0.5]))
+    write_run(tmp_path / "runs" / "b", config(1), probe_rows([0.6]))
+    with pytest.raises(ValueError, match="same config and seed 1"):
+        aggregate(load_runs([tmp_path / "runs"])[0])
+    assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 2
+
+
+def test_killed_failed_and_debug_runs_are_skipped_and_listed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logs = tmp_path / "logs"
+    write_run(logs / "good", config(1), probe_rows([0.5]))
+    write_run(logs / "debug", config(2) | {"trainer": {"fast_dev_run": True}}, probe_rows([0.9]))
+    killed = _wandb_run(logs / "killed" / "wandb" / "offline-run-1-k", seed=3, exit_code=None)
+    failed = _wandb_run(logs / "failed" / "wandb" / "offline-run-1-f", seed=4, exit_code=1)
+    done = _wandb_run(logs / "done" / "wandb" / "offline-run-1-d", seed=5, exit_code=0)
+    runs, skipped = load_runs([logs])
+    assert sorted(r.path for r in runs) == sorted([(logs / "good").resolve(), done.resolve()])
+    reasons = {s.path.name: s.reason for s in skipped}
+    assert reasons[killed.name].startswith("killed")
+    assert reasons[failed.name] == "failed: W&B exit code 1"
+    assert reasons["debug"] == "debug run (trainer.fast_dev_run)"
+    out = tmp_path / "out"
+    assert main(["report", str(logs), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "skipped 3 run(s):" in printed and "killed" in printed
+    assert "## Skipped runs" in (out / "report.md").read_text()

@@ -3,7 +3,9 @@
 The data side of ``vlprobe report`` (figures and files are in :mod:`.report`). A *run* is one
 training job: ``results.json`` plus the resolved config in ``.hydra/config.yaml``; an offline
 W&B run folder stands in for a run whose results files were lost. A *group* is a set of runs
-that differ only by seed: the report averages a probe over a group's seeds and compares groups.
+whose resolved configs are equal in everything but the seed and where they log: the report
+averages a probe over a group's seeds and compares groups. Two runs of one group with the same
+seed are refused (one seed would count twice); killed, failed and debug runs are skipped.
 """
 
 from __future__ import annotations
@@ -25,14 +27,26 @@ from vlprobe.analysis.stats import mean_std_ci
 
 log = logging.getLogger(__name__)
 
-# the config keys that tell runs apart besides the seed (absent keys read as None)
-IDENTITY_KEYS = (
-    "model.name",
-    "model.random_init",
-    "data.mismatched",
-    "probe.probe",
-    "probe.hidden_dim",
-    "probe.rank",
+# config keys (and everything under them) that do not change a run's numbers: the seed, which
+# a group averages over, and where and how a run logs; every other key tells groups apart
+IGNORED_KEYS = (
+    "seed",
+    "seeds",
+    "tags",
+    "optimized_metric",
+    "logger",
+    "paths",
+    "hydra",
+    "extraction.progress",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "trainer.log_every_n_steps",
+    "data.loader.num_workers",
+    "data.loader.mode",
+    "data.loader.memory_budget_mb",
+    "loader.num_workers",
+    "loader.mode",
+    "loader.memory_budget_mb",
 )
 # the keys of the probe's capacity: the probe-complexity figure runs along them
 PROBE_KEYS = ("probe.probe", "probe.hidden_dim", "probe.rank")
@@ -63,6 +77,7 @@ class Run:
     config: DictConfig
     rows: list[dict[str, Any]]
     source: str = "results.json"
+    exit_code: int | None = 0  # W&B runs: None without an exit record (killed)
 
     def get(self, key: str, default: Any = None) -> Any:
         """``key`` (dotted) of the config; interpolations that cannot resolve here read as
@@ -175,7 +190,7 @@ def load_wandb_run(wandb_run: Path) -> Run:
         source = "W&B summary"
     if not rows:
         raise ValueError(f"{wandb_run}: no results table and no test/acc/* summary keys")
-    return Run(wandb_run, config, rows, source)
+    return Run(wandb_run, config, rows, source, offline.exit_code)
 
 
 def _table_path(summary: Mapping[str, Any]) -> str | None:
@@ -231,22 +246,56 @@ def rows_from_summary(summary: Mapping[str, Any], task: str) -> list[dict[str, A
     return list(rows.values())
 
 
-def load_runs(paths: Sequence[str | Path]) -> list[Run]:
-    """Every run under ``paths`` (see :func:`find_runs`); unreadable ones are skipped with a
-    warning so one broken job does not sink a sweep's report."""
-    runs = []
+@dataclass(frozen=True)
+class Skipped:
+    """A run folder left out of the report, and why."""
+
+    path: Path
+    reason: str
+
+
+def load_runs(paths: Sequence[str | Path]) -> tuple[list[Run], list[Skipped]]:
+    """Every finished run under ``paths`` (see :func:`find_runs`), and the skipped ones: killed
+    or failed W&B runs, debug runs (``trainer.fast_dev_run``, ``debug=...``) and unreadable
+    folders are skipped with a warning so they never pass for results."""
+    runs, skipped = [], []
     for path in find_runs(paths):
         try:
-            runs.append(load_run(path))
+            run = load_run(path)
         except (OSError, ValueError) as err:
-            log.warning("skipping %s: %s", path, err)
+            skipped.append(Skipped(path, f"unreadable: {err}"))
+            continue
+        reason = unfinished_reason(run)
+        if reason:
+            skipped.append(Skipped(path, reason))
+        else:
+            runs.append(run)
+    for skip in skipped:
+        log.warning("skipping %s: %s", skip.path, skip.reason)
     if not runs:
         raise FileNotFoundError(
             f"no runs found under {', '.join(map(str, paths))}: expected run folders with "
             "results.json (logs/<task>/runs/<time>/, multirun job folders) or offline-run-* "
             "W&B folders"
+            + (f" ({len(skipped)} skipped: {skipped[0].reason}, ...)" if skipped else "")
         )
-    return runs
+    return runs, skipped
+
+
+def unfinished_reason(run: Run) -> str | None:
+    """Why ``run`` is no result (killed, failed, debug), or None."""
+    if run.exit_code is None and run.source != "results.json":
+        return "killed: its W&B run has no exit record and there is no results.json"
+    if run.exit_code:
+        return f"failed: W&B exit code {run.exit_code}"
+    if run.get("trainer.fast_dev_run"):
+        return "debug run (trainer.fast_dev_run)"
+    choices = run.path / ".hydra" / "hydra.yaml"
+    if choices.is_file():
+        debug = OmegaConf.select(OmegaConf.load(choices), "hydra.runtime.choices.debug")
+        if debug not in (None, "null"):
+            return f"debug run (debug={debug})"
+    return None
 
 
 # ---------------------------------------------------------------------------- groups
@@ -263,6 +312,49 @@ class Group:
 
 def identity(run: Run, keys: Sequence[str]) -> tuple[tuple[str, Any], ...]:
     return tuple((k, _hashable(run.get(k))) for k in keys)
+
+
+def config_keys(run: Run) -> list[str]:
+    """The dotted leaf keys of the run's config that tell groups apart: all but
+    ``IGNORED_KEYS`` and values taken from the seed (``task.seed: ${seed}``)."""
+    raw = OmegaConf.to_container(run.config, resolve=False)
+    out: list[str] = []
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict) and node:
+            for key, value in node.items():
+                walk(value, f"{prefix}.{key}" if prefix else str(key))
+        elif not _ignored(prefix) and not (isinstance(node, str) and _from_seed(node)):
+            out.append(prefix)
+
+    walk(raw, "")
+    return out
+
+
+def _ignored(key: str) -> bool:
+    return any(key == k or key.startswith(f"{k}.") for k in IGNORED_KEYS)
+
+
+def _from_seed(value: str) -> bool:
+    return "${seed}" in value or "${seeds}" in value
+
+
+def check_duplicate_seeds(runs: Sequence[Run], keys: Sequence[str]) -> None:
+    """Refuse two runs of one group and task that share a seed: their mean would count that
+    seed twice and their CI would be too narrow."""
+    seen: dict[tuple, Path] = {}
+    for run in runs:
+        seeds = run.seed if isinstance(run.seed, list) else [run.seed]
+        for seed in seeds:
+            if seed is None:
+                continue
+            other = seen.setdefault((identity(run, keys), run.task, seed), run.path)
+            if other != run.path:
+                raise ValueError(
+                    f"runs {other} and {run.path} have the same config and seed {seed}: "
+                    "averaging them would count one seed twice; report one of them (pass the "
+                    "other folder separately or remove it)"
+                )
 
 
 def _hashable(value: Any) -> Any:
@@ -471,6 +563,7 @@ class Aggregate:
     keys: list[str]  # identity keys
     varying: list[str]  # identity keys that differ between groups
     run_groups: dict[Path, Group] = field(default_factory=dict)
+    skipped: list[Skipped] = field(default_factory=list)
 
     def select(self, **where: Any) -> list[Cell]:
         return [c for c in self.cells if all(getattr(c, k) == v for k, v in where.items())]
@@ -482,12 +575,14 @@ class Aggregate:
 def aggregate(
     runs: Sequence[Run], metric: str = "test_acc", compare_by: Sequence[str] = ()
 ) -> Aggregate:
-    """Group runs by identity (``IDENTITY_KEYS`` plus ``compare_by``), then aggregate each probe
-    over the group's runs: every numeric column becomes a :class:`Stat`."""
-    keys = list(dict.fromkeys([*IDENTITY_KEYS, *compare_by]))
+    """Group runs by identity (every config key but ``IGNORED_KEYS``, plus ``compare_by``),
+    then aggregate each probe over the group's runs: every numeric column becomes a
+    :class:`Stat`. Raises if two runs of a group share a seed."""
+    keys = sorted({*(k for run in runs for k in config_keys(run)), *compare_by})
     unknown = [k for k in compare_by if all(run.get(k) is None for run in runs)]
     if unknown:
         raise ValueError(f"compare-by key(s) {unknown} are in no run's config (a typo?)")
+    check_duplicate_seeds(runs, keys)
     bucket: dict[tuple, list[tuple[Run, dict[str, Any]]]] = {}
     for run in runs:
         base = identity(run, keys)

@@ -62,7 +62,9 @@ def build_report(
     (every probe), ``comparisons.csv`` and ``figures/*.png``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    agg = aggregate(load_runs(paths), metric, compare_by)
+    runs, skipped = load_runs(paths)
+    agg = aggregate(runs, metric, compare_by)
+    agg.skipped = skipped
     pairs = comparisons(agg, compare_by)
     figures = {
         **by_layer_figures(agg, out / "figures"),
@@ -425,7 +427,9 @@ def render_markdown(
     select = {r["selected_by"] for r in summary}
     parts = [
         "# vlprobe report",
-        f"{len(agg.runs)} runs in {len(agg.groups)} groups (runs alike but for the seed). "
+        f"{len(agg.runs)} runs in {len(agg.groups)} groups (runs whose resolved configs are "
+        "equal but for the seed and the logging/output keys). Groups differ in: "
+        f"{', '.join(f'`{k}`' for k in agg.varying) or 'nothing (one group)'}. "
         f"Metric per task: {metrics}. The best probe of each task and group is picked on the "
         f"mean of {', '.join(sorted(select)) or 'the metric'} over seeds. "
         "± is the 95% confidence half-width over seeds (Student t, n - 1 degrees of freedom); "
@@ -446,6 +450,13 @@ def render_markdown(
                 comparison_table(rows),
             ]
     parts += ["## Runs", runs_table(agg, out)]
+    if agg.skipped:
+        parts += [
+            "## Skipped runs",
+            markdown_table(
+                [[_relative(s.path, out), s.reason] for s in agg.skipped], ["folder", "reason"]
+            ),
+        ]
     if figures:
         parts.append("## Figures")
         parts += [f"![{key}]({path.relative_to(out).as_posix()})" for key, path in figures.items()]
@@ -455,7 +466,14 @@ def render_markdown(
 def summary_text(report: Report) -> str:
     """The console summary: the best-probe table and where everything went."""
     groups = report.data.groups if report.data else []
-    lines = [best_table(report.summary, groups), "", f"report:  {report.markdown}"]
+    lines = [best_table(report.summary, groups), ""]
+    if report.data and report.data.varying:
+        lines += [f"groups differ in: {', '.join(report.data.varying)}", ""]
+    if report.data and report.data.skipped:
+        lines.append(f"skipped {len(report.data.skipped)} run(s):")
+        lines += [f"  {s.path}: {s.reason}" for s in report.data.skipped]
+        lines.append("")
+    lines.append(f"report:  {report.markdown}")
     lines += [f"table:   {p}" for p in report.tables.values()]
     lines.append(f"figures: {len(report.figures)} PNG in {report.out / 'figures'}")
     return "\n".join(lines)

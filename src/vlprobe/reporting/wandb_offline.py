@@ -27,6 +27,7 @@ class OfflineRun:
     history: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    exit_code: int | None = None  # None: no exit record (the process was killed mid-run)
 
 
 def _records(data: bytes) -> list[bytes]:
@@ -82,4 +83,6 @@ def read_offline_run(run_dir: str | Path) -> OfflineRun:
             run.summary.update(_items(record.summary.update))
         elif kind == "config":
             run.config.update(_items(record.config.update))
+        elif kind == "exit":
+            run.exit_code = int(record.exit.exit_code)
     return run
