@@ -2,7 +2,8 @@
 
 Data are loaded (or opened) once per view; every seed, the control task and each MDL block
 reuse them. Rows carry the mean over seeds with standard deviation and 95% confidence
-half-width, the control accuracy and selectivity, and the MDL code length when asked for.
+half-width, the Wilson 95% interval of the test accuracy over the test examples, the control
+accuracy and selectivity, and the MDL code length when asked for.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from datamodules.cache_datamodule import CacheProbeDataModule
 from datamodules.views import FeatureView
 from vlprobe.analysis.controls import control_labels, selectivity, shuffled_labels
 from vlprobe.analysis.mdl import block_edges, online_codelength
-from vlprobe.analysis.stats import mean_std_ci
+from vlprobe.analysis.stats import mean_std_ci, wilson_interval
 from vlprobe.cache.schema import SPLIT_IDS
 
+# row columns averaged over seeds (each probe's best epoch and val F1 too, not the first seed's)
+SEED_METRICS = ("test_acc", "val_acc", "test_f1", "val_f1", "best_epoch")
 # probe-config keys that select what to run rather than parametrise the probe module
 RUN_KEYS = ("layers", "control", "shuffled_control", "mdl", "mdl_fractions")
 
@@ -122,7 +125,7 @@ def train_view(
         first = runs[0][k]
         rows.append({**first, "probe": probe_name, "name": f"{name_prefix}/{probe_name}", **sizes})
     if len(seeds) > 1:
-        for metric in ("test_acc", "val_acc", "test_f1"):
+        for metric in SEED_METRICS:
             stats = _seed_stats([[r[metric] for r in run] for run in runs])
             for k, row in enumerate(rows):
                 row[metric] = stats["mean"][k]
@@ -131,6 +134,7 @@ def train_view(
                 row[f"{metric}_per_seed"] = [run[k][metric] for run in runs]
         for row in rows:
             row["seeds"] = seeds
+    add_test_interval(rows)
     if cfg.probe.get("control"):
         _add_control(rows, view, cfg, loggers, name_prefix, seeds, "control", _control_view(view))
     if cfg.probe.get("shuffled_control"):
@@ -139,6 +143,15 @@ def train_view(
     if cfg.probe.get("mdl"):
         _add_mdl(rows, view, cfg, name_prefix)
     return rows
+
+
+def add_test_interval(rows: list[dict[str, Any]]) -> None:
+    """``test_acc_low`` / ``test_acc_high``: the Wilson 95% interval of each row's test
+    accuracy over its ``n_test`` examples (the test set is a sample; seeds share it)."""
+    for row in rows:
+        acc = row.get("test_acc")
+        low, high = wilson_interval(np.nan if acc is None else acc, row.get("n_test", 0))
+        row["test_acc_low"], row["test_acc_high"] = float(low), float(high)
 
 
 def _control_view(view: FeatureView) -> FeatureView:

@@ -34,6 +34,7 @@ from probes.tasks.base import (
     log_finite,
 )
 from vlprobe.analysis.alignment import alignment_accuracy, cross_modal_share, top_heads
+from vlprobe.analysis.stats import wilson_interval
 from vlprobe.cache.reader import CacheError, CacheReader
 from vlprobe.reporting.figures import plot_by_layer, plot_layer_head_heatmap
 
@@ -152,6 +153,7 @@ class CrossModalAlignmentTask:
         share, n_maps = self.cross_share(reader)
         num_layers, num_heads = acc.shape
         layer_names = attention_layer_names(reader)
+        low, high = wilson_interval(acc, result["n_phrases"])
         rows = []
         for i, name in enumerate(head_probe_names(num_layers, num_heads)):
             a, h = divmod(i, num_heads)
@@ -163,6 +165,8 @@ class CrossModalAlignmentTask:
                     "head": h + 1,
                     "layer_name": layer_names[a],
                     "alignment_acc": float(acc[a, h]),
+                    "alignment_acc_low": float(low[a, h]),
+                    "alignment_acc_high": float(high[a, h]),
                     "cross_modal_share": float(share[a, h]),
                     "chance": chance,
                     "candidates": self.candidates,

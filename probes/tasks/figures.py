@@ -44,8 +44,9 @@ def probe_figures(
                 series,
                 names,
                 out_dir / f"{subtask}_by_layer.png",
-                title=f"{title} {subtask}: accuracy by layer",
+                title=f"{title} {subtask}: accuracy by layer (band: Wilson 95% over test examples)",
                 chance=layer_rows[0]["chance"],
+                bands={"test acc (embedding probe)": test_band(layer_rows)},
             )
         head_rows = by_name.get(f"{subtask}/head", [])
         if head_rows:
@@ -62,6 +63,12 @@ def probe_figures(
     return figures
 
 
+def test_band(rows: Sequence[Mapping]) -> tuple[list[float], list[float]]:
+    """(low, high) of each row's test-set interval (``test_acc_low`` / ``_high``; NaN if none)."""
+    low = [float(r.get("test_acc_low", np.nan)) for r in rows]
+    return low, [float(r.get("test_acc_high", np.nan)) for r in rows]
+
+
 def plot_curves_by_layer(
     series: Mapping[str, Sequence[float]],
     dashed: Sequence[str],
@@ -69,9 +76,11 @@ def plot_curves_by_layer(
     path: Path,
     title: str,
     chance: float | None = None,
+    bands: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
 ) -> Path:
     """Accuracy by layer; ``dashed`` series (e.g. a baseline's) are drawn thin and dashed over
-    the others, so a baseline identical to the model stays visible."""
+    the others, so a baseline identical to the model stays visible; ``bands[name]`` shades
+    ``(low, high)`` (the test-set interval) in the series' colour."""
     x = np.arange(len(layer_names))
     fig = _figure(max(5.0, 0.45 * len(x) + 2.0), 3.6)
     ax = fig.add_subplot()
@@ -84,7 +93,10 @@ def plot_curves_by_layer(
             if name in dashed
             else {"linewidth": 2.5, "alpha": 0.7, "marker": "o", "markersize": 4}
         )
-        ax.plot(x, values, label=name, **style)
+        (line,) = ax.plot(x, values, label=name, **style)
+        if bands and name in bands:
+            low, high = (np.asarray(b, dtype=np.float64) for b in bands[name])
+            ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
     if chance is not None:
         ax.axhline(chance, color="grey", linestyle=":", linewidth=1, label="chance")
     ax.set_xticks(x, list(layer_names), rotation=45 if len(x) > 8 else 0)

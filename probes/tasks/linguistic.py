@@ -23,7 +23,7 @@ from datamodules.sources import LayerRows
 from datamodules.views import UnitEmbeddingView, example_texts, layer_probe_names, type_ids
 from probes.engine import train_view
 from probes.tasks.base import TaskOutput
-from probes.tasks.figures import plot_curves_by_layer, plot_task_layer_heatmap
+from probes.tasks.figures import plot_curves_by_layer, plot_task_layer_heatmap, test_band
 from vlprobe.cache.leakage import check_no_leakage
 from vlprobe.cache.reader import CacheReader
 from vlprobe.config import config_dir
@@ -41,6 +41,8 @@ COLUMNS = [
     "layer",
     "val_acc",
     "test_acc",
+    "test_acc_low",
+    "test_acc_high",
     "chance",
     "best_epoch",
     "n_train",
@@ -243,21 +245,25 @@ def linguistic_figures(rows: list[dict], tasks: tuple[str, ...], out_dir: Path) 
     baselines = {r["model"] for r in rows if r["role"] == "baseline"}
     present = [t for t in tasks if any(r["probing_task"] == t for r in rows)]
     for task in present:
-        series = {}
+        series, bands = {}, {}
         for model, pooling in curves:
             values = [float("nan")] * len(indices)
+            curve = [None] * len(indices)
             for r in rows:
                 if (r["probing_task"], r["model"], r["pooling"]) == (task, model, pooling):
                     values[column[r["layer_index"]]] = _nan(r["test_acc"])
+                    curve[column[r["layer_index"]]] = r
             series[f"{model} ({pooling})"] = values
+            bands[f"{model} ({pooling})"] = test_band([r or {} for r in curve])
         chance = next(r["chance"] for r in rows if r["probing_task"] == task)
         figures[f"{task}_by_layer"] = plot_curves_by_layer(
             series,
             [f"{m} ({p})" for m, p in curves if m in baselines],
             layer_names,
             out_dir / f"{task}_by_layer.png",
-            title=f"SentEval {task}: test accuracy by layer",
+            title=f"SentEval {task}: test accuracy by layer (bands: Wilson 95%)",
             chance=chance,
+            bands=bands,
         )
     for model, pooling in curves:
         matrix = np.full((len(present), len(indices)), np.nan)

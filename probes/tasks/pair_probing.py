@@ -29,7 +29,8 @@ from vlprobe.cache.reader import CacheReader
 
 PAIR_INPUTS = ("embedding", "attention", "head")
 PROBE_COLUMNS = [
-    "name", "val_acc", "test_acc", "test_f1", "chance", "best_epoch", "n_train", "n_test"
+    "name", "val_acc", "test_acc", "test_acc_low", "test_acc_high", "test_f1", "chance",
+    "best_epoch", "n_train", "n_test",
 ]  # fmt: skip
 
 

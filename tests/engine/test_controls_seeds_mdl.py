@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.stats import binomtest
 
 from probes.run import run
-from vlprobe.analysis.stats import mean_std_ci
+from vlprobe.analysis.stats import mean_std_ci, wilson_interval
 
 
 def _rows(compose_cfg, planted_cache: Path, extra: list[str]) -> list[dict]:
@@ -37,6 +38,21 @@ def test_seeds_give_mean_std_and_ci(compose_cfg, planted_cache: Path) -> None:
     assert row["test_acc"] == pytest.approx(mean[0])
     assert row["test_acc_std"] == pytest.approx(std[0])
     assert row["test_acc_ci95"] == pytest.approx(half[0])
+    # best epoch and val F1 are over the seeds too, not the first seed's
+    for metric in ("best_epoch", "val_f1"):
+        assert row[metric] == pytest.approx(np.mean(row[f"{metric}_per_seed"]))
+        assert len(row[f"{metric}_per_seed"]) == 3
+    # the interval over test examples: Wilson on the mean accuracy and the test-set size
+    low, high = wilson_interval(row["test_acc"], row["n_test"])
+    assert (row["test_acc_low"], row["test_acc_high"]) == pytest.approx((float(low), float(high)))
+    assert row["test_acc_low"] < row["test_acc"] <= row["test_acc_high"]
+
+
+def test_single_seed_rows_carry_the_test_interval(compose_cfg, planted_cache: Path) -> None:
+    for row in _rows(compose_cfg, planted_cache, []):
+        k = round(row["test_acc"] * row["n_test"])  # correct test examples
+        ci = binomtest(k, row["n_test"]).proportion_ci(method="wilson")
+        assert (row["test_acc_low"], row["test_acc_high"]) == pytest.approx((ci.low, ci.high))
 
 
 def test_control_task_reports_selectivity(compose_cfg, planted_cache: Path) -> None:

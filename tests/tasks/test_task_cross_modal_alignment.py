@@ -13,6 +13,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
 from probes.run import run
+from vlprobe.analysis.stats import wilson_interval
 
 Compose = Callable[..., DictConfig]
 
@@ -62,6 +63,9 @@ def test_all_regions_is_the_default(compose_cfg: Compose, tiny_cache: Path, exec
     assert [r["chance"] for r in out.rows] == pytest.approx([CHANCE] * 4)
     assert {r["candidates"] for r in out.rows} == {"all"}
     assert {r["n_phrases"] for r in out.rows} == {3}
+    low, high = wilson_interval(np.array(ACC_TEST), 3)  # over the 3 scored phrases
+    np.testing.assert_allclose(_matrix(out.rows, "alignment_acc_low"), low)
+    np.testing.assert_allclose(_matrix(out.rows, "alignment_acc_high"), high)
     assert out.summary["alignment/best_head"] == "L01H01"
     assert out.summary["alignment/candidates"] == "all"
 
