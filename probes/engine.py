@@ -18,7 +18,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from datamodules.cache_datamodule import CacheProbeDataModule
 from datamodules.views import FeatureView
-from vlprobe.analysis.controls import control_labels, selectivity, shuffled_labels
+from vlprobe.analysis.controls import (
+    control_labels,
+    lookup_ceiling,
+    selectivity,
+    shuffled_labels,
+)
 from vlprobe.analysis.mdl import block_edges, online_codelength
 from vlprobe.analysis.stats import mean_std_ci, wilson_interval
 from vlprobe.cache.schema import SPLIT_IDS
@@ -186,6 +191,18 @@ def _add_control(
     dm = make_datamodule(control, cfg)
     runs = _fit_seeds(control, dm, cfg, loggers, f"{kind}/{name_prefix}", seeds)
     accs = _seed_stats([[r["test_acc"] for r in run] for run in runs])["mean"]
+    if kind == "control":
+        assert control.control_types is not None
+        ceiling = lookup_ceiling(
+            control.control_types,
+            control.labels,
+            control.row_split,
+            SPLIT_IDS["train"],
+            SPLIT_IDS["test"],
+        )
+        for row in rows:
+            row["control_ceiling"] = ceiling["ceiling"]
+            row["control_type_recurrence"] = ceiling["recurrence"]
     for row, acc in zip(rows, accs, strict=True):
         row[f"{kind}_test_acc"] = acc
         row["selectivity" if kind == "control" else "shuffled_gap"] = float(

@@ -66,16 +66,17 @@ class VisualCoreferenceTask(PairProbingTask):
     def label_sets(self, reader: CacheReader) -> list[LabelSet]:
         """Labels per pair row (or -1) for every selected subtask, with control types.
 
-        Control types are lexical: the phrase's words (``type``), and the phrase's words with
-        the region's category (``identification``).
+        Control types are lexical and recur across splits: the phrase's last word, its head
+        noun in English (``type``), and the region's category (``identification``: one label
+        per category, which the region half of the probe input can fit; a label per (phrase,
+        region) combination is an interaction a linear probe cannot fit).
         """
         phrase = reader.array("pairs/coref/phrase")
         region = reader.array("pairs/coref/region")
         corefer = reader.array("pairs/coref/corefer").astype(bool)
-        words = phrase_texts(reader)[phrase].astype(str)
-        category = reader.array("units/region/category").astype(str)
-        word_types = type_ids(words)
-        pair_types = type_ids(np.char.add(np.char.add(words, "|"), category[region]))
+        head_words = np.array([w.rsplit(" ", 1)[-1] for w in phrase_texts(reader)])[phrase]
+        word_types = type_ids(head_words.astype(str))
+        pair_types = reader.array("units/region/category").astype(np.int64)[region]
         out = []
         for subtask in self.subtasks:
             if subtask == "identification":

@@ -62,11 +62,12 @@ class VisualRelationTask(PairProbingTask):
         return np.where(keep, predicate, -1), names
 
     def label_sets(self, reader: CacheReader) -> list[LabelSet]:
+        # control type: the subject's category. It recurs in every split, and a probe over
+        # [subject; object] can fit one label per type (a label per (subject, object) category
+        # pair is an interaction a linear probe cannot fit, which inflated selectivity)
         subject = reader.array("pairs/relation/subject")
-        obj = reader.array("pairs/relation/object")
-        category = reader.array("units/region/category").astype(np.int64)
-        pair_type = category[subject] * (int(category.max(initial=0)) + 1) + category[obj]
+        subject_type = reader.array("units/region/category").astype(np.int64)[subject]
         return [
-            LabelSet(subtask, *self.labels(reader, subtask), control_types=pair_type)
+            LabelSet(subtask, *self.labels(reader, subtask), control_types=subject_type)
             for subtask in self.subtasks
         ]

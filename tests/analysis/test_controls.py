@@ -1,7 +1,14 @@
+import math
+
 import numpy as np
 import pytest
 
-from vlprobe.analysis.controls import control_labels, selectivity, shuffled_labels
+from vlprobe.analysis.controls import (
+    control_labels,
+    lookup_ceiling,
+    selectivity,
+    shuffled_labels,
+)
 
 
 def test_control_labels_are_fixed_per_type():
@@ -51,3 +58,15 @@ def test_shuffled_labels_is_a_permutation():
 def test_selectivity_is_the_difference():
     assert float(selectivity(0.9, 0.6)) == pytest.approx(0.3)
     np.testing.assert_allclose(selectivity([0.9, 0.8], np.array([0.5, 0.8])), [0.4, 0.0])
+
+
+def test_lookup_ceiling_by_hand():
+    # train: types a, a, b -> labels 1, 1, 0 (majority 1); test: a (seen, label 1),
+    # b (seen, label 0), c (unseen: the lookup guesses 1, its label is 0), d (unseen, label 1)
+    types = np.array(["a", "a", "b", "a", "b", "c", "d", "x"])
+    control = np.array([1, 1, 0, 1, 0, 0, 1, -1])
+    split = np.array([0, 0, 0, 2, 2, 2, 2, 2])
+    out = lookup_ceiling(types, control, split)
+    assert out["ceiling"] == pytest.approx(3 / 4)  # a, b right; c wrong; d right by majority
+    assert out["recurrence"] == pytest.approx(2 / 4)
+    assert math.isnan(lookup_ceiling(types, control, np.zeros(8, int))["ceiling"])

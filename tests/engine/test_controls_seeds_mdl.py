@@ -11,6 +11,7 @@ from scipy.stats import binomtest
 
 from probes.run import run
 from vlprobe.analysis.stats import mean_std_ci, wilson_interval
+from vlprobe.cache.planted import write_planted_relation_cache
 
 
 def _rows(compose_cfg, planted_cache: Path, extra: list[str]) -> list[dict]:
@@ -73,3 +74,20 @@ def test_mdl_codelength_is_short_where_the_signal_is(compose_cfg, planted_cache:
     assert signal["mdl_uniform_bits"] == pytest.approx(noise["mdl_uniform_bits"])
     assert signal["mdl_compression"] > 3 * noise["mdl_compression"]
     assert noise["mdl_compression"] < 1.3  # random features compress about as well as uniform
+
+
+def test_mlp_reaches_the_control_ceiling(compose_cfg, tmp_path: Path) -> None:
+    """Control types (subject categories) recur in every split and are written into the region
+    embeddings: an MLP must get close to the best a type -> label lookup can do on test."""
+    cache = write_planted_relation_cache(
+        tmp_path / "categories.h5", num_images=250, num_categories=6, category_strength=3.0
+    )
+    rows = _rows(
+        compose_cfg,
+        cache,
+        ["probe=mlp", "probe.hidden_dim=64", "probe.control=true", "probe.layers=[0]"],
+    )
+    [row] = rows
+    assert row["control_type_recurrence"] == 1.0  # 6 categories: every one seen in training
+    assert row["control_ceiling"] == 1.0  # so the lookup is exact
+    assert row["control_test_acc"] > row["control_ceiling"] - 0.05

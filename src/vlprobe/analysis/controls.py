@@ -4,6 +4,11 @@ A control task keeps the input but replaces the label of each *type* (a word, a 
 a region category) by one fixed random label drawn from the empirical label distribution. A
 probe can only solve it by memorising types, so selectivity = task accuracy - control accuracy
 separates what the representation encodes from what the probe learns by itself.
+
+That only holds when the control task is learnable: its types must recur between training and
+test data (an unseen type's label cannot be memorised) and the probe must be able to tell the
+types apart. ``lookup_ceiling`` gives the best test accuracy any probe can reach on a control:
+a type -> label lookup built on the training rows.
 """
 
 from __future__ import annotations
@@ -53,3 +58,29 @@ def shuffled_labels(labels: np.ndarray, seed: int = 0) -> np.ndarray:
 def selectivity(task_acc: float | np.ndarray, control_acc: float | np.ndarray) -> np.ndarray:
     """Task accuracy minus control accuracy (element-wise; per layer or per head)."""
     return np.subtract(np.asarray(task_acc, dtype=np.float64), control_acc)
+
+
+def lookup_ceiling(
+    types: np.ndarray, control: np.ndarray, split: np.ndarray, train: int = 0, test: int = 2
+) -> dict[str, float]:
+    """Test accuracy of a type -> control-label lookup learnt on the training rows.
+
+    Args:
+        types: ``(N,)`` type id of each row; control: ``(N,)`` its control label (-1 = unused);
+        split: ``(N,)`` split id of each row.
+
+    Returns:
+        ``ceiling``: accuracy on the test rows when a seen type gets its (fixed) control label
+        and an unseen type the majority training label; ``recurrence``: the fraction of test
+        rows whose type occurs in training. NaN without training or test rows.
+    """
+    types, control, split = (np.asarray(a).reshape(-1) for a in (types, control, split))
+    used = control >= 0
+    tr, te = used & (split == train), used & (split == test)
+    if not tr.any() or not te.any():
+        return {"ceiling": float("nan"), "recurrence": float("nan")}
+    lookup = dict(zip(types[tr].tolist(), control[tr].tolist(), strict=True))
+    majority = int(np.bincount(control[tr]).argmax())
+    guess = np.array([lookup.get(t, majority) for t in types[te].tolist()])
+    seen = np.array([t in lookup for t in types[te].tolist()])
+    return {"ceiling": float(np.mean(guess == control[te])), "recurrence": float(seen.mean())}

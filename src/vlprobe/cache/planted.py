@@ -33,13 +33,20 @@ def write_planted_relation_cache(
     seed: int = 0,
     strength: float = 3.0,
     num_categories: int = 5,
+    category_strength: float = 0.0,
 ) -> Path:
-    """A Visual-Genome-like cache; splits 80/10/10 by image. Returns the path."""
+    """A Visual-Genome-like cache; splits 80/10/10 by image. Returns the path.
+
+    ``category_strength > 0`` also writes each region's category into its embedding at every
+    layer (a direction per category), so control tasks over categories are learnable.
+    """
     if pairs_per_image > regions_per_image:
         raise ValueError("pairs_per_image must not exceed regions_per_image (distinct subjects)")
     rng = np.random.default_rng(seed)
     hidden_layers = num_layers + 1
     direction = rng.normal(size=(num_predicates + 1, hidden_size)).astype(np.float32)
+    # a stream of its own: the default caches stay exactly as they were
+    category_direction = np.random.default_rng([seed, 1]).normal(size=(num_categories, hidden_size))
     labels = LabelVocab(
         category=[f"thing{i}" for i in range(num_categories)],
         predicate=[f"pred{i}" for i in range(num_predicates)],
@@ -79,20 +86,21 @@ def write_planted_relation_cache(
                 0, 0.05, pairs_per_image
             )
             tokens = 4 + regions_per_image
+            hidden = rng.normal(size=(hidden_layers, tokens, hidden_size))
+            category = rng.integers(0, num_categories, regions_per_image).astype(np.int32)
+            region += category_strength * category_direction[category]
             writer.add(
                 ExampleRecord(
                     example_id=f"img{image}",
                     group_id=f"img{image}",
                     split=split,
-                    hidden=rng.normal(size=(hidden_layers, tokens, hidden_size)),
+                    hidden=hidden,
                     modality=np.array([0] * 4 + [1] * regions_per_image, np.int8),
                     word_index=np.array([-1, 0, 1, -1] + [-1] * regions_per_image, np.int32),
                     cls_mass=np.full((num_layers, num_heads, 2), 0.5),
                     cls_special_mass=np.full((num_layers, num_heads), 0.25),
                     region_emb=region,
-                    region_category=rng.integers(0, num_categories, regions_per_image).astype(
-                        np.int32
-                    ),
+                    region_category=category,
                     region_box=np.zeros((regions_per_image, 4), np.float32),
                     phrase_emb=_empty(hidden_layers, hidden_size),
                     phrase_type=np.zeros(0, np.int8),
