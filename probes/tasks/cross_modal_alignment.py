@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig
 
 from datamodules.views import head_probe_names
+from probes.engine import ProbeEngine
 from probes.tasks.base import (
     SPLITS,
+    TaskInputs,
     TaskOutput,
     attention_layer_names,
     cache_attr,
@@ -109,9 +110,11 @@ class CrossModalAlignmentTask:
             return np.full(shape, np.nan), 0
         return cross_modal_share(maps, mods), len(maps)
 
-    def execute(
-        self, reader: CacheReader, cfg: DictConfig, loggers: list[Any], out_dir: Path
-    ) -> TaskOutput:
+    def datasets(self) -> list[str]:
+        return [self.dataset]
+
+    def execute(self, inputs: TaskInputs, engine: ProbeEngine, out_dir: Path) -> TaskOutput:
+        reader, loggers = inputs.reader, engine.loggers
         result = self.accuracy(reader)
         acc, chance = result["acc"], result["chance"]
         share, n_maps = self.cross_share(reader)

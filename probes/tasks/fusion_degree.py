@@ -17,10 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig
 
 from datamodules.sources import contiguous_segments
-from probes.tasks.base import SPLITS, TaskOutput, cache_attr, examples_in_split, log_finite
+from probes.engine import ProbeEngine
+from probes.tasks.base import (
+    SPLITS,
+    TaskInputs,
+    TaskOutput,
+    cache_attr,
+    examples_in_split,
+    log_finite,
+)
 from vlprobe.analysis.fusion import fusion_degree, select_examples
 from vlprobe.cache.reader import CacheReader
 from vlprobe.reporting.figures import plot_by_layer
@@ -101,9 +108,11 @@ class FusionDegreeTask:
             n_init=self.n_init,
         )
 
-    def execute(
-        self, reader: CacheReader, cfg: DictConfig, loggers: list[Any], out_dir: Path
-    ) -> TaskOutput:
+    def datasets(self) -> list[str]:
+        return [self.dataset]
+
+    def execute(self, inputs: TaskInputs, engine: ProbeEngine, out_dir: Path) -> TaskOutput:
+        reader, loggers = inputs.reader, engine.loggers
         result = self.measure(reader)
         names = reader.layer_names
         rows = [

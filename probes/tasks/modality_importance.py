@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig
 
 from datamodules.views import head_probe_names
+from probes.engine import ProbeEngine
 from probes.tasks.base import (
     SPLITS,
+    TaskInputs,
     TaskOutput,
     attention_layer_names,
     cache_attr,
@@ -71,9 +72,11 @@ class ModalityImportanceTask:
         n_image = reader.array("examples/n_image")[chosen]
         return modality_importance(mass, n_text, n_image), len(chosen)
 
-    def execute(
-        self, reader: CacheReader, cfg: DictConfig, loggers: list[Any], out_dir: Path
-    ) -> TaskOutput:
+    def datasets(self) -> list[str]:
+        return [self.dataset]
+
+    def execute(self, inputs: TaskInputs, engine: ProbeEngine, out_dir: Path) -> TaskOutput:
+        reader, loggers = inputs.reader, engine.loggers
         result, n_examples = self.measure(reader)
         num_layers, num_heads = result["text"].shape
         layer_names = attention_layer_names(reader)

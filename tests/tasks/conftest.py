@@ -22,7 +22,8 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from probes.tasks.base import TaskOutput
+from probes.run import build_engine
+from probes.tasks.base import TaskInputs, TaskOutput
 from vlprobe.cache.reader import CacheReader
 from vlprobe.cache.writer import CacheWriter
 from vlprobe.extraction.units import ExampleRecord, LabelVocab
@@ -175,7 +176,12 @@ def execute_task() -> Callable[[DictConfig, Path], tuple[TaskOutput, RecordingLo
     def _execute(cfg: DictConfig, path: Path) -> tuple[TaskOutput, RecordingLogger]:
         logger = RecordingLogger()
         task = instantiate(cfg.task)
-        out = task.execute(CacheReader(path), cfg, [logger], Path(cfg.paths.output_dir))
+        inputs = TaskInputs({"model": {task.dataset: CacheReader(path)}})
+        try:
+            engine = build_engine(cfg, [logger])
+            out = task.execute(inputs, engine, Path(cfg.paths.output_dir))
+        finally:
+            inputs.close()
         return out, logger
 
     return _execute

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from omegaconf import open_dict
 
+from probes.prepare import baseline_config, cache_paths
 from probes.run import run
-from probes.tasks.linguistic import LinguisticTask, baseline_config
+from probes.tasks.linguistic import LinguisticTask
 from vlprobe.cache.writer import CacheWriter
 from vlprobe.extraction.pipeline import cache_path
 from vlprobe.extraction.units import ExampleRecord, LabelVocab
@@ -112,7 +113,7 @@ def _cfg(compose_cfg, caches: dict | None, *overrides: str):
             "logger=csv",
             "trainer=cpu",
             "trainer.max_epochs=10",
-            "data.loader.batch_size=64",
+            "loader.batch_size=64",
             *overrides,
         ]
     )
@@ -158,7 +159,7 @@ def test_linguistic_single_task_without_baseline(compose_cfg, senteval_caches) -
             "task=linguistic/past_present",
             "task.baseline_model=null",
             "task.pooling=[cls]",
-            "probe.layers=[0,3]",
+            "probing.layers=[0,3]",
             "logger=none",
             "trainer=cpu",
             "trainer.max_epochs=4",
@@ -187,7 +188,7 @@ def test_one_data_cache_cannot_serve_several_caches(compose_cfg, senteval_caches
     cfg = _cfg(compose_cfg, None, f"data.cache={senteval_caches['model']['bigram_shift']}")
     task = LinguisticTask(tasks=("bigram_shift", "past_present"))
     with pytest.raises(ValueError, match="task.caches"):
-        task.cache_paths(cfg)
+        cache_paths(cfg, task)
 
 
 def test_swapped_cache_is_refused(compose_cfg, senteval_caches) -> None:
