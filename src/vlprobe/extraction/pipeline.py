@@ -13,7 +13,7 @@ import logging
 import time
 from pathlib import Path
 
-from hydra.utils import instantiate
+from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
 from vlprobe import __version__
@@ -122,12 +122,17 @@ def load_examples(cfg: DictConfig, dataset: str) -> tuple[list[VLExample], list[
 
 
 def build_model(cfg: DictConfig) -> HFAdapter:
-    """The adapter ``cfg.model`` describes: its ``_target_`` with every key but ``name``."""
+    """The adapter ``cfg.model`` describes: its ``_target_`` called with every key but ``name``.
+
+    Called directly rather than through ``instantiate``, which would wrap a missing checkpoint's
+    ``FileNotFoundError`` (a one-line bad-input error, exit code 2) in its own exception.
+    """
     model = _plain(cfg.model)
     model.pop("name", None)
     if model.get("device", "auto") == "auto":
         model["device"] = auto_device()
-    return instantiate(model, seed=cfg.get("seed", 0))
+    build = get_method(model.pop("_target_"))
+    return build(**model, seed=cfg.get("seed", 0))
 
 
 def run_extraction(cfg: DictConfig, dataset: str, out: Path | None = None) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hydra.utils import instantiate
+from hydra.utils import get_method
 from omegaconf import OmegaConf
 
 from vlprobe.config import config_dir
@@ -21,7 +21,7 @@ def model_target(name: str) -> str:
 
 def build_adapter(name: str, **kwargs: Any) -> HFAdapter:
     """The adapter of model config ``name`` with ``kwargs`` (pretrained, config, seed ...)."""
-    return instantiate({"_target_": model_target(name), **kwargs})
+    return get_method(model_target(name))(**kwargs)
 
 
 def tiny_config(name: str, feature_dim: int = 2048) -> dict[str, Any]:
