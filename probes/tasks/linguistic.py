@@ -22,6 +22,7 @@ from probes.engine import ProbeEngine
 from probes.tasks.base import TaskInputs, TaskOutput
 from probes.tasks.figures import plot_curves_by_layer, plot_task_layer_heatmap
 from vlprobe.cache.reader import CacheReader
+from vlprobe.cache.schema import unit_path
 from vlprobe.data.senteval import SENTEVAL_TASKS
 
 POOLINGS = ("cls", "mean")
@@ -64,16 +65,16 @@ class LinguisticTask:
 
     def view(self, reader: CacheReader, pooling: str, layers: list[int]) -> UnitEmbeddingView:
         """One row per sentence; one probe per layer on its pooled vector."""
-        example = reader.array("units/sentence/example")
+        example = reader.unit("sentence", "example")
         all_texts = example_texts(reader)
         texts = [all_texts[e] for e in example]
         return UnitEmbeddingView(
             reader=reader,
-            labels=reader.array("units/sentence/label").astype(np.int64),
+            labels=reader.unit("sentence", "label").astype(np.int64),
             probe_names=layer_probe_names(layers),
             class_names=list(reader.label_names["sentence"]),
             row_split=reader.example_split[example],
-            left=LayerRows(reader, f"units/sentence/{pooling}", layers),
+            left=LayerRows(reader, unit_path("sentence", pooling), layers),
             left_index=np.arange(example.size),
             # control type of a sentence: its first two words, a lexical type that recurs
             # across sentences so a probe that memorises types can score on held-out ones

@@ -68,8 +68,8 @@ class ModalityImportanceTask:
             raise ValueError(f"the cache has no {self.split!r} examples; set task.split=all")
         lo, hi = int(chosen[0]), int(chosen[-1]) + 1  # a split is a contiguous block of rows
         mass = reader.file["attention/cls_mass"][lo:hi][chosen - lo]
-        n_text = reader.array("examples/n_text")[chosen]
-        n_image = reader.array("examples/n_image")[chosen]
+        n_text = reader.example("n_text")[chosen]
+        n_image = reader.example("n_image")[chosen]
         return modality_importance(mass, n_text, n_image), len(chosen)
 
     def datasets(self) -> list[str]:

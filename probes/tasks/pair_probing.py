@@ -36,7 +36,7 @@ PROBE_COLUMNS = [
 class PairTable:
     """Which units a pair joins, where its attention lives, and each row's split."""
 
-    left: str  # a layer-major unit embedding dataset, e.g. "units/phrase/embedding"
+    left: str  # a layer-major unit embedding dataset, e.g. unit_path("phrase", "embedding")
     left_index: np.ndarray
     right: str
     right_index: np.ndarray

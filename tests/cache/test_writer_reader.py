@@ -10,10 +10,10 @@ import pytest
 
 from vlprobe.cache.inspect import describe
 from vlprobe.cache.reader import CacheError, CacheReader
+from vlprobe.cache.records import LabelVocab
 from vlprobe.cache.schema import PARTIAL_SUFFIX
 from vlprobe.cache.writer import CacheWriter
 from vlprobe.cli import main as cli_main
-from vlprobe.extraction.units import LabelVocab
 from vlprobe.testing.planted import write_planted_relation_cache
 
 

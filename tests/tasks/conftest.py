@@ -25,8 +25,8 @@ from omegaconf import DictConfig
 from probes.run import build_engine
 from probes.tasks.base import TaskInputs, TaskOutput
 from vlprobe.cache.reader import CacheReader
+from vlprobe.cache.records import ExampleRecord, LabelVocab
 from vlprobe.cache.writer import CacheWriter
-from vlprobe.extraction.units import ExampleRecord, LabelVocab
 
 A, H, D = 2, 2, 4  # attention layers, heads, hidden size
 L = A + 1

@@ -16,9 +16,9 @@ from omegaconf import open_dict
 from probes.prepare import baseline_config, cache_paths
 from probes.run import run
 from probes.tasks.linguistic import LinguisticTask
+from vlprobe.cache.records import ExampleRecord, LabelVocab
 from vlprobe.cache.writer import CacheWriter
 from vlprobe.extraction.pipeline import cache_path
-from vlprobe.extraction.units import ExampleRecord, LabelVocab
 
 A, H, D = 3, 2, 16
 L = A + 1

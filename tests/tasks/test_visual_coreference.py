@@ -15,8 +15,8 @@ import pytest
 from probes.run import run
 from probes.tasks.visual_coreference import VisualCoreferenceTask, balanced_identification
 from vlprobe.cache.reader import CacheReader
+from vlprobe.cache.records import ExampleRecord, LabelVocab
 from vlprobe.cache.writer import CacheWriter
-from vlprobe.extraction.units import ExampleRecord, LabelVocab
 
 A, H, D = 3, 3, 16  # attention layers, heads, hidden size
 L = A + 1

@@ -16,8 +16,8 @@ import h5py
 import numpy as np
 
 from vlprobe import __version__
+from vlprobe.cache.records import ExampleRecord, LabelVocab
 from vlprobe.cache.schema import PARTIAL_SUFFIX, SCHEMA_VERSION, SPLIT_IDS, rows_per_chunk
-from vlprobe.extraction.units import ExampleRecord, LabelVocab
 
 _STR = h5py.string_dtype()
 

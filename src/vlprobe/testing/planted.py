@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vlprobe.cache.records import ExampleRecord, LabelVocab
 from vlprobe.cache.writer import CacheWriter
-from vlprobe.extraction.units import ExampleRecord, LabelVocab
 
 
 def _empty(num_layers: int, dim: int) -> np.ndarray:
