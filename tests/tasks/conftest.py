@@ -176,7 +176,8 @@ def execute_task() -> Callable[[DictConfig, Path], tuple[TaskOutput, RecordingLo
     def _execute(cfg: DictConfig, path: Path) -> tuple[TaskOutput, RecordingLogger]:
         logger = RecordingLogger()
         task = instantiate(cfg.task)
-        inputs = TaskInputs({"model": {task.dataset: CacheReader(path)}})
+        (dataset,) = task.datasets()
+        inputs = TaskInputs({"model": {dataset: CacheReader(path)}})
         try:
             engine = build_engine(cfg, [logger])
             out = task.execute(inputs, engine, Path(cfg.paths.output_dir))
