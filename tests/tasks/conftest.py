@@ -91,7 +91,7 @@ def _record(
         target = np.asarray(phrases[p][1])
         attention[row, :, :, 0][target == r] = 0.5
     hidden = _hidden(n_text, n_image, separated_layers)
-    return ExampleRecord(
+    return ExampleRecord.with_units(
         example_id=name,
         group_id=f"img_{name}",
         split=split,
@@ -106,20 +106,11 @@ def _record(
         phrase_type=np.zeros(len(phrases), np.int8),
         phrase_types=np.zeros((len(phrases), 8), bool),
         phrase_span=np.tile(np.array([[0, 1]], np.int32), (len(phrases), 1)),
-        sentence_cls=np.zeros((L, 0, D), np.float32),
-        sentence_mean=np.zeros((L, 0, D), np.float32),
-        sentence_label=np.zeros(0, np.int32),
-        rel_subject=np.zeros(0, np.int64),
-        rel_object=np.zeros(0, np.int64),
-        rel_related=np.zeros(0, np.int8),
-        rel_predicate=np.zeros(0, np.int32),
-        rel_attention=np.zeros((0, A, H, 2), np.float32),
         coref_phrase=np.array([p for p, _ in pairs], np.int64),
         coref_region=np.array([r for _, r in pairs], np.int64),
         coref_corefer=np.array([int(r in phrases[p][0]) for p, r in pairs], np.int8),
         coref_attention=attention,
         attention_map=_maps(modality) if keep_map else None,
-        dropped_phrases=0,
     )
 
 

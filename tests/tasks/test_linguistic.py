@@ -59,7 +59,7 @@ def write_senteval_cache(
             cls = rng.normal(size=(L, 1, D))
             cls[signal_layer, 0] += 3.0 * (2 * label - 1) * direction
             writer.add(
-                ExampleRecord(
+                ExampleRecord.with_units(
                     example_id=f"{task}:{i + 1}",
                     group_id=f"sentence {i}",
                     split="train" if i % 5 < 3 else ("val" if i % 5 == 3 else "test"),
@@ -67,27 +67,9 @@ def write_senteval_cache(
                     modality=np.zeros(4, np.int8),
                     word_index=np.array([-1, 0, 1, -1], np.int32),
                     cls_mass=np.full((A, H, 2), 0.5),
-                    region_emb=np.zeros((L, 0, D)),
-                    region_category=np.zeros(0, np.int32),
-                    region_box=np.zeros((0, 4), np.float32),
-                    phrase_emb=np.zeros((L, 0, D)),
-                    phrase_type=np.zeros(0, np.int8),
-                    phrase_types=np.zeros((0, 8), bool),
-                    phrase_span=np.zeros((0, 2), np.int32),
                     sentence_cls=cls,
                     sentence_mean=rng.normal(size=(L, 1, D)),
                     sentence_label=np.array([label], np.int32),
-                    rel_subject=np.zeros(0, np.int64),
-                    rel_object=np.zeros(0, np.int64),
-                    rel_related=np.zeros(0, np.int8),
-                    rel_predicate=np.zeros(0, np.int32),
-                    rel_attention=np.zeros((0, A, H, 2)),
-                    coref_phrase=np.zeros(0, np.int64),
-                    coref_region=np.zeros(0, np.int64),
-                    coref_corefer=np.zeros(0, np.int8),
-                    coref_attention=np.zeros((0, A, H, 2)),
-                    attention_map=None,
-                    dropped_phrases=0,
                 )
             )
     return path

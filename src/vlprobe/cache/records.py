@@ -64,6 +64,64 @@ class ExampleRecord:
     dropped_phrases: int  # phrases whose words were all truncated away
     text: str = ""  # the input words joined by spaces: lexical types for control tasks
 
+    @classmethod
+    def with_units(
+        cls,
+        *,
+        example_id: str,
+        group_id: str,
+        split: str,
+        hidden: np.ndarray,
+        modality: np.ndarray,
+        word_index: np.ndarray,
+        cls_mass: np.ndarray,
+        **fields: object,
+    ) -> ExampleRecord:
+        """A record whose unit and pair fields not given are empty (0 rows, right shapes):
+        a data set has only some unit kinds (Visual Genome: regions and relations)."""
+        layers, _, dim = hidden.shape
+        heads = cls_mass.shape[:2]
+
+        def rows(*shape: int, dtype: type = np.float32) -> np.ndarray:
+            return np.zeros(shape, dtype)
+
+        empty: dict[str, object] = {
+            "region_emb": rows(layers, 0, dim),
+            "region_category": rows(0, dtype=np.int32),
+            "region_box": rows(0, 4),
+            "phrase_emb": rows(layers, 0, dim),
+            "phrase_type": rows(0, dtype=np.int8),
+            "phrase_types": rows(0, 8, dtype=bool),
+            "phrase_span": rows(0, 2, dtype=np.int32),
+            "sentence_cls": rows(layers, 0, dim),
+            "sentence_mean": rows(layers, 0, dim),
+            "sentence_label": rows(0, dtype=np.int32),
+            "rel_subject": rows(0, dtype=np.int64),
+            "rel_object": rows(0, dtype=np.int64),
+            "rel_related": rows(0, dtype=np.int8),
+            "rel_predicate": rows(0, dtype=np.int32),
+            "rel_attention": rows(0, *heads, 2),
+            "coref_phrase": rows(0, dtype=np.int64),
+            "coref_region": rows(0, dtype=np.int64),
+            "coref_corefer": rows(0, dtype=np.int8),
+            "coref_attention": rows(0, *heads, 2),
+            "attention_map": None,
+            "dropped_phrases": 0,
+        }
+        unknown = sorted(set(fields) - set(empty) - {"text"})
+        if unknown:
+            raise TypeError(f"ExampleRecord has no field(s) {unknown}")
+        return cls(
+            example_id=example_id,
+            group_id=group_id,
+            split=split,
+            hidden=hidden,
+            modality=modality,
+            word_index=word_index,
+            cls_mass=cls_mass,
+            **{**empty, **fields},  # type: ignore[arg-type]
+        )
+
     @property
     def num_tokens(self) -> int:
         return int(self.modality.shape[0])
