@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from omegaconf import DictConfig
 
 from datamodules.views import head_probe_names
+from probes.engine import ProbeEngine
 from probes.tasks.base import (
     SPLITS,
+    TaskInputs,
     TaskOutput,
     attention_layer_names,
     cache_attr,
@@ -36,6 +37,7 @@ from probes.tasks.base import (
 from vlprobe.analysis.alignment import alignment_accuracy, cross_modal_share, top_heads
 from vlprobe.analysis.stats import wilson_interval
 from vlprobe.cache.reader import CacheError, CacheReader
+from vlprobe.cache.schema import pair_path, unit_path
 from vlprobe.reporting.figures import plot_by_layer, plot_layer_head_heatmap
 
 COLUMNS = ["name", "layer_name", "alignment_acc", "cross_modal_share", "chance", "n_phrases"]
@@ -81,9 +83,9 @@ class CrossModalAlignmentTask:
         chosen = examples_in_split(reader, self.split)
         shape = (reader.num_layers, reader.num_heads)
         empty = {"acc": np.full(shape, np.nan), "chance": float("nan"), "n_phrases": 0}
-        if "units/phrase/example" not in reader.file or len(chosen) == 0:
+        if unit_path("phrase", "example") not in reader.file or len(chosen) == 0:
             return empty
-        phrases = np.flatnonzero(np.isin(reader.array("units/phrase/example"), chosen))
+        phrases = np.flatnonzero(np.isin(reader.unit("phrase", "example"), chosen))
         if len(phrases) == 0:
             return empty
         if self.candidates == "all":
@@ -91,10 +93,10 @@ class CrossModalAlignmentTask:
         return self._accuracy_mentioned(reader, phrases)
 
     def _accuracy_all_regions(self, reader: CacheReader, phrases: np.ndarray) -> dict[str, Any]:
-        chance = reader.array("units/phrase/grounding_chance")[phrases].astype(np.float64)
+        chance = reader.unit("phrase", "grounding_chance")[phrases].astype(np.float64)
         scored = chance > 0
         lo, hi = int(phrases[0]), int(phrases[-1]) + 1  # a split's phrases are contiguous
-        credit = reader.file["units/phrase/grounding"][lo:hi][phrases - lo][scored]
+        credit = reader.file[unit_path("phrase", "grounding")][lo:hi][phrases - lo][scored]
         return {
             "acc": credit.mean(axis=0) if scored.any() else np.full(credit.shape[1:], np.nan),
             "chance": float(chance[scored].mean()) if scored.any() else np.nan,
@@ -103,18 +105,18 @@ class CrossModalAlignmentTask:
         }
 
     def _accuracy_mentioned(self, reader: CacheReader, phrases: np.ndarray) -> dict[str, Any]:
-        off = reader.array("units/phrase/pair_offset").astype(np.int64)
+        off = reader.unit("phrase", "pair_offset").astype(np.int64)
         counts = off[phrases + 1] - off[phrases]
         rows = np.concatenate([np.arange(off[p], off[p + 1]) for p in phrases]).astype(np.int64)
-        pair_phrase = reader.array("pairs/coref/phrase")
+        pair_phrase = reader.pair("coref", "phrase")
         if not np.array_equal(pair_phrase[rows], np.repeat(phrases, counts)):
             raise CacheError(f"{reader.path}: units/phrase/pair_offset disagrees with pairs/coref")
         if len(rows) == 0:
             shape = (reader.num_layers, reader.num_heads)
             return {"acc": np.full(shape, np.nan), "chance": float("nan"), "n_phrases": 0}
-        gold = reader.array("pairs/coref/corefer")[rows] == 1
+        gold = reader.pair("coref", "corefer")[rows] == 1
         lo, hi = int(rows[0]), int(rows[-1]) + 1  # a split's pairs are contiguous
-        attention = reader.file["pairs/coref/attention"][lo:hi, :, :, 0][rows - lo]
+        attention = reader.file[pair_path("coref", "attention")][lo:hi, :, :, 0][rows - lo]
         sub_off = np.concatenate([[0], np.cumsum(counts)])
         owner = np.repeat(np.arange(len(phrases)), counts)
         n_gold = np.bincount(owner, weights=gold, minlength=len(phrases))
@@ -137,17 +139,19 @@ class CrossModalAlignmentTask:
             return np.full(shape, np.nan), 0
         group = reader.file["attention/maps"]
         examples = sorted(int(k) for k in group)[: self.max_maps]
-        off = reader.array("examples/token_offset")
-        modality = reader.array("tokens/modality")
+        off = reader.example("token_offset")
+        modality = reader.token("modality")
         maps = [group[str(e)][()] for e in examples]
         mods = [modality[off[e] : off[e + 1]] for e in examples]
         if not maps:
             return np.full(shape, np.nan), 0
         return cross_modal_share(maps, mods), len(maps)
 
-    def execute(
-        self, reader: CacheReader, cfg: DictConfig, loggers: list[Any], out_dir: Path
-    ) -> TaskOutput:
+    def datasets(self) -> list[str]:
+        return [self.dataset]
+
+    def execute(self, inputs: TaskInputs, engine: ProbeEngine, out_dir: Path) -> TaskOutput:
+        reader, loggers = inputs.reader, engine.loggers
         result = self.accuracy(reader)
         acc, chance = result["acc"], result["chance"]
         share, n_maps = self.cross_share(reader)

@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from omegaconf import DictConfig
 
 from datamodules.views import head_probe_names
+from probes.engine import ProbeEngine
 from probes.tasks.base import (
     SPLITS,
+    TaskInputs,
     TaskOutput,
     attention_layer_names,
     cache_attr,
@@ -87,19 +88,19 @@ class ModalityImportanceTask:
         lo, hi = int(chosen[0]), int(chosen[-1]) + 1  # a split is a contiguous block of rows
         mass = reader.file["attention/cls_mass"][lo:hi][chosen - lo]
         special = reader.file["attention/cls_special_mass"][lo:hi][chosen - lo]
-        n_text = reader.array("examples/n_text")[chosen]
-        n_image = reader.array("examples/n_image")[chosen]
-        off = reader.array("examples/token_offset")
-        is_special = (reader.array("tokens/modality") == 0) & (
-            reader.array("tokens/word_index") < 0
-        )
-        n_special = np.add.reduceat(is_special, off[:-1])[chosen] if len(off) > 1 else n_text
+        n_text = reader.example("n_text")[chosen]
+        n_image = reader.example("n_image")[chosen]
+        off = reader.example("token_offset")
+        is_special = (reader.token("modality") == 0) & (reader.token("word_index") < 0)
+        n_special = np.add.reduceat(is_special, off[:-1])[chosen]
         result = modality_importance(mass, n_text, n_image, special, n_special)
         return result, len(chosen)
 
-    def execute(
-        self, reader: CacheReader, cfg: DictConfig, loggers: list[Any], out_dir: Path
-    ) -> TaskOutput:
+    def datasets(self) -> list[str]:
+        return [self.dataset]
+
+    def execute(self, inputs: TaskInputs, engine: ProbeEngine, out_dir: Path) -> TaskOutput:
+        reader, loggers = inputs.reader, engine.loggers
         result, n_examples = self.measure(reader)
         num_layers, num_heads = result["text"].shape
         layer_names = attention_layer_names(reader)

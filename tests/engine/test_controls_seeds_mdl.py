@@ -11,7 +11,7 @@ from scipy.stats import binomtest
 
 from probes.run import run
 from vlprobe.analysis.stats import mean_std_ci, wilson_interval
-from vlprobe.cache.planted import write_planted_relation_cache
+from vlprobe.testing.planted import write_planted_relation_cache
 
 
 def _rows(compose_cfg, planted_cache: Path, extra: list[str]) -> list[dict]:
@@ -57,7 +57,9 @@ def test_single_seed_rows_carry_the_test_interval(compose_cfg, planted_cache: Pa
 
 
 def test_control_task_reports_selectivity(compose_cfg, planted_cache: Path) -> None:
-    rows = _rows(compose_cfg, planted_cache, ["probe.control=true", "probe.shuffled_control=true"])
+    rows = _rows(
+        compose_cfg, planted_cache, ["probing.control=true", "probing.shuffled_control=true"]
+    )
     signal = next(r for r in rows if r["probe"] == "layer_02")
     assert signal["selectivity"] == pytest.approx(signal["test_acc"] - signal["control_test_acc"])
     assert signal["selectivity"] > 0.3  # the planted layer decodes the task, not the types
@@ -68,7 +70,11 @@ def test_mdl_codelength_is_short_where_the_signal_is(compose_cfg, planted_cache:
     rows = _rows(
         compose_cfg,
         planted_cache,
-        ["probe.mdl=true", "probe.mdl_fractions=[0.05,0.1,0.25,0.5,1.0]", "probe.layers=[0,2]"],
+        [
+            "probing.mdl=true",
+            "probing.mdl_fractions=[0.05,0.1,0.25,0.5,1.0]",
+            "probing.layers=[0,2]",
+        ],
     )
     noise, signal = rows
     assert signal["mdl_uniform_bits"] == pytest.approx(noise["mdl_uniform_bits"])
@@ -85,7 +91,7 @@ def test_mlp_reaches_the_control_ceiling(compose_cfg, tmp_path: Path) -> None:
     rows = _rows(
         compose_cfg,
         cache,
-        ["probe=mlp", "probe.hidden_dim=64", "probe.control=true", "probe.layers=[0]"],
+        ["probe=mlp", "probe.hidden_dim=64", "probing.control=true", "probing.layers=[0]"],
     )
     [row] = rows
     assert row["control_type_recurrence"] == 1.0  # 6 categories: every one seen in training
