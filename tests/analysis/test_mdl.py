@@ -1,8 +1,9 @@
 import math
 
+import numpy as np
 import pytest
 
-from vlprobe.analysis.mdl import block_edges, online_codelength
+from vlprobe.analysis.mdl import block_edges, l2_strength, online_blocks, online_codelength
 
 
 def test_block_edges():
@@ -36,3 +37,17 @@ def test_online_codelength_validates():
         online_codelength([2, 4], [1.0], 1, 2)  # first block disagrees with the edges
     with pytest.raises(ValueError):
         online_codelength([4, 2], [1.0], 4, 2)  # not increasing
+
+
+def test_online_blocks_are_a_seeded_permutation_with_block_ends():
+    order, edges = online_blocks(np.arange(10, 30), seed=3, fractions=[0.1, 0.5, 1.0])
+    assert sorted(order.tolist()) == list(range(10, 30)) and edges == [2, 10, 20]
+    again, _ = online_blocks(np.arange(10, 30), seed=3, fractions=[0.1, 0.5, 1.0])
+    np.testing.assert_array_equal(order, again)
+
+
+def test_l2_strength_matches_sklearn_objective():
+    # sklearn: C * sum CE + 1/2 ||w||^2 ; per example (divide by C n): mean CE + ||w||^2 / (2 C n)
+    assert l2_strength(0.1, 50) == pytest.approx(1 / 5)
+    with pytest.raises(ValueError):
+        l2_strength(0.0, 5)

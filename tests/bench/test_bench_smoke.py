@@ -27,6 +27,7 @@ SCRIPTS = (
     "memory",
     "extraction_overhead",
     "scaling",
+    "mdl_vs_sklearn",
 )
 
 
@@ -46,6 +47,8 @@ def test_quick_run(script: str, bench_dir: Path, monkeypatch: pytest.MonkeyPatch
     assert result["machine"]["nproc"] >= 1
     if script == "fused_vs_separate":  # same init, same batches: identical accuracies
         assert all(row["max_dacc_pts"] == 0 for row in result["rows"])
+    if script == "mdl_vs_sklearn":  # the small version of the MDL comparison: within 10%
+        assert result["summary"]["met"], result["per_layer"]
     if script == "memory":
         assert result["summary"]["auto_picks_memory_only_when_it_fits"]
 

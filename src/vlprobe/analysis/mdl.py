@@ -5,13 +5,21 @@ The data are sent in blocks ``[0, t1), [t1, t2), ..., [t_{k-1}, n)``. The first 
 with the uniform code (``t1 * log2(C)`` bits); every later block is sent with a probe trained on
 all data before it, costing its summed ``-log2 p(y | x)``. Fewer bits than the uniform code
 ``n * log2(C)`` means the labels are easy to extract from the representation; compression =
-uniform / online. Training is the caller's job: this module is the arithmetic only.
+uniform / online. Training is the caller's job: this module is the arithmetic, the blocks and
+the regularisation grid.
+
+A block's model must be a good *code*, not only a good classifier: an unregularised probe
+picked by validation accuracy on a few hundred rows is over-confident, and its wrong answers
+cost tens of bits each. So each block's model is chosen by validation loss among L2 strengths
+``MDL_C_GRID`` (scikit-learn's ``C``: penalty ``||w||^2 / (2 C n)`` per example).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+
+import numpy as np
 
 DEFAULT_FRACTIONS: tuple[float, ...] = (
     0.001,
@@ -27,6 +35,25 @@ DEFAULT_FRACTIONS: tuple[float, ...] = (
     1.0,
 )
 """The block boundaries of Voita & Titov (0.1% ... 100% of the training data)."""
+
+MDL_C_GRID: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+"""Inverse L2 strengths tried per block (``C`` of scikit-learn's LogisticRegression)."""
+
+
+def online_blocks(
+    train_rows: np.ndarray, seed: int, fractions: Sequence[float] | None = None
+) -> tuple[np.ndarray, list[int]]:
+    """The training rows in a seeded coding order, and the block ends over them."""
+    order = np.random.default_rng(seed).permutation(np.asarray(train_rows))
+    return order, block_edges(len(order), fractions or DEFAULT_FRACTIONS)
+
+
+def l2_strength(c: float, n: int) -> float:
+    """Per-example L2 coefficient ``lambda`` of ``mean CE + lambda / 2 ||w||^2`` equal to
+    scikit-learn's ``C * sum CE + 1/2 ||w||^2`` on ``n`` examples: ``1 / (C n)``."""
+    if c <= 0 or n < 1:
+        raise ValueError("C must be positive and n at least 1")
+    return 1.0 / (c * n)
 
 
 def block_edges(n: int, fractions: Sequence[float] = DEFAULT_FRACTIONS) -> list[int]:
