@@ -13,20 +13,18 @@ from pathlib import Path
 
 
 def _make_demo_data(args: argparse.Namespace) -> int:
-    from vlprobe.synthetic import make_demo_data
-    from vlprobe.synthetic.stamp import demo_settings, write_stamp
+    from vlprobe.synthetic.stamp import build_demo
 
-    paths = make_demo_data(
-        Path(args.out),
+    out = Path(args.out)
+    build_demo(
+        out,
         scenes=args.scenes,
         seed=args.seed,
         feature_dim=args.feature_dim,
+        force=True,
         render_images=not args.no_images,
     )
-    write_stamp(Path(args.out), demo_settings(args.scenes, args.seed, args.feature_dim))
-    print(f"VALUE-mini demo data written to {args.out}:")
-    for name, path in vars(paths).items():
-        print(f"  {name:14s} {path}")
+    print(f"VALUE-mini demo data written to {out}")
     return 0
 
 

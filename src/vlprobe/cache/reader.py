@@ -14,7 +14,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from vlprobe.cache.schema import PARTIAL_SUFFIX, READ_CACHE_BYTES, SCHEMA_VERSION, SPLIT_NAMES
+from vlprobe.cache.schema import READ_CACHE_BYTES, SCHEMA_VERSION, SPLIT_NAMES, partial_files
+from vlprobe.cache.verify import structure_problems
+
+_REBUILD = "Delete it: a run rebuilds its cache, or rebuild it with `vlprobe extract`"
 
 
 class CacheError(RuntimeError):
@@ -22,18 +25,27 @@ class CacheError(RuntimeError):
 
 
 def open_cache_file(path: str | Path) -> h5py.File:
-    """Open ``path`` read-only with a read cache large enough for several full chunks."""
+    """Open ``path`` read-only with a read cache large enough for several full chunks.
+
+    Refused, with the fix named: a missing, unreadable (truncated), unfinished, other-schema or
+    structurally broken (a dataset missing, lengths disagreeing) file.
+    """
     path = Path(path)
     if not path.exists():
-        partial = path.with_name(path.name + PARTIAL_SUFFIX)
+        partial = partial_files(path)
         hint = (
-            f" A partial file {partial} exists: its extraction did not finish; delete it and "
+            f" A partial file {partial[0]} exists: its extraction did not finish; delete it and "
             "run `vlprobe extract` again."
-            if partial.exists()
+            if partial
             else " Build it with `vlprobe extract` (see README)."
         )
         raise CacheError(f"no cache at {path}.{hint}")
-    f = h5py.File(path, "r", rdcc_nbytes=READ_CACHE_BYTES, rdcc_nslots=10007)
+    try:
+        f = h5py.File(path, "r", rdcc_nbytes=READ_CACHE_BYTES, rdcc_nslots=10007)
+    except OSError as err:
+        raise CacheError(
+            f"{path} cannot be read as HDF5 (truncated or corrupted: {err}). {_REBUILD}"
+        ) from None
     if int(f.attrs.get("complete", 0)) != 1:
         f.close()
         raise CacheError(f"{path} is not a finished vlprobe cache (no 'complete' flag).")
@@ -42,6 +54,13 @@ def open_cache_file(path: str | Path) -> h5py.File:
         f.close()
         raise CacheError(
             f"{path} has cache schema {version}, this vlprobe reads {SCHEMA_VERSION}: re-extract."
+        )
+    problems = structure_problems(f)
+    if problems:
+        f.close()
+        more = f" (and {len(problems) - 1} more; `vlprobe verify {path}` lists them)"
+        raise CacheError(
+            f"{path} is broken: {problems[0]}{more if len(problems) > 1 else ''}. {_REBUILD}"
         )
     return f
 

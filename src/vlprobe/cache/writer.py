@@ -1,7 +1,10 @@
 """Write the activation cache: append per-example records, publish atomically at the end.
 
-The file is written to ``<path>.partial`` and renamed only after the ``complete`` flag is set,
-so a killed extraction never leaves a file at the final path that looks finished.
+The file is written to this writer's own ``<path>.<pid>-<random>.partial`` and, after the
+``complete`` flag is set and the bytes are on disk (fsync), renamed onto ``path`` in one step:
+a killed extraction never leaves a file at the final path that looks finished, and two writers
+never share a partial file. Every dataset carries a Fletcher-32 checksum per chunk, so a cache
+corrupted on disk fails to read instead of returning wrong numbers.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import h5py
 import numpy as np
 
 from vlprobe import __version__
-from vlprobe.cache.schema import PARTIAL_SUFFIX, SCHEMA_VERSION, SPLIT_IDS, rows_per_chunk
+from vlprobe.cache.schema import SCHEMA_VERSION, SPLIT_IDS, partial_path, rows_per_chunk
 from vlprobe.extraction.units import ExampleRecord, LabelVocab
 
 _STR = h5py.string_dtype()
@@ -38,6 +41,14 @@ def cast_activations(data: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return data.astype(dtype)
 
 
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class CacheWriter:
     """Appends :class:`ExampleRecord` s to growing, chunked HDF5 datasets."""
 
@@ -51,7 +62,7 @@ class CacheWriter:
         dtype: str = "float16",
     ) -> None:
         self.path = Path(path)
-        self.partial = self.path.with_name(self.path.name + PARTIAL_SUFFIX)
+        self.partial = partial_path(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.file = h5py.File(self.partial, "w")
         self.dtype = np.dtype(dtype)
@@ -98,6 +109,7 @@ class CacheWriter:
                 maxshape=tuple(maxshape),
                 dtype=dtype,
                 chunks=tuple(chunks),
+                fletcher32=dtype is not _STR,  # HDF5 checksums fixed-size data only
             )
         ds = self.file[name]
         start = ds.shape[axis]
@@ -163,6 +175,7 @@ class CacheWriter:
                 f"attention/maps/{e}",
                 data=cast_activations(rec.attention_map, self.dtype),
                 compression="gzip",
+                fletcher32=True,
             )
         self.counts["examples"] += 1
         self.counts["region"] += num_regions
@@ -181,7 +194,9 @@ class CacheWriter:
         self.file.attrs["complete"] = 1
         self.file.close()
         self.file = None
+        _fsync(self.partial)
         os.replace(self.partial, self.path)
+        _fsync(self.path.parent)  # the rename itself survives a crash
         return self.path
 
     def abort(self) -> None:
