@@ -162,8 +162,9 @@ def load_examples(cfg: DictConfig, dataset: str) -> tuple[list[VLExample], list[
         examples = build_flickr_examples(Path(data.flickr30k), features, **visual)
         sources = [Path(data.flickr30k), Path(data.features)]
     elif dataset.startswith("senteval/") and dataset.split("/", 1)[1] in SENTEVAL_TASKS:
-        path = Path(data.senteval) / SENTEVAL_TASKS[dataset.split("/", 1)[1]]
-        examples = build_senteval_examples(path, **common)
+        task = dataset.split("/", 1)[1]
+        path = Path(data.senteval) / SENTEVAL_TASKS[task]
+        examples = build_senteval_examples(path, task=task, **common)
         sources = [path]
     else:
         raise ValueError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASET_KINDS)}")
