@@ -14,12 +14,13 @@ from typing import Any
 
 import pytorch_lightning as pl
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from probes.tasks.base import Task, TaskOutput
 from vlprobe.cache.leakage import check_no_leakage
 from vlprobe.cache.reader import CacheReader
 from vlprobe.extraction.pipeline import ensure_cache
+from vlprobe.preflight import check_run_inputs
 from vlprobe.reporting.table import format_table, write_results
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,11 @@ def run(cfg: DictConfig) -> float | None:
     reader = CacheReader(ensure_cache(cfg, task.dataset)) if task.dataset else None
     if reader is not None:  # tasks without one dataset (linguistic) check their own caches
         check_no_leakage(reader)
+        check_run_inputs(cfg, reader)
+    debug = is_debug_run(cfg)
+    if debug:  # W&B and results.json say so: a smoke run's numbers are not results
+        with open_dict(cfg):
+            cfg.tags = [*(cfg.get("tags") or []), "debug"]
     loggers = build_loggers(cfg)
     keys = [k for k in cfg if k != "hydra"]  # tests compose with the hydra node attached
     resolved = OmegaConf.to_container(OmegaConf.masked_copy(cfg, keys), resolve=True)
@@ -78,15 +84,23 @@ def run(cfg: DictConfig) -> float | None:
     failed = True
     try:
         output = task.execute(reader, cfg, loggers, out_dir)
+        if debug:
+            output.rows = [{**row, "debug": True} for row in output.rows]
         trained = any("val_acc" in row for row in output.rows)
         probe = f" | {cfg.probe.get('probe', '')} probe" if trained else ""
         title = f"{cfg.task.name} | {cfg.model.name}{probe} | seed {cfg.seed}"
+        title += " | DEBUG RUN (one batch per stage: not results)" if debug else ""
         print(publish(output, loggers, out_dir, title))
         metric = _optimized_value(output, cfg.get("optimized_metric"))
         failed = False
     finally:
         _finish_wandb(loggers, failed)
     return metric
+
+
+def is_debug_run(cfg: DictConfig) -> bool:
+    """``debug=fast`` (or any ``trainer.fast_dev_run``): one batch per stage, not results."""
+    return bool(OmegaConf.select(cfg, "trainer.fast_dev_run", default=False))
 
 
 def _optimized_value(output: TaskOutput, metric: str | None) -> float | None:

@@ -52,6 +52,7 @@ def test_unchanged_or_copied_data_reuses(builder_cfg, own_demo: Path, caplog) ->
     built = path.stat().st_mtime_ns
     file = own_demo / "senteval" / "past_present.txt"
     os.utime(file, ns=(1, 1))  # same bytes, new mtime (a copy without -p): still the same data
+    caplog.clear()
     with caplog.at_level(logging.INFO, logger="vlprobe.extraction.pipeline"):
         assert ensure_cache(cfg, DATASET) == path
     assert path.stat().st_mtime_ns == built

@@ -79,6 +79,20 @@ def ensure_demo_data(cfg: DictConfig) -> None:
     )
 
 
+def check_settings(cfg: DictConfig, dataset: str) -> None:
+    """Settings that cannot give a usable cache, refused before any data is read or written."""
+    if dataset not in DATASET_KINDS:
+        raise ValueError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASET_KINDS)}")
+    fractions = [float(x) for x in cfg.data.vg_split]
+    if dataset == "visual_genome" and (
+        len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1) > 1e-6
+    ):
+        raise ValueError(
+            f"data.vg_split={fractions}: give train, val and test fractions, each > 0, "
+            "summing to 1 (e.g. [0.8,0.1,0.1]); an empty split has nothing to test on"
+        )
+
+
 def input_sources(cfg: DictConfig, dataset: str) -> list[tuple[Path, bool]]:
     """The files and folders ``dataset`` is read from, each with whether to hash contents
     (not for image folders: stat only)."""
@@ -223,6 +237,7 @@ def _extract(cfg: DictConfig, dataset: str, out: Path, inputs: dict) -> Path:
 
 def run_extraction(cfg: DictConfig, dataset: str, out: Path | None = None) -> Path:
     """Build the cache for ``dataset`` at ``out`` (default: :func:`cache_path`), always."""
+    check_settings(cfg, dataset)
     ensure_demo_data(cfg)
     out = out or cache_path(cfg, dataset)
     inputs = fingerprint(cfg, dataset)  # before reading: a change during the build shows later
@@ -243,6 +258,7 @@ def ensure_cache(cfg: DictConfig, dataset: str) -> Path:
                 "`vlprobe extract`, or leave data.cache=null to build one"
             )
         return path
+    check_settings(cfg, dataset)
     ensure_demo_data(cfg)
     inputs = fingerprint(cfg, dataset)
     if stale_reason(path, inputs) is None:
