@@ -25,8 +25,9 @@ def lock_path_for(path: Path) -> Path:
 
 
 @contextmanager
-def exclusive_lock(path: str | Path) -> Iterator[bool]:
-    """Hold the lock of ``path`` (``<path>.lock``); yields whether another holder made us wait."""
+def exclusive_lock(path: str | Path, what: str | None = None) -> Iterator[bool]:
+    """Hold the lock of ``path`` (``<path>.lock``); yields whether another holder made us wait.
+    ``what`` names what is being built in the log line (default: ``path``)."""
     lock = lock_path_for(Path(path))
     lock.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
@@ -35,7 +36,7 @@ def exclusive_lock(path: str | Path) -> Iterator[bool]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             waited = False
         except BlockingIOError:
-            log.info("another process is building %s: waiting for it (lock %s)", path, lock)
+            log.info("another process is building %s: waiting for it (lock %s)", what or path, lock)
             fcntl.flock(fd, fcntl.LOCK_EX)
             waited = True
         yield waited

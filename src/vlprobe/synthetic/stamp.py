@@ -68,7 +68,7 @@ def build_demo(
     if not force and is_current(root, settings):
         return False
     claim(root)
-    with exclusive_lock(root / OWNER):
+    with exclusive_lock(root / OWNER, what=f"the demo data at {root}"):
         if not force and is_current(root, settings):
             return False
         (root / STAMP).unlink(missing_ok=True)
