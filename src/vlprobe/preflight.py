@@ -127,28 +127,34 @@ def _check_folders(cfg: DictConfig, args: list[str]) -> None:
             check_writable(value, key)
 
 
-def check_run_inputs(cfg: DictConfig, reader: Any) -> None:
-    """Settings checked against the open cache, before any logger run starts."""
-    hidden = reader.num_layers + 1
-    layers = OmegaConf.select(cfg, "probe.layers")
+def check_run_inputs(cfg: DictConfig, readers: list[Any]) -> None:
+    """Settings checked against the open caches, before any logger run starts.
+
+    Layers: each must exist in some cache (models of one run may differ in depth; a task uses
+    the layers each model has). Splits: probes train, select and test on all three; analyses
+    read their ``task.split``.
+    """
+    deepest = max(readers, key=lambda r: r.num_layers)
+    hidden = deepest.num_layers + 1
+    layers = OmegaConf.select(cfg, "probing.layers")
     bad = [int(x) for x in layers or [] if not 0 <= int(x) < hidden]
     if bad:
         raise BadInput(
-            f"probe.layers={list(layers)}: {reader.path} has hidden layers 0-{hidden - 1} "
-            f"({reader.file.attrs.get('model_name', 'its model')}); choose layers in that "
-            "range, or probe.layers=null for all"
+            f"probing.layers={list(layers)}: {deepest.path} has hidden layers 0-{hidden - 1} "
+            f"({deepest.file.attrs.get('model_name', 'its model')}); choose layers in that "
+            "range, or probing.layers=null for all"
         )
-    counts = reader.split_counts()
-    # probes train, select and test on all three splits; analyses read their task.split
     used = OmegaConf.select(cfg, "task.split", default=None)
-    needed = list(counts) if used is None else [] if used == "all" else [used]
-    empty = [split for split in needed if counts.get(split, 0) == 0]
-    if empty:
-        built_here = not OmegaConf.select(cfg, "data.cache")
-        fix = (
-            f"data.vg_split={list(OmegaConf.select(cfg, 'data.vg_split'))} gives it no "
-            "images; give every split a positive fraction"
-            if built_here and reader.file.attrs.get("dataset_kind") == "visual_genome"
-            else "every split needs examples: check the split lists it was built from"
-        )
-        raise BadInput(f"the {empty[0]} split of {reader.path} is empty: {fix}")
+    for reader in readers:
+        counts = reader.split_counts()
+        needed = list(counts) if used is None else [] if used == "all" else [used]
+        empty = [split for split in needed if counts.get(split, 0) == 0]
+        if empty:
+            built_here = not OmegaConf.select(cfg, "data.cache")
+            fix = (
+                f"data.vg_split={list(OmegaConf.select(cfg, 'data.vg_split'))} gives it no "
+                "images; give every split a positive fraction"
+                if built_here and reader.file.attrs.get("dataset_kind") == "visual_genome"
+                else "every split needs examples: check the split lists it was built from"
+            )
+            raise BadInput(f"the {empty[0]} split of {reader.path} is empty: {fix}")

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from vlprobe.models.registry import tiny_config
 from vlprobe.synthetic.stamp import build_demo
+from vlprobe.testing.models import tiny_config
 
 FEATURE_DIM = 64
 DEMO = {"scenes": 16, "seed": 1, "feature_dim": FEATURE_DIM}

@@ -14,9 +14,9 @@ import h5py
 import numpy as np
 import pytest
 
-from vlprobe.cache.planted import write_planted_relation_cache
 from vlprobe.cli import main as vlprobe
 from vlprobe.preflight import BadInput, check_writable
+from vlprobe.testing.planted import write_planted_relation_cache
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,9 +66,12 @@ def test_unknown_task_lists_every_task(run_cli) -> None:
 
 
 def test_unknown_key_lists_valid_keys(run_cli) -> None:
-    (line,) = run_cli("probe.hiden_dim=3")
-    assert line.startswith("train_probe: error: unknown config key 'probe.hiden_dim'; ")
-    assert "valid keys under probe:" in line and "hidden_dim" in line and "+probe.hiden_dim" in line
+    (line,) = run_cli("probe.learning_rate=0.1")
+    assert line == (
+        "train_probe: error: unknown config key 'probe.learning_rate'; valid keys under probe: "
+        "_partial_, _target_, family, lr, weight_decay (to add a new key write "
+        "+probe.learning_rate=...)"
+    )
 
 
 def test_unknown_sweep_option(run_cli) -> None:
@@ -94,9 +97,9 @@ def test_empty_split_in_cache(run_cli, good_cache: Path, tmp_path: Path) -> None
 
 
 def test_layers_out_of_range(run_cli, good_cache: Path) -> None:
-    (line,) = run_cli(f"data.cache={good_cache}", "probe.layers=[0,99]")
+    (line,) = run_cli(f"data.cache={good_cache}", "probing.layers=[0,99]")
     assert line.startswith(
-        f"train_probe: error: probe.layers=[0, 99]: {good_cache} has hidden layers 0-3 (planted)"
+        f"train_probe: error: probing.layers=[0, 99]: {good_cache} has hidden layers 0-3 (planted)"
     )
 
 
