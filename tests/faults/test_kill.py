@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from workers import build, noop
 
 from vlprobe.cache.reader import CacheError, CacheReader
-from vlprobe.cache.schema import partial_files
+from vlprobe.cache.schema import PARTS, partial_files
 from vlprobe.cache.verify import verify_cache
 from vlprobe.extraction.pipeline import cache_path, ensure_cache
 
@@ -53,7 +53,7 @@ def _kill_trials(
             with pytest.raises(CacheError, match="no cache at"):
                 CacheReader(path)
             outcomes["no cache"] += 1
-    assert ensure_cache(cfg, dataset) == path  # the next run: orphans removed, cache built
+    assert ensure_cache(cfg, dataset, PARTS) == path  # the next run: orphans removed, cache built
     assert same_cache(path, reference) == [] and partial_files(path) == []
     return outcomes
 

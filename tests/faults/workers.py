@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from vlprobe.cache.schema import PARTS
 from vlprobe.extraction.pipeline import ensure_cache
 
 
@@ -26,9 +27,9 @@ def noop(*args: object) -> None:
 
 
 def build(cfg_yaml: str, dataset: str, log_file: str | None = None) -> None:
-    """Build (or reuse) the cache of ``dataset``."""
+    """Build (or reuse) the cache of ``dataset``, every part."""
     _setup(log_file)
-    ensure_cache(OmegaConf.create(cfg_yaml), dataset)
+    ensure_cache(OmegaConf.create(cfg_yaml), dataset, PARTS)
 
 
 def build_together(cfg_yaml: str, dataset: str, ready_dir: str, n: int, log_file: str) -> None:
@@ -39,4 +40,4 @@ def build_together(cfg_yaml: str, dataset: str, ready_dir: str, n: int, log_file
     (ready / str(os.getpid())).touch()
     while len(list(ready.iterdir())) < n:
         time.sleep(0.002)
-    ensure_cache(cfg, dataset)
+    ensure_cache(cfg, dataset, PARTS)

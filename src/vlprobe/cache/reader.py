@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
 
@@ -15,10 +16,12 @@ import h5py
 import numpy as np
 
 from vlprobe.cache.schema import (
+    PARTS,
     READ_CACHE_BYTES,
     SCHEMA_VERSION,
     SPLIT_NAMES,
     example_path,
+    expand_parts,
     pair_path,
     partial_files,
     token_path,
@@ -74,6 +77,12 @@ def open_cache_file(path: str | Path) -> h5py.File:
     return f
 
 
+def cache_parts(f: h5py.File) -> frozenset[str]:
+    """The optional parts ``f`` holds; caches written before parts existed hold every part."""
+    stored = f.attrs.get("parts")
+    return frozenset(json.loads(stored)) if stored is not None else frozenset(PARTS)
+
+
 class CacheReader:
     """Read-only view of a cache; small index arrays are loaded once, activations never."""
 
@@ -101,6 +110,20 @@ class CacheReader:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+
+    @property
+    def parts(self) -> frozenset[str]:
+        return cache_parts(self.file)
+
+    def require(self, parts: Iterable[str], reader: str) -> None:
+        """Refuse, naming the fix, a cache without a part that ``reader`` (a task) reads."""
+        lacking = sorted(expand_parts(parts) - self.parts)
+        if lacking:
+            raise CacheError(
+                f"{self.path} lacks {', '.join(lacking)}, which {reader} reads: rebuild it with "
+                f"vlprobe extract extraction.parts=[{','.join(lacking)}] (or let the run build "
+                "its own cache: data.cache=null)"
+            )
 
     def attr(self, key: str) -> object:
         value = self.file.attrs[key]

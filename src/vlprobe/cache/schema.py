@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
 
 SCHEMA_VERSION = 1
@@ -63,6 +64,46 @@ GROUPS: dict[str, dict[str, int]] = {
         "pairs/coref/attention": 0,
     },
 }
+# Parts a cache may hold beyond its core (examples incl. [CLS] mass, token modality and word
+# index): a task declares the parts it reads and extraction writes those (docs/cache_format.md).
+CORE_GROUPS = ("examples", "tokens")
+PARTS: tuple[str, ...] = (
+    "token_states",
+    "region",
+    "phrase",
+    "sentence",
+    "relation",
+    "coref",
+    "maps",
+)
+_PART_NEEDS = {"relation": ("region",), "coref": ("phrase", "region")}  # pairs index units
+
+
+def expand_parts(parts: Iterable[str]) -> frozenset[str]:
+    """``parts`` with the parts they index (relation pairs need region units ...), checked."""
+    wanted = set(parts)
+    unknown = sorted(wanted - set(PARTS))
+    if unknown:
+        raise ValueError(f"unknown cache part(s) {unknown}; valid: {', '.join(PARTS)}")
+    for part in list(wanted):
+        wanted.update(_PART_NEEDS.get(part, ()))
+    return frozenset(wanted)
+
+
+def part_of(name: str) -> str:
+    """The group or part a dataset belongs to (``examples``/``tokens`` for the core)."""
+    if name.startswith("attention/maps"):
+        return "maps"
+    if name == "examples/token_offset":
+        return "examples"
+    if name == "units/phrase/pair_offset":
+        return "phrase"
+    for group, members in GROUPS.items():
+        if name in members:
+            return group
+    raise KeyError(f"dataset {name!r} is not in the cache schema")
+
+
 # per hidden layer (axis 0 = layers + 1) and per attention head (axes 1, 2 = layers, heads)
 HIDDEN_DATASETS = (
     "tokens/hidden",

@@ -9,12 +9,19 @@ by hand, is named before a run trains on it.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from vlprobe.cache.schema import GROUPS, HEAD_DATASETS, HIDDEN_DATASETS, SCHEMA_VERSION
+from vlprobe.cache.schema import (
+    CORE_GROUPS,
+    GROUPS,
+    HEAD_DATASETS,
+    HIDDEN_DATASETS,
+    SCHEMA_VERSION,
+)
 
 _READ_ROWS = 1 << 16  # full check: rows per read, bounds memory on large caches
 
@@ -27,9 +34,10 @@ def structure_problems(f: h5py.File) -> list[str]:
     """What is missing or inconsistent, by shapes alone (empty list: consistent)."""
     problems: list[str] = []
     present: dict[str, int] = {}
+    listed = json.loads(f.attrs.get("parts", "[]"))  # parts the writer says it wrote
     for group, members in GROUPS.items():
         have = [name for name in members if name in f]
-        if group == "examples" or have:
+        if group in CORE_GROUPS or group in listed or have:
             missing = [name for name in members if name not in f]
             if missing:
                 problems.append(f"dataset {missing[0]} is missing ({group} group)")

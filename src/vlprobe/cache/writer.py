@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
@@ -21,10 +22,14 @@ import numpy as np
 from vlprobe import __version__
 from vlprobe.cache.records import ExampleRecord, LabelVocab
 from vlprobe.cache.schema import (
+    CORE_GROUPS,
+    PARTS,
     SCHEMA_VERSION,
     SPLIT_IDS,
     example_path,
+    expand_parts,
     pair_path,
+    part_of,
     partial_path,
     rows_per_chunk,
     token_path,
@@ -69,8 +74,11 @@ class CacheWriter:
         attrs: dict[str, object],
         labels: LabelVocab,
         dtype: str = "float16",
+        parts: Iterable[str] | None = None,
     ) -> None:
+        """``parts``: the optional parts to write besides the core (None: every part)."""
         self.path = Path(path)
+        self.parts = expand_parts(PARTS if parts is None else parts)
         self.partial = partial_path(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.file = h5py.File(self.partial, "w")
@@ -88,11 +96,15 @@ class CacheWriter:
         self.file.attrs["vlprobe_version"] = __version__
         self.file.attrs["label_names"] = json.dumps(labels.as_dict())
         self.file.attrs["dtype"] = self.dtype.name
+        self.file.attrs["parts"] = json.dumps(sorted(self.parts))
         self.file.attrs["complete"] = 0
 
     # -- low level ------------------------------------------------------------------------
     def _append(self, name: str, data: np.ndarray, axis: int = 0, dtype=None) -> None:
-        """Queue ``data`` for dataset ``name``; written in one resize per flush, not per example."""
+        """Queue ``data`` for dataset ``name``; written in one resize per flush, not per example.
+        Datasets of parts this cache does not hold are dropped here."""
+        if part_of(name) not in self.parts and part_of(name) not in CORE_GROUPS:
+            return
         self._pending.setdefault(name, (axis, dtype, []))[2].append(np.asarray(data))
 
     def flush(self) -> None:
@@ -179,7 +191,7 @@ class CacheWriter:
         self._act(pair_path("coref", "attention"), rec.coref_attention, axis=0)
         self.phrase_pair_counts.extend(np.bincount(rec.coref_phrase, minlength=num_phrases))
 
-        if rec.attention_map is not None:
+        if rec.attention_map is not None and "maps" in self.parts:
             self.file.create_dataset(
                 f"attention/maps/{e}",
                 data=cast_activations(rec.attention_map, self.dtype),

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from hydra.utils import get_method
@@ -20,8 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from vlprobe import __version__
 from vlprobe.cache.lock import exclusive_lock
-from vlprobe.cache.reader import CacheError, open_cache_file
-from vlprobe.cache.schema import partial_files
+from vlprobe.cache.reader import CacheError, cache_parts, open_cache_file
+from vlprobe.cache.schema import PARTS, expand_parts, partial_files
 from vlprobe.config import auto_device
 from vlprobe.data.builders import (
     BuildStats,
@@ -122,8 +123,17 @@ def fingerprint(cfg: DictConfig, dataset: str) -> dict:
     return input_fingerprint(input_sources(cfg, dataset), settings)
 
 
-def stale_reason(path: Path, current: dict) -> str | None:
-    """Why the cache at ``path`` cannot serve inputs ``current`` (None: it can)."""
+def _held_parts(path: Path) -> frozenset[str]:
+    """The parts a readable cache at ``path`` holds (none when there is no such cache)."""
+    try:
+        with open_cache_file(path) as f:
+            return cache_parts(f)
+    except CacheError:
+        return frozenset()
+
+
+def stale_reason(path: Path, current: dict, parts: frozenset[str] = frozenset()) -> str | None:
+    """Why the cache at ``path`` cannot serve inputs ``current`` and ``parts`` (None: it can)."""
     if not path.exists():
         return f"no cache at {path}"
     try:
@@ -132,6 +142,9 @@ def stale_reason(path: Path, current: dict) -> str | None:
         return f"cache {path} is unusable ({err})"
     with f:
         stored = f.attrs.get("input_fingerprint")
+        lacking = sorted(parts - cache_parts(f))
+    if lacking:
+        return f"cache {path} lacks {', '.join(lacking)}, which this run reads"
     if stored is None:
         return f"cache {path} has no input fingerprint (an older vlprobe wrote it)"
     gone = missing_inputs(current)
@@ -203,7 +216,15 @@ def build_model(cfg: DictConfig) -> HFAdapter:
     return build(**model, seed=cfg.get("seed", 0))
 
 
-def _extract(cfg: DictConfig, dataset: str, out: Path, inputs: dict) -> Path:
+def parts_to_write(cfg: DictConfig, needed: Iterable[str]) -> frozenset[str]:
+    """The parts a reader ``needed``, plus ``extraction.parts`` (``all``: every part)."""
+    extra = cfg.extraction.get("parts")
+    if extra == "all":
+        return expand_parts(PARTS)
+    return expand_parts([*needed, *(extra or [])])
+
+
+def _extract(cfg: DictConfig, dataset: str, out: Path, inputs: dict, parts: frozenset[str]) -> Path:
     """Build the cache (the caller holds its lock); partial files of killed builders go first."""
     for orphan in partial_files(out):
         log.info("removing %s, left by an interrupted extraction", orphan)
@@ -227,6 +248,7 @@ def _extract(cfg: DictConfig, dataset: str, out: Path, inputs: dict) -> Path:
         dtype=cfg.extraction.dtype,
         max_attention_maps=cfg.extraction.max_attention_maps,
         progress=cfg.extraction.progress,
+        parts=parts,
     )
     log.info(
         "cache written: %s (%d examples, %.1f s)",
@@ -238,17 +260,20 @@ def _extract(cfg: DictConfig, dataset: str, out: Path, inputs: dict) -> Path:
 
 
 def run_extraction(cfg: DictConfig, dataset: str, out: Path | None = None) -> Path:
-    """Build the cache for ``dataset`` at ``out`` (default: :func:`cache_path`), always."""
+    """Build the cache for ``dataset`` at ``out`` (default: :func:`cache_path`), always, with
+    ``extraction.parts`` (unset: every part; no task says what it reads here)."""
     check_settings(cfg, dataset)
     ensure_demo_data(cfg)
     out = out or cache_path(cfg, dataset)
     inputs = fingerprint(cfg, dataset)  # before reading: a change during the build shows later
+    parts = parts_to_write(cfg, PARTS if cfg.extraction.get("parts") is None else ())
     with exclusive_lock(out):
-        return _extract(cfg, dataset, out, inputs)
+        return _extract(cfg, dataset, out, inputs, parts)
 
 
-def ensure_cache(cfg: DictConfig, dataset: str) -> Path:
-    """The cache for ``dataset``: reused when its inputs are unchanged, else (re)built.
+def ensure_cache(cfg: DictConfig, dataset: str, parts: Iterable[str] = ()) -> Path:
+    """The cache for ``dataset`` holding ``parts`` (what the task reads): reused when its
+    inputs are unchanged and it holds them, else (re)built with them and the parts it had.
 
     A second process wanting the same cache waits for the first one's lock, then reuses it.
     """
@@ -263,14 +288,15 @@ def ensure_cache(cfg: DictConfig, dataset: str) -> Path:
     check_settings(cfg, dataset)
     ensure_demo_data(cfg)
     inputs = fingerprint(cfg, dataset)
-    if stale_reason(path, inputs) is None:
+    needed = parts_to_write(cfg, parts)
+    if stale_reason(path, inputs, needed) is None:
         return path
     with exclusive_lock(path) as waited:
-        reason = stale_reason(path, inputs)
+        reason = stale_reason(path, inputs, needed)
         if reason is None:
             log.info("reusing %s: another process built it while this one waited", path)
             return path
         if waited:
             log.info("the other builder of %s did not leave a usable cache", path)
         log.info("%s: extracting %s with %s", reason, dataset, cfg.model.name)
-        return _extract(cfg, dataset, path, inputs)
+        return _extract(cfg, dataset, path, inputs, needed | _held_parts(path))
