@@ -112,7 +112,7 @@ def input_sources(cfg: DictConfig, dataset: str) -> list[tuple[Path, bool]]:
 
 def fingerprint(cfg: DictConfig, dataset: str) -> dict:
     """The inputs of ``dataset``'s cache: files, and every setting that builds it."""
-    data = {k: v for k, v in _plain(cfg.data).items() if k not in ("loader", "cache")}
+    data = {k: v for k, v in _plain(cfg.data).items() if k != "cache"}
     settings = {
         "dataset": dataset,
         "data": data,
