@@ -31,8 +31,12 @@ def exit_bad_input(err: BaseException) -> None:
     """One line naming the file or key and the fix, exit code 2."""
     from vlprobe.cache.reader import CacheError
 
-    named = (ValueError, CacheError, FileNotFoundError, PermissionError)
-    hint = "" if isinstance(err, named) else " (a damaged cache? `vlprobe verify CACHE` checks)"
+    if isinstance(err, PermissionError):
+        hint = ": point VLPROBE_ROOT or paths.* at a writable folder"
+    elif isinstance(err, (ValueError, CacheError, FileNotFoundError)):
+        hint = ""
+    else:
+        hint = " (a damaged cache? `vlprobe verify CACHE` checks)"
     print(f"train_probe: error: {err}{hint}", file=sys.stderr)
     sys.exit(2)
 

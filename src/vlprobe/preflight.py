@@ -1,7 +1,7 @@
 """Bad input caught before anything runs: one line naming the key or file and the fix.
 
 :func:`check_command_line` runs before Hydra composes the job (an unknown group option, an
-unknown key, a folder that cannot be written); :func:`check_run_inputs` runs once the cache is
+unknown key, a log folder that cannot be written); :func:`check_run_inputs` runs once the cache is
 open and before any logger starts (layers the model does not have, an empty split). Both raise
 :class:`BadInput`, which ``train_probe.py`` and ``vlprobe`` print as one line with exit code 2.
 """
@@ -107,24 +107,24 @@ def check_command_line(args: list[str], config_name: str) -> None:
         problem = _key_problem(plain, key)  # type: ignore[arg-type]
         if problem:
             raise BadInput(problem)
-    _check_folders(cfg, args)
+    _check_folders(cfg)
 
 
-def _check_folders(cfg: DictConfig, args: list[str]) -> None:
-    """The folders this job writes: logs, caches, and the demo data when it builds it."""
+def _check_folders(cfg: DictConfig) -> None:
+    """The log folder, where Hydra writes the run folder before any of vlprobe's code runs.
+
+    Cache and demo folders are written only when something is built (a read-only folder of
+    finished caches is fine); a PermissionError there is reported as one line by the caller.
+    """
     from vlprobe.config import register_resolvers
 
     register_resolvers()
-    folders = {"paths.log_dir": "paths.log_dir", "paths.cache_dir": "paths.cache_dir"}
-    if OmegaConf.select(cfg, "data.make_demo", default=False):
-        folders["data.root"] = "data.root"
-    for key in folders:
-        try:
-            value = OmegaConf.select(cfg, key)
-        except Exception:  # noqa: BLE001 - an unresolvable path is Hydra's to report
-            continue
-        if value:
-            check_writable(value, key)
+    try:
+        value = OmegaConf.select(cfg, "paths.log_dir")
+    except Exception:  # noqa: BLE001 - an unresolvable path is Hydra's to report
+        return
+    if value:
+        check_writable(value, "paths.log_dir")
 
 
 def check_run_inputs(cfg: DictConfig, readers: list[Any]) -> None:

@@ -136,6 +136,19 @@ def test_read_only_folder_is_named(monkeypatch, tmp_path: Path) -> None:
         check_writable(tmp_path / "file" / "logs", "paths.log_dir")
 
 
+def test_unwritable_cache_folder_is_one_line(run_cli, monkeypatch) -> None:
+    """A cache folder that cannot be written fails when the cache is built, before loggers."""
+    import vlprobe.extraction.pipeline as pipeline
+
+    def refuse(path, what=None):
+        raise PermissionError(13, "Permission denied", f"{path}.lock")
+
+    monkeypatch.setattr(pipeline, "exclusive_lock", refuse)
+    (line,) = run_cli("data.scenes=4", "data.feature_dim=8", "logger=none")
+    assert line.startswith("train_probe: error: [Errno 13] Permission denied: ")
+    assert line.endswith(".h5.lock': point VLPROBE_ROOT or paths.* at a writable folder")
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_read_only_root_folder(run_cli, tmp_path: Path, monkeypatch) -> None:
     locked = tmp_path / "locked"
