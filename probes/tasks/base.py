@@ -52,6 +52,9 @@ class Task(Protocol):
     name: str
     # why ``data.mismatched=true`` means nothing for the task (run() refuses it); None: it works
     mismatched_refusal: ClassVar[str | None]
+    # the cache parts it reads (cache.schema.PARTS): extraction writes those, a cache given by
+    # path must hold them
+    reads: tuple[str, ...]
 
     def datasets(self) -> list[str]:
         """The data sets (cache kinds) it reads, e.g. ``["visual_genome"]``."""

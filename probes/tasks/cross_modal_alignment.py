@@ -55,6 +55,8 @@ class CrossModalAlignmentTask:
         "a mismatched caption mentions nothing in the image, so no phrase has a gold region to "
         "align with"
     )
+    reads: ClassVar[tuple[str, ...]] = ("phrase", "coref", "maps")  # the cache parts it reads
+
     name: str = "cross_modal_alignment"
     dataset: str = "flickr30k"
     split: str = "test"

@@ -73,6 +73,8 @@ class FusionDegreeTask:
     """NMI between 2-means clusters and modality, for every hidden layer (no training)."""
 
     mismatched_refusal: ClassVar[str | None] = None
+    reads: ClassVar[tuple[str, ...]] = ("token_states",)  # the cache parts it reads
+
     name: str = "fusion_degree"
     dataset: str = "flickr30k"
     split: str = "test"

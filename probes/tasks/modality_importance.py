@@ -70,6 +70,8 @@ class ModalityImportanceTask:
     """[CLS] attention mass on text vs image tokens, per head (no training)."""
 
     mismatched_refusal: ClassVar[str | None] = None
+    reads: ClassVar[tuple[str, ...]] = ()  # the cache parts it reads
+
     name: str = "modality_importance"
     dataset: str = "flickr30k"
     split: str = "test"

@@ -42,6 +42,7 @@ class VisualCoreferenceTask(PairProbingTask):
         "a mismatched caption's phrases corefer with no region of the image, so there are no "
         "phrase-region pairs to label"
     )
+    reads: ClassVar[tuple[str, ...]] = ("phrase", "region", "coref")  # the cache parts it reads
     name: str = "visual_coreference"
     dataset: str = "flickr30k"
     subtasks: tuple[str, ...] = SUBTASKS

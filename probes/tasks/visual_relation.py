@@ -30,6 +30,7 @@ SUBTASKS = ("identification", "classification")
 @dataclass
 class VisualRelationTask(PairProbingTask):
     mismatched_refusal: ClassVar[str | None] = None
+    reads: ClassVar[tuple[str, ...]] = ("region", "relation")  # the cache parts it reads
     name: str = "visual_relation"
     dataset: str = "visual_genome"
     subtasks: tuple[str, ...] = SUBTASKS

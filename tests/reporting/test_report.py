@@ -410,9 +410,27 @@ def test_killed_failed_and_debug_runs_are_skipped_and_listed(
     reasons = {s.path.name: s.reason for s in skipped}
     assert reasons[killed.name].startswith("killed")
     assert reasons[failed.name] == "failed: W&B exit code 1"
-    assert reasons["debug"] == "debug run (trainer.fast_dev_run)"
+    assert reasons["debug"].startswith("debug run")
     out = tmp_path / "out"
     assert main(["report", str(logs), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "skipped 3 run(s):" in printed and "killed" in printed
     assert "## Skipped runs" in (out / "report.md").read_text()
+
+
+def test_debug_runs_are_skipped_with_a_listed_warning(logs: Path, tmp_path: Path, caplog) -> None:
+    sweep = next(logs.glob("visual_relation/multiruns/*"))
+    marked = write_run(
+        tmp_path / "debug", config(9), [{**r, "debug": True} for r in probe_rows([0.9])]
+    )
+    old = write_run(
+        tmp_path / "old-debug", {**config(8), "trainer": {"fast_dev_run": True}}, probe_rows([0.9])
+    )
+    with caplog.at_level("WARNING", logger="vlprobe.reporting.aggregate"):
+        runs, skipped = load_runs([sweep, marked, old])
+    assert len(runs) == 6 and {r.seed for r in runs} == {1, 2, 3}
+    assert sorted(s.path for s in skipped) == sorted([marked.resolve(), old.resolve()])
+    warnings = [r.getMessage() for r in caplog.records if "debug run" in r.getMessage()]
+    assert len(warnings) == 2 and all("skipping" in w for w in warnings)
+    with pytest.raises(FileNotFoundError, match="no runs found"):
+        load_runs([marked])

@@ -246,6 +246,11 @@ def rows_from_summary(summary: Mapping[str, Any], task: str) -> list[dict[str, A
     return list(rows.values())
 
 
+def is_debug(run: Run) -> bool:
+    """Marked debug in its rows, or configured as a fast_dev_run (runs from before the mark)."""
+    return any(row.get("debug") for row in run.rows) or bool(run.get("trainer.fast_dev_run"))
+
+
 @dataclass(frozen=True)
 class Skipped:
     """A run folder left out of the report, and why."""
@@ -288,8 +293,8 @@ def unfinished_reason(run: Run) -> str | None:
         return "killed: its W&B run has no exit record and there is no results.json"
     if run.exit_code:
         return f"failed: W&B exit code {run.exit_code}"
-    if run.get("trainer.fast_dev_run"):
-        return "debug run (trainer.fast_dev_run)"
+    if is_debug(run):
+        return "debug run (debug=fast / trainer.fast_dev_run: one batch per stage)"
     choices = run.path / ".hydra" / "hydra.yaml"
     if choices.is_file():
         debug = OmegaConf.select(OmegaConf.load(choices), "hydra.runtime.choices.debug")
