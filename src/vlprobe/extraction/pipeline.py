@@ -121,15 +121,17 @@ def load_examples(cfg: DictConfig, dataset: str) -> tuple[list[VLExample], list[
 
 
 def build_model(cfg: DictConfig):
-    model = cfg.model
-    device = auto_device() if model.device == "auto" else model.device
+    model = _plain(cfg.model)
+    device = auto_device() if model["device"] == "auto" else model["device"]
+    common = ("name", "pretrained", "random_init", "config", "device")
     return build_adapter(
-        model.name,
-        pretrained=model.pretrained,
-        random_init=model.random_init,
-        config=_plain(model.config) if model.get("config") else None,
+        model["name"],
+        pretrained=model.get("pretrained"),
+        random_init=model["random_init"],
+        config=model.get("config") or None,  # overrides, or UNITER's JSON path
         device=device,
         seed=cfg.get("seed", 0),
+        **{k: v for k, v in model.items() if k not in common},
     )
 
 

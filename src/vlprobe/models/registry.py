@@ -14,6 +14,7 @@ from typing import Any
 from vlprobe.models.hf_adapter import HFAdapter
 from vlprobe.models.lxmert import LxmertAdapter
 from vlprobe.models.text_encoder import TextEncoderAdapter
+from vlprobe.models.uniter import UniterAdapter, build_uniter
 from vlprobe.models.vilt import ViltAdapter
 from vlprobe.models.visualbert import VisualBertAdapter
 
@@ -22,6 +23,7 @@ ADAPTERS: dict[str, type[HFAdapter]] = {
     "lxmert": LxmertAdapter,
     "vilt": ViltAdapter,
     "text": TextEncoderAdapter,
+    "uniter": UniterAdapter,
 }
 DEMO = "visualbert-minilm"
 DEFAULT_CHECKPOINTS: dict[str, str | None] = {
@@ -29,6 +31,7 @@ DEFAULT_CHECKPOINTS: dict[str, str | None] = {
     "lxmert": "unc-nlp/lxmert-base-uncased",
     "vilt": "dandelin/vilt-b32-mlm",
     "text": None,  # the bundled MiniLM
+    "uniter": None,  # no hub checkpoint: model.checkpoint=PATH.pt (UniterAdapter.from_checkpoint)
 }
 
 
@@ -48,6 +51,8 @@ def tiny_config(name: str, feature_dim: int = 2048) -> dict[str, Any]:
         return {**small, "num_hidden_layers": 2, "image_size": 64, "patch_size": 16}
     if name == "text":
         return {**small, "num_hidden_layers": 2}
+    if name == "uniter":
+        return {**small, "num_hidden_layers": 2, "img_dim": feature_dim}
     if name == DEMO:
         return {"visual_embedding_dim": feature_dim}
     raise KeyError(f"unknown adapter {name!r}; known: {available_adapters()}")
@@ -60,10 +65,20 @@ def build_adapter(
     config: dict | None = None,
     device: str = "cpu",
     seed: int = 0,
+    **model_args: Any,
 ) -> HFAdapter:
-    """Build a frozen adapter; see the module docstring for what each argument combination means."""
+    """Build a frozen adapter; see the module docstring for what each argument combination means.
+
+    ``model_args``: UNITER's ``checkpoint`` (a released ``.pt``) and ``tokenizer`` (a folder).
+    """
     if name == DEMO:
         return _build_demo(pretrained, random_init, config, device, seed)
+    if model_args and name != "uniter":
+        raise KeyError(f"{name} takes no {sorted(model_args)}")
+    if name == "uniter" and pretrained is None:
+        return build_uniter(
+            config=config, random_init=random_init, device=device, seed=seed, **model_args
+        )
     if name not in ADAPTERS:
         raise KeyError(f"unknown adapter {name!r}; known: {available_adapters()}")
     cls = ADAPTERS[name]
