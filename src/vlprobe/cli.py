@@ -1,4 +1,4 @@
-"""``vlprobe`` command line: make-demo-data, extract, inspect, report.
+"""``vlprobe`` command line: make-demo-data, extract, pretrain, inspect, report.
 
 ``extract`` takes Hydra overrides like ``train_probe.py`` (``vlprobe extract model=lxmert
 data=real data.root=/data dataset=flickr30k``), composed from configs/extract.yaml.
@@ -45,6 +45,22 @@ def _extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pretrain(args: argparse.Namespace) -> int:
+    from hydra import compose, initialize_config_dir
+
+    from vlprobe.config import config_dir, register_resolvers
+    from vlprobe.extraction.pipeline import ensure_demo_data
+    from vlprobe.pretrain.uniter_mini import pretrain_from_config
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(config_name="extract", overrides=["model=uniter_mini", *args.overrides])
+    ensure_demo_data(cfg)
+    folder = pretrain_from_config(cfg.model, force=args.force)
+    print(f"uniter-mini: {folder}\nuse it with: python train_probe.py model=uniter_mini")
+    return 0
+
+
 def _inspect(args: argparse.Namespace) -> int:
     from vlprobe.cache.inspect import describe
 
@@ -78,6 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
     extract = sub.add_parser("extract", help="run a frozen model over a data set, write the cache")
     extract.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=lxmert")
     extract.set_defaults(func=_extract)
+
+    pretrain = sub.add_parser(
+        "pretrain",
+        help="pre-train uniter-mini (MLM + ITM + MRFR) on the demo's training images and captions",
+    )
+    pretrain.add_argument(
+        "overrides", nargs="*", help="Hydra overrides, e.g. model.pretrain.steps=50"
+    )
+    pretrain.add_argument("--force", action="store_true", help="train again even if saved")
+    pretrain.set_defaults(func=_pretrain)
 
     inspect = sub.add_parser("inspect", help="print a cache's schema, provenance, sizes, splits")
     inspect.add_argument("cache")

@@ -15,6 +15,7 @@ def test_names_kinds_and_feature_dims(tiny_adapters):
         "text",
         "visualbert-minilm",
         "uniter",
+        "uniter-mini",
     }
     kinds = {name: a.model_kind for name, a in tiny_adapters.items()}
     assert kinds == {

@@ -26,6 +26,7 @@ ADAPTERS: dict[str, type[HFAdapter]] = {
     "uniter": UniterAdapter,
 }
 DEMO = "visualbert-minilm"
+UNITER_MINI = "uniter-mini"  # pre-trained on the demo on first use (vlprobe.pretrain)
 DEFAULT_CHECKPOINTS: dict[str, str | None] = {
     "visualbert": "uclanlp/visualbert-vqa-coco-pre",
     "lxmert": "unc-nlp/lxmert-base-uncased",
@@ -36,7 +37,7 @@ DEFAULT_CHECKPOINTS: dict[str, str | None] = {
 
 
 def available_adapters() -> list[str]:
-    return [*ADAPTERS, DEMO]
+    return [*ADAPTERS, DEMO, UNITER_MINI]
 
 
 def tiny_config(name: str, feature_dim: int = 2048) -> dict[str, Any]:
@@ -69,10 +70,15 @@ def build_adapter(
 ) -> HFAdapter:
     """Build a frozen adapter; see the module docstring for what each argument combination means.
 
-    ``model_args``: UNITER's ``checkpoint`` (a released ``.pt``) and ``tokenizer`` (a folder).
+    ``model_args``: UNITER's ``checkpoint`` (a released ``.pt``) and ``tokenizer`` (a folder);
+    uniter-mini's ``pretrain`` settings, ``out_dir`` and ``progress``.
     """
     if name == DEMO:
         return _build_demo(pretrained, random_init, config, device, seed)
+    if name == UNITER_MINI:
+        from vlprobe.pretrain.uniter_mini import build_uniter_mini  # imports Lightning
+
+        return build_uniter_mini(random_init=random_init, device=device, seed=seed, **model_args)
     if model_args and name != "uniter":
         raise KeyError(f"{name} takes no {sorted(model_args)}")
     if name == "uniter" and pretrained is None:
