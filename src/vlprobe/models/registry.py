@@ -70,7 +70,8 @@ def build_adapter(
 ) -> HFAdapter:
     """Build a frozen adapter; see the module docstring for what each argument combination means.
 
-    ``model_args``: UNITER's ``checkpoint`` (a released ``.pt``) and ``tokenizer`` (a folder);
+    ``model_args``: LXMERT's ``stream``; UNITER's ``checkpoint`` (a released ``.pt``) and
+    ``tokenizer`` (a folder);
     uniter-mini's ``pretrain`` settings, ``out_dir`` and ``progress``.
     """
     if name == DEMO:
@@ -79,6 +80,12 @@ def build_adapter(
         from vlprobe.pretrain.uniter_mini import build_uniter_mini  # imports Lightning
 
         return build_uniter_mini(random_init=random_init, device=device, seed=seed, **model_args)
+    if name == "lxmert" and "stream" in model_args:
+        stream = model_args.pop("stream")
+        adapter = build_adapter(name, pretrained, random_init, config, device, seed, **model_args)
+        assert isinstance(adapter, LxmertAdapter)
+        adapter.set_stream(stream)
+        return adapter
     if model_args and name != "uniter":
         raise KeyError(f"{name} takes no {sorted(model_args)}")
     if name == "uniter" and pretrained is None:
