@@ -12,8 +12,8 @@ from omegaconf import open_dict
 from probes.run import run
 from vlprobe.cache.reader import CacheReader
 from vlprobe.extraction.pipeline import run_extraction
-from vlprobe.models.registry import tiny_config
 from vlprobe.synthetic import make_demo_data
+from vlprobe.testing.models import tiny_config
 
 DIM = 32
 

@@ -121,7 +121,7 @@ def test_stream_outputs_match_hf(tiny_adapters, make_input):
 
 
 def test_each_stream_is_its_own_named_sequence(make_input):
-    from vlprobe.models.registry import build_adapter, tiny_config
+    from vlprobe.testing.models import build_adapter, tiny_config
 
     config = {**tiny_config("lxmert", feature_dim=16), "l_layers": 3, "r_layers": 2}
     streams = {

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from transformers import BertConfig, BertModel
 
-from vlprobe.models.registry import build_adapter, tiny_config
 from vlprobe.models.uniter import CheckpointError, UniterAdapter
+from vlprobe.testing.models import build_adapter, tiny_config
 
 FEATURE_DIM = 16  # as tests/models/conftest.py
 

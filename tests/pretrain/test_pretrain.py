@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from vlprobe.models.base import ModelInput
-from vlprobe.models.registry import build_adapter
 from vlprobe.models.tokenization import load_tokenizer
 from vlprobe.pretrain.data import PairCollator, training_pairs
 from vlprobe.pretrain.uniter_mini import CHECKPOINT, RECORD, PretrainSettings
+from vlprobe.testing.models import build_adapter
 
 DIM = 32
 

@@ -135,6 +135,7 @@ def record_cross_layers(model: LxmertModel) -> Iterator[_Recorder]:
 
 class LxmertAdapter(HFAdapter):
     name = "lxmert"
+    default_checkpoint = "unc-nlp/lxmert-base-uncased"
     model_kind = "two-stream"
     model_class = LxmertModel
     config_class = LxmertConfig
@@ -146,6 +147,14 @@ class LxmertAdapter(HFAdapter):
         super().__init__(model, tokenizer, **kw)
         if int(self.config.x_layers) < 1:
             raise ValueError("LXMERT needs at least one cross-modality layer")
+
+    @classmethod
+    def build(cls, *args: Any, stream: str = "cross", **kwargs: Any) -> LxmertAdapter:
+        """``HFAdapter.build`` plus ``model.stream`` (which stream the cache holds)."""
+        adapter = super().build(*args, **kwargs)
+        assert isinstance(adapter, LxmertAdapter)
+        adapter.set_stream(stream)
+        return adapter
 
     def set_stream(self, stream: str) -> None:
         if stream not in STREAMS:

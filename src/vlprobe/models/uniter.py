@@ -381,8 +381,15 @@ def build_uniter(
     random_init: bool = False,
     device: str | torch.device = "cpu",
     seed: int = 0,
+    pretrained: str | Path | None = None,
 ) -> UniterAdapter:
-    """``model=uniter``: a checkpoint (+ optional JSON config), or a config mapping = random."""
+    """``model=uniter`` (its ``_target_``): a released ``checkpoint`` (+ optional JSON
+    ``config``), a mapping ``config`` = random weights, or ``pretrained``: a folder written by
+    ``save_pretrained``."""
+    if pretrained is not None:
+        adapter = UniterAdapter.build(pretrained, random_init, None, str(device), seed)
+        assert isinstance(adapter, UniterAdapter)
+        return adapter
     if checkpoint is not None:
         if isinstance(config, Mapping):
             raise ValueError("model.config with a checkpoint is a path to its JSON config")
