@@ -52,7 +52,7 @@ class PretrainSettings:
     feature_dim: int = 2048
     vg_split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
     layers: int = 4  # MiniLM's first ``layers`` layers
-    steps: int = 300
+    steps: int = 150
     batch_size: int = 32
     lr: float = 2e-4
     mask_prob: float = 0.15
