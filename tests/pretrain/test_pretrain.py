@@ -154,3 +154,22 @@ def test_uniter_mini_is_built_once_then_reused(demo: Path, tmp_path: Path) -> No
     assert random.provenance()["revision"] == "random-init"
     (text,) = again.encode([ModelInput(words=["a", "dog", "on", "the", "grass"])])
     assert text.hidden.shape[0] == 2 and (text.modality == 0).all()
+
+
+def test_vlprobe_pretrain_command(demo: Path, tmp_path: Path, capsys) -> None:
+    from vlprobe.cli import main
+
+    overrides = [
+        f"data.root={demo}",
+        "data.make_demo=false",
+        f"data.feature_dim={DIM}",
+        f"model.out_dir={tmp_path}",
+        "model.progress=false",
+        "model.pretrain.layers=1",
+        "model.pretrain.steps=1",
+        "model.pretrain.batch_size=4",
+    ]
+    assert main(["pretrain", *overrides]) == 0
+    (folder,) = tmp_path.glob("uniter-mini-*")
+    assert (folder / CHECKPOINT).is_file() and str(folder) in capsys.readouterr().out
+    assert main(["pretrain", *overrides, "model.pretrain.steps=0"]) == 2  # a bad setting: exit 2

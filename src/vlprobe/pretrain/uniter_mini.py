@@ -59,6 +59,18 @@ class PretrainSettings:
     mrfr: bool = True
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        checks = {
+            "layers": 1 <= self.layers <= 6,  # MiniLM has 6
+            "steps": self.steps >= 1,
+            "batch_size": self.batch_size >= 2,
+            "lr": self.lr > 0,
+            "mask_prob": 0 < self.mask_prob < 1,
+        }
+        for key, ok in checks.items():
+            if not ok:
+                raise ValueError(f"model.pretrain.{key}={getattr(self, key)} is out of range")
+
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
 
@@ -103,6 +115,10 @@ def pretrain(settings: PretrainSettings, folder: Path, progress: bool = True) ->
         tokenizer,
         settings.feature_dim,
     )
+    if len(pairs) < settings.batch_size:
+        raise ValueError(
+            f"model.pretrain.batch_size={settings.batch_size}: only {len(pairs)} training pairs"
+        )
     pl.seed_everything(settings.seed, workers=True, verbose=False)
     model = build_random(mini_config(settings.layers, settings.feature_dim))
     init_from_minilm(model)
