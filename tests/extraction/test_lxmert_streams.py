@@ -33,6 +33,7 @@ def _cfg(compose_cfg, root: Path, stream: str, extra: list[str], config_name: st
             f"data.root={root}",
             "data.make_demo=false",
             f"data.feature_dim={DIM}",
+            "data.vg_split=[0.5,0.25,0.25]",  # 16 scenes: every split gets images
             "extraction.progress=false",
             *extra,
         ],
