@@ -141,9 +141,13 @@ def _finish_wandb(loggers: list[Any], failed: bool) -> None:
         return
     import wandb
 
+    from vlprobe.reporting.wandb_offline import wait_for_exit
+
     run_dir = Path(wandb_loggers[0].experiment.dir).parent
     offline = bool(getattr(wandb_loggers[0], "_offline", False))
     wandb.finish(exit_code=1 if failed else 0)
+    if offline and not wait_for_exit(run_dir):  # finish() returns before the log is closed
+        log.warning("W&B offline run %s: still no exit record, its log is incomplete", run_dir)
     if failed:
         print(f"W&B run marked failed: {run_dir}")
     elif offline:
