@@ -27,6 +27,7 @@ class OfflineRun:
     history: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    group: str = ""
 
 
 def _records(data: bytes) -> list[bytes]:
@@ -64,7 +65,7 @@ def _items(items: Any) -> dict[str, Any]:
 
 
 def read_offline_run(run_dir: str | Path) -> OfflineRun:
-    """History, summary (last logged value per key plus explicit updates) and config."""
+    """History, summary (last logged value per key plus explicit updates), config, group."""
     run_dir = Path(run_dir)
     logs = sorted(run_dir.glob("run-*.wandb"))
     if not logs:
@@ -82,4 +83,6 @@ def read_offline_run(run_dir: str | Path) -> OfflineRun:
             run.summary.update(_items(record.summary.update))
         elif kind == "config":
             run.config.update(_items(record.config.update))
+        elif kind == "run":
+            run.group = record.run.run_group
     return run
