@@ -28,16 +28,24 @@ from vlprobe.data.errors import ProblemLog
 from vlprobe.data.examples import VLExample
 from vlprobe.data.region_features import load_region_features
 from vlprobe.data.senteval import SENTEVAL_TASKS
-from vlprobe.extraction.extract import content_hash, extract
+from vlprobe.extraction.extract import content_hash
+from vlprobe.extraction.predict import extract
 from vlprobe.models.registry import build_adapter
 
 log = logging.getLogger(__name__)
 
 DATASET_KINDS = ("visual_genome", "flickr30k", *(f"senteval/{t}" for t in SENTEVAL_TASKS))
+# where and how extraction runs, not what it computes: left out of the cache name and attributes
+RUNTIME_KEYS = ("accelerator", "devices", "num_nodes", "strategy", "shards", "progress")
 
 
 def _plain(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def extraction_settings(cfg: DictConfig) -> dict:
+    """``extraction`` settings that change the cache's contents (precision does, devices not)."""
+    return {k: v for k, v in _plain(cfg.extraction).items() if k not in RUNTIME_KEYS}
 
 
 def cache_path(cfg: DictConfig, dataset: str) -> Path:
@@ -49,7 +57,7 @@ def cache_path(cfg: DictConfig, dataset: str) -> Path:
         {
             "data": data,
             "model": _plain(cfg.model),
-            "extraction": _plain(cfg.extraction),
+            "extraction": extraction_settings(cfg),
             "vlprobe": __version__,  # a new release may write other demo data or units
         },
         sort_keys=True,
@@ -144,7 +152,7 @@ def run_extraction(cfg: DictConfig, dataset: str, out: Path | None = None) -> Pa
         "dataset_kind": dataset,
         "dataset_path": str(Path(cfg.data.root).resolve()) if cfg.data.get("root") else "",
         "dataset_hash": content_hash(sources),
-        "extraction_settings": {**_plain(cfg.extraction), "data": _plain(cfg.data)},
+        "extraction_settings": {**extraction_settings(cfg), "data": _plain(cfg.data)},
     }
     path = extract(
         examples,
@@ -155,6 +163,8 @@ def run_extraction(cfg: DictConfig, dataset: str, out: Path | None = None) -> Pa
         dtype=cfg.extraction.dtype,
         max_attention_maps=cfg.extraction.max_attention_maps,
         progress=cfg.extraction.progress,
+        trainer={k: cfg.extraction[k] for k in RUNTIME_KEYS[:4] + ("precision",)},
+        shards=cfg.extraction.shards,
     )
     log.info(
         "cache written: %s (%d examples, %.1f s)",
