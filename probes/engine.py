@@ -195,7 +195,7 @@ def _add_mdl(
         model = fit_probes(
             view, dm, cfg, [], [f"mdl/{name_prefix}/{n}" for n in view.probe_names], cfg.seed, False
         )
-        block_bits.append(model.codelength_bits(dm.test_dataloader()).numpy())
+        block_bits.append(model.codelength_bits(dm.full_test_dataloader()).numpy())
     bits = np.stack(block_bits, axis=1) if block_bits else np.zeros((len(rows), 0))
     for row, probe_bits in zip(rows, bits, strict=True):
         code = online_codelength(edges, probe_bits.tolist(), edges[0], view.num_classes)

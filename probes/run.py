@@ -15,6 +15,7 @@ from typing import Any
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities import rank_zero_only
 
 from probes.tasks.base import Task, TaskOutput
 from vlprobe.cache.leakage import check_no_leakage
@@ -64,6 +65,9 @@ def run(cfg: DictConfig) -> float | None:
     """Run the configured task; returns ``optimized_metric`` for Hydra sweepers."""
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     out_dir = Path(cfg.paths.output_dir)
+    rank = rank_zero_only.rank
+    if rank:  # another process of a distributed run (Lightning re-runs this job per device)
+        out_dir = out_dir / f".rank{rank}"
     out_dir.mkdir(parents=True, exist_ok=True)
     task: Task = instantiate(cfg.task)
     # the cache first: bad data or a missing cache fails before any logger run exists
@@ -81,7 +85,10 @@ def run(cfg: DictConfig) -> float | None:
         trained = any("val_acc" in row for row in output.rows)
         probe = f" | {cfg.probe.get('probe', '')} probe" if trained else ""
         title = f"{cfg.task.name} | {cfg.model.name}{probe} | seed {cfg.seed}"
-        print(publish(output, loggers, out_dir, title))
+        if rank:  # its own copy only: every rank holds the same synced results
+            write_results(output.rows, out_dir)
+        else:
+            print(publish(output, loggers, out_dir, title))
         metric = _optimized_value(output, cfg.get("optimized_metric"))
         failed = False
     finally:
@@ -100,7 +107,7 @@ def _optimized_value(output: TaskOutput, metric: str | None) -> float | None:
 def _finish_wandb(loggers: list[Any], failed: bool) -> None:
     """End the W&B run; a failed run is marked failed (exit code 1), not uploaded as done."""
     wandb_loggers = _wandb_loggers(loggers)
-    if not wandb_loggers:
+    if not wandb_loggers or rank_zero_only.rank:  # other ranks hold no W&B run
         return
     import wandb
 
