@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import queue
 import threading
+import time
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -30,6 +32,8 @@ from vlprobe.data.examples import VLExample
 from vlprobe.extraction.extract import build_label_vocab, cache_meta, sort_for_cache
 from vlprobe.extraction.units import LabelVocab, reduce_example
 from vlprobe.models.base import Adapter, EncodedExample
+
+log = logging.getLogger(__name__)
 
 
 class _WriterThread(threading.Thread):
@@ -144,6 +148,11 @@ class ShardWriter(BasePredictionWriter):
         self._shard: int | None = None
         self._writer: CacheWriter | None = None
         self._worker: _WriterThread | None = None
+        self.written = 0  # examples this rank encoded, and since when (its throughput)
+        self.started: float | None = None
+
+    def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.started = time.perf_counter()  # after the processes started and joined
 
     def write_on_batch_end(
         self,
@@ -162,6 +171,7 @@ class ShardWriter(BasePredictionWriter):
         assert self._worker is not None
         examples = [self.examples[i] for i in batch]
         self._worker.put(examples, prediction, [i in self.keep_maps for i in batch])
+        self.written += len(batch)
         if batch[-1] + 1 == self.plan.bounds[shard][1]:
             self.finish()  # the shard's last batch: publish it now, a kill later keeps it
 
@@ -251,6 +261,14 @@ def extract(
         warnings.filterwarnings("ignore", "Couldn't infer the batch indices")  # own positions
         runner.predict(module, return_predictions=False)
     writer.finish()
+    seconds = time.perf_counter() - (writer.started or time.perf_counter())
+    log.info(
+        "rank %d: %d examples in %.1f s (%.1f examples/s)",
+        runner.global_rank,
+        writer.written,
+        seconds,
+        writer.written / max(seconds, 1e-9),
+    )
     runner.strategy.barrier("extraction shards written")
     if runner.is_global_zero:
         merge_shards(plan)
