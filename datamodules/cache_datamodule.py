@@ -68,7 +68,7 @@ class CacheProbeDataModule(pl.LightningDataModule):
         """``rows`` replaces a split's table rows (MDL trains on prefixes of the training set)."""
         super().__init__()
         if mode not in ("auto", "stream", "memory"):
-            raise ValueError(f"data.loader.mode must be auto, stream or memory, got {mode!r}")
+            raise ValueError(f"loader.mode must be auto, stream or memory, got {mode!r}")
         self.view, self.batch_size, self.num_workers, self.seed = (
             view,
             batch_size,
@@ -77,18 +77,36 @@ class CacheProbeDataModule(pl.LightningDataModule):
         )
         self.mode = self._choose_mode(mode, memory_budget_mb)
         self._input_stats: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._rows = rows or {}
+        self._datasets: dict[str, ProbeFeatureDataset] | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the split datasets (and load the view in memory mode) in this process.
+
+        Lightning calls it on every rank; :attr:`datasets` calls it on first use too, since the
+        engine reads sizes and input statistics before ``fit``. Built once per datamodule.
+        """
+        if self._datasets is not None:
+            return
         if self.mode == "memory":
-            view.load_into_memory()
-        rows = rows or {}
-        self.datasets = {
-            split: ProbeFeatureDataset(view, split, rows.get(split)) for split in SPLIT_IDS
+            self.view.load_into_memory()
+        datasets = {
+            split: ProbeFeatureDataset(self.view, split, self._rows.get(split))
+            for split in SPLIT_IDS
         }
-        for split, ds in self.datasets.items():
+        for split, ds in datasets.items():
             if len(ds) == 0 and split != "test":
                 raise ValueError(
-                    f"the {split} split of {view.reader.path} has no labelled rows for this task: "
-                    "check the split lists and the task's label settings"
+                    f"the {split} split of {self.view.reader.path} has no labelled rows for this "
+                    "task: check the split lists and the task's label settings"
                 )
+        self._datasets = datasets
+
+    @property
+    def datasets(self) -> dict[str, ProbeFeatureDataset]:
+        self.setup()
+        assert self._datasets is not None
+        return self._datasets
 
     def _choose_mode(self, mode: str, budget_mb: float) -> str:
         if mode != "auto":

@@ -25,7 +25,7 @@ def test_joblib_optuna_multirun_jobs_share_one_wandb_group(
             sys.executable,
             str(ROOT / "train_probe.py"),
             "-m",
-            "hparams_search=probe_optuna",
+            "hparams_search=mlp_optuna",
             "hydra/launcher=joblib",
             "hydra.launcher.n_jobs=2",
             "hydra.sweeper.n_trials=2",
@@ -81,9 +81,15 @@ def test_slurm_launcher_takes_partition_gpus_and_time_from_config(
 
 
 def test_optuna_sweeper_searches_probe_hyperparameters(compose_cfg) -> None:
-    cfg = compose_cfg(["hparams_search=probe_optuna", "probe=mlp"])
+    cfg = compose_cfg(["hparams_search=mlp_optuna"])
+    assert cfg.probe.family.path == "probes.families.MLPProbe"
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
-    assert set(sweeper.params) == {"probe.lr", "probe.weight_decay", "probe.hidden_dim"}
+    assert set(sweeper.params) == {
+        "probe.lr",
+        "probe.weight_decay",
+        "probe.hidden_dim",
+        "probe.dropout",
+    }
     assert cfg.optimized_metric == "val/acc_best"
     assert sweeper.study_name == "visual_relation-visualbert-minilm-mlp"

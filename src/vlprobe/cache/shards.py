@@ -23,23 +23,24 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from vlprobe.cache.schema import PARTIAL_SUFFIX
+from vlprobe.cache.schema import PARTIAL_SUFFIX, example_path, pair_path, unit_path
 from vlprobe.data.examples import VLExample
 
 SHARD_ATTRS = ("shard_index", "shard_count", "shard_fingerprint")
 # datasets whose values are row numbers of another table (named by one of its datasets):
 # a later shard's values move by the rows of that table in the shards before it
+_EXAMPLES = example_path("split")
 INDEX_INTO = {
-    "units/region/example": "examples/split",
-    "units/phrase/example": "examples/split",
-    "units/sentence/example": "examples/split",
-    "pairs/relation/subject": "units/region/category",
-    "pairs/relation/object": "units/region/category",
-    "pairs/coref/phrase": "units/phrase/type",
-    "pairs/coref/region": "units/region/category",
+    unit_path("region", "example"): _EXAMPLES,
+    unit_path("phrase", "example"): _EXAMPLES,
+    unit_path("sentence", "example"): _EXAMPLES,
+    pair_path("relation", "subject"): unit_path("region", "category"),
+    pair_path("relation", "object"): unit_path("region", "category"),
+    pair_path("coref", "phrase"): unit_path("phrase", "type"),
+    pair_path("coref", "region"): unit_path("region", "category"),
 }
 # n + 1 running totals from 0: a later shard drops its leading 0 and adds the totals before it
-CUMULATIVE = ("examples/token_offset", "units/phrase/pair_offset")
+CUMULATIVE = (example_path("token_offset"), unit_path("phrase", "pair_offset"))
 MAPS = "attention/maps"  # one dataset per example, named by its row: renumbered
 COPY_BYTES = 64 << 20  # the merge copies at most this much of one dataset at a time
 
@@ -193,7 +194,7 @@ def _copy_maps(out: h5py.File, srcs: list[h5py.File]) -> None:
                 compression=ds.compression,
                 compression_opts=ds.compression_opts,
             )
-        offset += src["examples/split"].shape[0]
+        offset += src[_EXAMPLES].shape[0]
 
 
 def merge_shards(plan: ShardPlan) -> Path:

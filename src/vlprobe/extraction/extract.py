@@ -10,9 +10,9 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from vlprobe.cache.records import LabelVocab
 from vlprobe.cache.schema import SPLIT_IDS
 from vlprobe.data.examples import VLExample
-from vlprobe.extraction.units import LabelVocab
 from vlprobe.models.base import Adapter
 
 
