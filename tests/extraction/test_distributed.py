@@ -65,7 +65,7 @@ def assert_same_cache(a: Path, b: Path) -> None:
         for name in names_a:
             da, db = fa[name], fb[name]
             assert (da.shape, da.dtype, da.chunks) == (db.shape, db.dtype, db.chunks), name
-            assert da.compression == db.compression, name
+            assert (da.compression, da.fletcher32) == (db.compression, db.fletcher32), name
             np.testing.assert_array_equal(da[()], db[()], err_msg=name)
         skip = {"created_utc"}
         attrs_a = {k: str(v) for k, v in fa.attrs.items() if k not in skip}

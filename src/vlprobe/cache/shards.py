@@ -147,7 +147,13 @@ def _copy_concatenated(out: h5py.File, name: str, srcs: list[h5py.File]) -> None
         for src in srcs[1:]:
             if not np.array_equal(src[name][()], first[()]):
                 raise ValueError(f"{src.filename}: fixed dataset {name} differs between shards")
-        out.create_dataset(name, data=first[()], chunks=first.chunks, maxshape=first.maxshape)
+        out.create_dataset(
+            name,
+            data=first[()],
+            chunks=first.chunks,
+            maxshape=first.maxshape,
+            fletcher32=first.fletcher32,
+        )
         return
     cumulative = name in CUMULATIVE
     lengths = [src[name].shape[axis] - (cumulative and k > 0) for k, src in enumerate(srcs)]
@@ -161,6 +167,7 @@ def _copy_concatenated(out: h5py.File, name: str, srcs: list[h5py.File]) -> None
         chunks=first.chunks,
         compression=first.compression,
         compression_opts=first.compression_opts,
+        fletcher32=first.fletcher32,
     )
     row_bytes = max(1, first.dtype.itemsize * int(np.prod(shape)) // max(1, shape[axis]))
     step = max(1, COPY_BYTES // row_bytes)
@@ -193,6 +200,7 @@ def _copy_maps(out: h5py.File, srcs: list[h5py.File]) -> None:
                 chunks=ds.chunks,
                 compression=ds.compression,
                 compression_opts=ds.compression_opts,
+                fletcher32=ds.fletcher32,
             )
         offset += src[_EXAMPLES].shape[0]
 
