@@ -73,13 +73,22 @@ class ShardPlan:
     def directory(self) -> Path:
         return self.out_path.with_name(self.out_path.name + ".shards")
 
+    @property
+    def single(self) -> bool:
+        """One shard is the cache itself: written (and published) at ``out_path`` directly."""
+        return len(self.bounds) == 1
+
     def path(self, shard: int) -> Path:
+        if self.single:
+            return self.out_path
         return self.directory / f"shard-{shard:05d}-of-{len(self.bounds):05d}.h5"
 
     def shard_of(self, position: int) -> int:
         return bisect_right([lo for lo, _ in self.bounds], position) - 1
 
     def shard_attrs(self, shard: int) -> dict[str, object]:
+        if self.single:
+            return {}
         return {
             "shard_index": shard,
             "shard_count": len(self.bounds),
@@ -87,9 +96,10 @@ class ShardPlan:
         }
 
     def is_done(self, shard: int) -> bool:
-        """Published, complete, and written for these examples with these settings."""
+        """Published, complete, and written for these examples with these settings (a single
+        shard is never done beforehand: an extraction asked for rebuilds the cache)."""
         path = self.path(shard)
-        if not path.exists():
+        if self.single or not path.exists():
             return False
         try:
             with h5py.File(path, "r") as f:
@@ -207,31 +217,26 @@ def _copy_maps(out: h5py.File, srcs: list[h5py.File]) -> None:
 
 def merge_shards(plan: ShardPlan) -> Path:
     """Publish the cache at ``plan.out_path`` from its complete shards, then remove them."""
-    not_done = [str(plan.path(i)) for i in plan.pending()]
-    if not_done:
-        raise RuntimeError(f"cannot merge {plan.out_path}: shards not written: {not_done}")
-    paths = [plan.path(i) for i in range(len(plan.bounds))]
     out_path = plan.out_path
-    if len(paths) == 1:  # one shard is the cache: drop its shard attributes, rename, no copy
-        with h5py.File(paths[0], "r+") as f:
-            for key in SHARD_ATTRS:
-                del f.attrs[key]
-        os.replace(paths[0], out_path)
-    else:
-        partial = out_path.with_name(out_path.name + PARTIAL_SUFFIX)
-        try:
-            with ExitStack() as stack:
-                srcs = [stack.enter_context(h5py.File(p, "r")) for p in paths]
-                out = stack.enter_context(h5py.File(partial, "w"))
-                attrs = _merged_attrs(srcs)
-                out.attrs["complete"] = 0
-                for name in _dataset_names(srcs[0]):
-                    _copy_concatenated(out, name, srcs)
-                _copy_maps(out, srcs)
-                out.attrs.update(attrs)
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
-        os.replace(partial, out_path)
+    if plan.single:  # the writer published the cache itself
+        return out_path
+    if plan.pending():
+        raise RuntimeError(f"cannot merge {out_path}: shards not written: {plan.pending()}")
+    paths = [plan.path(i) for i in range(len(plan.bounds))]
+    partial = out_path.with_name(out_path.name + PARTIAL_SUFFIX)
+    try:
+        with ExitStack() as stack:
+            srcs = [stack.enter_context(h5py.File(p, "r")) for p in paths]
+            out = stack.enter_context(h5py.File(partial, "w"))
+            attrs = _merged_attrs(srcs)
+            out.attrs["complete"] = 0
+            for name in _dataset_names(srcs[0]):
+                _copy_concatenated(out, name, srcs)
+            _copy_maps(out, srcs)
+            out.attrs.update(attrs)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    os.replace(partial, out_path)
     shutil.rmtree(plan.directory, ignore_errors=True)
     return out_path
