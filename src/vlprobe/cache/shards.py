@@ -11,6 +11,7 @@ partial name and published with one rename.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from bisect import bisect_right
@@ -26,18 +27,17 @@ import numpy as np
 from vlprobe.cache.schema import PARTIAL_SUFFIX, example_path, pair_path, unit_path
 from vlprobe.data.examples import VLExample
 
-SHARD_ATTRS = ("shard_index", "shard_count", "shard_fingerprint")
-# datasets whose values are row numbers of another table (named by one of its datasets):
-# a later shard's values move by the rows of that table in the shards before it
-_EXAMPLES = example_path("split")
+SHARD_ATTRS = ("shard_index", "shard_count", "shard_fingerprint", "shard_counts")
+# datasets whose values are row numbers of another table (the writer's counter of that table,
+# kept per shard in ``shard_counts``): a later shard's values move by the rows before it
 INDEX_INTO = {
-    unit_path("region", "example"): _EXAMPLES,
-    unit_path("phrase", "example"): _EXAMPLES,
-    unit_path("sentence", "example"): _EXAMPLES,
-    pair_path("relation", "subject"): unit_path("region", "category"),
-    pair_path("relation", "object"): unit_path("region", "category"),
-    pair_path("coref", "phrase"): unit_path("phrase", "type"),
-    pair_path("coref", "region"): unit_path("region", "category"),
+    unit_path("region", "example"): "examples",
+    unit_path("phrase", "example"): "examples",
+    unit_path("sentence", "example"): "examples",
+    pair_path("relation", "subject"): "region",
+    pair_path("relation", "object"): "region",
+    pair_path("coref", "phrase"): "phrase",
+    pair_path("coref", "region"): "region",
 }
 # n + 1 running totals from 0: a later shard drops its leading 0 and adds the totals before it
 CUMULATIVE = (example_path("token_offset"), unit_path("phrase", "pair_offset"))
@@ -111,6 +111,11 @@ class ShardPlan:
 
     def pending(self) -> list[int]:
         return [i for i in range(len(self.bounds)) if not self.is_done(i)]
+
+
+def _counts(src: h5py.File) -> dict[str, int]:
+    """Rows of each table in a shard, as its writer counted them (tables may be left out)."""
+    return json.loads(src.attrs["shard_counts"])
 
 
 def _growth_axis(ds: h5py.Dataset) -> int | None:
@@ -194,7 +199,7 @@ def _copy_concatenated(out: h5py.File, name: str, srcs: list[h5py.File]) -> None
             ds[_along(axis, ds.ndim, pos, pos + n)] = block
             pos += n
         if name in INDEX_INTO:
-            shift += src[INDEX_INTO[name]].shape[0]
+            shift += _counts(src)[INDEX_INTO[name]]
         elif cumulative and data.shape[axis]:
             shift += int(data[data.shape[axis] - 1])
 
@@ -212,7 +217,7 @@ def _copy_maps(out: h5py.File, srcs: list[h5py.File]) -> None:
                 compression_opts=ds.compression_opts,
                 fletcher32=ds.fletcher32,
             )
-        offset += src[_EXAMPLES].shape[0]
+        offset += _counts(src)["examples"]
 
 
 def merge_shards(plan: ShardPlan) -> Path:

@@ -193,6 +193,9 @@ class ShardWriter(BasePredictionWriter):
         except BaseException:
             writer.abort()
             raise
+        if not self.plan.single:  # the merge offsets row numbers by these
+            assert writer.file is not None
+            writer.file.attrs["shard_counts"] = json.dumps(writer.counts)
         writer.close()
 
     def on_exception(
