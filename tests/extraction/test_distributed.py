@@ -120,7 +120,9 @@ def test_a_rerun_after_a_kill_redoes_only_unfinished_shards(
     single = run_extraction(cfg, "visual_genome", tmp_path / "single.h5")
     examples, _ = load_examples(cfg, "visual_genome")
     with h5py.File(single, "r") as f:
-        attrs = {k: v for k, v in f.attrs.items() if k.startswith(("dataset_", "extraction_"))}
+        attrs = {
+            k: v for k, v in f.attrs.items() if k.startswith(("dataset_", "extraction_", "input_"))
+        }
     adapter = build_model(cfg)
     encode = adapter.encode
     encoded: list[str] = []
