@@ -18,7 +18,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities import rank_zero_only
 
 from probes.engine import ProbeEngine
@@ -95,6 +95,10 @@ def run(cfg: DictConfig) -> float | None:
     task: Task = instantiate(cfg.task)
     # the data first: bad data or a missing cache fails before any logger run exists
     inputs = prepare(cfg, task)
+    debug = is_debug_run(cfg)
+    if debug:  # W&B and results.json say so: a smoke run's numbers are not results
+        with open_dict(cfg):
+            cfg.tags = [*(cfg.get("tags") or []), "debug"]
     try:
         loggers = build_loggers(cfg)
         engine = build_engine(cfg, loggers)
@@ -105,9 +109,12 @@ def run(cfg: DictConfig) -> float | None:
         failed = True
         try:
             output = task.execute(inputs, engine, out_dir)
+            if debug:
+                output.rows = [{**row, "debug": True} for row in output.rows]
             trained = any("val_acc" in row for row in output.rows)
             probe = f" | {family_name(cfg)} probe" if trained else ""
             title = f"{cfg.task.name} | {cfg.model.name}{probe} | seed {cfg.seed}"
+            title += " | DEBUG RUN (one batch per stage: not results)" if debug else ""
             if rank:  # its own copy only: every rank holds the same synced results
                 write_results(output.rows, out_dir)
             else:
@@ -119,6 +126,11 @@ def run(cfg: DictConfig) -> float | None:
     finally:
         inputs.close()
     return metric
+
+
+def is_debug_run(cfg: DictConfig) -> bool:
+    """``debug=fast`` (or any ``trainer.fast_dev_run``): one batch per stage, not results."""
+    return bool(OmegaConf.select(cfg, "trainer.fast_dev_run", default=False))
 
 
 def _optimized_value(output: TaskOutput, metric: str | None) -> float | None:

@@ -24,7 +24,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from vlprobe.cache.schema import PARTIAL_SUFFIX, example_path, pair_path, unit_path
+from vlprobe.cache.schema import example_path, pair_path, partial_path, unit_path
+from vlprobe.cache.writer import fsync_path
 from vlprobe.data.examples import VLExample
 
 SHARD_ATTRS = ("shard_index", "shard_count", "shard_fingerprint", "shard_counts")
@@ -228,7 +229,7 @@ def merge_shards(plan: ShardPlan) -> Path:
     if plan.pending():
         raise RuntimeError(f"cannot merge {out_path}: shards not written: {plan.pending()}")
     paths = [plan.path(i) for i in range(len(plan.bounds))]
-    partial = out_path.with_name(out_path.name + PARTIAL_SUFFIX)
+    partial = partial_path(out_path)
     try:
         with ExitStack() as stack:
             srcs = [stack.enter_context(h5py.File(p, "r")) for p in paths]
@@ -242,6 +243,8 @@ def merge_shards(plan: ShardPlan) -> Path:
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+    fsync_path(partial)  # published like CacheWriter.close: whole on disk, then renamed
     os.replace(partial, out_path)
+    fsync_path(out_path.parent)
     shutil.rmtree(plan.directory, ignore_errors=True)
     return out_path

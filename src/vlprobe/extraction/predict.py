@@ -18,7 +18,7 @@ import queue
 import threading
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset
 
+from vlprobe.cache.schema import PARTS, expand_parts
 from vlprobe.cache.shards import ShardPlan, merge_shards
 from vlprobe.cache.writer import CacheWriter
 from vlprobe.data.examples import VLExample
@@ -141,10 +142,11 @@ class ShardWriter(BasePredictionWriter):
         meta: Mapping[str, Any],
         dtype: str,
         keep_maps: set[int],
+        parts: frozenset[str],
     ) -> None:
         super().__init__(write_interval="batch")
         self.plan, self.examples, self.labels, self.meta = plan, examples, labels, meta
-        self.dtype, self.keep_maps = dtype, keep_maps
+        self.dtype, self.keep_maps, self.parts = dtype, keep_maps, parts
         self._shard: int | None = None
         self._writer: CacheWriter | None = None
         self._worker: _WriterThread | None = None
@@ -177,7 +179,9 @@ class ShardWriter(BasePredictionWriter):
 
     def _open(self, shard: int) -> None:
         attrs = {**self.meta, **self.plan.shard_attrs(shard)}
-        self._writer = CacheWriter(self.plan.path(shard), attrs, self.labels, dtype=self.dtype)
+        self._writer = CacheWriter(
+            self.plan.path(shard), attrs, self.labels, dtype=self.dtype, parts=self.parts
+        )
         self._worker = _WriterThread(self._writer, self.labels)
         self._worker.start()
         self._shard = shard
@@ -227,12 +231,14 @@ def extract(
     progress: bool = True,
     trainer: Mapping[str, Any] | None = None,
     shards: int | None = None,
+    parts: Iterable[str] | None = None,
 ) -> Path:
     """Encode every example on ``trainer`` (Lightning Trainer settings) and write the cache.
 
     ``trainer`` defaults to one CPU process; ``devices``, ``num_nodes``, ``strategy`` and
     ``precision`` are Lightning's. ``shards``: contiguous runs of examples written and
-    resumed independently (``None``: one per process). Every rank returns the cache path
+    resumed independently (``None``: one per process). ``parts``: the optional cache parts
+    to write (None: every part; ``cache.schema.PARTS``). Every rank returns the cache path
     once rank 0 has published it.
     """
     if not examples:
@@ -255,9 +261,9 @@ def extract(
     plan = ShardPlan.for_cache(
         out_path, ordered, num_shards, shard_fingerprint(meta, labels, dtype)
     )
-    writer = ShardWriter(
-        plan, ordered, labels, meta, dtype, attention_map_positions(ordered, max_attention_maps)
-    )
+    parts = expand_parts(PARTS if parts is None else parts)
+    maps = attention_map_positions(ordered, max_attention_maps if "maps" in parts else 0)
+    writer = ShardWriter(plan, ordered, labels, meta, dtype, maps, parts)
     runner.callbacks.append(writer)
     module = ExtractionModule(adapter, ordered, plan, batch_size)
     with warnings.catch_warnings():  # the writer needs no batch indices: each batch carries its
