@@ -19,6 +19,7 @@ from typing import Any
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.utilities import rank_zero_only
 
 from probes.engine import ProbeEngine
 from probes.prepare import prepare
@@ -87,6 +88,9 @@ def run(cfg: DictConfig) -> float | None:
     """Run the configured task; returns ``optimized_metric`` for Hydra sweepers."""
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     out_dir = Path(cfg.paths.output_dir)
+    rank = rank_zero_only.rank
+    if rank:  # another process of a distributed run (Lightning re-runs this job per device)
+        out_dir = out_dir / f".rank{rank}"
     out_dir.mkdir(parents=True, exist_ok=True)
     task: Task = instantiate(cfg.task)
     # the data first: bad data or a missing cache fails before any logger run exists
@@ -111,7 +115,10 @@ def run(cfg: DictConfig) -> float | None:
             probe = f" | {family_name(cfg)} probe" if trained else ""
             title = f"{cfg.task.name} | {cfg.model.name}{probe} | seed {cfg.seed}"
             title += " | DEBUG RUN (one batch per stage: not results)" if debug else ""
-            print(publish(output, loggers, out_dir, title))
+            if rank:  # its own copy only: every rank holds the same synced results
+                write_results(output.rows, out_dir)
+            else:
+                print(publish(output, loggers, out_dir, title))
             metric = _optimized_value(output, cfg.get("optimized_metric"))
             failed = False
         finally:
@@ -137,7 +144,7 @@ def _optimized_value(output: TaskOutput, metric: str | None) -> float | None:
 def _finish_wandb(loggers: list[Any], failed: bool) -> None:
     """End the W&B run; a failed run is marked failed (exit code 1), not uploaded as done."""
     wandb_loggers = _wandb_loggers(loggers)
-    if not wandb_loggers:
+    if not wandb_loggers or rank_zero_only.rank:  # other ranks hold no W&B run
         return
     import wandb
 

@@ -30,6 +30,7 @@ def _make_demo_data(args: argparse.Namespace) -> int:
 
 def _extract(args: argparse.Namespace) -> int:
     from hydra import compose, initialize_config_dir
+    from pytorch_lightning.utilities import rank_zero_only
 
     from vlprobe.config import config_dir, register_resolvers
     from vlprobe.extraction.pipeline import cache_path, run_extraction
@@ -41,7 +42,8 @@ def _extract(args: argparse.Namespace) -> int:
         cfg = compose(config_name="extract", overrides=args.overrides)
     out = Path(cfg.out) if cfg.get("out") else cache_path(cfg, cfg.dataset)
     path = run_extraction(cfg, cfg.dataset, out)
-    print(f"cache written: {path}\ninspect it with: vlprobe inspect {path}")
+    if rank_zero_only.rank == 0:  # with extraction.devices > 1 every rank runs this command
+        print(f"cache written: {path}\ninspect it with: vlprobe inspect {path}")
     return 0
 
 

@@ -33,6 +33,7 @@ class OfflineRun:
     summary: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     exited: bool = False  # the exit record, written last, is on disk: the log is complete
+    group: str = ""
 
 
 def _records(data: bytes) -> list[bytes]:
@@ -72,7 +73,7 @@ def _items(items: Any) -> dict[str, Any]:
 
 
 def read_offline_run(run_dir: str | Path) -> OfflineRun:
-    """History, summary (last logged value per key plus explicit updates) and config."""
+    """History, summary (last logged value per key plus explicit updates), config, group."""
     run_dir = Path(run_dir)
     logs = sorted(run_dir.glob("run-*.wandb"))
     if not logs:
@@ -92,6 +93,8 @@ def read_offline_run(run_dir: str | Path) -> OfflineRun:
             run.config.update(_items(record.config.update))
         elif kind == "exit":
             run.exited = True
+        elif kind == "run":
+            run.group = record.run.run_group
     return run
 
 
