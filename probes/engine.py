@@ -268,7 +268,7 @@ def _add_mdl(
             select.restore(model)
             better = select.best < best_val
             best_val[better] = select.best[better]
-            bits[better] = nll_bits(model, dm.test_dataloader())[better]
+            bits[better] = nll_bits(model, dm.full_test_dataloader())[better]
             best_c[better] = c
         block_bits.append(bits.numpy())
         chosen.append(best_c.numpy())
