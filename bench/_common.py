@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from probes.multi_probe import MultiProbe
-from vlprobe.cache.planted import write_planted_relation_cache
 from vlprobe.cache.schema import SPLIT_IDS
+from vlprobe.testing.planted import write_planted_relation_cache
 
 DEFAULT_WORKDIR = Path(os.environ.get("VLPROBE_BENCH_DIR", "/tmp/vlprobe-bench"))
 ACTIVATIONS = ("units/region/embedding", "pairs/relation/attention")
@@ -205,11 +205,15 @@ class NameSeededProbe(MultiProbe):
     fused-vs-separate accuracy comparison measures the engine, not initialisation luck.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._seed_by_name()
+
     @torch.no_grad()
-    def reset_parameters(self) -> None:
+    def _seed_by_name(self) -> None:
         for k, name in enumerate(self.probe_names):
             gen = torch.Generator().manual_seed(zlib.crc32(name.encode()))
-            for w, b in zip(self.weights, self.biases, strict=True):
+            for w, b in zip(self.probes.weights, self.probes.biases, strict=True):
                 bound = 1.0 / float(w.shape[1]) ** 0.5
                 w[k].uniform_(-bound, bound, generator=gen)
                 b[k].uniform_(-bound, bound, generator=gen)

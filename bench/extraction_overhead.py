@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     quiet()
     set_threads(args.threads)
     from vlprobe.extraction.extract import extract
-    from vlprobe.models.registry import build_adapter, tiny_config
+    from vlprobe.testing.models import build_adapter, tiny_config
 
     if args.quick:
         config = tiny_config("visualbert", feature_dim=32)

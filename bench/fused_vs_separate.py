@@ -1,6 +1,6 @@
 """All 144 per-head and all 13 per-layer probes in one vlprobe run vs one Lightning run per probe.
 
-Fused: ``probes.engine.train_view`` on the whole view (one MultiProbe, one Trainer). Separate:
+Fused: ``ProbeEngine.train_view`` on the whole view (one MultiProbe, one Trainer). Separate:
 the same ``train_view`` on a view that holds one probe, once per probe: each run builds its own
 datamodule (loads its data), input statistics and Trainer, as a per-layer / per-head script
 (structural-probes, NeuroX) does, except that the separate runs share this process, so Python
@@ -43,7 +43,7 @@ from _common import (
 )
 
 from datamodules.views import PairAttentionView
-from probes.engine import train_view
+from probes.run import build_engine
 
 TARGETS = {"head": 30.0, "embedding": 3.0}
 MAX_ACC_DIFF_POINTS = 0.5
@@ -94,7 +94,8 @@ def compare(
     """Fused run, then ``sample`` separate runs (all when 0); accuracies of the probes run."""
     prefix = f"identification/{kind}"
     fused_rows, fused_wall, fused_cpu = best_of(
-        repeats, lambda: train_view(relation_views(path, [kind])[kind], cfg, [], prefix)
+        repeats,
+        lambda: build_engine(cfg, []).train_view(relation_views(path, [kind])[kind], prefix),
     )
     num = len(fused_rows)
     chosen = list(range(num))
@@ -105,7 +106,8 @@ def compare(
     sep_wall, sep_cpu, diffs = [], [], []
     for k in chosen:
         (row,), wall, cpu = best_of(
-            repeats, lambda k=k: train_view(single_probe_view(path, kind, k), cfg, [], prefix)
+            repeats,
+            lambda k=k: build_engine(cfg, []).train_view(single_probe_view(path, kind, k), prefix),
         )
         sep_wall.append(wall)
         sep_cpu.append(cpu)
@@ -163,7 +165,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     cfg = compose_cfg(
         [
             f"trainer.max_epochs={epochs}",
-            f"data.loader.mode={args.mode}",
+            f"loader.mode={args.mode}",
             f"seed={args.seed}",
             "probe._target_=_common.NameSeededProbe",
             *([] if args.early_stopping else ["~callbacks"]),

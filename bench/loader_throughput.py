@@ -47,7 +47,7 @@ from torch.utils.data import DataLoader, Sampler
 
 import vlprobe.cache.reader as cache_reader
 from datamodules.cache_datamodule import BlockBatchSampler, CacheProbeDataModule, _whole_batch
-from probes.engine import train_view
+from probes.run import build_engine
 from vlprobe.cache.schema import READ_CACHE_BYTES, TARGET_CHUNK_BYTES
 
 TARGET = 0.70
@@ -192,8 +192,8 @@ def train_epochs(path: Path, workers: int, epochs: int, args: argparse.Namespace
     cfg = compose_cfg(
         [
             f"trainer.max_epochs={epochs}",
-            "data.loader.mode=stream",
-            f"data.loader.num_workers={workers}",
+            "loader.mode=stream",
+            f"loader.num_workers={workers}",
             "~callbacks",
         ],
         args.workdir / "runs",
@@ -202,7 +202,7 @@ def train_epochs(path: Path, workers: int, epochs: int, args: argparse.Namespace
     rows = split_rows(view, "train")
     x_bytes = rows.size * len(view.probe_names) * view.left.read(0, 1).shape[-1] * 2 * 2
     with timed() as t:
-        train_view(view, cfg, [], "identification/embedding")
+        build_engine(cfg, []).train_view(view, "identification/embedding")
     return {
         "view": "embedding",
         "sweep": "train run",

@@ -1,10 +1,10 @@
 """Peak memory of a probe run in streaming mode on a cache 4x larger than another.
 
 Each run is a fresh interpreter (``ru_maxrss`` is a process's lifetime peak) that trains the
-relation-identification probes on all layers and all heads with ``probes.engine.train_view``.
+relation-identification probes on all layers and all heads with ``ProbeEngine.train_view``.
 Streaming must not grow with the cache: only batches, the h5py chunk cache and per-row index
 arrays live in memory. ``auto`` mode must load a view only when it fits
-``data.loader.memory_budget_mb``: run with a budget between the two caches' view sizes.
+``loader.memory_budget_mb``: run with a budget between the two caches' view sizes.
 
     python bench/memory.py            # 10k vs 40k pairs, 13 x 768-d
     python bench/memory.py --quick    # smoke test
@@ -37,7 +37,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     """Run the probes in this (fresh) process; print one JSON line with the peak RSS."""
     from _common import compose_cfg, quiet, relation_views, timed
 
-    from probes.engine import train_view
+    from probes.run import build_engine
 
     quiet()
     set_threads(args.threads)
@@ -48,15 +48,15 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         cfg = compose_cfg(
             [
                 f"trainer.max_epochs={args.epochs}",
-                f"data.loader.mode={args.mode}",
-                f"data.loader.memory_budget_mb={args.budget_mb}",
+                f"loader.mode={args.mode}",
+                f"loader.memory_budget_mb={args.budget_mb}",
             ],
             args.workdir / "runs",
         )
         with timed() as t:
             for kind, view in views.items():
                 result["view_mib"][kind] = view.nbytes() / 2**20
-                train_view(view, cfg, [], f"identification/{kind}")
+                build_engine(cfg, []).train_view(view, f"identification/{kind}")
                 result["modes"][kind] = (
                     "memory" if view.sources()[0]._memory is not None else "stream"
                 )

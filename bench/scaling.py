@@ -1,6 +1,6 @@
 """Wall time of one probe run at 1x, 2x, 4x and 8x the examples: it should grow linearly.
 
-One ``probes.engine.train_view`` run (the real ``train_probe`` config, fixed epochs so every
+One ``ProbeEngine.train_view`` run (the real ``train_probe`` config, fixed epochs so every
 size does the same number of passes) per cache size, for the 13-layer embedding view and the
 144-head attention view. Reported: wall time, time per training pair per epoch, and each
 size's time relative to a linear extrapolation of the 1x run, and the marginal time per
@@ -29,7 +29,7 @@ from _common import (
     timed,
 )
 
-from probes.engine import train_view
+from probes.run import build_engine
 
 FACTORS = (1, 2, 4, 8)
 
@@ -47,12 +47,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     specs = {f: base.scaled(f) for f in FACTORS}
     paths = {f: ensure_cache(args.workdir, spec) for f, spec in specs.items()}
     cfg = compose_cfg(
-        [f"trainer.max_epochs={epochs}", f"data.loader.mode={args.mode}", "~callbacks"],
+        [f"trainer.max_epochs={epochs}", f"loader.mode={args.mode}", "~callbacks"],
         args.workdir / "runs",
     )
     # warm-up: Lightning's first Trainer imports and initialises lazily
     warm = relation_views(paths[1], ["head"])["head"]
-    train_view(warm, compose_cfg(["trainer.max_epochs=1"], args.workdir / "runs"), [], "warm")
+    build_engine(compose_cfg(["trainer.max_epochs=1"], args.workdir / "runs"), []).train_view(
+        warm, "warm"
+    )
 
     rows = []
     for kind in ("embedding", "head"):
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             view = relation_views(paths[factor], [kind])[kind]
             pairs = len(split_rows(view, "train"))
             with timed() as t:
-                train_view(view, cfg, [], f"identification/{kind}")
+                build_engine(cfg, []).train_view(view, f"identification/{kind}")
             first = first if first is not None else t.wall
             marginal = float("nan")
             if previous is not None:  # the cost of the added pairs: set-up cancels out

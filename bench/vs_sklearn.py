@@ -4,7 +4,7 @@ Both read the identical features from the same cache: the relation-identificatio
 ``[subject; object]`` region embeddings of every hidden layer. scikit-learn (lbfgs, the
 usual SentEval-style recipe): per layer, load the layer, standardise on the training split,
 fit one model per C of a small grid, keep the C with the best validation accuracy, report
-its test accuracy. vlprobe: ``probes.engine.train_view`` with the real ``train_probe``
+its test accuracy. vlprobe: ``ProbeEngine.train_view`` with the real ``train_probe``
 config (linear probes, Adam, plateau stopping, each layer tested at its best epoch).
 
     python bench/vs_sklearn.py            # 20k pairs, 13 layers x 1536-d
@@ -32,7 +32,7 @@ from _common import (
     timed,
 )
 
-from probes.engine import train_view
+from probes.run import build_engine
 
 TIME_TARGET = 5.0
 ACC_TARGET_POINTS = 1.0
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     view = relation_views(path, ["embedding"])["embedding"]
     with timed() as vl_t:
-        vl_rows = train_view(view, cfg, [], "identification/embedding")
+        vl_rows = build_engine(cfg, []).train_view(view, "identification/embedding")
     layers = list(range(spec.num_layers + 1))
     sk = [sklearn_layer(path, layer, args.grid, args.max_iter) for layer in layers]
 

@@ -97,7 +97,7 @@ class CacheProbeDataModule(pl.LightningDataModule):
         """``rows`` replaces a split's table rows (MDL trains on prefixes of the training set)."""
         super().__init__()
         if mode not in ("auto", "stream", "memory"):
-            raise ValueError(f"data.loader.mode must be auto, stream or memory, got {mode!r}")
+            raise ValueError(f"loader.mode must be auto, stream or memory, got {mode!r}")
         self.view, self.batch_size, self.num_workers, self.seed = (
             view,
             batch_size,

@@ -156,7 +156,7 @@ def example_texts(reader: CacheReader) -> list[str]:
     """The input words of every example (``examples/text``), lower-cased."""
     return [
         t.decode().lower() if isinstance(t, bytes) else str(t).lower()
-        for t in reader.array("examples/text")
+        for t in reader.example("text")
     ]
 
 

@@ -8,12 +8,11 @@ half-width, the control accuracy and selectivity, and the MDL code length when a
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
 
 from datamodules.cache_datamodule import CacheProbeDataModule
 from datamodules.views import FeatureView
@@ -22,16 +21,39 @@ from vlprobe.analysis.mdl import block_edges, online_codelength
 from vlprobe.analysis.stats import mean_std_ci
 from vlprobe.cache.schema import SPLIT_IDS
 
-# probe-config keys that select what to run rather than parametrise the probe module
-RUN_KEYS = ("layers", "control", "shuffled_control", "mdl", "mdl_fractions")
+
+@dataclass(frozen=True)
+class Probing:
+    """What to probe and which comparisons to add (``configs/probing/``)."""
+
+    layers: list[int] | None = None
+    control: bool = False
+    shuffled_control: bool = False
+    mdl: bool = False
+    mdl_fractions: list[float] | None = None
 
 
-def probe_factory(probe_cfg: DictConfig) -> Callable[..., pl.LightningModule]:
-    """The partially-applied probe class, without the run-selection keys."""
-    kwargs = OmegaConf.to_container(probe_cfg, resolve=True)
-    for key in RUN_KEYS:
-        kwargs.pop(key, None)  # type: ignore[union-attr]
-    return instantiate(kwargs)
+@dataclass
+class ProbeEngine:
+    """Everything a task needs to train probes, built once by ``run()`` from the config.
+
+    ``probe``, ``datamodule`` and ``trainer`` are partially-applied constructors: each seed,
+    control and MDL block gets a fresh probe, datamodule and trainer, and ``callbacks`` are
+    constructors too, so no stopping state leaks from one fit into the next.
+    """
+
+    probe: Callable[..., pl.LightningModule]
+    datamodule: Callable[..., CacheProbeDataModule]
+    trainer: Callable[..., pl.Trainer]
+    callbacks: list[Callable[[], pl.Callback]] = field(default_factory=list)
+    loggers: list[Any] = field(default_factory=list)
+    probing: Probing = field(default_factory=Probing)
+    seed: int = 0
+    seeds: list[int] | None = None  # several seeds over the same data (None: ``seed`` only)
+
+    def train_view(self, view: FeatureView, name_prefix: str) -> list[dict[str, Any]]:
+        """Rows for every probe of ``view``: task accuracy over seeds, controls, MDL."""
+        return train_view(view, self, name_prefix)
 
 
 def majority_chance(view: FeatureView) -> float:
@@ -44,24 +66,15 @@ def majority_chance(view: FeatureView) -> float:
 
 
 def make_datamodule(
-    view: FeatureView, cfg: DictConfig, rows: dict[str, np.ndarray] | None = None
+    view: FeatureView, engine: ProbeEngine, rows: dict[str, np.ndarray] | None = None
 ) -> CacheProbeDataModule:
-    loader = cfg.data.loader
-    return CacheProbeDataModule(
-        view,
-        batch_size=loader.batch_size,
-        mode=loader.mode,
-        memory_budget_mb=loader.memory_budget_mb,
-        num_workers=loader.num_workers,
-        seed=cfg.seed,
-        rows=rows,
-    )
+    return engine.datamodule(view, seed=engine.seed, rows=rows)
 
 
 def fit_probes(
     view: FeatureView,
     dm: CacheProbeDataModule,
-    cfg: DictConfig,
+    engine: ProbeEngine,
     loggers: list[Any],
     names: list[str],
     seed: int,
@@ -70,7 +83,7 @@ def fit_probes(
     """One fused MultiProbe for every probe of the view: fit, then test at each best epoch."""
     pl.seed_everything(seed, workers=True, verbose=False)
     x = dm.datasets["train"][0]["x"]
-    model = probe_factory(cfg.probe)(
+    model = engine.probe(
         num_probes=x.shape[0],
         in_dim=x.shape[1],
         num_classes=view.num_classes,
@@ -78,8 +91,8 @@ def fit_probes(
         chance=majority_chance(view),
     )
     model.set_input_stats(*dm.input_stats())
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    callbacks = [make() for make in engine.callbacks]
+    trainer = engine.trainer(logger=loggers or False, callbacks=callbacks)
     trainer.fit(model, datamodule=dm)
     if test:
         trainer.test(model, datamodule=dm, verbose=False)
@@ -96,7 +109,7 @@ def _seed_stats(values: list[list[float | None]]) -> dict[str, list]:
 def _fit_seeds(
     view: FeatureView,
     dm: CacheProbeDataModule,
-    cfg: DictConfig,
+    engine: ProbeEngine,
     loggers: list[Any],
     prefix: str,
     seeds: list[int],
@@ -104,18 +117,18 @@ def _fit_seeds(
     runs = []
     for seed in seeds:
         tag = f"{prefix}/seed{seed}" if len(seeds) > 1 else prefix
-        model = fit_probes(view, dm, cfg, loggers, [f"{tag}/{n}" for n in view.probe_names], seed)
+        names = [f"{tag}/{n}" for n in view.probe_names]
+        model = fit_probes(view, dm, engine, loggers, names, seed)
         runs.append(model.results())
     return runs
 
 
-def train_view(
-    view: FeatureView, cfg: DictConfig, loggers: list[Any], name_prefix: str
-) -> list[dict[str, Any]]:
+def train_view(view: FeatureView, engine: ProbeEngine, name_prefix: str) -> list[dict[str, Any]]:
     """Rows for every probe of ``view``: task accuracy over seeds, controls, MDL."""
-    seeds = [int(s) for s in (cfg.get("seeds") or [cfg.seed])]
-    dm = make_datamodule(view, cfg)
-    runs = _fit_seeds(view, dm, cfg, loggers, name_prefix, seeds)
+    seeds = [int(s) for s in (engine.seeds or [engine.seed])]
+    loggers = engine.loggers
+    dm = make_datamodule(view, engine)
+    runs = _fit_seeds(view, dm, engine, loggers, name_prefix, seeds)
     sizes = {f"n_{s}": len(ds) for s, ds in dm.datasets.items()}
     rows = []
     for k, probe_name in enumerate(view.probe_names):
@@ -131,20 +144,21 @@ def train_view(
                 row[f"{metric}_per_seed"] = [run[k][metric] for run in runs]
         for row in rows:
             row["seeds"] = seeds
-    if cfg.probe.get("control"):
-        _add_control(rows, view, cfg, loggers, name_prefix, seeds, "control", _control_view(view))
-    if cfg.probe.get("shuffled_control"):
-        shuffled = view.with_labels(_shuffled(view, cfg.seed))
-        _add_control(rows, view, cfg, loggers, name_prefix, seeds, "shuffled", shuffled)
-    if cfg.probe.get("mdl"):
-        _add_mdl(rows, view, cfg, name_prefix)
+    probing = engine.probing
+    if probing.control:
+        _add_control(rows, engine, name_prefix, seeds, "control", _control_view(view))
+    if probing.shuffled_control:
+        shuffled = view.with_labels(_shuffled(view, engine.seed))
+        _add_control(rows, engine, name_prefix, seeds, "shuffled", shuffled)
+    if probing.mdl:
+        _add_mdl(rows, view, engine, name_prefix)
     return rows
 
 
 def _control_view(view: FeatureView) -> FeatureView:
     """Each type keeps one random label drawn from the task's label distribution."""
     if view.control_types is None:
-        raise ValueError("this task defines no control types; run without probe.control")
+        raise ValueError("this task defines no control types; run without probing.control")
     used = view.labels >= 0
     control = np.full_like(view.labels, -1)
     control[used] = control_labels(
@@ -162,16 +176,14 @@ def _shuffled(view: FeatureView, seed: int) -> np.ndarray:
 
 def _add_control(
     rows: list[dict[str, Any]],
-    view: FeatureView,
-    cfg: DictConfig,
-    loggers: list[Any],
+    engine: ProbeEngine,
     name_prefix: str,
     seeds: list[int],
     kind: str,
     control: FeatureView,
 ) -> None:
-    dm = make_datamodule(control, cfg)
-    runs = _fit_seeds(control, dm, cfg, loggers, f"{kind}/{name_prefix}", seeds)
+    dm = make_datamodule(control, engine)
+    runs = _fit_seeds(control, dm, engine, engine.loggers, f"{kind}/{name_prefix}", seeds)
     accs = _seed_stats([[r["test_acc"] for r in run] for run in runs])["mean"]
     for row, acc in zip(rows, accs, strict=True):
         row[f"{kind}_test_acc"] = acc
@@ -181,20 +193,19 @@ def _add_control(
 
 
 def _add_mdl(
-    rows: list[dict[str, Any]], view: FeatureView, cfg: DictConfig, name_prefix: str
+    rows: list[dict[str, Any]], view: FeatureView, engine: ProbeEngine, name_prefix: str
 ) -> None:
     """Online code: train on each prefix of the (shuffled) training rows, code the next block."""
     train = view.rows(SPLIT_IDS["train"])
-    order = np.random.default_rng(cfg.seed).permutation(train)
-    fractions = cfg.probe.get("mdl_fractions") or None
+    order = np.random.default_rng(engine.seed).permutation(train)
+    fractions = engine.probing.mdl_fractions or None
     edges = block_edges(len(order), fractions) if fractions else block_edges(len(order))
     block_bits = []
     for lo, hi in zip(edges[:-1], edges[1:], strict=True):
         rows_for = {"train": order[:lo], "test": order[lo:hi]}
-        dm = make_datamodule(view, cfg, rows=rows_for)
-        model = fit_probes(
-            view, dm, cfg, [], [f"mdl/{name_prefix}/{n}" for n in view.probe_names], cfg.seed, False
-        )
+        dm = make_datamodule(view, engine, rows=rows_for)
+        names = [f"mdl/{name_prefix}/{n}" for n in view.probe_names]
+        model = fit_probes(view, dm, engine, [], names, engine.seed, False)
         block_bits.append(model.codelength_bits(dm.test_dataloader()).numpy())
     bits = np.stack(block_bits, axis=1) if block_bits else np.zeros((len(rows), 0))
     for row, probe_bits in zip(rows, bits, strict=True):

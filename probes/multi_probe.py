@@ -11,56 +11,22 @@ couples parameters across probes, e.g. gradient clipping by global norm: leave
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
-from itertools import pairwise
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from hydra.utils import get_class
 from pytorch_lightning.utilities import rank_zero_warn
-from torch import Tensor, nn
+from torch import Tensor
 
+from probes.families import LinearProbe, ProbeFamily
 from probes.metrics import MultiProbeConfusion
-
-_ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "tanh": torch.tanh}
-
-
-class _ProbeMatmul(torch.autograd.Function):
-    """``einsum("bpd,pdh->bph", x, w)`` whose weight gradient is one ``(P, H, B) @ (P, B, D)``.
-
-    Autograd's own backward of the einsum multiplies ``(P, D, B)`` by ``(P, B, H)``, reading
-    the batch in its transposed layout: on CPU that took twice the forward's time for wide
-    views (13 layers x 1536-d, bench/fused_vs_separate.py). Used outside autocast only.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, w: Tensor) -> Tensor:
-        ctx.save_for_backward(x, w)
-        return torch.einsum("bpd,pdh->bph", x, w)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
-        x, w = ctx.saved_tensors
-        grad_x = torch.einsum("bph,pdh->bpd", grad, w) if ctx.needs_input_grad[0] else None
-        grad_w = None
-        if ctx.needs_input_grad[1]:
-            grad_w = torch.bmm(grad.permute(1, 2, 0), x.transpose(0, 1)).transpose(1, 2)
-        return grad_x, grad_w
-
-
-def _autocast_enabled(device_type: str) -> bool:
-    """Whether autocast is on for ``device_type`` (torch < 2.4 takes no argument)."""
-    try:
-        return bool(torch.is_autocast_enabled(device_type))
-    except TypeError:  # pragma: no cover - old torch
-        if device_type == "cpu":
-            return bool(torch.is_autocast_cpu_enabled())
-        return bool(torch.is_autocast_enabled())
 
 
 class MultiProbe(pl.LightningModule):
-    """P linear or MLP classifiers over (B, P, D) features, trained together.
+    """P classifiers of one family (linear, MLP, low-rank) over (B, P, D) features, fused.
 
     Batches are dicts ``{"x": (B, P, D) float, "y": (B,) long}``; ``x[:, k]`` is probe k's
     input (e.g. layer k's pooled activation). After ``trainer.fit`` then
@@ -73,54 +39,37 @@ class MultiProbe(pl.LightningModule):
         num_probes: int,
         in_dim: int,
         num_classes: int,
-        probe: str = "linear",
-        hidden_dim: int = 256,
-        num_hidden_layers: int = 1,
-        dropout: float = 0.0,
-        activation: str = "relu",
+        family: Callable[..., ProbeFamily] | str = LinearProbe,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         probe_names: list[str] | None = None,
         chance: float | None = None,
+        **family_kwargs: Any,
     ) -> None:
+        """``family(num_probes, in_dim, num_classes, **family_kwargs)`` builds the probes;
+        ``family`` is a :class:`ProbeFamily` class or its import path."""
         super().__init__()
-        if probe not in ("linear", "mlp"):
-            raise ValueError(f"probe must be 'linear' or 'mlp', got {probe!r}")
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}: {activation!r}")
-        if probe == "mlp" and num_hidden_layers < 1:
-            raise ValueError("an MLP probe needs num_hidden_layers >= 1")
         names = list(probe_names) if probe_names is not None else None
         if names is None:
             width = max(2, len(str(num_probes - 1)))
             names = [f"p{i:0{width}d}" for i in range(num_probes)]
         if len(names) != num_probes or len(set(names)) != num_probes:
             raise ValueError(f"need {num_probes} distinct probe names, got {names}")
-        self.save_hyperparameters()
+        if isinstance(family, str):  # from hparams (a checkpoint): the class's import path
+            family = get_class(family)
+        self.probes: ProbeFamily = family(num_probes, in_dim, num_classes, **family_kwargs)
+        self.save_hyperparameters(ignore=["family"])
+        cls = type(self.probes)
+        self.hparams["family"] = f"{cls.__module__}.{cls.__qualname__}"
         self.probe_names: list[str] = names
-
-        dims = [in_dim]
-        if probe == "mlp":
-            dims += [hidden_dim] * num_hidden_layers
-        dims.append(num_classes)
-        self.weights = nn.ParameterList(
-            nn.Parameter(torch.empty(num_probes, d_in, d_out)) for d_in, d_out in pairwise(dims)
-        )
-        self.biases = nn.ParameterList(
-            nn.Parameter(torch.empty(num_probes, d_out)) for d_out in dims[1:]
-        )
-        self.reset_parameters()
-        self._act = _ACTIVATIONS[activation]
-        self.dropout = nn.Dropout(dropout)
 
         # Identity standardisation until set_input_stats is called.
         self.register_buffer("input_mean", torch.zeros(num_probes, in_dim))
         self.register_buffer("input_std", torch.ones(num_probes, in_dim))
 
         # Per-probe best state: buffers, so checkpoints carry them.
-        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            self.register_buffer(f"best_weight_{i}", w.detach().clone())
-            self.register_buffer(f"best_bias_{i}", b.detach().clone())
+        for i, param in enumerate(self._params()):
+            self.register_buffer(f"best_param_{i}", param.detach().clone())
         self.register_buffer("best_epoch", torch.full((num_probes,), -1, dtype=torch.long))
         self.register_buffer("best_val_acc", torch.full((num_probes,), -math.inf))
         self.register_buffer("best_val_f1", torch.full((num_probes,), math.nan))
@@ -135,27 +84,16 @@ class MultiProbe(pl.LightningModule):
         self._swapped_out: list[Tensor] | None = None
 
     # ------------------------------------------------------------------ parameters
-    def reset_parameters(self) -> None:
-        """Init every probe like ``nn.Linear``: kaiming-uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in))."""
-        for w, b in zip(self.weights, self.biases, strict=True):
-            bound = 1.0 / math.sqrt(w.shape[1])
-            nn.init.uniform_(w, -bound, bound)
-            nn.init.uniform_(b, -bound, bound)
-
     @property
     def num_params_per_probe(self) -> int:
         """Trainable parameters of one probe (all probes are the same size)."""
         return sum(p[0].numel() for p in self.parameters())
 
     def _best_buffers(self) -> list[Tensor]:
-        return [
-            getattr(self, f"best_{kind}_{i}")
-            for i in range(len(self.weights))
-            for kind in ("weight", "bias")
-        ]
+        return [getattr(self, f"best_param_{i}") for i in range(len(self._params()))]
 
     def _params(self) -> list[Tensor]:
-        return [p for w, b in zip(self.weights, self.biases, strict=True) for p in (w, b)]
+        return list(self.probes.parameters())
 
     @torch.no_grad()
     def set_input_stats(self, mean: Tensor, std: Tensor, eps: float = 1e-6) -> None:
@@ -174,27 +112,8 @@ class MultiProbe(pl.LightningModule):
     # ------------------------------------------------------------------ forward / loss
     def forward(self, x: Tensor) -> Tensor:
         """(B, P, D) features -> (B, P, C) logits."""
-        # The cache may hold float16; follow the parameters' dtype (autocast still applies).
-        weights, biases = list(self.weights), list(self.biases)
-        scale = self.input_std.reciprocal().to(weights[0].dtype)
-        mean = self.input_mean.to(weights[0].dtype)
-        autocast = _autocast_enabled(x.device.type)
-        if autocast:
-            # bf16/fp16 matmuls need standardised inputs: a folded-in mean would cancel badly.
-            h = torch.addcmul(-mean * scale, x.to(scale.dtype), scale)
-        else:
-            # Standardisation folded into the first layer, (x - m) / s @ W + b ==
-            # x @ (W / s) + b - (m / s) @ W: two fewer passes over the (B, P, D) batch, which
-            # took most of a wide view's step on CPU (bench/fused_vs_separate.py).
-            h = x.to(scale.dtype)
-            biases[0] = biases[0] - torch.einsum("pd,pdh->ph", mean * scale, weights[0])
-            weights[0] = weights[0] * scale.unsqueeze(-1)
-        last = len(weights) - 1
-        for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
-            h = (torch.einsum("bpd,pdh->bph", h, w) if autocast else _ProbeMatmul.apply(h, w)) + b
-            if i < last:
-                h = self.dropout(self._act(h))
-        return h
+        # The cache may hold float16; the family follows its parameters' dtype.
+        return self.probes(x, self.input_mean, self.input_std.reciprocal())
 
     def _loss(self, logits: Tensor, y: Tensor) -> Tensor:
         """Sum over probes of each probe's mean cross-entropy, in float32."""
@@ -302,8 +221,11 @@ class MultiProbe(pl.LightningModule):
             return
         values = {k: v.detach().cpu() for k, v in metrics.items()}
         self.trainer.callback_metrics.update(values)
-        # Lightning's own path for epoch-end values: same step and "epoch" key, logged_metrics
-        self.trainer._logger_connector.log_metrics(values)
+        # the loggers' public API, with the "epoch" key and step Lightning gives epoch-end values
+        scalars = {k: float(v) for k, v in values.items()}
+        scalars["epoch"] = float(self.current_epoch)
+        for lg in self.loggers:
+            lg.log_metrics(scalars, step=self.global_step)
 
     def on_test_end(self) -> None:
         if self._swapped_out is not None:

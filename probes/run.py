@@ -1,4 +1,8 @@
-"""The task function behind ``train_probe.py``: cache -> probes/analyses -> results and W&B.
+"""The composition root behind ``train_probe.py``: config -> objects -> task -> results and W&B.
+
+``run()`` is the only place that reads the config tree: it prepares the data (demo data,
+extraction, opening the caches), builds the task, the probe, datamodule and trainer
+constructors, callbacks and loggers with ``instantiate``, and hands those objects down.
 
 Every run writes, in its own output folder: the resolved config (Hydra), ``results.json``,
 ``results.csv`` and PNG figures; logs the same to the configured loggers; prints a summary.
@@ -16,10 +20,9 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from probes.engine import ProbeEngine
+from probes.prepare import prepare
 from probes.tasks.base import Task, TaskOutput
-from vlprobe.cache.leakage import check_no_leakage
-from vlprobe.cache.reader import CacheReader
-from vlprobe.extraction.pipeline import ensure_cache
 from vlprobe.reporting.table import format_table, write_results
 
 log = logging.getLogger(__name__)
@@ -27,6 +30,26 @@ log = logging.getLogger(__name__)
 
 def build_loggers(cfg: DictConfig) -> list[Any]:
     return [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+
+
+def build_engine(cfg: DictConfig, loggers: list[Any]) -> ProbeEngine:
+    """The probe, datamodule, trainer and callback constructors, and the probing settings."""
+    return ProbeEngine(
+        probe=instantiate(cfg.probe),
+        datamodule=instantiate(cfg.loader),
+        trainer=instantiate(cfg.trainer, _partial_=True),
+        callbacks=[instantiate(c, _partial_=True) for c in (cfg.get("callbacks") or {}).values()],
+        loggers=loggers,
+        probing=instantiate(cfg.probing),
+        seed=int(cfg.seed),
+        seeds=[int(s) for s in cfg.seeds] if cfg.get("seeds") else None,
+    )
+
+
+def family_name(cfg: DictConfig) -> str:
+    """``linear`` / ``mlp`` / ``lowrank``: the name of the configured probe family."""
+    family = cfg.probe.get("family")
+    return str(instantiate(family).name) if family is not None else "linear"
 
 
 def _wandb_loggers(loggers: list[Any]) -> list[Any]:
@@ -66,26 +89,28 @@ def run(cfg: DictConfig) -> float | None:
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     task: Task = instantiate(cfg.task)
-    # the cache first: bad data or a missing cache fails before any logger run exists
-    reader = CacheReader(ensure_cache(cfg, task.dataset)) if task.dataset else None
-    if reader is not None:  # tasks without one dataset (linguistic) check their own caches
-        check_no_leakage(reader)
-    loggers = build_loggers(cfg)
-    keys = [k for k in cfg if k != "hydra"]  # tests compose with the hydra node attached
-    resolved = OmegaConf.to_container(OmegaConf.masked_copy(cfg, keys), resolve=True)
-    for lg in loggers:
-        lg.log_hyperparams(resolved)
-    failed = True
+    # the data first: bad data or a missing cache fails before any logger run exists
+    inputs = prepare(cfg, task)
     try:
-        output = task.execute(reader, cfg, loggers, out_dir)
-        trained = any("val_acc" in row for row in output.rows)
-        probe = f" | {cfg.probe.get('probe', '')} probe" if trained else ""
-        title = f"{cfg.task.name} | {cfg.model.name}{probe} | seed {cfg.seed}"
-        print(publish(output, loggers, out_dir, title))
-        metric = _optimized_value(output, cfg.get("optimized_metric"))
-        failed = False
+        loggers = build_loggers(cfg)
+        engine = build_engine(cfg, loggers)
+        keys = [k for k in cfg if k != "hydra"]  # tests compose with the hydra node attached
+        resolved = OmegaConf.to_container(OmegaConf.masked_copy(cfg, keys), resolve=True)
+        for lg in loggers:
+            lg.log_hyperparams(resolved)
+        failed = True
+        try:
+            output = task.execute(inputs, engine, out_dir)
+            trained = any("val_acc" in row for row in output.rows)
+            probe = f" | {family_name(cfg)} probe" if trained else ""
+            title = f"{cfg.task.name} | {cfg.model.name}{probe} | seed {cfg.seed}"
+            print(publish(output, loggers, out_dir, title))
+            metric = _optimized_value(output, cfg.get("optimized_metric"))
+            failed = False
+        finally:
+            _finish_wandb(loggers, failed)
     finally:
-        _finish_wandb(loggers, failed)
+        inputs.close()
     return metric
 
 

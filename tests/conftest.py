@@ -13,8 +13,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from vlprobe.cache.planted import write_planted_relation_cache
 from vlprobe.config import config_dir, register_resolvers
+from vlprobe.testing.planted import write_planted_relation_cache
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

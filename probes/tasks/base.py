@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from omegaconf import DictConfig
 
+from probes.engine import ProbeEngine
 from vlprobe.cache.reader import CacheReader
 from vlprobe.cache.schema import SPLIT_IDS
 
@@ -25,13 +25,37 @@ class TaskOutput:
     console_rows: list[dict[str, Any]] | None = None  # a shorter selection for the console
 
 
+@dataclass
+class TaskInputs:
+    """The caches a task reads, opened and checked by ``run()``'s prepare step.
+
+    ``readers[role][dataset]``: role ``model`` is the run's model; other roles (``baseline``)
+    are the extra models a task asks for. ``labels[role]``: the model's name in result rows.
+    """
+
+    readers: dict[str, dict[str, CacheReader]]
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def reader(self) -> CacheReader:
+        """The one cache of a task that reads one data set with the run's model."""
+        (reader,) = self.readers["model"].values()
+        return reader
+
+    def close(self) -> None:
+        for by_dataset in self.readers.values():
+            for reader in by_dataset.values():
+                reader.close()
+
+
 class Task(Protocol):
     name: str
-    dataset: str | None  # the cache run() opens; None: the task builds its own (several)
 
-    def execute(
-        self, reader: CacheReader | None, cfg: DictConfig, loggers: list[Any], out_dir: Path
-    ) -> TaskOutput: ...
+    def datasets(self) -> list[str]:
+        """The data sets (cache kinds) it reads, e.g. ``["visual_genome"]``."""
+        ...
+
+    def execute(self, inputs: TaskInputs, engine: ProbeEngine, out_dir: Path) -> TaskOutput: ...
 
 
 def examples_in_split(reader: CacheReader, split: str) -> np.ndarray:

@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig
 
 from datamodules.views import head_probe_names
+from probes.engine import ProbeEngine
 from probes.tasks.base import (
     SPLITS,
+    TaskInputs,
     TaskOutput,
     attention_layer_names,
     cache_attr,
@@ -33,6 +34,7 @@ from probes.tasks.base import (
 )
 from vlprobe.analysis.alignment import alignment_accuracy, cross_modal_share, top_heads
 from vlprobe.cache.reader import CacheError, CacheReader
+from vlprobe.cache.schema import pair_path, unit_path
 from vlprobe.reporting.figures import plot_by_layer, plot_layer_head_heatmap
 
 COLUMNS = ["name", "layer_name", "alignment_acc", "cross_modal_share", "chance", "n_phrases"]
@@ -64,21 +66,21 @@ class CrossModalAlignmentTask:
         """
         chosen = examples_in_split(reader, self.split)
         shape = (reader.num_layers, reader.num_heads)
-        if "units/phrase/pair_offset" not in reader.file or len(chosen) == 0:
+        if unit_path("phrase", "pair_offset") not in reader.file or len(chosen) == 0:
             return {"acc": np.full(shape, np.nan), "chance": float("nan"), "n_phrases": 0}
-        off = reader.array("units/phrase/pair_offset").astype(np.int64)
-        phrases = np.flatnonzero(np.isin(reader.array("units/phrase/example"), chosen))
+        off = reader.unit("phrase", "pair_offset").astype(np.int64)
+        phrases = np.flatnonzero(np.isin(reader.unit("phrase", "example"), chosen))
         counts = off[phrases + 1] - off[phrases]
         rows = np.concatenate([np.arange(off[p], off[p + 1]) for p in phrases] or [[]])
         rows = rows.astype(np.int64)
-        pair_phrase = reader.array("pairs/coref/phrase")
+        pair_phrase = reader.pair("coref", "phrase")
         if not np.array_equal(pair_phrase[rows], np.repeat(phrases, counts)):
             raise CacheError(f"{reader.path}: units/phrase/pair_offset disagrees with pairs/coref")
         if len(rows) == 0:
             return {"acc": np.full(shape, np.nan), "chance": float("nan"), "n_phrases": 0}
-        gold = reader.array("pairs/coref/corefer")[rows] == 1
+        gold = reader.pair("coref", "corefer")[rows] == 1
         lo, hi = int(rows[0]), int(rows[-1]) + 1  # a split's pairs are contiguous
-        attention = reader.file["pairs/coref/attention"][lo:hi, :, :, 0][rows - lo]
+        attention = reader.file[pair_path("coref", "attention")][lo:hi, :, :, 0][rows - lo]
         sub_off = np.concatenate([[0], np.cumsum(counts)])
         owner = np.repeat(np.arange(len(phrases)), counts)
         n_gold = np.bincount(owner, weights=gold, minlength=len(phrases))
@@ -101,17 +103,19 @@ class CrossModalAlignmentTask:
             return np.full(shape, np.nan), 0
         group = reader.file["attention/maps"]
         examples = sorted(int(k) for k in group)[: self.max_maps]
-        off = reader.array("examples/token_offset")
-        modality = reader.array("tokens/modality")
+        off = reader.example("token_offset")
+        modality = reader.token("modality")
         maps = [group[str(e)][()] for e in examples]
         mods = [modality[off[e] : off[e + 1]] for e in examples]
         if not maps:
             return np.full(shape, np.nan), 0
         return cross_modal_share(maps, mods), len(maps)
 
-    def execute(
-        self, reader: CacheReader, cfg: DictConfig, loggers: list[Any], out_dir: Path
-    ) -> TaskOutput:
+    def datasets(self) -> list[str]:
+        return [self.dataset]
+
+    def execute(self, inputs: TaskInputs, engine: ProbeEngine, out_dir: Path) -> TaskOutput:
+        reader, loggers = inputs.reader, engine.loggers
         result = self.accuracy(reader)
         acc, chance = result["acc"], result["chance"]
         share, n_maps = self.cross_share(reader)

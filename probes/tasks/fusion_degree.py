@@ -17,12 +17,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig
 
 from datamodules.sources import contiguous_segments
-from probes.tasks.base import SPLITS, TaskOutput, cache_attr, examples_in_split, log_finite
+from probes.engine import ProbeEngine
+from probes.tasks.base import (
+    SPLITS,
+    TaskInputs,
+    TaskOutput,
+    cache_attr,
+    examples_in_split,
+    log_finite,
+)
 from vlprobe.analysis.fusion import fusion_degree, select_examples
 from vlprobe.cache.reader import CacheReader
+from vlprobe.cache.schema import token_path
 from vlprobe.reporting.figures import plot_by_layer
 
 COLUMNS = [
@@ -82,7 +90,7 @@ class FusionDegreeTask:
     def measure(self, reader: CacheReader) -> dict[str, Any]:
         """:func:`fusion_degree` over the chosen split's tokens."""
         chosen = examples_in_split(reader, self.split)
-        off = reader.array("examples/token_offset")
+        off = reader.example("token_offset")
         if len(chosen) == 0:
             raise ValueError(f"the cache has no {self.split!r} examples; set task.split=all")
         # the seeded subset is drawn here, so only its tokens are ever read
@@ -91,8 +99,8 @@ class FusionDegreeTask:
         tokens = np.concatenate(ranges)
         sub_off = np.concatenate([[0], np.cumsum([len(r) for r in ranges])])
         return fusion_degree(
-            TokenRows(reader.file["tokens/hidden"], tokens),
-            reader.array("tokens/modality")[tokens],
+            TokenRows(reader.file[token_path("hidden")], tokens),
+            reader.token("modality")[tokens],
             sub_off,
             average_method=self.average_method,  # type: ignore[arg-type]
             seed=self.seed,
@@ -101,9 +109,11 @@ class FusionDegreeTask:
             n_init=self.n_init,
         )
 
-    def execute(
-        self, reader: CacheReader, cfg: DictConfig, loggers: list[Any], out_dir: Path
-    ) -> TaskOutput:
+    def datasets(self) -> list[str]:
+        return [self.dataset]
+
+    def execute(self, inputs: TaskInputs, engine: ProbeEngine, out_dir: Path) -> TaskOutput:
+        reader, loggers = inputs.reader, engine.loggers
         result = self.measure(reader)
         names = reader.layer_names
         rows = [

@@ -1,39 +1,31 @@
 """VALUE task 5, text-to-text interaction: SentEval probing tasks on text-only input.
 
-Each SentEval task is its own data set (``senteval/<task>``), so this task builds one cache per
-(model, SentEval task) itself (``dataset = None``: ``run()`` opens no cache). Per layer, a
-probe (``cfg.probe``: linear or MLP) reads one sentence vector: the ``[CLS]`` state or the mean
+Each SentEval task is its own data set (``senteval/<task>``): the task declares them all and
+``run()``'s prepare step opens one cache per (model, SentEval task). Per layer, a probe
+(``probe=linear|mlp|lowrank``) reads one sentence vector: the ``[CLS]`` state or the mean
 over the text tokens. The same probes are trained on a baseline model (default: the text-only
 MiniLM encoder) for the same report; rows carry ``model`` and ``role`` columns.
 """
 
 from __future__ import annotations
 
-import copy
-import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf, open_dict
 
 from datamodules.sources import LayerRows
 from datamodules.views import UnitEmbeddingView, example_texts, layer_probe_names, type_ids
-from probes.engine import train_view
-from probes.tasks.base import TaskOutput
+from probes.engine import ProbeEngine
+from probes.tasks.base import TaskInputs, TaskOutput
 from probes.tasks.figures import plot_curves_by_layer, plot_task_layer_heatmap
-from vlprobe.cache.leakage import check_no_leakage
 from vlprobe.cache.reader import CacheReader
-from vlprobe.config import config_dir
+from vlprobe.cache.schema import unit_path
 from vlprobe.data.senteval import SENTEVAL_TASKS
-from vlprobe.extraction.pipeline import ensure_cache
-
-log = logging.getLogger(__name__)
 
 POOLINGS = ("cls", "mean")
-ROLES = ("model", "baseline")
 COLUMNS = [
     "model",
     "probing_task",
@@ -52,103 +44,59 @@ MAX_CONSOLE_ROWS = 60
 @dataclass
 class LinguisticTask:
     name: str = "linguistic/all"
-    dataset: str | None = None
     tasks: tuple[str, ...] = tuple(SENTEVAL_TASKS)
     pooling: tuple[str, ...] = POOLINGS
     baseline_model: str | None = "text"
-    caches: dict[str, dict[str, str]] | None = None  # role -> SentEval task -> cache path
+    # role (model | baseline) -> SentEval task -> a cache given by path (read by the prepare step)
+    caches: dict[str, dict[str, str]] | None = None
 
     def __post_init__(self) -> None:
         for key, values, valid in (
             ("task.tasks", self.tasks, tuple(SENTEVAL_TASKS)),
             ("task.pooling", self.pooling, POOLINGS),
-            ("task.caches", tuple(self.caches or {}), ROLES),
         ):
             bad = [v for v in values if v not in valid]
             if bad:
                 raise ValueError(f"{key}: unknown {bad}; valid choices: {', '.join(valid)}")
 
-    def models(self, cfg: DictConfig) -> list[tuple[str, DictConfig]]:
-        """``(role, config)``: the run's model, then the baseline's (its model group swapped)."""
-        out = [("model", cfg)]
-        if self.baseline_model:
-            base = baseline_config(cfg, self.baseline_model)
-            if OmegaConf.to_container(base.model, resolve=True) == OmegaConf.to_container(
-                cfg.model, resolve=True
-            ):
-                log.info("baseline %s is the run's model: probed once", self.baseline_model)
-            else:
-                out.append(("baseline", base))
-        return out
-
-    def cache_paths(
-        self, cfg: DictConfig, models: list[tuple[str, DictConfig]] | None = None
-    ) -> dict[tuple[str, str], Path]:
-        """Every (role, SentEval task) cache, from ``caches`` or built now (before training)."""
-        given = {role: dict(tasks or {}) for role, tasks in (self.caches or {}).items()}
-        models = self.models(cfg) if models is None else models
-        missing = [(r, t) for r, _ in models for t in self.tasks if t not in given.get(r, {})]
-        if cfg.data.get("cache") and len(missing) > 1:
-            raise ValueError(
-                f"data.cache names one file, but {self.name} needs {len(missing)} caches "
-                f"({', '.join(f'{r}/{t}' for r, t in missing)}): give them as "
-                "task.caches={model: {<task>: path}, baseline: {<task>: path}}"
-            )
-        paths = {}
-        for role, run_cfg in models:
-            for task in self.tasks:
-                path = given.get(role, {}).get(task)
-                if path is None:
-                    path = ensure_cache(run_cfg, f"senteval/{task}")
-                elif not Path(path).exists():
-                    raise FileNotFoundError(f"task.caches.{role}.{task}={path} does not exist")
-                paths[(role, task)] = Path(path)
-        return paths
+    def datasets(self) -> list[str]:
+        """One data set per SentEval task (each its own file)."""
+        return [f"senteval/{task}" for task in self.tasks]
 
     def view(self, reader: CacheReader, pooling: str, layers: list[int]) -> UnitEmbeddingView:
         """One row per sentence; one probe per layer on its pooled vector."""
-        example = reader.array("units/sentence/example")
+        example = reader.unit("sentence", "example")
         all_texts = example_texts(reader)
         texts = [all_texts[e] for e in example]
         return UnitEmbeddingView(
             reader=reader,
-            labels=reader.array("units/sentence/label").astype(np.int64),
+            labels=reader.unit("sentence", "label").astype(np.int64),
             probe_names=layer_probe_names(layers),
             class_names=list(reader.label_names["sentence"]),
             row_split=reader.example_split[example],
-            left=LayerRows(reader, f"units/sentence/{pooling}", layers),
+            left=LayerRows(reader, unit_path("sentence", pooling), layers),
             left_index=np.arange(example.size),
             # control type of a sentence: its first two words, a lexical type that recurs
             # across sentences so a probe that memorises types can score on held-out ones
             control_types=type_ids([" ".join(t.split(" ")[:2]) for t in texts]),
         )
 
-    def execute(
-        self, reader: CacheReader | None, cfg: DictConfig, loggers: list[Any], out_dir: Path
-    ) -> TaskOutput:
-        models = self.models(cfg)
-        paths = self.cache_paths(cfg, models)
-        labels = {role: model_label(run_cfg.model) for role, run_cfg in models}
-        if labels.get("baseline") == labels["model"]:  # same name, other settings
-            labels["baseline"] += "[baseline]"
+    def execute(self, inputs: TaskInputs, engine: ProbeEngine, out_dir: Path) -> TaskOutput:
         rows: list[dict[str, Any]] = []
-        for (role, task), path in paths.items():
-            cache = CacheReader(path)
-            try:
+        for role, by_dataset in inputs.readers.items():
+            for dataset, cache in by_dataset.items():
+                task = dataset.split("/", 1)[1]
                 check_dataset(cache, task)
-                check_no_leakage(cache)  # run() checks only the cache it opens: none here
-                layers = select_layers(cache, cfg.probe.get("layers"))
+                layers = select_layers(cache, engine.probing.layers)
                 for pooling in self.pooling:
                     prefix = f"{role}/{task}/{pooling}"
                     view = self.view(cache, pooling, layers)
-                    for layer, row in zip(
-                        layers, train_view(view, cfg, loggers, prefix), strict=True
-                    ):
+                    for layer, row in zip(layers, engine.train_view(view, prefix), strict=True):
                         rows.append(
                             {
                                 "task": "linguistic",
                                 "probing_task": task,
-                                "model": labels[role],
+                                "model": inputs.labels[role],
                                 "role": role,
                                 "pooling": pooling,
                                 "layer": cache.layer_names[layer],
@@ -156,8 +104,6 @@ class LinguisticTask:
                                 **row,
                             }
                         )
-            finally:
-                cache.close()
         return TaskOutput(
             rows,
             COLUMNS,
@@ -165,25 +111,6 @@ class LinguisticTask:
             summarise(rows),
             console_rows=console_rows(rows),
         )
-
-
-def baseline_config(cfg: DictConfig, model: str) -> DictConfig:
-    """``cfg`` with its ``model`` group replaced by ``configs/model/<model>.yaml``."""
-    path = config_dir() / "model" / f"{model}.yaml"
-    if not path.exists():
-        choices = sorted(p.stem for p in path.parent.glob("*.yaml"))
-        raise ValueError(f"task.baseline_model={model!r}: no {path}; choices: {choices}")
-    model_cfg = OmegaConf.load(path)
-    if "defaults" in model_cfg:
-        raise ValueError(f"{path} has a defaults list: not supported as a baseline model")
-    out = copy.deepcopy(cfg)
-    with open_dict(out):
-        out.model = model_cfg
-    return out
-
-
-def model_label(model: DictConfig) -> str:
-    return f"{model.name}[random-init]" if model.get("random_init") else str(model.name)
 
 
 def check_dataset(reader: CacheReader, task: str) -> None:
@@ -194,13 +121,15 @@ def check_dataset(reader: CacheReader, task: str) -> None:
 
 
 def select_layers(reader: CacheReader, layers: Any) -> list[int]:
-    """``probe.layers`` restricted to the layers this model has (models may differ in depth)."""
+    """``probing.layers`` restricted to the layers this model has (models may differ in depth)."""
     available = list(range(reader.num_layers + 1))
     if layers is None:
         return available
     chosen = [int(layer) for layer in layers if int(layer) in available]
     if not chosen:
-        raise ValueError(f"probe.layers={list(layers)}: {reader.path} has layers 0-{available[-1]}")
+        raise ValueError(
+            f"probing.layers={list(layers)}: {reader.path} has layers 0-{available[-1]}"
+        )
     return chosen
 
 

@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig
 
 from datamodules.views import head_probe_names
+from probes.engine import ProbeEngine
 from probes.tasks.base import (
     SPLITS,
+    TaskInputs,
     TaskOutput,
     attention_layer_names,
     cache_attr,
@@ -67,13 +68,15 @@ class ModalityImportanceTask:
             raise ValueError(f"the cache has no {self.split!r} examples; set task.split=all")
         lo, hi = int(chosen[0]), int(chosen[-1]) + 1  # a split is a contiguous block of rows
         mass = reader.file["attention/cls_mass"][lo:hi][chosen - lo]
-        n_text = reader.array("examples/n_text")[chosen]
-        n_image = reader.array("examples/n_image")[chosen]
+        n_text = reader.example("n_text")[chosen]
+        n_image = reader.example("n_image")[chosen]
         return modality_importance(mass, n_text, n_image), len(chosen)
 
-    def execute(
-        self, reader: CacheReader, cfg: DictConfig, loggers: list[Any], out_dir: Path
-    ) -> TaskOutput:
+    def datasets(self) -> list[str]:
+        return [self.dataset]
+
+    def execute(self, inputs: TaskInputs, engine: ProbeEngine, out_dir: Path) -> TaskOutput:
+        reader, loggers = inputs.reader, engine.loggers
         result, n_examples = self.measure(reader)
         num_layers, num_heads = result["text"].shape
         layer_names = attention_layer_names(reader)

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig
 
 from datamodules.sources import LayerRows, Rows
 from datamodules.views import (
@@ -22,8 +21,8 @@ from datamodules.views import (
     head_probe_names,
     layer_probe_names,
 )
-from probes.engine import train_view
-from probes.tasks.base import TaskOutput
+from probes.engine import ProbeEngine
+from probes.tasks.base import TaskInputs, TaskOutput
 from probes.tasks.figures import probe_figures
 from vlprobe.cache.reader import CacheReader
 
@@ -37,7 +36,7 @@ PROBE_COLUMNS = [
 class PairTable:
     """Which units a pair joins, where its attention lives, and each row's split."""
 
-    left: str  # a layer-major unit embedding dataset, e.g. "units/phrase/embedding"
+    left: str  # a layer-major unit embedding dataset, e.g. unit_path("phrase", "embedding")
     left_index: np.ndarray
     right: str
     right_index: np.ndarray
@@ -63,6 +62,7 @@ class PairProbingTask:
     """Base of the pair tasks: subclasses say which table and which labels."""
 
     name: str
+    dataset: str
     inputs: tuple[str, ...]
     title: str
 
@@ -109,14 +109,15 @@ class PairProbingTask:
                 out.append((f"{labels.subtask}/{kind}", view))
         return out
 
-    def execute(
-        self, reader: CacheReader | None, cfg: DictConfig, loggers: list[Any], out_dir: Path
-    ) -> TaskOutput:
-        assert reader is not None, f"{self.name} reads the cache that run() opens"
+    def datasets(self) -> list[str]:
+        return [self.dataset]
+
+    def execute(self, inputs: TaskInputs, engine: ProbeEngine, out_dir: Path) -> TaskOutput:
+        reader = inputs.reader
         rows = []
-        for name, view in self.views(reader, cfg.probe.get("layers")):
+        for name, view in self.views(reader, engine.probing.layers):
             subtask, kind = name.split("/")
-            for row in train_view(view, cfg, loggers, name):
+            for row in engine.train_view(view, name):
                 rows.append({"task": self.name, "subtask": subtask, "input": kind, **row})
         summary: dict[str, Any] = {}
         for subtask in dict.fromkeys(r["subtask"] for r in rows):

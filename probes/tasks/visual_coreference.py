@@ -29,6 +29,7 @@ from probes.tasks.pair_probing import (
     check_choices,
 )
 from vlprobe.cache.reader import CacheReader
+from vlprobe.cache.schema import pair_path, unit_path
 from vlprobe.data.types import FLICKR_TYPES
 
 SUBTASKS = ("type", "identification")
@@ -50,11 +51,11 @@ class VisualCoreferenceTask(PairProbingTask):
 
     def table(self, reader: CacheReader) -> PairTable:
         return PairTable(
-            left="units/phrase/embedding",
-            left_index=reader.array("pairs/coref/phrase"),
-            right="units/region/embedding",
-            right_index=reader.array("pairs/coref/region"),
-            attention="pairs/coref/attention",
+            left=unit_path("phrase", "embedding"),
+            left_index=reader.pair("coref", "phrase"),
+            right=unit_path("region", "embedding"),
+            right_index=reader.pair("coref", "region"),
+            attention=pair_path("coref", "attention"),
             row_split=pair_split(reader),
         )
 
@@ -64,11 +65,11 @@ class VisualCoreferenceTask(PairProbingTask):
         Control types are lexical: the phrase's words (``type``), and the phrase's words with
         the region's category (``identification``).
         """
-        phrase = reader.array("pairs/coref/phrase")
-        region = reader.array("pairs/coref/region")
-        corefer = reader.array("pairs/coref/corefer").astype(bool)
+        phrase = reader.pair("coref", "phrase")
+        region = reader.pair("coref", "region")
+        corefer = reader.pair("coref", "corefer").astype(bool)
         words = phrase_texts(reader)[phrase].astype(str)
-        category = reader.array("units/region/category").astype(str)
+        category = reader.unit("region", "category").astype(str)
         word_types = type_ids(words)
         pair_types = type_ids(np.char.add(np.char.add(words, "|"), category[region]))
         out = []
@@ -77,13 +78,13 @@ class VisualCoreferenceTask(PairProbingTask):
                 labels = balanced_identification(corefer, pair_split(reader), self.sample_seed)
                 out.append(LabelSet(subtask, labels, ["mismatched", "matched"], pair_types))
             elif self.multi_label:
-                types = reader.array("units/phrase/types")[phrase]  # (N, 8)
+                types = reader.unit("phrase", "types")[phrase]  # (N, 8)
                 for t, type_name in enumerate(phrase_type_names(reader)):
                     labels = np.where(corefer, types[:, t].astype(np.int64), -1)
                     names = [f"not {type_name}", type_name]
                     out.append(LabelSet(f"type_{type_name}", labels, names, word_types))
             else:
-                first = reader.array("units/phrase/type").astype(np.int64)[phrase]
+                first = reader.unit("phrase", "type").astype(np.int64)[phrase]
                 labels = np.where(corefer, first, -1)
                 out.append(LabelSet(subtask, labels, phrase_type_names(reader), word_types))
         return out
@@ -95,15 +96,15 @@ def phrase_type_names(reader: CacheReader) -> list[str]:
 
 def pair_split(reader: CacheReader) -> np.ndarray:
     """Split of every pair row: the split of its phrase's example (never per pair)."""
-    phrase = reader.array("pairs/coref/phrase")
-    return reader.example_split[reader.array("units/phrase/example")[phrase]]
+    phrase = reader.pair("coref", "phrase")
+    return reader.example_split[reader.unit("phrase", "example")[phrase]]
 
 
 def phrase_texts(reader: CacheReader) -> np.ndarray:
     """The words of every phrase unit (lower-cased), from its example's text and word span."""
     texts = [t.split(" ") for t in example_texts(reader)]
-    owner = reader.array("units/phrase/example")
-    spans = reader.array("units/phrase/word_span")
+    owner = reader.unit("phrase", "example")
+    spans = reader.unit("phrase", "word_span")
     return np.array(
         [" ".join(texts[e][a:b]) for e, (a, b) in zip(owner, spans, strict=True)], dtype=object
     )

@@ -21,6 +21,7 @@ from probes.tasks.pair_probing import (
     check_choices,
 )
 from vlprobe.cache.reader import CacheReader
+from vlprobe.cache.schema import pair_path, unit_path
 
 SUBTASKS = ("identification", "classification")
 
@@ -39,30 +40,30 @@ class VisualRelationTask(PairProbingTask):
         check_choices("task.inputs", self.inputs, PAIR_INPUTS)
 
     def table(self, reader: CacheReader) -> PairTable:
-        subject = reader.array("pairs/relation/subject")
-        region_example = reader.array("units/region/example")
+        subject = reader.pair("relation", "subject")
+        region_example = reader.unit("region", "example")
         return PairTable(
-            left="units/region/embedding",
+            left=unit_path("region", "embedding"),
             left_index=subject,
-            right="units/region/embedding",
-            right_index=reader.array("pairs/relation/object"),
-            attention="pairs/relation/attention",
+            right=unit_path("region", "embedding"),
+            right_index=reader.pair("relation", "object"),
+            attention=pair_path("relation", "attention"),
             row_split=reader.example_split[region_example[subject]],
         )
 
     def labels(self, reader: CacheReader, subtask: str) -> tuple[np.ndarray, list[str]]:
-        related = reader.array("pairs/relation/related").astype(np.int64)
+        related = reader.pair("relation", "related").astype(np.int64)
         if subtask == "identification":
             return related, ["unrelated", "related"]
-        predicate = reader.array("pairs/relation/predicate").astype(np.int64)
+        predicate = reader.pair("relation", "predicate").astype(np.int64)
         names = reader.label_names["predicate"][: self.num_predicates]
         keep = (related == 1) & (predicate >= 0) & (predicate < len(names))
         return np.where(keep, predicate, -1), names
 
     def label_sets(self, reader: CacheReader) -> list[LabelSet]:
-        subject = reader.array("pairs/relation/subject")
-        obj = reader.array("pairs/relation/object")
-        category = reader.array("units/region/category").astype(np.int64)
+        subject = reader.pair("relation", "subject")
+        obj = reader.pair("relation", "object")
+        category = reader.unit("region", "category").astype(np.int64)
         pair_type = category[subject] * (int(category.max(initial=0)) + 1) + category[obj]
         return [
             LabelSet(subtask, *self.labels(reader, subtask), control_types=pair_type)

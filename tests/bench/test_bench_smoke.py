@@ -15,7 +15,7 @@ import torch
 
 from datamodules.cache_datamodule import CacheProbeDataModule
 from probes import MultiProbe
-from probes.multi_probe import _ProbeMatmul
+from probes.families import LinearProbe, MLPProbe, _ProbeMatmul
 from probes.tasks.visual_relation import VisualRelationTask
 from vlprobe.cache.reader import CacheReader
 
@@ -51,11 +51,12 @@ def test_quick_run(script: str, bench_dir: Path, monkeypatch: pytest.MonkeyPatch
 
 
 # ----------------------------------------------------------------- engine speed-ups
-@pytest.mark.parametrize("probe", ["linear", "mlp"])
-def test_folded_standardisation_equals_standardise_then_matmul(probe: str) -> None:
+@pytest.mark.parametrize("hidden", [0, 1])
+def test_folded_standardisation_equals_standardise_then_matmul(hidden: int) -> None:
     """Forward and gradients of the folded path equal the textbook (x - m) / s path."""
     torch.manual_seed(0)
-    model = MultiProbe(3, 6, 4, probe=probe, hidden_dim=5).double()
+    family = MLPProbe if hidden else LinearProbe
+    model = MultiProbe(3, 6, 4, family=family, **({"hidden_dim": 5} if hidden else {})).double()
     mean, std = torch.randn(3, 6).double() * 5, torch.rand(3, 6).double() + 0.1
     model.set_input_stats(mean, std)
     x = (torch.randn(16, 3, 6).double() * std + mean).half()
@@ -64,9 +65,9 @@ def test_folded_standardisation_equals_standardise_then_matmul(probe: str) -> No
     grads = torch.autograd.grad(folded, list(model.parameters()))
 
     h = (x.double() - mean) / std
-    for i, (w, b) in enumerate(zip(model.weights, model.biases, strict=True)):
+    for i, (w, b) in enumerate(zip(model.probes.weights, model.probes.biases, strict=True)):
         h = torch.einsum("bpd,pdh->bph", h, w) + b
-        if i < len(model.weights) - 1:
+        if i < len(model.probes.weights) - 1:
             h = torch.relu(h)
     reference = model._loss(h, y)
     ref_grads = torch.autograd.grad(reference, list(model.parameters()))

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from vlprobe.cache.leakage import LeakageError, check_no_leakage, leaking_groups
-from vlprobe.cache.planted import write_planted_relation_cache
 from vlprobe.cache.reader import CacheReader
+from vlprobe.testing.planted import write_planted_relation_cache
 
 
 def test_leaking_groups_by_hand() -> None:

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from vlprobe.cache.records import LabelVocab
 from vlprobe.data.examples import PhraseSpan, Region, RelationPair, VLExample
 from vlprobe.data.types import Box
-from vlprobe.extraction.units import LabelVocab, reduce_example, span_attention
+from vlprobe.extraction.units import reduce_example, span_attention
 from vlprobe.models.base import EncodedExample, ModelInput
 
 # tokens: 0 [CLS], 1 "a", 2 "red", 3 "dog"(sub 1), 4 "dog"(sub 2), 5 [SEP], 6 region0, 7 region1

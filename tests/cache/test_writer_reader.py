@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from vlprobe.cache.inspect import describe
-from vlprobe.cache.planted import write_planted_relation_cache
 from vlprobe.cache.reader import CacheError, CacheReader
+from vlprobe.cache.records import LabelVocab
 from vlprobe.cache.schema import PARTIAL_SUFFIX
 from vlprobe.cache.writer import CacheWriter
 from vlprobe.cli import main as cli_main
-from vlprobe.extraction.units import LabelVocab
+from vlprobe.testing.planted import write_planted_relation_cache
 
 
 def test_failed_write_leaves_no_file(tmp_path: Path) -> None:

@@ -40,7 +40,9 @@ def test_seeds_give_mean_std_and_ci(compose_cfg, planted_cache: Path) -> None:
 
 
 def test_control_task_reports_selectivity(compose_cfg, planted_cache: Path) -> None:
-    rows = _rows(compose_cfg, planted_cache, ["probe.control=true", "probe.shuffled_control=true"])
+    rows = _rows(
+        compose_cfg, planted_cache, ["probing.control=true", "probing.shuffled_control=true"]
+    )
     signal = next(r for r in rows if r["probe"] == "layer_02")
     assert signal["selectivity"] == pytest.approx(signal["test_acc"] - signal["control_test_acc"])
     assert signal["selectivity"] > 0.3  # the planted layer decodes the task, not the types
@@ -51,7 +53,11 @@ def test_mdl_codelength_is_short_where_the_signal_is(compose_cfg, planted_cache:
     rows = _rows(
         compose_cfg,
         planted_cache,
-        ["probe.mdl=true", "probe.mdl_fractions=[0.05,0.1,0.25,0.5,1.0]", "probe.layers=[0,2]"],
+        [
+            "probing.mdl=true",
+            "probing.mdl_fractions=[0.05,0.1,0.25,0.5,1.0]",
+            "probing.layers=[0,2]",
+        ],
     )
     noise, signal = rows
     assert signal["mdl_uniform_bits"] == pytest.approx(noise["mdl_uniform_bits"])

@@ -41,7 +41,7 @@ def test_layer_selection(compose_cfg, planted_cache: Path) -> None:
             "logger=none",
             "trainer=cpu",
             "trainer.max_epochs=2",
-            "probe.layers=[0,2]",
+            "probing.layers=[0,2]",
             "task.subtasks=[classification]",
             "task.inputs=[embedding]",
         ]

@@ -18,7 +18,7 @@ def test_fast_dev_run(compose_cfg, planted_cache: Path, probe: str, mode: str) -
             f"data.cache={planted_cache}",
             "debug=fast",
             f"probe={probe}",
-            f"data.loader.mode={mode}",
+            f"loader.mode={mode}",
             "task.inputs=[embedding,attention,head]",
         ]
     )

@@ -13,8 +13,8 @@ from vlprobe.cache.reader import CacheReader
 from vlprobe.data.builders import build_flickr_examples
 from vlprobe.data.region_features import load_region_features
 from vlprobe.extraction.pipeline import build_model, cache_path, run_extraction
-from vlprobe.models.registry import tiny_config
 from vlprobe.synthetic import make_demo_data
+from vlprobe.testing.models import tiny_config
 
 FEATURE_DIM = 64
 

@@ -48,7 +48,7 @@ def big_png(image_dir: Path) -> str:
 
 @pytest.fixture(scope="session")
 def tiny_adapters() -> dict[str, HFAdapter]:
-    from vlprobe.models.registry import build_adapter, tiny_config
+    from vlprobe.testing.models import build_adapter, tiny_config
 
     return {
         name: build_adapter(name, config=tiny_config(name, feature_dim=FEATURE_DIM), seed=0)

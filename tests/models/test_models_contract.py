@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vlprobe.models.base import EncodedExample
-from vlprobe.models.registry import build_adapter
+from vlprobe.testing.models import build_adapter
 
 NAMES = ("visualbert", "lxmert", "vilt", "text")
 SENTENCE = "a young man skateboarding down the street"  # "skateboarding" -> skate ##boarding
@@ -105,7 +105,7 @@ def test_save_then_load_gives_identical_outputs(name, tiny_adapters, make_input,
 
 @pytest.mark.parametrize("name", NAMES)
 def test_random_init_is_reproducible_from_seed(name, make_input):
-    from vlprobe.models.registry import tiny_config
+    from vlprobe.testing.models import tiny_config
 
     cfg = tiny_config(name, feature_dim=16)
     a = build_adapter(name, config=cfg, seed=3).encode([make_input()])[0]
@@ -117,7 +117,7 @@ def test_random_init_is_reproducible_from_seed(name, make_input):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("name", NAMES)
 def test_cuda_matches_cpu(name, make_input):
-    from vlprobe.models.registry import tiny_config
+    from vlprobe.testing.models import tiny_config
 
     cfg = tiny_config(name, feature_dim=16)
     batch = [make_input(n_regions=3), make_input("only text", n_regions=0)]

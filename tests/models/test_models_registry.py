@@ -1,19 +1,21 @@
-"""Building adapters by name, and refusing ambiguous requests."""
+"""Building adapters from the model configs' ``_target_``, and refusing ambiguous requests."""
 
 from __future__ import annotations
 
 import pytest
 
-from vlprobe.models.registry import available_adapters, build_adapter, tiny_config
+from vlprobe.config import config_dir
+from vlprobe.testing.models import build_adapter, model_target, tiny_config
 
 
 def test_names_kinds_and_feature_dims(tiny_adapters):
-    assert set(available_adapters()) == {
-        "visualbert",
-        "lxmert",
-        "vilt",
-        "text",
-        "visualbert-minilm",
+    targets = {p.stem: model_target(p.stem) for p in (config_dir() / "model").glob("*.yaml")}
+    assert set(targets.values()) == {
+        "vlprobe.models.visualbert.VisualBertAdapter.build",
+        "vlprobe.models.visualbert.VisualBertAdapter.build_over_text_encoder",
+        "vlprobe.models.lxmert.LxmertAdapter.build",
+        "vlprobe.models.vilt.ViltAdapter.build",
+        "vlprobe.models.text_encoder.TextEncoderAdapter.build",
     }
     kinds = {name: a.model_kind for name, a in tiny_adapters.items()}
     assert kinds == {
@@ -47,6 +49,6 @@ def test_errors_are_explicit():
     with pytest.raises(KeyError, match="no field"):
         build_adapter("visualbert", config={"hiden_size": 8})
     with pytest.raises(ValueError, match="random weights only"):
-        build_adapter("text", pretrained="x", config={})
+        build_adapter("text", pretrained="x", config={"hidden_size": 8})
     with pytest.raises(FileNotFoundError, match="local HF cache"):
         build_adapter("lxmert", pretrained="no-such/checkpoint")

@@ -8,8 +8,8 @@ import torch
 from transformers import AutoModel
 
 from vlprobe.models.base import ModelInput
-from vlprobe.models.registry import build_adapter
 from vlprobe.models.tokenization import default_text_model_path
+from vlprobe.testing.models import build_adapter
 
 
 def test_each_region_is_one_image_token_in_input_order(tiny_adapters, make_input):

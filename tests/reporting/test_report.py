@@ -37,7 +37,10 @@ RANDOM_INIT = {1: [0.50, 0.50, 0.5], 2: [0.50, 0.52, 0.5], 3: [0.50, 0.54, 0.6]}
 
 
 def config(seed: int, random_init: bool = False, probe: str = "linear", hidden: int = 0) -> dict:
-    probe_cfg: dict[str, Any] = {"probe": probe, "lr": 0.01}
+    family = {"linear": "LinearProbe", "mlp": "MLPProbe", "lowrank": "LowRankProbe"}[probe]
+    path = f"probes.families.{family}"
+    probe_cfg: dict[str, Any] = {"family": {"_target_": "hydra.utils.get_class", "path": path}}
+    probe_cfg["lr"] = 0.01
     if hidden:
         probe_cfg["hidden_dim"] = hidden
     return {

@@ -11,9 +11,9 @@ import pytest
 from vlprobe.data.senteval import SENTEVAL_TASKS, read_senteval
 from vlprobe.synthetic import DemoDataPaths
 from vlprobe.synthetic.senteval_grammar import TASK_LABELS, SentenceGenerator
-from vlprobe.synthetic.senteval_labels import ParseError, derive_label, parse
 from vlprobe.synthetic.senteval_lexicon import WC_TARGETS, all_words
 from vlprobe.synthetic.senteval_writer import task_lines
+from vlprobe.testing.senteval_labels import ParseError, derive_label, parse
 
 TASKS = list(TASK_LABELS)
 

@@ -22,10 +22,11 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from probes.tasks.base import TaskOutput
+from probes.run import build_engine
+from probes.tasks.base import TaskInputs, TaskOutput
 from vlprobe.cache.reader import CacheReader
+from vlprobe.cache.records import ExampleRecord, LabelVocab
 from vlprobe.cache.writer import CacheWriter
-from vlprobe.extraction.units import ExampleRecord, LabelVocab
 
 A, H, D = 2, 2, 4  # attention layers, heads, hidden size
 L = A + 1
@@ -90,7 +91,7 @@ def _record(
         target = np.asarray(phrases[p][1])
         attention[row, :, :, 0][target == r] = 0.5
     hidden = _hidden(n_text, n_image, separated_layers)
-    return ExampleRecord(
+    return ExampleRecord.with_units(
         example_id=name,
         group_id=f"img_{name}",
         split=split,
@@ -105,20 +106,11 @@ def _record(
         phrase_type=np.zeros(len(phrases), np.int8),
         phrase_types=np.zeros((len(phrases), 8), bool),
         phrase_span=np.tile(np.array([[0, 1]], np.int32), (len(phrases), 1)),
-        sentence_cls=np.zeros((L, 0, D), np.float32),
-        sentence_mean=np.zeros((L, 0, D), np.float32),
-        sentence_label=np.zeros(0, np.int32),
-        rel_subject=np.zeros(0, np.int64),
-        rel_object=np.zeros(0, np.int64),
-        rel_related=np.zeros(0, np.int8),
-        rel_predicate=np.zeros(0, np.int32),
-        rel_attention=np.zeros((0, A, H, 2), np.float32),
         coref_phrase=np.array([p for p, _ in pairs], np.int64),
         coref_region=np.array([r for _, r in pairs], np.int64),
         coref_corefer=np.array([int(r in phrases[p][0]) for p, r in pairs], np.int8),
         coref_attention=attention,
         attention_map=_maps(modality) if keep_map else None,
-        dropped_phrases=0,
     )
 
 
@@ -175,7 +167,13 @@ def execute_task() -> Callable[[DictConfig, Path], tuple[TaskOutput, RecordingLo
     def _execute(cfg: DictConfig, path: Path) -> tuple[TaskOutput, RecordingLogger]:
         logger = RecordingLogger()
         task = instantiate(cfg.task)
-        out = task.execute(CacheReader(path), cfg, [logger], Path(cfg.paths.output_dir))
+        (dataset,) = task.datasets()
+        inputs = TaskInputs({"model": {dataset: CacheReader(path)}})
+        try:
+            engine = build_engine(cfg, [logger])
+            out = task.execute(inputs, engine, Path(cfg.paths.output_dir))
+        finally:
+            inputs.close()
         return out, logger
 
     return _execute

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 from omegaconf import open_dict
 
+from probes.prepare import baseline_config, cache_paths
 from probes.run import run
-from probes.tasks.linguistic import LinguisticTask, baseline_config
+from probes.tasks.linguistic import LinguisticTask
+from vlprobe.cache.records import ExampleRecord, LabelVocab
 from vlprobe.cache.writer import CacheWriter
 from vlprobe.extraction.pipeline import cache_path
-from vlprobe.extraction.units import ExampleRecord, LabelVocab
 
 A, H, D = 3, 2, 16
 L = A + 1
@@ -58,7 +59,7 @@ def write_senteval_cache(
             cls = rng.normal(size=(L, 1, D))
             cls[signal_layer, 0] += 3.0 * (2 * label - 1) * direction
             writer.add(
-                ExampleRecord(
+                ExampleRecord.with_units(
                     example_id=f"{task}:{i + 1}",
                     group_id=f"sentence {i}",
                     split="train" if i % 5 < 3 else ("val" if i % 5 == 3 else "test"),
@@ -66,27 +67,9 @@ def write_senteval_cache(
                     modality=np.zeros(4, np.int8),
                     word_index=np.array([-1, 0, 1, -1], np.int32),
                     cls_mass=np.full((A, H, 2), 0.5),
-                    region_emb=np.zeros((L, 0, D)),
-                    region_category=np.zeros(0, np.int32),
-                    region_box=np.zeros((0, 4), np.float32),
-                    phrase_emb=np.zeros((L, 0, D)),
-                    phrase_type=np.zeros(0, np.int8),
-                    phrase_types=np.zeros((0, 8), bool),
-                    phrase_span=np.zeros((0, 2), np.int32),
                     sentence_cls=cls,
                     sentence_mean=rng.normal(size=(L, 1, D)),
                     sentence_label=np.array([label], np.int32),
-                    rel_subject=np.zeros(0, np.int64),
-                    rel_object=np.zeros(0, np.int64),
-                    rel_related=np.zeros(0, np.int8),
-                    rel_predicate=np.zeros(0, np.int32),
-                    rel_attention=np.zeros((0, A, H, 2)),
-                    coref_phrase=np.zeros(0, np.int64),
-                    coref_region=np.zeros(0, np.int64),
-                    coref_corefer=np.zeros(0, np.int8),
-                    coref_attention=np.zeros((0, A, H, 2)),
-                    attention_map=None,
-                    dropped_phrases=0,
                 )
             )
     return path
@@ -112,7 +95,7 @@ def _cfg(compose_cfg, caches: dict | None, *overrides: str):
             "logger=csv",
             "trainer=cpu",
             "trainer.max_epochs=10",
-            "data.loader.batch_size=64",
+            "loader.batch_size=64",
             *overrides,
         ]
     )
@@ -158,7 +141,7 @@ def test_linguistic_single_task_without_baseline(compose_cfg, senteval_caches) -
             "task=linguistic/past_present",
             "task.baseline_model=null",
             "task.pooling=[cls]",
-            "probe.layers=[0,3]",
+            "probing.layers=[0,3]",
             "logger=none",
             "trainer=cpu",
             "trainer.max_epochs=4",
@@ -187,7 +170,7 @@ def test_one_data_cache_cannot_serve_several_caches(compose_cfg, senteval_caches
     cfg = _cfg(compose_cfg, None, f"data.cache={senteval_caches['model']['bigram_shift']}")
     task = LinguisticTask(tasks=("bigram_shift", "past_present"))
     with pytest.raises(ValueError, match="task.caches"):
-        task.cache_paths(cfg)
+        cache_paths(cfg, task)
 
 
 def test_swapped_cache_is_refused(compose_cfg, senteval_caches) -> None:

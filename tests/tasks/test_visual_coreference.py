@@ -15,8 +15,8 @@ import pytest
 from probes.run import run
 from probes.tasks.visual_coreference import VisualCoreferenceTask, balanced_identification
 from vlprobe.cache.reader import CacheReader
+from vlprobe.cache.records import ExampleRecord, LabelVocab
 from vlprobe.cache.writer import CacheWriter
-from vlprobe.extraction.units import ExampleRecord, LabelVocab
 
 A, H, D = 3, 3, 16  # attention layers, heads, hidden size
 L = A + 1
@@ -45,7 +45,7 @@ def _record(image: int, rng: np.random.Generator, direction: np.ndarray) -> Exam
     attention[:, layer - 1, head, 0] = np.where(corefer == 1, 0.8, 0.05)
     attention[:, layer - 1, head, 0] += rng.normal(0, 0.05, len(pairs))
     tokens = 6 + REGIONS
-    return ExampleRecord(
+    return ExampleRecord.with_units(
         example_id=f"img{image}:0",
         group_id=f"img{image}",
         split=image_split(image),
@@ -60,20 +60,10 @@ def _record(image: int, rng: np.random.Generator, direction: np.ndarray) -> Exam
         phrase_type=types.astype(np.int8),
         phrase_types=multi,
         phrase_span=np.array([[0, 1], [1, 2], [2, 4]], np.int32),
-        sentence_cls=np.zeros((L, 0, D)),
-        sentence_mean=np.zeros((L, 0, D)),
-        sentence_label=np.zeros(0, np.int32),
-        rel_subject=np.zeros(0, np.int64),
-        rel_object=np.zeros(0, np.int64),
-        rel_related=np.zeros(0, np.int8),
-        rel_predicate=np.zeros(0, np.int32),
-        rel_attention=np.zeros((0, A, H, 2)),
         coref_phrase=np.array([p for p, _ in pairs], np.int64),
         coref_region=np.array([r for _, r in pairs], np.int64),
         coref_corefer=corefer,
         coref_attention=attention,
-        attention_map=None,
-        dropped_phrases=0,
     )
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import h5py
 
 from vlprobe.cache.reader import CacheReader
+from vlprobe.cache.schema import example_path
 
 PROVENANCE_KEYS = (
     "schema_version",
@@ -41,7 +42,7 @@ def describe(path: str | Path) -> str:
     """Schema, provenance, per-dataset sizes (total and per example) and splits."""
     reader = CacheReader(path)
     f = reader.file
-    num_examples = max(1, f["examples/split"].shape[0])
+    num_examples = max(1, f[example_path("split")].shape[0])
     lines = [
         f"cache: {reader.path}  ({_human(reader.path.stat().st_size)} on disk)",
         "",

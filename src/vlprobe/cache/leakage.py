@@ -26,7 +26,7 @@ def leaking_groups(groups: np.ndarray, splits: np.ndarray) -> dict[str, list[str
 
 
 def check_no_leakage(reader: CacheReader, max_listed: int = 5) -> None:
-    leaks = leaking_groups(reader.array("examples/group"), reader.example_split)
+    leaks = leaking_groups(reader.example("group"), reader.example_split)
     if leaks:
         listed = "; ".join(f"{g!r} in {', '.join(s)}" for g, s in list(leaks.items())[:max_listed])
         raise LeakageError(

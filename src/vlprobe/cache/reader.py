@@ -14,7 +14,16 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from vlprobe.cache.schema import PARTIAL_SUFFIX, READ_CACHE_BYTES, SCHEMA_VERSION, SPLIT_NAMES
+from vlprobe.cache.schema import (
+    PARTIAL_SUFFIX,
+    READ_CACHE_BYTES,
+    SCHEMA_VERSION,
+    SPLIT_NAMES,
+    example_path,
+    pair_path,
+    token_path,
+    unit_path,
+)
 
 
 class CacheError(RuntimeError):
@@ -106,9 +115,25 @@ class CacheReader:
         """Load a whole (small) dataset, e.g. an index or label array."""
         return self.file[name][()]
 
+    def example(self, field: str) -> np.ndarray:
+        """A whole per-example array, e.g. ``example("token_offset")``."""
+        return self.array(example_path(field))
+
+    def token(self, field: str) -> np.ndarray:
+        """A whole per-token array, e.g. ``token("modality")`` (read ``hidden`` by rows)."""
+        return self.array(token_path(field))
+
+    def unit(self, kind: str, field: str) -> np.ndarray:
+        """A whole per-unit array, e.g. ``unit("region", "category")`` (not activations)."""
+        return self.array(unit_path(kind, field))
+
+    def pair(self, kind: str, field: str) -> np.ndarray:
+        """A whole per-pair array, e.g. ``pair("relation", "subject")``."""
+        return self.array(pair_path(kind, field))
+
     @cached_property
     def example_split(self) -> np.ndarray:
-        return self.array("examples/split")
+        return self.example("split")
 
     def split_counts(self) -> dict[str, int]:
         counts = np.bincount(self.example_split, minlength=len(SPLIT_NAMES))

@@ -16,8 +16,17 @@ import h5py
 import numpy as np
 
 from vlprobe import __version__
-from vlprobe.cache.schema import PARTIAL_SUFFIX, SCHEMA_VERSION, SPLIT_IDS, rows_per_chunk
-from vlprobe.extraction.units import ExampleRecord, LabelVocab
+from vlprobe.cache.records import ExampleRecord, LabelVocab
+from vlprobe.cache.schema import (
+    PARTIAL_SUFFIX,
+    SCHEMA_VERSION,
+    SPLIT_IDS,
+    example_path,
+    pair_path,
+    rows_per_chunk,
+    token_path,
+    unit_path,
+)
 
 _STR = h5py.string_dtype()
 
@@ -117,45 +126,45 @@ class CacheWriter:
     def add(self, rec: ExampleRecord) -> None:
         e = self.counts["examples"]
         n_image = int((rec.modality == 1).sum())
-        self._append("examples/id", np.array([rec.example_id], dtype=object), dtype=_STR)
-        self._append("examples/group", np.array([rec.group_id], dtype=object), dtype=_STR)
-        self._append("examples/text", np.array([rec.text], dtype=object), dtype=_STR)
-        self._append("examples/split", np.array([SPLIT_IDS[rec.split]], np.int8))
-        self._append("examples/n_text", np.array([rec.num_tokens - n_image], np.int32))
-        self._append("examples/n_image", np.array([n_image], np.int32))
-        self._act("tokens/hidden", rec.hidden, axis=1)
-        self._append("tokens/modality", rec.modality)
-        self._append("tokens/word_index", rec.word_index)
+        self._append(example_path("id"), np.array([rec.example_id], dtype=object), dtype=_STR)
+        self._append(example_path("group"), np.array([rec.group_id], dtype=object), dtype=_STR)
+        self._append(example_path("text"), np.array([rec.text], dtype=object), dtype=_STR)
+        self._append(example_path("split"), np.array([SPLIT_IDS[rec.split]], np.int8))
+        self._append(example_path("n_text"), np.array([rec.num_tokens - n_image], np.int32))
+        self._append(example_path("n_image"), np.array([n_image], np.int32))
+        self._act(token_path("hidden"), rec.hidden, axis=1)
+        self._append(token_path("modality"), rec.modality)
+        self._append(token_path("word_index"), rec.word_index)
         self._act("attention/cls_mass", rec.cls_mass[None], axis=0)
         self.counts["tokens"] += rec.num_tokens
         self.token_offsets.append(self.counts["tokens"])
 
         region0, phrase0 = self.counts["region"], self.counts["phrase"]
         num_regions, num_phrases = rec.region_category.shape[0], rec.phrase_type.shape[0]
-        self._act("units/region/embedding", rec.region_emb, axis=1)
-        self._append("units/region/example", np.full(num_regions, e, np.int32))
-        self._append("units/region/category", rec.region_category)
-        self._append("units/region/box", rec.region_box)
-        self._act("units/phrase/embedding", rec.phrase_emb, axis=1)
-        self._append("units/phrase/example", np.full(num_phrases, e, np.int32))
-        self._append("units/phrase/type", rec.phrase_type)
-        self._append("units/phrase/types", rec.phrase_types)
-        self._append("units/phrase/word_span", rec.phrase_span)
+        self._act(unit_path("region", "embedding"), rec.region_emb, axis=1)
+        self._append(unit_path("region", "example"), np.full(num_regions, e, np.int32))
+        self._append(unit_path("region", "category"), rec.region_category)
+        self._append(unit_path("region", "box"), rec.region_box)
+        self._act(unit_path("phrase", "embedding"), rec.phrase_emb, axis=1)
+        self._append(unit_path("phrase", "example"), np.full(num_phrases, e, np.int32))
+        self._append(unit_path("phrase", "type"), rec.phrase_type)
+        self._append(unit_path("phrase", "types"), rec.phrase_types)
+        self._append(unit_path("phrase", "word_span"), rec.phrase_span)
         num_sentences = rec.sentence_label.shape[0]
-        self._act("units/sentence/cls", rec.sentence_cls, axis=1)
-        self._act("units/sentence/mean", rec.sentence_mean, axis=1)
-        self._append("units/sentence/example", np.full(num_sentences, e, np.int32))
-        self._append("units/sentence/label", rec.sentence_label)
+        self._act(unit_path("sentence", "cls"), rec.sentence_cls, axis=1)
+        self._act(unit_path("sentence", "mean"), rec.sentence_mean, axis=1)
+        self._append(unit_path("sentence", "example"), np.full(num_sentences, e, np.int32))
+        self._append(unit_path("sentence", "label"), rec.sentence_label)
 
-        self._append("pairs/relation/subject", rec.rel_subject + region0)
-        self._append("pairs/relation/object", rec.rel_object + region0)
-        self._append("pairs/relation/related", rec.rel_related)
-        self._append("pairs/relation/predicate", rec.rel_predicate)
-        self._act("pairs/relation/attention", rec.rel_attention, axis=0)
-        self._append("pairs/coref/phrase", rec.coref_phrase + phrase0)
-        self._append("pairs/coref/region", rec.coref_region + region0)
-        self._append("pairs/coref/corefer", rec.coref_corefer)
-        self._act("pairs/coref/attention", rec.coref_attention, axis=0)
+        self._append(pair_path("relation", "subject"), rec.rel_subject + region0)
+        self._append(pair_path("relation", "object"), rec.rel_object + region0)
+        self._append(pair_path("relation", "related"), rec.rel_related)
+        self._append(pair_path("relation", "predicate"), rec.rel_predicate)
+        self._act(pair_path("relation", "attention"), rec.rel_attention, axis=0)
+        self._append(pair_path("coref", "phrase"), rec.coref_phrase + phrase0)
+        self._append(pair_path("coref", "region"), rec.coref_region + region0)
+        self._append(pair_path("coref", "corefer"), rec.coref_corefer)
+        self._act(pair_path("coref", "attention"), rec.coref_attention, axis=0)
         self.phrase_pair_counts.extend(np.bincount(rec.coref_phrase, minlength=num_phrases))
 
         if rec.attention_map is not None:
@@ -172,9 +181,9 @@ class CacheWriter:
 
     def close(self) -> Path:
         """Finish the file and move it to its final path."""
-        self._append("examples/token_offset", np.asarray(self.token_offsets, np.int64))
+        self._append(example_path("token_offset"), np.asarray(self.token_offsets, np.int64))
         pair_offset = np.concatenate([[0], np.cumsum(self.phrase_pair_counts)]).astype(np.int64)
-        self._append("units/phrase/pair_offset", pair_offset)
+        self._append(unit_path("phrase", "pair_offset"), pair_offset)
         self.flush()
         self.file.attrs["dropped_phrases"] = self.dropped_phrases
         self.file.attrs["created_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")

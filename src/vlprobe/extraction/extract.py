@@ -15,10 +15,11 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from vlprobe.cache.records import LabelVocab
 from vlprobe.cache.schema import SPLIT_IDS
 from vlprobe.cache.writer import CacheWriter
 from vlprobe.data.examples import VLExample
-from vlprobe.extraction.units import LabelVocab, reduce_example
+from vlprobe.extraction.units import reduce_example
 from vlprobe.models.base import Adapter, EncodedExample
 
 

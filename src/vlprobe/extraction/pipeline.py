@@ -13,6 +13,7 @@ import logging
 import time
 from pathlib import Path
 
+from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
 from vlprobe import __version__
@@ -29,7 +30,7 @@ from vlprobe.data.examples import VLExample
 from vlprobe.data.region_features import load_region_features
 from vlprobe.data.senteval import SENTEVAL_TASKS
 from vlprobe.extraction.extract import content_hash, extract
-from vlprobe.models.registry import build_adapter
+from vlprobe.models.hf_adapter import HFAdapter
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def cache_path(cfg: DictConfig, dataset: str) -> Path:
     """``<cache_dir>/<data>__<model>__<dataset>__<hash>.h5`` unless ``data.cache`` is set."""
     if cfg.data.get("cache"):
         return Path(cfg.data.cache)
-    data = {k: v for k, v in _plain(cfg.data).items() if k not in ("loader", "cache", "strict")}
+    data = {k: v for k, v in _plain(cfg.data).items() if k not in ("cache", "strict")}
     key = json.dumps(
         {
             "data": data,
@@ -120,17 +121,18 @@ def load_examples(cfg: DictConfig, dataset: str) -> tuple[list[VLExample], list[
     return examples, sources
 
 
-def build_model(cfg: DictConfig):
-    model = cfg.model
-    device = auto_device() if model.device == "auto" else model.device
-    return build_adapter(
-        model.name,
-        pretrained=model.pretrained,
-        random_init=model.random_init,
-        config=_plain(model.config) if model.get("config") else None,
-        device=device,
-        seed=cfg.get("seed", 0),
-    )
+def build_model(cfg: DictConfig) -> HFAdapter:
+    """The adapter ``cfg.model`` describes: its ``_target_`` called with every key but ``name``.
+
+    Called directly rather than through ``instantiate``, which would wrap a missing checkpoint's
+    ``FileNotFoundError`` (a one-line bad-input error, exit code 2) in its own exception.
+    """
+    model = _plain(cfg.model)
+    model.pop("name", None)
+    if model.get("device", "auto") == "auto":
+        model["device"] = auto_device()
+    build = get_method(model.pop("_target_"))
+    return build(**model, seed=cfg.get("seed", 0))
 
 
 def run_extraction(cfg: DictConfig, dataset: str, out: Path | None = None) -> Path:

@@ -1,4 +1,5 @@
 """Model adapters: frozen Hugging Face models behind one interface (see ``base``).
 
-Import ``vlprobe.models.registry`` for ``build_adapter``; this package stays import-light.
+Each ``configs/model/*.yaml`` names its adapter's builder as ``_target_`` (e.g.
+``vlprobe.models.visualbert.VisualBertAdapter.build``); this package stays import-light.
 """

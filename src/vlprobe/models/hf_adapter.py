@@ -96,6 +96,8 @@ class HFAdapter:
     model_kind: str = "single-stream"
     model_class: ClassVar[type[PreTrainedModel]]
     config_class: ClassVar[type[PretrainedConfig]]
+    #: the family's usual checkpoint (``pretrained=None``), read from the local HF cache only
+    default_checkpoint: ClassVar[str | None] = None
 
     def __init__(
         self,
@@ -124,6 +126,34 @@ class HFAdapter:
             raise ValueError(f"tokenizer has {len(tokenizer)} tokens, model vocabulary {vocab}")
 
     # ------------------------------------------------------------------ construction
+    @classmethod
+    def build(
+        cls,
+        pretrained: str | None = None,
+        random_init: bool = False,
+        config: Mapping[str, Any] | None = None,
+        device: str = "cpu",
+        seed: int = 0,
+    ) -> HFAdapter:
+        """The adapter a ``configs/model/*.yaml`` describes (its ``_target_``).
+
+        ``pretrained=None`` means :attr:`default_checkpoint`. ``random_init=True`` keeps the
+        architecture (of ``pretrained`` when given, else the family default with ``config``
+        overrides) and draws new weights from ``seed``: the paper's random-weights baseline.
+        A ``config`` without ``pretrained`` always means random weights, since no checkpoint
+        has that architecture.
+        """
+        config = dict(config) if config else None
+        if pretrained is not None and config is not None:
+            raise ValueError("config overrides apply to random weights only, not to a checkpoint")
+        if config is not None or (random_init and pretrained is None):
+            return cls.from_config(config, device=device, seed=seed)
+        checkpoint = pretrained or cls.default_checkpoint
+        if random_init:
+            assert checkpoint is not None
+            return cls.from_config(cls.load_config(checkpoint), device=device, seed=seed)
+        return cls.from_pretrained(checkpoint, device=device)  # type: ignore[arg-type]
+
     @classmethod
     def load_config(cls, name_or_path: str | Path) -> PretrainedConfig:
         return cls.config_class.from_pretrained(str(name_or_path), local_files_only=True)

@@ -120,6 +120,7 @@ def record_cross_layers(model: LxmertModel) -> Iterator[_Recorder]:
 
 class LxmertAdapter(HFAdapter):
     name = "lxmert"
+    default_checkpoint = "unc-nlp/lxmert-base-uncased"
     model_kind = "two-stream"
     model_class = LxmertModel
     config_class = LxmertConfig

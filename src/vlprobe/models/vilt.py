@@ -75,6 +75,7 @@ def patches_in_box(box: np.ndarray, grid_h: int, grid_w: int, patch: int) -> lis
 
 class ViltAdapter(HFAdapter):
     name = "vilt"
+    default_checkpoint = "dandelin/vilt-b32-mlm"
     model_kind = "single-stream"
     model_class = ViltModel
     config_class = ViltConfig

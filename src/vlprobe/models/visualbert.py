@@ -31,6 +31,7 @@ from vlprobe.models.tokenization import default_text_model_path, load_tokenizer
 
 class VisualBertAdapter(HFAdapter):
     name = "visualbert"
+    default_checkpoint = "uclanlp/visualbert-vqa-coco-pre"
     model_kind = "single-stream"
     model_class = VisualBertModel
     config_class = VisualBertConfig
@@ -77,6 +78,32 @@ class VisualBertAdapter(HFAdapter):
             regions = [[n_text + i] for i in range(n_reg)]
             examples.append(make_example(hidden, attn, word_index, n_reg, regions))
         return examples
+
+    @classmethod
+    def build_over_text_encoder(
+        cls,
+        pretrained: str | None = None,
+        random_init: bool = False,
+        config: Mapping[str, Any] | None = None,
+        device: str = "cpu",
+        seed: int = 0,
+    ) -> VisualBertAdapter:
+        """``configs/model/visualbert_minilm.yaml``: VisualBERT over a BERT-style text encoder
+        (default: the bundled MiniLM), a pre-trained single-stream model with no download.
+        ``config`` may set only ``visual_embedding_dim``."""
+        overrides = dict(config or {})
+        visual_dim = int(overrides.pop("visual_embedding_dim", 2048))
+        if overrides:
+            raise KeyError(
+                f"visualbert-minilm takes only visual_embedding_dim, got {sorted(overrides)}"
+            )
+        return cls.from_text_encoder(
+            pretrained,
+            visual_embedding_dim=visual_dim,
+            device=device,
+            seed=seed,
+            random_init=random_init,
+        )
 
     @classmethod
     def from_text_encoder(

@@ -30,12 +30,12 @@ IDENTITY_KEYS = (
     "model.name",
     "model.random_init",
     "data.mismatched",
-    "probe.probe",
+    "probe.family.path",
     "probe.hidden_dim",
     "probe.rank",
 )
 # the keys of the probe's capacity: the probe-complexity figure runs along them
-PROBE_KEYS = ("probe.probe", "probe.hidden_dim", "probe.rank")
+PROBE_KEYS = ("probe.family.path", "probe.hidden_dim", "probe.rank")
 # metrics of training-free tasks, tried in order when a task's rows lack the asked metric
 FALLBACK_METRICS = (
     "alignment_acc",
@@ -299,9 +299,16 @@ def group_label(key: tuple[tuple[str, Any], ...], shown: Sequence[str]) -> str:
     return label
 
 
+def family_label(path: Any) -> str:
+    """``probes.families.LowRankProbe`` (``probe.family.path``) -> ``lowrank``."""
+    if not path:
+        return "probe"
+    return str(path).rsplit(".", 1)[-1].removesuffix("Probe").lower()
+
+
 def probe_label(values: Mapping[str, Any]) -> str:
-    """``linear``, ``mlp h=256``, ``linear r=16``."""
-    text = str(values.get("probe.probe") or "probe")
+    """``linear``, ``mlp h=256``, ``lowrank r=16``."""
+    text = family_label(values.get("probe.family.path"))
     if values.get("probe.hidden_dim") is not None and text != "linear":
         text += f" h={values['probe.hidden_dim']}"
     if values.get("probe.rank") is not None:

@@ -28,6 +28,7 @@ from vlprobe.reporting.aggregate import (
     cell_rows,
     comparison_rows,
     comparisons,
+    family_label,
     load_runs,
     probe_label,
     summary_rows,
@@ -236,8 +237,8 @@ def _capacity_order(group: Group, cells: Sequence[Cell]) -> tuple:
     sizes = [values.get(k) for k in ("probe.hidden_dim", "probe.rank")]
     return (
         float(np.mean(finite)) if finite else math.inf,
-        values.get("probe.probe") != "linear",
-        str(values.get("probe.probe")),
+        family_label(values.get("probe.family.path")) != "linear",
+        family_label(values.get("probe.family.path")),
         *(float(v) if isinstance(v, int | float) else math.inf for v in sizes),
     )
 

@@ -6,7 +6,7 @@ Sentences are built as trees, so every label is read off the tree that produced 
   coordination ``S -> S [,] CC S .``; imperatives ``S -> VP .``.
 * ``NP -> DT JJ* NN [PP | SBAR]`` with ``PP -> IN NP`` and the relative clause
   ``SBAR -> WHNP(that) S(VP(V NP))``; modifiers always attach to the nearest noun, so the
-  words have one parse (see :mod:`vlprobe.synthetic.senteval_labels`).
+  words have one parse (see :mod:`vlprobe.testing.senteval_labels`).
 * The *main clause* is the clause the root S dominates directly (the first conjunct of a
   coordination, the clause after a leading SBAR).
 

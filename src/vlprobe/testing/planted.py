@@ -11,12 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vlprobe.cache.records import ExampleRecord, LabelVocab
 from vlprobe.cache.writer import CacheWriter
-from vlprobe.extraction.units import ExampleRecord, LabelVocab
-
-
-def _empty(num_layers: int, dim: int) -> np.ndarray:
-    return np.zeros((num_layers, 0, dim), np.float32)
 
 
 def write_planted_relation_cache(
@@ -80,7 +76,7 @@ def write_planted_relation_cache(
             )
             tokens = 4 + regions_per_image
             writer.add(
-                ExampleRecord(
+                ExampleRecord.with_units(
                     example_id=f"img{image}",
                     group_id=f"img{image}",
                     split=split,
@@ -93,24 +89,11 @@ def write_planted_relation_cache(
                         np.int32
                     ),
                     region_box=np.zeros((regions_per_image, 4), np.float32),
-                    phrase_emb=_empty(hidden_layers, hidden_size),
-                    phrase_type=np.zeros(0, np.int8),
-                    phrase_types=np.zeros((0, 8), bool),
-                    phrase_span=np.zeros((0, 2), np.int32),
-                    sentence_cls=_empty(hidden_layers, hidden_size),
-                    sentence_mean=_empty(hidden_layers, hidden_size),
-                    sentence_label=np.zeros(0, np.int32),
                     rel_subject=subj.astype(np.int64),
                     rel_object=obj.astype(np.int64),
                     rel_related=related.astype(np.int8),
                     rel_predicate=predicate.astype(np.int32),
                     rel_attention=attention,
-                    coref_phrase=np.zeros(0, np.int64),
-                    coref_region=np.zeros(0, np.int64),
-                    coref_corefer=np.zeros(0, np.int8),
-                    coref_attention=np.zeros((0, num_layers, num_heads, 2)),
-                    attention_map=None,
-                    dropped_phrases=0,
                 )
             )
             if image % 64 == 63:

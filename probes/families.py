@@ -1,0 +1,203 @@
+"""Probe families: P independent classifiers of one shape, stacked on a leading probe axis.
+
+A family only maps standardised-on-the-fly ``(B, P, D)`` features to ``(B, P, C)`` logits;
+:class:`probes.MultiProbe` owns the loss, metrics, best-epoch state and MDL. Every parameter
+has the probe axis first, so the best-epoch snapshot and the test-time swap treat any family
+alike. Add a family: subclass :class:`ProbeFamily`, then add ``configs/probe/<name>.yaml``.
+"""
+
+from __future__ import annotations
+
+import math
+from itertools import pairwise
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+_ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "tanh": torch.tanh}
+
+
+class _ProbeMatmul(torch.autograd.Function):
+    """``einsum("bpd,pdh->bph", x, w)`` whose weight gradient is one ``(P, H, B) @ (P, B, D)``.
+
+    Autograd's own backward of the einsum multiplies ``(P, D, B)`` by ``(P, B, H)``, reading
+    the batch in its transposed layout: on CPU that took twice the forward's time for wide
+    views (13 layers x 1536-d, bench/fused_vs_separate.py). Used outside autocast only.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, w: Tensor) -> Tensor:
+        ctx.save_for_backward(x, w)
+        return torch.einsum("bpd,pdh->bph", x, w)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        x, w = ctx.saved_tensors
+        grad_x = torch.einsum("bph,pdh->bpd", grad, w) if ctx.needs_input_grad[0] else None
+        grad_w = None
+        if ctx.needs_input_grad[1]:
+            grad_w = torch.bmm(grad.permute(1, 2, 0), x.transpose(0, 1)).transpose(1, 2)
+        return grad_x, grad_w
+
+
+def autocast_enabled(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type`` (torch < 2.4 takes no argument)."""
+    try:
+        return bool(torch.is_autocast_enabled(device_type))
+    except TypeError:  # pragma: no cover - old torch
+        if device_type == "cpu":
+            return bool(torch.is_autocast_cpu_enabled())
+        return bool(torch.is_autocast_enabled())
+
+
+def probe_matmul(h: Tensor, w: Tensor, autocast: bool) -> Tensor:
+    """``(B, P, D) x (P, D, H) -> (B, P, H)``, with the fast weight gradient outside autocast."""
+    return torch.einsum("bpd,pdh->bph", h, w) if autocast else _ProbeMatmul.apply(h, w)
+
+
+def standardised_affine(
+    x: Tensor, w: Tensor, b: Tensor | None, mean: Tensor, scale: Tensor
+) -> Tensor:
+    """``(x - mean) * scale @ w + b`` per probe: the first layer of every family.
+
+    Outside autocast the standardisation is folded into the weight,
+    ``x @ (w * s) + b - (m * s) @ w``: two fewer passes over the (B, P, D) batch, which took
+    most of a wide view's step on CPU (bench/fused_vs_separate.py). Under autocast bf16/fp16
+    matmuls need standardised inputs (a folded-in mean would cancel badly).
+    """
+    scale, mean = scale.to(w.dtype), mean.to(w.dtype)
+    autocast = autocast_enabled(x.device.type)
+    if autocast:
+        h = probe_matmul(torch.addcmul(-mean * scale, x.to(scale.dtype), scale), w, True)
+        return h if b is None else h + b
+    shift = -torch.einsum("pd,pdh->ph", mean * scale, w)
+    bias = shift if b is None else b + shift
+    return probe_matmul(x.to(scale.dtype), w * scale.unsqueeze(-1), False) + bias
+
+
+def _uniform_(t: Tensor, fan_in: int) -> None:
+    """``nn.Linear``'s init: kaiming-uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in))."""
+    bound = 1.0 / math.sqrt(fan_in)
+    nn.init.uniform_(t, -bound, bound)
+
+
+class ProbeFamily(nn.Module):
+    """P classifiers over ``(B, P, D)`` features; every parameter is ``(P, ...)``."""
+
+    name: ClassVar[str]
+
+    def __init__(self, num_probes: int, in_dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.num_probes, self.in_dim, self.num_classes = num_probes, in_dim, num_classes
+
+    def forward(self, x: Tensor, mean: Tensor, scale: Tensor) -> Tensor:
+        """Raw ``(B, P, D)`` features, per-probe input ``mean`` and ``1/std`` -> logits."""
+        raise NotImplementedError
+
+    def reset_parameters(self) -> None:
+        raise NotImplementedError
+
+
+class _AffineStack(ProbeFamily):
+    """Affine layers ``in_dim -> *hidden -> num_classes`` with an activation between them."""
+
+    def __init__(
+        self,
+        num_probes: int,
+        in_dim: int,
+        num_classes: int,
+        hidden: list[int],
+        dropout: float = 0.0,
+        activation: str = "relu",
+    ) -> None:
+        super().__init__(num_probes, in_dim, num_classes)
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}: {activation!r}")
+        dims = [in_dim, *hidden, num_classes]
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.empty(num_probes, d_in, d_out)) for d_in, d_out in pairwise(dims)
+        )
+        self.biases = nn.ParameterList(
+            nn.Parameter(torch.empty(num_probes, d_out)) for d_out in dims[1:]
+        )
+        self._act = _ACTIVATIONS[activation]
+        self.dropout = nn.Dropout(dropout)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for w, b in zip(self.weights, self.biases, strict=True):
+            _uniform_(w, w.shape[1])
+            _uniform_(b, w.shape[1])
+
+    def forward(self, x: Tensor, mean: Tensor, scale: Tensor) -> Tensor:
+        weights, biases = list(self.weights), list(self.biases)
+        h = standardised_affine(x, weights[0], biases[0], mean, scale)
+        autocast = autocast_enabled(x.device.type)
+        for w, b in zip(weights[1:], biases[1:], strict=True):
+            h = probe_matmul(self.dropout(self._act(h)), w, autocast) + b
+        return h
+
+
+class LinearProbe(_AffineStack):
+    """One affine map per probe: the standard probe."""
+
+    name = "linear"
+
+    def __init__(self, num_probes: int, in_dim: int, num_classes: int) -> None:
+        super().__init__(num_probes, in_dim, num_classes, hidden=[])
+
+
+class MLPProbe(_AffineStack):
+    """``num_hidden_layers`` hidden layers of ``hidden_dim`` units with dropout, then a linear."""
+
+    name = "mlp"
+
+    def __init__(
+        self,
+        num_probes: int,
+        in_dim: int,
+        num_classes: int,
+        hidden_dim: int = 256,
+        num_hidden_layers: int = 1,
+        dropout: float = 0.0,
+        activation: str = "relu",
+    ) -> None:
+        if num_hidden_layers < 1:
+            raise ValueError("an MLP probe needs num_hidden_layers >= 1")
+        hidden = [hidden_dim] * num_hidden_layers
+        super().__init__(num_probes, in_dim, num_classes, hidden, dropout, activation)
+
+
+class LowRankProbe(ProbeFamily):
+    """A linear probe whose ``(D, C)`` weight has rank at most ``rank``: ``U (D, r) @ V (r, C)``.
+
+    Fused over probes as ``(P, D, r) x (P, r, C)``; ``rank`` sweeps probe capacity between a
+    constant and a full linear probe (Hewitt and Liang 2019 restrict capacity the same way).
+    """
+
+    name = "lowrank"
+
+    def __init__(self, num_probes: int, in_dim: int, num_classes: int, rank: int = 8) -> None:
+        super().__init__(num_probes, in_dim, num_classes)
+        if rank < 1:
+            raise ValueError(f"probe.rank must be >= 1, got {rank}")
+        self.rank = rank
+        self.down = nn.Parameter(torch.empty(num_probes, in_dim, rank))
+        self.up = nn.Parameter(torch.empty(num_probes, rank, num_classes))
+        self.bias = nn.Parameter(torch.empty(num_probes, num_classes))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        _uniform_(self.down, self.in_dim)
+        _uniform_(self.up, self.rank)
+        _uniform_(self.bias, self.in_dim)
+
+    def forward(self, x: Tensor, mean: Tensor, scale: Tensor) -> Tensor:
+        h = standardised_affine(x, self.down, None, mean, scale)
+        return probe_matmul(h, self.up, autocast_enabled(x.device.type)) + self.bias
+
+    def effective_weight(self) -> Tensor:
+        """``(P, D, C)``: the linear map each probe applies to standardised inputs."""
+        return self.down @ self.up
