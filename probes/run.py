@@ -103,7 +103,9 @@ def run(cfg: DictConfig) -> float | None:
             output = task.execute(inputs, engine, out_dir)
             trained = any("val_acc" in row for row in output.rows)
             probe = f" | {family_name(cfg)} probe" if trained else ""
-            title = f"{cfg.task.name} | {cfg.model.name}{probe} | seed {cfg.seed}"
+            seeds = engine.seed_list()
+            seed = f"seeds {','.join(map(str, seeds))}" if len(seeds) > 1 else f"seed {seeds[0]}"
+            title = f"{cfg.task.name} | {cfg.model.name}{probe} | {seed}"
             print(publish(output, loggers, out_dir, title))
             metric = _optimized_value(output, cfg.get("optimized_metric"))
             failed = False

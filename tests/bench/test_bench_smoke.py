@@ -27,6 +27,7 @@ SCRIPTS = (
     "memory",
     "extraction_overhead",
     "scaling",
+    "one_pass",
 )
 
 
@@ -46,6 +47,9 @@ def test_quick_run(script: str, bench_dir: Path, monkeypatch: pytest.MonkeyPatch
     assert result["machine"]["nproc"] >= 1
     if script == "fused_vs_separate":  # same init, same batches: identical accuracies
         assert all(row["max_dacc_pts"] == 0 for row in result["rows"])
+    if script == "one_pass":  # seeds and control riding along == separate runs
+        assert result["summary"]["per_seed_equal_to_separate"]
+        assert result["summary"]["max_control_diff"] < 1e-12
     if script == "memory":
         assert result["summary"]["auto_picks_memory_only_when_it_fits"]
 
