@@ -41,12 +41,30 @@ ACC_TARGET_MEAN_POINTS = 0.5
 ACC_TARGET_MAX_POINTS = 1.5
 
 
-def sklearn_layer(path: Any, layer: int, grid: list[float], max_iter: int) -> dict[str, Any]:
-    """One layer the usual way: load, standardise, fit every C, pick C on validation."""
+def tuned_logreg(data: dict[str, tuple[np.ndarray, np.ndarray]], grid: list[float], max_iter: int):
+    """Standardise on train, fit every C, keep the best on validation: (val, C, test, iters)."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
+    scaler = StandardScaler().fit(data["train"][0])
+    x = {s: scaler.transform(v[0]).astype(np.float32) for s, v in data.items()}
+    best: tuple[float, float, float] | None = None  # (val acc, C, test acc)
+    iters = 0
+    for c in grid:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model = LogisticRegression(C=c, max_iter=max_iter).fit(x["train"], data["train"][1])
+        iters += int(np.max(model.n_iter_))
+        val = model.score(x["val"], data["val"][1])
+        if best is None or val > best[0]:
+            best = (val, c, model.score(x["test"], data["test"][1]))
+    assert best is not None
+    return (*best, iters)
+
+
+def sklearn_layer(path: Any, layer: int, grid: list[float], max_iter: int) -> dict[str, Any]:
+    """One layer the usual way: load, standardise, fit every C, pick C on validation."""
     with timed() as load_t:
         view = relation_views(path, ["embedding"], layers=[layer])["embedding"]
         data = {}
@@ -54,25 +72,13 @@ def sklearn_layer(path: Any, layer: int, grid: list[float], max_iter: int) -> di
             rows = split_rows(view, split)
             data[split] = (view.read(rows)[:, 0].astype(np.float32), view.labels[rows])
     with timed() as fit_t:
-        scaler = StandardScaler().fit(data["train"][0])
-        x = {s: scaler.transform(v[0]).astype(np.float32) for s, v in data.items()}
-        best: tuple[float, float, float] | None = None  # (val acc, C, test acc)
-        iters = 0
-        for c in grid:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                model = LogisticRegression(C=c, max_iter=max_iter).fit(x["train"], data["train"][1])
-            iters += int(np.max(model.n_iter_))
-            val = model.score(x["val"], data["val"][1])
-            if best is None or val > best[0]:
-                best = (val, c, model.score(x["test"], data["test"][1]))
-    assert best is not None
+        val, c, test, iters = tuned_logreg(data, grid, max_iter)
     return {
         "load_s": load_t.wall,
         "fit_s": fit_t.wall,
-        "best_C": best[1],
-        "val_acc": best[0],
-        "test_acc": best[2],
+        "best_C": c,
+        "val_acc": val,
+        "test_acc": test,
         "iters": iters,
     }
 

@@ -12,7 +12,8 @@ stopping is per probe, so a probe's result does not depend on the probes beside 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import itertools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,8 +32,9 @@ from vlprobe.analysis.stats import mean_std_ci
 from vlprobe.cache.schema import SPLIT_IDS
 
 SOLVERS = ("auto", "lbfgs", "sgd")
-#: SentEval's l2reg grid (its classifier's Adam weight decay = our per-example L2 penalty)
-SENTEVAL_L2 = (1e-5, 1e-4, 1e-3, 1e-2)
+#: SentEval's l2reg grid (its classifier's Adam weight decay = our per-example L2 penalty),
+#: one decade stronger too: a scikit-learn C search picks C ~ 1e-3 (l2 ~ 0.06) on wide views
+DEFAULT_L2 = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,12 @@ class Probing:
     mdl_fractions: list[float] | None = None
     # auto: full-batch L-BFGS for linear probes whose features fit the memory budget
     solver: str = "auto"
-    l2_grid: Sequence[float] = SENTEVAL_L2
+    l2_grid: Sequence[float] = DEFAULT_L2
     max_iter: int = 500
+    # probe arguments to select on validation per probe (Adam path), e.g.
+    # {hidden_dim: [64, 256], dropout: [0.0, 0.3], weight_decay: [0.0, 0.01]}: every
+    # combination is trained over the same loaded data; each probe keeps its best
+    select: Mapping[str, Sequence[Any]] | None = None
 
     def __post_init__(self) -> None:
         if self.solver not in SOLVERS:
@@ -135,6 +141,7 @@ def fit_probes(
     seed: int,
     test: bool = True,
     init_names: list[str] | None = None,
+    probe_kwargs: Mapping[str, Any] | None = None,
 ) -> pl.LightningModule:
     """One fused MultiProbe for every probe of the view: fit, then test at each best epoch.
 
@@ -150,6 +157,7 @@ def fit_probes(
         chance=majority_chance(view),
         seed=seed,
         init_names=init_names,
+        **(probe_kwargs or {}),
     )
     model.set_input_stats(*dm.input_stats())
     callbacks = [make() for make in engine.callbacks]
@@ -234,7 +242,12 @@ def train_view(view: FeatureView, engine: ProbeEngine, name_prefix: str) -> list
 def _fit_sgd(
     view: FeatureView, engine: ProbeEngine, prefix: str, seeds: list[int], sets: list[LabelSet]
 ) -> Runs:
-    """Adam in Lightning, one fused MultiProbe per (label set, seed), batches in seed order."""
+    """Adam in Lightning, one fused MultiProbe per (label set, seed), batches in seed order;
+    with ``probing.select``, one per combination too, each probe keeping its best on val."""
+    select = dict(engine.probing.select or {})
+    combos = [
+        dict(zip(select, values, strict=True)) for values in itertools.product(*select.values())
+    ]
     runs: Runs = {}
     for labels in sets:
         labelled = view if labels.kind == "task" else view.with_labels(labels.labels)
@@ -242,16 +255,29 @@ def _fit_sgd(
             base = labels.prefix(prefix)
             tag = f"{base}/seed{seed}" if len(seeds) > 1 else base
             dm = make_datamodule(labelled, engine, seed=seed)
-            model = fit_probes(
-                labelled,
-                dm,
-                engine,
-                engine.loggers,
-                [f"{tag}/{n}" for n in view.probe_names],
-                seed,
-                init_names=[f"{base}/{n}" for n in view.probe_names],
-            )
-            runs.setdefault(labels.kind, []).append(model.results())
+            best: list[dict[str, Any]] | None = None
+            for combo in combos:
+                suffix = "".join(f"/{k}={v}" for k, v in combo.items())
+                model = fit_probes(
+                    labelled,
+                    dm,
+                    engine,
+                    engine.loggers,
+                    [f"{tag}{suffix}/{n}" for n in view.probe_names],
+                    seed,
+                    init_names=[f"{base}/{n}" for n in view.probe_names],
+                    probe_kwargs=combo,
+                )
+                results = [{**row, **combo} for row in model.results()]
+                best = (
+                    results
+                    if best is None
+                    else [
+                        new if (new["val_acc"] or 0.0) > (old["val_acc"] or 0.0) else old
+                        for old, new in zip(best, results, strict=True)
+                    ]
+                )
+            runs.setdefault(labels.kind, []).append(best or [])
     return runs
 
 
@@ -293,7 +319,10 @@ def _solve_full_batch(
             for metric in ("val_acc", "test_acc"):
                 split, what = metric.split("_")
                 logged[f"{split}/{what}/{tag}/{name}"] = results[-1][metric] or float("nan")
+            logged[f"train/loss/{tag}/{name}"] = float(metrics.train_loss[k, pick])
         runs.setdefault(labels.kind, []).append(results)
+    losses = [v for key, v in logged.items() if key.startswith("train/loss/")]
+    logged["train/loss"] = float(np.sum(losses))  # as the Adam path: summed over probes
     for lg in engine.loggers:
         lg.log_metrics(logged, step=0)
     return runs

@@ -152,6 +152,7 @@ class _AffineStack(ProbeFamily):
         )
         self._act = _ACTIVATIONS[activation]
         self.dropout = nn.Dropout(dropout)
+        self.generators: list[torch.Generator] | None = None
         self.reset_parameters()
 
     def init_shapes(self) -> list[tuple[Tensor, int]]:
@@ -163,8 +164,18 @@ class _AffineStack(ProbeFamily):
         h = standardised_affine(x, weights[0], biases[0], mean, scale)
         autocast = autocast_enabled(x.device.type)
         for w, b in zip(weights[1:], biases[1:], strict=True):
-            h = probe_matmul(self.dropout(self._act(h)), w, autocast) + b
+            h = probe_matmul(self._dropout(self._act(h)), w, autocast) + b
         return h
+
+    def _dropout(self, h: Tensor) -> Tensor:
+        """Dropout whose mask for probe ``k`` comes from probe ``k``'s own generator (when
+        seeded): the same masks alone or fused, whatever the other probes."""
+        p = self.dropout.p
+        if not self.training or p == 0 or self.generators is None:
+            return self.dropout(h)
+        b, _, width = h.shape
+        keep = torch.stack([torch.rand(b, width, generator=g) for g in self.generators], 1)
+        return h * (keep >= p).to(h.device, h.dtype) / (1 - p)
 
 
 class LinearProbe(_AffineStack):

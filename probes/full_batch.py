@@ -86,8 +86,8 @@ def loss_and_grad(x: Tensor, onehot: Tensor, l2: Tensor, params: Params) -> tupl
 
 def lbfgs(
     x: Tensor, onehot: Tensor, l2: Tensor, init: Params, settings: LBFGSSettings
-) -> tuple[Params, Tensor]:
-    """Minimise every slot's objective from ``init``; returns the parameters and iterations.
+) -> tuple[Params, Tensor, Tensor]:
+    """Minimise every slot's objective from ``init``: parameters, iterations, final loss.
 
     Batched L-BFGS: the two-loop recursion runs on (G, S) inner products, each slot keeps
     its own curvature pairs (a pair failing the curvature test is ignored for that slot only)
@@ -150,7 +150,7 @@ def lbfgs(
         flat = (f - new_f) <= settings.ftol * torch.maximum(f.abs(), new_f.abs()).clamp_min(1.0)
         params, f, grad = new_params, new_f, new_grad
         active &= ~stuck & ~flat & (_absmax(grad) > settings.gtol)
-    return params, iters
+    return params, iters, f
 
 
 def _where(mask: Tensor, a: Params, b: Params) -> Params:
@@ -189,10 +189,14 @@ class SlotMetrics:
     test_acc: np.ndarray
     test_f1: np.ndarray
     iterations: np.ndarray
+    train_loss: np.ndarray  # the penalised objective at the solution
 
 
 SPLITS = ("train", "val", "test")
 READ_ROWS = 4096
+#: features (floats) solved together: a few wide probes (layers) one by one, so each runs only
+#: its own iterations; many narrow ones (heads) batched, so the per-call overhead amortises
+SOLVE_FLOATS = 2**25
 
 
 def initial_params(names: list[str], slots: list[Slot], in_dim: int, classes: int) -> Params:
@@ -264,13 +268,22 @@ def fit_view(
     total = sum(r.size for r in rows.values())
     num_probes = len(view.probe_names)
     shape = (num_probes, len(slots))
-    out = SlotMetrics(*(np.zeros(shape) for _ in range(4)), np.zeros(shape, dtype=np.int64))
+    out = SlotMetrics(
+        *(np.zeros(shape) for _ in range(4)), np.zeros(shape, dtype=np.int64), np.zeros(shape)
+    )
     for group in probe_groups(num_probes, total * dim * 4, budget_bytes):
         x = read_standardised(view, rows, group, device)
         names = [view.probe_names[k] for k in group]
-        init = tuple(t.to(device) for t in initial_params(names, slots, dim, classes))
-        params, iters = lbfgs(x["train"], onehot, l2, init, settings)  # type: ignore[arg-type]
-        out.iterations[group] = iters.cpu().numpy()
+        w0, b0 = (t.to(device) for t in initial_params(names, slots, dim, classes))
+        step = max(1, SOLVE_FLOATS // max(1, rows["train"].size * dim))
+        solved = []
+        for a in range(0, len(group), step):
+            init = (w0[a : a + step], b0[a : a + step])
+            part, iters, loss = lbfgs(x["train"][a : a + step], onehot, l2, init, settings)
+            out.iterations[group[a : a + step]] = iters.cpu().numpy()
+            out.train_loss[group[a : a + step]] = loss.cpu().numpy()
+            solved.append(part)
+        params = (torch.cat([p[0] for p in solved]), torch.cat([p[1] for p in solved]))
         for split, acc, f1 in (
             ("val", out.val_acc, out.val_f1),
             ("test", out.test_acc, out.test_f1),

@@ -50,7 +50,10 @@ def test_seeds_and_controls_in_one_run_equal_separate_runs(
 ) -> None:
     controls = ["probing.control=true", "probing.shuffled_control=true", "probing.layers=[1,2]"]
     together = _rows(compose_cfg, planted_cache, [*SOLVERS[solver], *controls, "seeds=[1,2]"])
-    assert "seeds 1,2" in capsys.readouterr().out  # the console title names every seed
+    printed = capsys.readouterr().out
+    assert "seeds 1,2" in printed  # the console title names every seed
+    for column in ("test_acc_ci95", "control_test_acc", "selectivity", "shuffled_test_acc"):
+        assert column in printed  # what was asked for reaches the console table
     alone = [
         _rows(compose_cfg, planted_cache, [*SOLVERS[solver], *controls, f"seed={s}"])
         for s in (1, 2)
@@ -61,3 +64,17 @@ def test_seeds_and_controls_in_one_run_equal_separate_runs(
             assert row[key] == pytest.approx(np.mean([a[name][key] for a in alone]), abs=1e-12)
     if solver == "lbfgs":
         assert together["layer_02"]["l2_per_seed"] == [a["layer_02"]["l2"] for a in alone]
+
+
+def test_mlp_capacity_selected_per_probe_on_validation(compose_cfg, planted_cache) -> None:
+    """``probing.select`` trains every combination over the same data; each probe keeps the
+    one with the best validation accuracy, equal to the separate run with that setting."""
+    common = ["probe=mlp", "trainer.max_epochs=3", "probing.layers=[1,2]", "probe.dropout=0.2"]
+    chosen = _rows(compose_cfg, planted_cache, [*common, "probing.select={hidden_dim:[2,16]}"])
+    separate = {
+        h: _rows(compose_cfg, planted_cache, [*common, f"probe.hidden_dim={h}"]) for h in (2, 16)
+    }
+    for name, row in chosen.items():
+        best = max((2, 16), key=lambda h: (separate[h][name]["val_acc"], -h))
+        assert row["hidden_dim"] == best
+        assert row["test_acc"] == separate[best][name]["test_acc"]

@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import pytorch_lightning as pl
 import torch
 
 from probes import AllProbesPlateau, MultiProbe
+from probes.families import MLPProbe
 from probes.full_batch import LBFGSSettings, lbfgs, loss_and_grad
 
 
-def test_plateau_is_per_probe_and_stopped_probes_freeze(make_loader, make_trainer, planted) -> None:
+@pytest.mark.parametrize(
+    "family", [{}, {"family": MLPProbe, "hidden_dim": 5, "dropout": 0.3}], ids=["linear", "mlp"]
+)
+def test_plateau_is_per_probe_and_stopped_probes_freeze(
+    make_loader, make_trainer, planted, family
+) -> None:
     """With per-probe plateau stopping, each probe of a fused run ends exactly where it ends
-    when trained alone (same seed, same name, same batches), weights within 1e-5."""
+    when trained alone (same seed, same name, same batches; MLP dropout masks drawn per
+    probe), weights within 1e-5."""
     x, y = planted(400, 3, 6, k=1, margin=1.5)
     x[:, 2, 0] += 0.5 * y.float()  # a weak signal: this probe keeps improving longer
     names = ["a", "b", "c"]
-    kw = dict(in_dim=6, num_classes=2, lr=3e-3, seed=7)
+    kw = dict(in_dim=6, num_classes=2, lr=3e-3, seed=7, **family)
 
     def fit(model: MultiProbe, cols: list[int]) -> MultiProbe:
         trainer = make_trainer(max_epochs=15, callbacks=[AllProbesPlateau(patience=2)])
@@ -50,7 +58,7 @@ def test_lbfgs_matches_scikit_learn_and_slots_are_independent() -> None:
     onehot = onehot[:, None].expand(n, 3, c).contiguous()
     init = (torch.zeros(2, d, 3, c), torch.zeros(2, 3, c))
     settings = LBFGSSettings(gtol=1e-6, max_iter=1000)
-    (w, b), iters = lbfgs(torch.from_numpy(x), onehot, l2, init, settings)
+    (w, b), iters, _ = lbfgs(torch.from_numpy(x), onehot, l2, init, settings)
     assert int(iters.max()) < 1000
     for s, pen in enumerate(l2.tolist()):
         ref = LogisticRegression(C=1 / (pen * n), tol=1e-10, max_iter=10_000).fit(x[0], y)
@@ -59,7 +67,7 @@ def test_lbfgs_matches_scikit_learn_and_slots_are_independent() -> None:
         theirs = torch.from_numpy(ref.coef_.T).float()
         torch.testing.assert_close(ours, theirs - theirs.mean(-1, keepdim=True), atol=1e-3, rtol=0)
     alone_x = torch.from_numpy(x[1:])
-    (w1, b1), _ = lbfgs(
+    (w1, b1), _, _ = lbfgs(
         alone_x, onehot[:, 1:2], l2[1:2], (init[0][1:, :, 1:2], init[1][1:, 1:2]), settings
     )
     torch.testing.assert_close(w1[0, :, 0], w[1, :, 1], atol=1e-5, rtol=0)
