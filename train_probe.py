@@ -22,11 +22,35 @@ def main(cfg: DictConfig) -> float | None:
 
     try:
         return run(cfg)
-    except (FileNotFoundError, ValueError, CacheError) as err:
-        # bad input (a path, a data file, a setting): one line naming it, and a failing exit
-        print(f"train_probe: error: {err}", file=sys.stderr)
-        sys.exit(2)
+    except (OSError, ValueError, CacheError) as err:
+        # bad input (a path, a data file, a setting, a folder): one line naming it, exit 2
+        exit_bad_input(err)
+
+
+def exit_bad_input(err: BaseException) -> None:
+    """One line naming the file or key and the fix, exit code 2."""
+    from vlprobe.cache.reader import CacheError
+
+    if isinstance(err, PermissionError):
+        hint = ": point VLPROBE_ROOT or paths.* at a writable folder"
+    elif isinstance(err, (ValueError, CacheError, FileNotFoundError)):
+        hint = ""
+    else:
+        hint = " (a damaged cache? `vlprobe verify CACHE` checks)"
+    print(f"train_probe: error: {err}{hint}", file=sys.stderr)
+    sys.exit(2)
+
+
+def cli() -> None:
+    """Check the command line (groups, keys, folders) first, then run the Hydra app."""
+    from vlprobe.preflight import BadInput, check_command_line
+
+    try:
+        check_command_line(sys.argv[1:], "train_probe")
+    except BadInput as err:
+        exit_bad_input(err)
+    main()
 
 
 if __name__ == "__main__":
-    main()
+    cli()

@@ -135,8 +135,11 @@ def rechunked_copy(src: Path, dst: Path, chunk_rows: int) -> Path:
     if dst.exists():
         return dst
     tmp = dst.with_name(dst.name + ".tmp")
+    from vlprobe.cache.reader import cache_parts
+
     with h5py.File(src, "r") as fin, h5py.File(tmp, "w") as fout:
         fout.attrs.update(dict(fin.attrs))
+        fout.attrs["parts"] = json.dumps(sorted(cache_parts(fin) - {"token_states"}))
 
         def visit(name: str, obj: Any) -> None:
             if not isinstance(obj, h5py.Dataset) or name == "tokens/hidden":

@@ -19,6 +19,7 @@ from vlprobe.cache.leakage import check_no_leakage
 from vlprobe.cache.reader import CacheReader
 from vlprobe.config import config_dir
 from vlprobe.extraction.pipeline import ensure_cache
+from vlprobe.preflight import check_run_inputs
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def cache_paths(cfg: DictConfig, task: Task) -> dict[str, dict[str, Path]]:
         for dataset in datasets:
             path = given.get(role, {}).get(short[dataset])
             if path is None:
-                path = ensure_cache(run_cfg, dataset)
+                path = ensure_cache(run_cfg, dataset, parts=task.reads)
             elif not Path(path).exists():
                 raise FileNotFoundError(
                     f"task.caches.{role}.{short[dataset]}={path} does not exist"
@@ -102,7 +103,9 @@ def prepare(cfg: DictConfig, task: Task) -> TaskInputs:
             for dataset, path in by_dataset.items():
                 reader = CacheReader(path)
                 inputs.readers.setdefault(role, {})[dataset] = reader
+                reader.require(task.reads, task.name)
                 check_no_leakage(reader)
+        check_run_inputs(cfg, [r for by in inputs.readers.values() for r in by.values()])
     except Exception:
         inputs.close()
         raise

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from probes.engine import ProbeEngine
 from probes.prepare import prepare
@@ -109,6 +109,10 @@ def run(cfg: DictConfig) -> float | None:
     task: Task = instantiate(cfg.task)
     # the data first: bad data or a missing cache fails before any logger run exists
     inputs = prepare(cfg, task)
+    debug = is_debug_run(cfg)
+    if debug:  # W&B and results.json say so: a smoke run's numbers are not results
+        with open_dict(cfg):
+            cfg.tags = [*(cfg.get("tags") or []), "debug"]
     try:
         loggers = build_loggers(cfg)
         engine = build_engine(cfg, loggers)
@@ -119,11 +123,14 @@ def run(cfg: DictConfig) -> float | None:
         failed = True
         try:
             output = task.execute(inputs, engine, out_dir)
+            if debug:
+                output.rows = [{**row, "debug": True} for row in output.rows]
             trained = any("val_acc" in row for row in output.rows)
             probe = f" | {family_name(cfg)} probe" if trained else ""
             seeds = engine.seed_list()
             seed = f"seeds {','.join(map(str, seeds))}" if len(seeds) > 1 else f"seed {seeds[0]}"
             title = f"{cfg.task.name} | {cfg.model.name}{probe} | {seed}"
+            title += " | DEBUG RUN (one batch per stage: not results)" if debug else ""
             print(publish(output, loggers, out_dir, title))
             metric = _optimized_value(output, cfg.get("optimized_metric"))
             failed = False
@@ -132,6 +139,11 @@ def run(cfg: DictConfig) -> float | None:
     finally:
         inputs.close()
     return metric
+
+
+def is_debug_run(cfg: DictConfig) -> bool:
+    """``debug=fast`` (or any ``trainer.fast_dev_run``): one batch per stage, not results."""
+    return bool(OmegaConf.select(cfg, "trainer.fast_dev_run", default=False))
 
 
 def _optimized_value(output: TaskOutput, metric: str | None) -> float | None:

@@ -50,6 +50,9 @@ class TaskInputs:
 
 class Task(Protocol):
     name: str
+    # the cache parts it reads (cache.schema.PARTS): extraction writes those, a cache given by
+    # path must hold them
+    reads: tuple[str, ...]
 
     def datasets(self) -> list[str]:
         """The data sets (cache kinds) it reads, e.g. ``["visual_genome"]``."""

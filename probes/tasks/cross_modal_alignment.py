@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -46,6 +46,8 @@ NO_MAPS = (
 @dataclass
 class CrossModalAlignmentTask:
     """Per-head phrase -> region alignment accuracy and cross-modal attention share."""
+
+    reads: ClassVar[tuple[str, ...]] = ("phrase", "coref", "maps")  # the cache parts it reads
 
     name: str = "cross_modal_alignment"
     dataset: str = "flickr30k"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -69,6 +69,8 @@ class TokenRows:
 @dataclass
 class FusionDegreeTask:
     """NMI between 2-means clusters and modality, for every hidden layer (no training)."""
+
+    reads: ClassVar[tuple[str, ...]] = ("token_states",)  # the cache parts it reads
 
     name: str = "fusion_degree"
     dataset: str = "flickr30k"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -43,6 +43,7 @@ MAX_CONSOLE_ROWS = 60
 
 @dataclass
 class LinguisticTask:
+    reads: ClassVar[tuple[str, ...]] = ("sentence",)  # the cache parts it reads
     name: str = "linguistic/all"
     tasks: tuple[str, ...] = tuple(SENTEVAL_TASKS)
     pooling: tuple[str, ...] = POOLINGS

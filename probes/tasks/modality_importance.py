@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -52,6 +52,8 @@ COLUMNS = ["name", "text", "image", "text_share", "text_share_normalised", "n_ex
 @dataclass
 class ModalityImportanceTask:
     """[CLS] attention mass on text vs image tokens, per head (no training)."""
+
+    reads: ClassVar[tuple[str, ...]] = ()  # the cache parts it reads
 
     name: str = "modality_importance"
     dataset: str = "flickr30k"

@@ -17,6 +17,7 @@ directions (one probe, after Clark et al. 2019), or each head alone (one probe p
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -37,6 +38,7 @@ SUBTASKS = ("type", "identification")
 
 @dataclass
 class VisualCoreferenceTask(PairProbingTask):
+    reads: ClassVar[tuple[str, ...]] = ("phrase", "region", "coref")  # the cache parts it reads
     name: str = "visual_coreference"
     dataset: str = "flickr30k"
     subtasks: tuple[str, ...] = SUBTASKS

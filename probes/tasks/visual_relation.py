@@ -10,6 +10,7 @@ Control type of a pair: its (subject category, object category).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -28,6 +29,7 @@ SUBTASKS = ("identification", "classification")
 
 @dataclass
 class VisualRelationTask(PairProbingTask):
+    reads: ClassVar[tuple[str, ...]] = ("region", "relation")  # the cache parts it reads
     name: str = "visual_relation"
     dataset: str = "visual_genome"
     subtasks: tuple[str, ...] = SUBTASKS

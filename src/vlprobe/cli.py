@@ -1,4 +1,4 @@
-"""``vlprobe`` command line: make-demo-data, extract, inspect, report.
+"""``vlprobe`` command line: make-demo-data, extract, inspect, verify, report.
 
 ``extract`` takes Hydra overrides like ``train_probe.py`` (``vlprobe extract model=lxmert
 data=real data.root=/data dataset=flickr30k``), composed from configs/extract.yaml.
@@ -13,20 +13,18 @@ from pathlib import Path
 
 
 def _make_demo_data(args: argparse.Namespace) -> int:
-    from vlprobe.synthetic import make_demo_data
-    from vlprobe.synthetic.stamp import demo_settings, write_stamp
+    from vlprobe.synthetic.stamp import build_demo
 
-    paths = make_demo_data(
-        Path(args.out),
+    out = Path(args.out)
+    build_demo(
+        out,
         scenes=args.scenes,
         seed=args.seed,
         feature_dim=args.feature_dim,
+        force=True,
         render_images=not args.no_images,
     )
-    write_stamp(Path(args.out), demo_settings(args.scenes, args.seed, args.feature_dim))
-    print(f"VALUE-mini demo data written to {args.out}:")
-    for name, path in vars(paths).items():
-        print(f"  {name:14s} {path}")
+    print(f"VALUE-mini demo data written to {out}")
     return 0
 
 
@@ -35,7 +33,9 @@ def _extract(args: argparse.Namespace) -> int:
 
     from vlprobe.config import config_dir, register_resolvers
     from vlprobe.extraction.pipeline import cache_path, run_extraction
+    from vlprobe.preflight import check_command_line
 
+    check_command_line(args.overrides, "extract")
     register_resolvers()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose(config_name="extract", overrides=args.overrides)
@@ -49,6 +49,20 @@ def _inspect(args: argparse.Namespace) -> int:
     from vlprobe.cache.inspect import describe
 
     print(describe(args.cache))
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from vlprobe.cache.verify import verify_cache
+
+    problems = verify_cache(args.cache)
+    if problems:
+        print(f"{args.cache}: BROKEN ({len(problems)} problem(s))", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        print("  delete it: a run rebuilds its cache (or `vlprobe extract`)", file=sys.stderr)
+        return 1
+    print(f"{args.cache}: OK (complete, every dataset present, read back, consistent)")
     return 0
 
 
@@ -83,6 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("cache")
     inspect.set_defaults(func=_inspect)
 
+    verify = sub.add_parser(
+        "verify",
+        help="check a cache fully: complete flag, every dataset, shapes vs offsets, every byte "
+        "read back (exit 1 on a broken one)",
+    )
+    verify.add_argument("cache")
+    verify.set_defaults(func=_verify)
+
     report = sub.add_parser(
         "report",
         help="aggregate runs over seeds: by-layer curves, heatmaps, tables (docs/report.md)",
@@ -108,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, RuntimeError) as err:
+    except (OSError, ValueError, RuntimeError) as err:
         print(f"vlprobe {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -11,7 +11,7 @@ import pytest
 from vlprobe.cache.inspect import describe
 from vlprobe.cache.reader import CacheError, CacheReader
 from vlprobe.cache.records import LabelVocab
-from vlprobe.cache.schema import PARTIAL_SUFFIX
+from vlprobe.cache.schema import PARTIAL_SUFFIX, partial_files
 from vlprobe.cache.writer import CacheWriter
 from vlprobe.cli import main as cli_main
 from vlprobe.testing.planted import write_planted_relation_cache
@@ -19,10 +19,19 @@ from vlprobe.testing.planted import write_planted_relation_cache
 
 def test_failed_write_leaves_no_file(tmp_path: Path) -> None:
     path = tmp_path / "c.h5"
-    with pytest.raises(RuntimeError), CacheWriter(path, {}, LabelVocab([], [], [])):
-        assert (tmp_path / f"c.h5{PARTIAL_SUFFIX}").exists()
+    with pytest.raises(RuntimeError), CacheWriter(path, {}, LabelVocab([], [], [])) as writer:
+        assert partial_files(path) == [writer.partial]
         raise RuntimeError("killed")
-    assert not path.exists() and not (tmp_path / f"c.h5{PARTIAL_SUFFIX}").exists()
+    assert not path.exists() and partial_files(path) == []
+
+
+def test_each_writer_has_its_own_partial_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.h5"
+    vocab = LabelVocab([], [], [])
+    with CacheWriter(path, {}, vocab) as first, CacheWriter(path, {}, vocab) as second:
+        assert first.partial != second.partial
+        assert partial_files(path) == sorted([first.partial, second.partial])
+        assert first.partial.name.startswith("c.h5.") and first.partial.suffix == PARTIAL_SUFFIX
 
 
 def test_reader_refuses_unfinished_and_missing(tmp_path: Path) -> None:
@@ -31,7 +40,7 @@ def test_reader_refuses_unfinished_and_missing(tmp_path: Path) -> None:
         f.attrs["complete"] = 0
     with pytest.raises(CacheError, match="not a finished"):
         CacheReader(bad)
-    (tmp_path / f"gone.h5{PARTIAL_SUFFIX}").write_bytes(b"")
+    (tmp_path / f"gone.h5.123-ab{PARTIAL_SUFFIX}").write_bytes(b"")
     with pytest.raises(CacheError, match="did not finish"):
         CacheReader(tmp_path / "gone.h5")
 

@@ -87,3 +87,19 @@ def test_empty_box_and_truncated_json(vg_root: Path) -> None:
     (vg_root / "objects.json").write_text('[{"image_id": 1,\n "objects": [')
     with pytest.raises(DataFormatError, match=r"objects\.json, line 2, column \d+: invalid JSON"):
         load_visual_genome(vg_root)
+
+
+def test_objects_from_relationships_when_objects_json_is_absent(vg_root: Path) -> None:
+    """Visual Genome's relationships.json carries each related object whole."""
+    (vg_root / "objects.json").unlink()
+    one = load_visual_genome(vg_root)["1"]
+    assert sorted(one.objects) == [10, 11, 12, 13]  # all related: all found in the relations
+    assert one.objects[10].box == Box(0, 0, 20, 40) and one.objects[12].names == ("hat", "cap")
+    assert len(one.relations) == 5
+
+
+@pytest.mark.parametrize("missing", ["image_data.json", "relationships.json"])
+def test_missing_required_file_is_named(vg_root: Path, missing: str) -> None:
+    (vg_root / missing).unlink()
+    with pytest.raises(FileNotFoundError, match=f"{missing} not found.*objects.json is optional"):
+        load_visual_genome(vg_root)

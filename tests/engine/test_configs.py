@@ -72,9 +72,10 @@ def test_unknown_task_lists_valid_choices(tmp_path: Path) -> None:
         cwd=tmp_path,
         timeout=120,
     )
-    assert result.returncode != 0
-    assert "Could not find 'task/nope'" in result.stderr
-    assert "visual_relation" in result.stderr  # the valid choices are listed
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("train_probe: error: task=nope: no such option; valid: ")
+    assert "visual_relation" in line and "linguistic/all" in line  # every valid choice
 
 
 def test_missing_cache_is_one_line_error_and_writes_nothing(tmp_path: Path) -> None:

@@ -42,3 +42,12 @@ def test_tensorboard_logger_writes_events(compose_cfg, planted_cache: Path) -> N
     )
     run(cfg)
     assert list((Path(cfg.paths.output_dir) / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+def test_debug_run_is_marked_debug(compose_cfg, planted_cache: Path, capsys) -> None:
+    cfg = compose_cfg([f"data.cache={planted_cache}", "debug=fast", "task.inputs=[attention]"])
+    run(cfg)
+    rows = json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())
+    assert rows and all(r["debug"] is True for r in rows)
+    assert "DEBUG RUN" in capsys.readouterr().out
+    assert "debug" in cfg.tags  # W&B tags, when a W&B logger is configured

@@ -10,6 +10,7 @@ import pytest
 from omegaconf import open_dict
 
 from vlprobe.cache.reader import CacheReader
+from vlprobe.cache.schema import partial_files
 from vlprobe.data.builders import build_flickr_examples
 from vlprobe.data.region_features import load_region_features
 from vlprobe.extraction.pipeline import build_model, cache_path, run_extraction
@@ -52,7 +53,7 @@ def test_flickr_roundtrip(compose_cfg, demo_root: Path, model: str) -> None:
     cfg = _cfg(compose_cfg, demo_root, model, "flickr30k")
     path = run_extraction(cfg, "flickr30k")
     assert path == cache_path(cfg, "flickr30k") and path.exists()
-    assert not path.with_name(path.name + ".partial").exists()
+    assert partial_files(path) == []
     reader = CacheReader(path)
     f = reader.file
     # provenance

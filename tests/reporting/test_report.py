@@ -343,3 +343,20 @@ def test_cli_report(logs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["report", str(tmp_path / "missing"), "--out", str(out)]) == 2
     assert main(["report", str(logs), "--out", str(out), "--compare-by", "model.nmae"]) == 2
     assert "model.nmae" in capsys.readouterr().err
+
+
+def test_debug_runs_are_skipped_with_a_listed_warning(logs: Path, tmp_path: Path, caplog) -> None:
+    sweep = next(logs.glob("visual_relation/multiruns/*"))
+    marked = write_run(
+        tmp_path / "debug", config(9), [{**r, "debug": True} for r in probe_rows([0.9])]
+    )
+    old = write_run(
+        tmp_path / "old-debug", {**config(8), "trainer": {"fast_dev_run": True}}, probe_rows([0.9])
+    )
+    with caplog.at_level("WARNING", logger="vlprobe.reporting.aggregate"):
+        runs = load_runs([sweep, marked, old])
+    assert len(runs) == 6 and {r.seed for r in runs} == {1, 2, 3}
+    (warning,) = [r.getMessage() for r in caplog.records if "debug run" in r.getMessage()]
+    assert "skipping 2 debug run(s)" in warning and str(marked) in warning and str(old) in warning
+    with pytest.raises(FileNotFoundError, match="no runs found"):
+        load_runs([marked])

@@ -27,6 +27,7 @@ PROVENANCE_KEYS = (
     "dataset_hash",
     "extraction_settings",
     "dropped_phrases",
+    "parts",
 )
 
 

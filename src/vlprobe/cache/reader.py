@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
 
@@ -15,15 +16,20 @@ import h5py
 import numpy as np
 
 from vlprobe.cache.schema import (
-    PARTIAL_SUFFIX,
+    PARTS,
     READ_CACHE_BYTES,
     SCHEMA_VERSION,
     SPLIT_NAMES,
     example_path,
+    expand_parts,
     pair_path,
+    partial_files,
     token_path,
     unit_path,
 )
+from vlprobe.cache.verify import structure_problems
+
+_REBUILD = "Delete it: a run rebuilds its cache, or rebuild it with `vlprobe extract`"
 
 
 class CacheError(RuntimeError):
@@ -31,18 +37,27 @@ class CacheError(RuntimeError):
 
 
 def open_cache_file(path: str | Path) -> h5py.File:
-    """Open ``path`` read-only with a read cache large enough for several full chunks."""
+    """Open ``path`` read-only with a read cache large enough for several full chunks.
+
+    Refused, with the fix named: a missing, unreadable (truncated), unfinished, other-schema or
+    structurally broken (a dataset missing, lengths disagreeing) file.
+    """
     path = Path(path)
     if not path.exists():
-        partial = path.with_name(path.name + PARTIAL_SUFFIX)
+        partial = partial_files(path)
         hint = (
-            f" A partial file {partial} exists: its extraction did not finish; delete it and "
+            f" A partial file {partial[0]} exists: its extraction did not finish; delete it and "
             "run `vlprobe extract` again."
-            if partial.exists()
+            if partial
             else " Build it with `vlprobe extract` (see README)."
         )
         raise CacheError(f"no cache at {path}.{hint}")
-    f = h5py.File(path, "r", rdcc_nbytes=READ_CACHE_BYTES, rdcc_nslots=10007)
+    try:
+        f = h5py.File(path, "r", rdcc_nbytes=READ_CACHE_BYTES, rdcc_nslots=10007)
+    except OSError as err:
+        raise CacheError(
+            f"{path} cannot be read as HDF5 (truncated or corrupted: {err}). {_REBUILD}"
+        ) from None
     if int(f.attrs.get("complete", 0)) != 1:
         f.close()
         raise CacheError(f"{path} is not a finished vlprobe cache (no 'complete' flag).")
@@ -52,7 +67,20 @@ def open_cache_file(path: str | Path) -> h5py.File:
         raise CacheError(
             f"{path} has cache schema {version}, this vlprobe reads {SCHEMA_VERSION}: re-extract."
         )
+    problems = structure_problems(f)
+    if problems:
+        f.close()
+        more = f" (and {len(problems) - 1} more; `vlprobe verify {path}` lists them)"
+        raise CacheError(
+            f"{path} is broken: {problems[0]}{more if len(problems) > 1 else ''}. {_REBUILD}"
+        )
     return f
+
+
+def cache_parts(f: h5py.File) -> frozenset[str]:
+    """The optional parts ``f`` holds; caches written before parts existed hold every part."""
+    stored = f.attrs.get("parts")
+    return frozenset(json.loads(stored)) if stored is not None else frozenset(PARTS)
 
 
 class CacheReader:
@@ -82,6 +110,20 @@ class CacheReader:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+
+    @property
+    def parts(self) -> frozenset[str]:
+        return cache_parts(self.file)
+
+    def require(self, parts: Iterable[str], reader: str) -> None:
+        """Refuse, naming the fix, a cache without a part that ``reader`` (a task) reads."""
+        lacking = sorted(expand_parts(parts) - self.parts)
+        if lacking:
+            raise CacheError(
+                f"{self.path} lacks {', '.join(lacking)}, which {reader} reads: rebuild it with "
+                f"vlprobe extract extraction.parts=[{','.join(lacking)}] (or let the run build "
+                "its own cache: data.cache=null)"
+            )
 
     def attr(self, key: str) -> object:
         value = self.file.attrs[key]

@@ -2,14 +2,117 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+from collections.abc import Iterable
+from pathlib import Path
+
 SCHEMA_VERSION = 1
 SPLIT_IDS: dict[str, int] = {"train": 0, "val": 1, "test": 2}
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
-PARTIAL_SUFFIX = ".partial"
+PARTIAL_SUFFIX = ".partial"  # a builder writes <name>.<pid>-<random>.partial, then renames it
 TARGET_CHUNK_BYTES = 1 << 18  # 256 KiB, full feature rows: about one shuffled block of a batch
 # (bench/loader_throughput.py: 1 MiB chunks read 2-5x the bytes a 256-row batch needs)
 READ_CACHE_BYTES = 64 << 20  # rdcc_nbytes for readers: several chunks per dataset stay hot
 MAX_CHUNK_ROWS = 1 << 14  # small per-row fields: chunks are allocated whole, keep them modest
+
+# Datasets by group, with the axis that counts the group's rows. A group is all there or not
+# there at all (a reader checks); ``examples`` is always there. ``*_offset`` arrays have one row
+# more than what they index (examples/token_offset: examples + 1; pair_offset: phrases + 1).
+GROUPS: dict[str, dict[str, int]] = {
+    "examples": {
+        "examples/id": 0,
+        "examples/group": 0,
+        "examples/text": 0,
+        "examples/split": 0,
+        "examples/n_text": 0,
+        "examples/n_image": 0,
+        "attention/cls_mass": 0,
+    },
+    "tokens": {"tokens/modality": 0, "tokens/word_index": 0},
+    "token_states": {"tokens/hidden": 1},
+    "region": {
+        "units/region/embedding": 1,
+        "units/region/example": 0,
+        "units/region/category": 0,
+        "units/region/box": 0,
+    },
+    "phrase": {
+        "units/phrase/embedding": 1,
+        "units/phrase/example": 0,
+        "units/phrase/type": 0,
+        "units/phrase/types": 0,
+        "units/phrase/word_span": 0,
+    },
+    "sentence": {
+        "units/sentence/cls": 1,
+        "units/sentence/mean": 1,
+        "units/sentence/example": 0,
+        "units/sentence/label": 0,
+    },
+    "relation": {
+        "pairs/relation/subject": 0,
+        "pairs/relation/object": 0,
+        "pairs/relation/related": 0,
+        "pairs/relation/predicate": 0,
+        "pairs/relation/attention": 0,
+    },
+    "coref": {
+        "pairs/coref/phrase": 0,
+        "pairs/coref/region": 0,
+        "pairs/coref/corefer": 0,
+        "pairs/coref/attention": 0,
+    },
+}
+# Parts a cache may hold beyond its core (examples incl. [CLS] mass, token modality and word
+# index): a task declares the parts it reads and extraction writes those (docs/cache_format.md).
+CORE_GROUPS = ("examples", "tokens")
+PARTS: tuple[str, ...] = (
+    "token_states",
+    "region",
+    "phrase",
+    "sentence",
+    "relation",
+    "coref",
+    "maps",
+)
+_PART_NEEDS = {"relation": ("region",), "coref": ("phrase", "region")}  # pairs index units
+
+
+def expand_parts(parts: Iterable[str]) -> frozenset[str]:
+    """``parts`` with the parts they index (relation pairs need region units ...), checked."""
+    wanted = set(parts)
+    unknown = sorted(wanted - set(PARTS))
+    if unknown:
+        raise ValueError(f"unknown cache part(s) {unknown}; valid: {', '.join(PARTS)}")
+    for part in list(wanted):
+        wanted.update(_PART_NEEDS.get(part, ()))
+    return frozenset(wanted)
+
+
+def part_of(name: str) -> str:
+    """The group or part a dataset belongs to (``examples``/``tokens`` for the core)."""
+    if name.startswith("attention/maps"):
+        return "maps"
+    if name == "examples/token_offset":
+        return "examples"
+    if name == "units/phrase/pair_offset":
+        return "phrase"
+    for group, members in GROUPS.items():
+        if name in members:
+            return group
+    raise KeyError(f"dataset {name!r} is not in the cache schema")
+
+
+# per hidden layer (axis 0 = layers + 1) and per attention head (axes 1, 2 = layers, heads)
+HIDDEN_DATASETS = (
+    "tokens/hidden",
+    "units/region/embedding",
+    "units/phrase/embedding",
+    "units/sentence/cls",
+    "units/sentence/mean",
+)
+HEAD_DATASETS = ("attention/cls_mass", "pairs/relation/attention", "pairs/coref/attention")
 
 
 UNIT_KINDS = ("region", "phrase", "sentence")  # units/<kind>/<field>: one row per unit
@@ -46,3 +149,13 @@ def rows_per_chunk(row_bytes: int, total_rows_hint: int | None = None) -> int:
     if total_rows_hint:
         rows = min(rows, max(1, total_rows_hint))
     return rows
+
+
+def partial_path(path: Path) -> Path:
+    """This builder's own unfinished file for ``path``: never shared with another builder."""
+    return path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}{PARTIAL_SUFFIX}")
+
+
+def partial_files(path: Path) -> list[Path]:
+    """Unfinished files of any builder of ``path`` (left behind when one was killed)."""
+    return sorted(path.parent.glob(f"{path.name}.*{PARTIAL_SUFFIX}"))

@@ -1,13 +1,17 @@
 """Write the activation cache: append per-example records, publish atomically at the end.
 
-The file is written to ``<path>.partial`` and renamed only after the ``complete`` flag is set,
-so a killed extraction never leaves a file at the final path that looks finished.
+The file is written to this writer's own ``<path>.<pid>-<random>.partial`` and, after the
+``complete`` flag is set and the bytes are on disk (fsync), renamed onto ``path`` in one step:
+a killed extraction never leaves a file at the final path that looks finished, and two writers
+never share a partial file. Every dataset carries a Fletcher-32 checksum per chunk, so a cache
+corrupted on disk fails to read instead of returning wrong numbers.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
@@ -18,11 +22,15 @@ import numpy as np
 from vlprobe import __version__
 from vlprobe.cache.records import ExampleRecord, LabelVocab
 from vlprobe.cache.schema import (
-    PARTIAL_SUFFIX,
+    CORE_GROUPS,
+    PARTS,
     SCHEMA_VERSION,
     SPLIT_IDS,
     example_path,
+    expand_parts,
     pair_path,
+    part_of,
+    partial_path,
     rows_per_chunk,
     token_path,
     unit_path,
@@ -47,6 +55,14 @@ def cast_activations(data: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return data.astype(dtype)
 
 
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class CacheWriter:
     """Appends :class:`ExampleRecord` s to growing, chunked HDF5 datasets."""
 
@@ -58,9 +74,12 @@ class CacheWriter:
         attrs: dict[str, object],
         labels: LabelVocab,
         dtype: str = "float16",
+        parts: Iterable[str] | None = None,
     ) -> None:
+        """``parts``: the optional parts to write besides the core (None: every part)."""
         self.path = Path(path)
-        self.partial = self.path.with_name(self.path.name + PARTIAL_SUFFIX)
+        self.parts = expand_parts(PARTS if parts is None else parts)
+        self.partial = partial_path(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.file = h5py.File(self.partial, "w")
         self.dtype = np.dtype(dtype)
@@ -77,11 +96,15 @@ class CacheWriter:
         self.file.attrs["vlprobe_version"] = __version__
         self.file.attrs["label_names"] = json.dumps(labels.as_dict())
         self.file.attrs["dtype"] = self.dtype.name
+        self.file.attrs["parts"] = json.dumps(sorted(self.parts))
         self.file.attrs["complete"] = 0
 
     # -- low level ------------------------------------------------------------------------
     def _append(self, name: str, data: np.ndarray, axis: int = 0, dtype=None) -> None:
-        """Queue ``data`` for dataset ``name``; written in one resize per flush, not per example."""
+        """Queue ``data`` for dataset ``name``; written in one resize per flush, not per example.
+        Datasets of parts this cache does not hold are dropped here."""
+        if part_of(name) not in self.parts and part_of(name) not in CORE_GROUPS:
+            return
         self._pending.setdefault(name, (axis, dtype, []))[2].append(np.asarray(data))
 
     def flush(self) -> None:
@@ -107,6 +130,7 @@ class CacheWriter:
                 maxshape=tuple(maxshape),
                 dtype=dtype,
                 chunks=tuple(chunks),
+                fletcher32=dtype is not _STR,  # HDF5 checksums fixed-size data only
             )
         ds = self.file[name]
         start = ds.shape[axis]
@@ -167,11 +191,12 @@ class CacheWriter:
         self._act(pair_path("coref", "attention"), rec.coref_attention, axis=0)
         self.phrase_pair_counts.extend(np.bincount(rec.coref_phrase, minlength=num_phrases))
 
-        if rec.attention_map is not None:
+        if rec.attention_map is not None and "maps" in self.parts:
             self.file.create_dataset(
                 f"attention/maps/{e}",
                 data=cast_activations(rec.attention_map, self.dtype),
                 compression="gzip",
+                fletcher32=True,
             )
         self.counts["examples"] += 1
         self.counts["region"] += num_regions
@@ -190,7 +215,9 @@ class CacheWriter:
         self.file.attrs["complete"] = 1
         self.file.close()
         self.file = None
+        _fsync(self.partial)
         os.replace(self.partial, self.path)
+        _fsync(self.path.parent)  # the rename itself survives a crash
         return self.path
 
     def abort(self) -> None:

@@ -456,7 +456,10 @@ def build_vg_examples(
 
 # ---------------------------------------------------------------- SentEval
 def build_senteval_examples(
-    path: PathLike, strict: bool = True, problems: ProblemLog | None = None
+    path: PathLike,
+    strict: bool = True,
+    problems: ProblemLog | None = None,
+    task: str | None = None,
 ) -> list[VLExample]:
     """Text-only examples of one probing file, grouped by sentence text.
 
@@ -466,7 +469,7 @@ def build_senteval_examples(
     path = Path(path)
     first: dict[str, tuple[str, int]] = {}
     examples: list[VLExample] = []
-    for ex in read_senteval(path, strict, problems):
+    for ex in read_senteval(path, strict, problems, task):
         split, line = first.setdefault(ex.sentence, (ex.split, ex.line))
         if split != ex.split:
             error = DataFormatError(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from vlprobe.data.errors import DataFormatError, ProblemLog, skip_or_raise
@@ -22,18 +24,63 @@ SENTEVAL_TASKS: dict[str, str] = {
 }
 """Task name -> file name in the SentEval ``probing`` folder."""
 
+
+@dataclass(frozen=True)
+class LabelSet:
+    """A task's valid labels: a closed set, or for open vocabularies a full-match pattern.
+
+    A typo (``pres`` for ``PRES``) must be an error, not a class of its own.
+    """
+
+    values: tuple[str, ...] = ()
+    pattern: str = ""
+    description: str = ""
+
+    def __contains__(self, label: str) -> bool:
+        if self.values:
+            return label in self.values
+        return re.fullmatch(self.pattern, label) is not None
+
+    def describe(self) -> str:
+        return ", ".join(self.values) if self.values else self.description
+
+
+_TAG = r"(?:[A-Z$]+(?:-[A-Z]+)*|[.,:;])"
+SENTEVAL_LABELS: dict[str, LabelSet] = {
+    "sentence_length": LabelSet(values=tuple(str(k) for k in range(6))),
+    "word_content": LabelSet(pattern=r"[^\sA-Z]+", description="one lower-case word"),
+    "tree_depth": LabelSet(pattern=r"[1-9][0-9]*", description="a depth (a positive integer)"),
+    "top_constituents": LabelSet(
+        pattern=rf"OTHER|{_TAG}(?:_{_TAG})*",
+        description="constituent tags joined by '_' (e.g. NP_VP_.), or OTHER",
+    ),
+    "bigram_shift": LabelSet(values=("O", "I")),
+    "past_present": LabelSet(values=("PAST", "PRES")),
+    "subj_number": LabelSet(values=("NN", "NNS")),
+    "obj_number": LabelSet(values=("NN", "NNS")),
+    "odd_man_out": LabelSet(values=("O", "C")),
+    "coordination_inversion": LabelSet(values=("O", "I")),
+}
+"""Task name -> the labels its file may hold (the real SentEval label sets)."""
+
 _SPLIT_CODES = {"tr": "train", "va": "val", "te": "test"}
 
 
 def read_senteval(
-    path: str | os.PathLike[str], strict: bool = True, problems: ProblemLog | None = None
+    path: str | os.PathLike[str],
+    strict: bool = True,
+    problems: ProblemLog | None = None,
+    task: str | None = None,
 ) -> list[SentEvalExample]:
     """All lines of one probing file; ``line`` is 1-based; blank lines are passed over.
 
     The sentence is the last tab-separated field and the label the second, so a stray tab
-    between label and sentence does not shift the sentence.
+    between label and sentence does not shift the sentence. Labels are checked against
+    ``task``'s label set (default: the task the file is named after; none for other names).
     """
     path = Path(path)
+    task = task or path.stem
+    labels = SENTEVAL_LABELS.get(task)
     examples: list[SentEvalExample] = []
     with open(path, encoding="utf-8") as f:
         for n, raw in enumerate(f, start=1):
@@ -63,6 +110,13 @@ def read_senteval(
                         f"line {n}",
                         f"empty {'label' if not label else 'sentence'}",
                         "Every line needs a label and a sentence",
+                    )
+                if labels is not None and label not in labels:
+                    raise DataFormatError(
+                        path,
+                        f"line {n}",
+                        f"unknown {task} label '{label}'",
+                        f"Valid labels: {labels.describe()} (data.strict=false skips such lines)",
                     )
             except DataFormatError as e:
                 skip_or_raise(e, strict, problems)

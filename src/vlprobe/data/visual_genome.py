@@ -7,6 +7,7 @@ Every error cites the file and the JSON path of the bad record, e.g.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from vlprobe.data.errors import DataFormatError, ProblemLog, skip_or_raise
 from vlprobe.data.types import Box, VGImage, VGObject, VGRelation
 
 PathLike = str | os.PathLike[str]
+logger = logging.getLogger(__name__)
 
 
 def normalize_predicate(s: str) -> str:
@@ -105,9 +107,17 @@ def load_visual_genome(
     Boxes are ``x, y`` (top-left) plus ``w, h`` -> ``Box(x, y, x + w, y + h)``. Object names and
     predicates are normalised (lower case, single spaces). Objects that appear only inside
     ``relationships.json`` are added to their image; an id already in ``objects.json`` keeps that
-    version. Images missing from ``image_data.json`` have no size, so their records are errors.
+    version. ``objects.json`` is optional: without it the objects are those of the relations
+    (Visual Genome's ``relationships.json`` carries them whole). Images missing from
+    ``image_data.json`` have no size, so their records are errors.
     """
     root = Path(root)
+    for name in ("image_data.json", "relationships.json"):
+        if not (root / name).is_file():
+            raise FileNotFoundError(
+                f"{root / name} not found: Visual Genome needs image_data.json and "
+                "relationships.json (objects.json is optional); check data.visual_genome"
+            )
     images: dict[str, VGImage] = {}
 
     path = root / "image_data.json"
@@ -136,7 +146,9 @@ def load_visual_genome(
         return images[image_id]
 
     path = root / "objects.json"
-    for i, entry in enumerate(_load_json_list(path)):
+    if not path.exists():
+        logger.info("%s not found: objects are taken from relationships.json", path)
+    for i, entry in enumerate(_load_json_list(path) if path.exists() else []):
         try:
             image = image_of(entry, path, f"[{i}]")
         except DataFormatError as e:

@@ -109,8 +109,10 @@ def extract(
     dtype: str = "float16",
     max_attention_maps: int = 8,
     progress: bool = True,
+    parts: Iterable[str] | None = None,
 ) -> Path:
-    """Encode every example and write the cache at ``out_path`` (atomically)."""
+    """Encode every example and write the cache at ``out_path`` (atomically), with the
+    optional ``parts`` only (None: every part; see ``cache.schema.PARTS``)."""
     if not examples:
         raise ValueError("no examples to extract: check the data paths and split lists")
     ordered = sort_for_cache(examples)
@@ -125,8 +127,9 @@ def extract(
         **_provenance_attrs(adapter.provenance()),
         **attrs,
     }
-    with CacheWriter(out_path, meta, labels, dtype=dtype) as writer:
-        worker = _WriterThread(writer, labels, max_attention_maps)
+    with CacheWriter(out_path, meta, labels, dtype=dtype, parts=parts) as writer:
+        maps = max_attention_maps if "maps" in writer.parts else 0
+        worker = _WriterThread(writer, labels, maps)
         worker.start()
         try:
             bar = tqdm(total=len(ordered), desc="extract", unit="ex", disable=not progress)

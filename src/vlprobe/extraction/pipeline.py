@@ -1,8 +1,10 @@
 """From a composed config to a cache on disk: demo data if needed, examples, extraction.
 
-The cache file name carries a hash of everything that changes its contents, so changing the
+The cache file name carries a hash of the settings that change its contents, so changing the
 model, the data or a baseline setting (random weights, mismatched captions) never reuses a
-stale cache.
+stale cache; the input fingerprint stored inside (files and every builder setting) catches a
+data set changed in place. One builder per cache at a time (a lock beside it): a second one
+waits, then reuses what the first published.
 """
 
 from __future__ import annotations
@@ -11,12 +13,16 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
 from vlprobe import __version__
+from vlprobe.cache.lock import exclusive_lock
+from vlprobe.cache.reader import CacheError, cache_parts, open_cache_file
+from vlprobe.cache.schema import PARTS, expand_parts, partial_files
 from vlprobe.config import auto_device
 from vlprobe.data.builders import (
     BuildStats,
@@ -30,6 +36,7 @@ from vlprobe.data.examples import VLExample
 from vlprobe.data.region_features import load_region_features
 from vlprobe.data.senteval import SENTEVAL_TASKS
 from vlprobe.extraction.extract import content_hash, extract
+from vlprobe.extraction.fingerprint import differences, input_fingerprint, missing_inputs
 from vlprobe.models.hf_adapter import HFAdapter
 
 log = logging.getLogger(__name__)
@@ -64,18 +71,91 @@ def ensure_demo_data(cfg: DictConfig) -> None:
     """Write the synthetic VALUE-mini set at ``data.root`` if it is the demo and not current."""
     if not cfg.data.get("make_demo"):
         return
-    from vlprobe.synthetic import make_demo_data
-    from vlprobe.synthetic.stamp import demo_settings, is_current, write_stamp
+    from vlprobe.synthetic.stamp import build_demo
 
-    root = Path(cfg.data.root)
-    settings = demo_settings(cfg.data.scenes, cfg.data.seed, cfg.data.feature_dim)
-    if is_current(root, settings):
-        return
-    log.info("building the demo data set (%d scenes) at %s", cfg.data.scenes, root)
-    make_demo_data(
-        root, scenes=cfg.data.scenes, seed=cfg.data.seed, feature_dim=cfg.data.feature_dim
+    build_demo(
+        Path(cfg.data.root),
+        scenes=cfg.data.scenes,
+        seed=cfg.data.seed,
+        feature_dim=cfg.data.feature_dim,
     )
-    write_stamp(root, settings)
+
+
+def check_settings(cfg: DictConfig, dataset: str) -> None:
+    """Settings that cannot give a usable cache, refused before any data is read or written."""
+    if dataset not in DATASET_KINDS:
+        raise ValueError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASET_KINDS)}")
+    fractions = [float(x) for x in cfg.data.vg_split]
+    if dataset == "visual_genome" and (
+        len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1) > 1e-6
+    ):
+        raise ValueError(
+            f"data.vg_split={fractions}: give train, val and test fractions, each > 0, "
+            "summing to 1 (e.g. [0.8,0.1,0.1]); an empty split has nothing to test on"
+        )
+
+
+def input_sources(cfg: DictConfig, dataset: str) -> list[tuple[Path, bool]]:
+    """The files and folders ``dataset`` is read from, each with whether to hash contents
+    (not for image folders: stat only)."""
+    data = cfg.data
+    images = [(Path(data.images), False)] if data.get("images") else []
+    if dataset == "visual_genome":
+        captions = [(Path(data.flickr30k), True)] if data.captions == "flickr30k" else []
+        return [(Path(data.visual_genome), True), (Path(data.features), True), *captions, *images]
+    if dataset == "flickr30k":
+        return [(Path(data.flickr30k), True), (Path(data.features), True), *images]
+    if dataset.startswith("senteval/") and dataset.split("/", 1)[1] in SENTEVAL_TASKS:
+        return [(Path(data.senteval) / SENTEVAL_TASKS[dataset.split("/", 1)[1]], True)]
+    raise ValueError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASET_KINDS)}")
+
+
+def fingerprint(cfg: DictConfig, dataset: str) -> dict:
+    """The inputs of ``dataset``'s cache: files, and every setting that builds it."""
+    data = {k: v for k, v in _plain(cfg.data).items() if k != "cache"}
+    settings = {
+        "dataset": dataset,
+        "data": data,
+        "model": _plain(cfg.model),
+        "extraction": _plain(cfg.extraction),
+        "vlprobe": __version__,
+    }
+    return input_fingerprint(input_sources(cfg, dataset), settings)
+
+
+def _held_parts(path: Path) -> frozenset[str]:
+    """The parts a readable cache at ``path`` holds (none when there is no such cache)."""
+    try:
+        with open_cache_file(path) as f:
+            return cache_parts(f)
+    except CacheError:
+        return frozenset()
+
+
+def stale_reason(path: Path, current: dict, parts: frozenset[str] = frozenset()) -> str | None:
+    """Why the cache at ``path`` cannot serve inputs ``current`` and ``parts`` (None: it can)."""
+    if not path.exists():
+        return f"no cache at {path}"
+    try:
+        f = open_cache_file(path)
+    except CacheError as err:
+        return f"cache {path} is unusable ({err})"
+    with f:
+        stored = f.attrs.get("input_fingerprint")
+        lacking = sorted(parts - cache_parts(f))
+    if lacking:
+        return f"cache {path} lacks {', '.join(lacking)}, which this run reads"
+    if stored is None:
+        return f"cache {path} has no input fingerprint (an older vlprobe wrote it)"
+    gone = missing_inputs(current)
+    if gone:
+        log.warning("reusing %s: its inputs %s are not there to check", path, ", ".join(gone))
+        return None
+    changes = differences(json.loads(stored), current)
+    if changes:
+        more = f" (and {len(changes) - 1} more)" if len(changes) > 1 else ""
+        return f"cache {path} is stale: {changes[0]}{more}"
+    return None
 
 
 def load_examples(cfg: DictConfig, dataset: str) -> tuple[list[VLExample], list[Path]]:
@@ -110,8 +190,9 @@ def load_examples(cfg: DictConfig, dataset: str) -> tuple[list[VLExample], list[
         examples = build_flickr_examples(Path(data.flickr30k), features, **visual)
         sources = [Path(data.flickr30k), Path(data.features)]
     elif dataset.startswith("senteval/") and dataset.split("/", 1)[1] in SENTEVAL_TASKS:
-        path = Path(data.senteval) / SENTEVAL_TASKS[dataset.split("/", 1)[1]]
-        examples = build_senteval_examples(path, **common)
+        task = dataset.split("/", 1)[1]
+        path = Path(data.senteval) / SENTEVAL_TASKS[task]
+        examples = build_senteval_examples(path, task=task, **common)
         sources = [path]
     else:
         raise ValueError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASET_KINDS)}")
@@ -135,10 +216,19 @@ def build_model(cfg: DictConfig) -> HFAdapter:
     return build(**model, seed=cfg.get("seed", 0))
 
 
-def run_extraction(cfg: DictConfig, dataset: str, out: Path | None = None) -> Path:
-    """Build the cache for ``dataset`` at ``out`` (default: :func:`cache_path`)."""
-    ensure_demo_data(cfg)
-    out = out or cache_path(cfg, dataset)
+def parts_to_write(cfg: DictConfig, needed: Iterable[str]) -> frozenset[str]:
+    """The parts a reader ``needed``, plus ``extraction.parts`` (``all``: every part)."""
+    extra = cfg.extraction.get("parts")
+    if extra == "all":
+        return expand_parts(PARTS)
+    return expand_parts([*needed, *(extra or [])])
+
+
+def _extract(cfg: DictConfig, dataset: str, out: Path, inputs: dict, parts: frozenset[str]) -> Path:
+    """Build the cache (the caller holds its lock); partial files of killed builders go first."""
+    for orphan in partial_files(out):
+        log.info("removing %s, left by an interrupted extraction", orphan)
+        orphan.unlink(missing_ok=True)
     examples, sources = load_examples(cfg, dataset)
     adapter = build_model(cfg)
     started = time.perf_counter()
@@ -146,6 +236,7 @@ def run_extraction(cfg: DictConfig, dataset: str, out: Path | None = None) -> Pa
         "dataset_kind": dataset,
         "dataset_path": str(Path(cfg.data.root).resolve()) if cfg.data.get("root") else "",
         "dataset_hash": content_hash(sources),
+        "input_fingerprint": inputs,
         "extraction_settings": {**_plain(cfg.extraction), "data": _plain(cfg.data)},
     }
     path = extract(
@@ -157,6 +248,7 @@ def run_extraction(cfg: DictConfig, dataset: str, out: Path | None = None) -> Pa
         dtype=cfg.extraction.dtype,
         max_attention_maps=cfg.extraction.max_attention_maps,
         progress=cfg.extraction.progress,
+        parts=parts,
     )
     log.info(
         "cache written: %s (%d examples, %.1f s)",
@@ -167,15 +259,44 @@ def run_extraction(cfg: DictConfig, dataset: str, out: Path | None = None) -> Pa
     return path
 
 
-def ensure_cache(cfg: DictConfig, dataset: str) -> Path:
-    """The cache for ``dataset``, extracted first if it does not exist yet."""
+def run_extraction(cfg: DictConfig, dataset: str, out: Path | None = None) -> Path:
+    """Build the cache for ``dataset`` at ``out`` (default: :func:`cache_path`), always, with
+    ``extraction.parts`` (unset: every part; no task says what it reads here)."""
+    check_settings(cfg, dataset)
+    ensure_demo_data(cfg)
+    out = out or cache_path(cfg, dataset)
+    inputs = fingerprint(cfg, dataset)  # before reading: a change during the build shows later
+    parts = parts_to_write(cfg, PARTS if cfg.extraction.get("parts") is None else ())
+    with exclusive_lock(out):
+        return _extract(cfg, dataset, out, inputs, parts)
+
+
+def ensure_cache(cfg: DictConfig, dataset: str, parts: Iterable[str] = ()) -> Path:
+    """The cache for ``dataset`` holding ``parts`` (what the task reads): reused when its
+    inputs are unchanged and it holds them, else (re)built with them and the parts it had.
+
+    A second process wanting the same cache waits for the first one's lock, then reuses it.
+    """
     path = cache_path(cfg, dataset)
-    if path.exists():
-        return path
     if cfg.data.get("cache"):
-        raise FileNotFoundError(
-            f"data.cache={path} does not exist: point it at a cache written by `vlprobe extract`, "
-            "or leave data.cache=null to build one"
-        )
-    log.info("no cache at %s: extracting %s with %s", path, dataset, cfg.model.name)
-    return run_extraction(cfg, dataset, path)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"data.cache={path} does not exist: point it at a cache written by "
+                "`vlprobe extract`, or leave data.cache=null to build one"
+            )
+        return path
+    check_settings(cfg, dataset)
+    ensure_demo_data(cfg)
+    inputs = fingerprint(cfg, dataset)
+    needed = parts_to_write(cfg, parts)
+    if stale_reason(path, inputs, needed) is None:
+        return path
+    with exclusive_lock(path) as waited:
+        reason = stale_reason(path, inputs, needed)
+        if reason is None:
+            log.info("reusing %s: another process built it while this one waited", path)
+            return path
+        if waited:
+            log.info("the other builder of %s did not leave a usable cache", path)
+        log.info("%s: extracting %s with %s", reason, dataset, cfg.model.name)
+        return _extract(cfg, dataset, path, inputs, needed | _held_parts(path))

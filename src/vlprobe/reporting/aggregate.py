@@ -231,15 +231,30 @@ def rows_from_summary(summary: Mapping[str, Any], task: str) -> list[dict[str, A
     return list(rows.values())
 
 
+def is_debug(run: Run) -> bool:
+    """Marked debug in its rows, or configured as a fast_dev_run (runs from before the mark)."""
+    return any(row.get("debug") for row in run.rows) or bool(run.get("trainer.fast_dev_run"))
+
+
 def load_runs(paths: Sequence[str | Path]) -> list[Run]:
     """Every run under ``paths`` (see :func:`find_runs`); unreadable ones are skipped with a
-    warning so one broken job does not sink a sweep's report."""
-    runs = []
+    warning so one broken job does not sink a sweep's report, and debug runs with a warning
+    listing them."""
+    runs, debug = [], []
     for path in find_runs(paths):
         try:
-            runs.append(load_run(path))
+            run = load_run(path)
         except (OSError, ValueError) as err:
             log.warning("skipping %s: %s", path, err)
+            continue
+        (debug if is_debug(run) else runs).append(run)
+    if debug:
+        log.warning(
+            "skipping %d debug run(s) (debug=fast / fast_dev_run: one batch per stage, not "
+            "results): %s",
+            len(debug),
+            ", ".join(str(r.path) for r in debug),
+        )
     if not runs:
         raise FileNotFoundError(
             f"no runs found under {', '.join(map(str, paths))}: expected run folders with "
