@@ -25,7 +25,7 @@ from hydra.utils import get_class
 from datamodules.cache_datamodule import CacheProbeDataModule
 from datamodules.views import FeatureView
 from probes.families import LinearProbe
-from probes.full_batch import LBFGSSettings, Slot, SlotMetrics, fit_view, view_dim
+from probes.full_batch import LBFGSSettings, Slot, SlotMetrics, fit_view, free_logits, view_dim
 from vlprobe.analysis.controls import control_labels, selectivity, shuffled_labels
 from vlprobe.analysis.mdl import block_edges, online_codelength
 from vlprobe.analysis.stats import mean_std_ci
@@ -303,7 +303,7 @@ def _solve_full_batch(
         engine.memory_budget(),
         engine.device(),
     )
-    num_params = view_dim(view) * view.num_classes + view.num_classes
+    num_params = (view_dim(view) + 1) * free_logits(view.num_classes)
     runs: Runs = {}
     logged: dict[str, float] = {}
     for labels, seed, idx in groups:

@@ -123,6 +123,8 @@ class ProbeFamily(nn.Module):
         ]
         if len(gens) != self.num_probes:
             raise ValueError(f"need {self.num_probes} generators, got {len(gens)}")
+        #: seeded generators go on drawing the probe's dropout masks (see ``_AffineStack``)
+        self.generators = gens if generators else None
         for k, gen in enumerate(gens):
             for param, fan_in in self.init_shapes():
                 param[k] = _uniform(tuple(param.shape[1:]), fan_in, gen)

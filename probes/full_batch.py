@@ -57,11 +57,19 @@ def _absmax(d: Params) -> Tensor:
     return torch.maximum(d[0].abs().amax((1, 3)), d[1].abs().amax(-1))
 
 
-def logits(x: Tensor, params: Params) -> Tensor:
-    """(G, N, D) features -> (G, N, S, C) logits of every slot."""
+def logits(x: Tensor, params: Params, classes: int) -> Tensor:
+    """(G, N, D) features -> (G, N, S, classes) logits of every slot.
+
+    Parameters with one column fewer than ``classes`` hold the logits of classes 1...
+    against a class 0 fixed at zero: for two classes, scikit-learn's binary logistic
+    regression (one weight vector, the same penalty), at half the work of two columns.
+    """
     w, b = params
     g, d, s, c = w.shape
-    return torch.bmm(x, w.reshape(g, d, s * c)).view(g, -1, s, c) + b.unsqueeze(1)
+    z = torch.bmm(x, w.reshape(g, d, s * c)).view(g, -1, s, c) + b.unsqueeze(1)
+    if c == classes:
+        return z
+    return torch.cat([z.new_zeros(*z.shape[:-1], classes - c), z], dim=-1)
 
 
 def loss_and_grad(x: Tensor, onehot: Tensor, l2: Tensor, params: Params) -> tuple[Tensor, Params]:
@@ -73,13 +81,15 @@ def loss_and_grad(x: Tensor, onehot: Tensor, l2: Tensor, params: Params) -> tupl
     w, b = params
     g, d, s, c = w.shape
     n = x.shape[1]
-    z = logits(x, params)
+    z = logits(x, params, onehot.shape[-1])
     logp = F.log_softmax(z, dim=-1)
     # float64 sums: near the optimum a step changes the loss by less than float32 resolves
     fit = (logp * onehot).sum((1, 3), dtype=torch.float64) / n
     loss = 0.5 * l2.double() * w.pow(2).sum((1, 3), dtype=torch.float64) - fit
-    resid = (logp.exp_() - onehot).div_(n)  # (G, N, S, C)
-    grad_w = torch.bmm(x.transpose(1, 2), resid.view(g, n, s * c)).view(g, d, s, c)
+    resid = (logp.exp_() - onehot).div_(n)[..., -c:]  # (G, N, S, c): the free logits
+    # (SC, N) @ (N, D) reads the features in their own layout: x^T @ resid took 6x longer
+    resid_t = resid.view(g, n, s * c).transpose(1, 2).contiguous()
+    grad_w = torch.bmm(resid_t, x).transpose(1, 2).reshape(g, d, s, c)
     grad_w += l2[None, None, :, None] * w
     return loss, (grad_w, resid.sum(1))
 
@@ -160,13 +170,13 @@ def _where(mask: Tensor, a: Params, b: Params) -> Params:
     )
 
 
-def confusion(x: Tensor, targets: Tensor, params: Params) -> Tensor:
+def confusion(x: Tensor, targets: Tensor, params: Params, classes: int) -> Tensor:
     """(G, S, C, C) confusion of every slot on rows ``x`` (G, N, D), targets (N, S)."""
-    g, _, s, c = params[0].shape
-    preds = logits(x, params).argmax(-1)  # (G, N, S)
-    conf = MultiProbeConfusion(g * s, c)
+    g, _, s, _ = params[0].shape
+    preds = logits(x, params, classes).argmax(-1)  # (G, N, S)
+    conf = MultiProbeConfusion(g * s, classes)
     conf.update(preds.permute(1, 0, 2).reshape(-1, g * s), targets.repeat(1, g))
-    return conf.compute().view(g, s, c, c)
+    return conf.compute().view(g, s, classes, classes)
 
 
 @dataclass(frozen=True)
@@ -199,13 +209,22 @@ READ_ROWS = 4096
 SOLVE_FLOATS = 2**25
 
 
+def free_logits(classes: int) -> int:
+    """Logit columns a probe learns: one for two classes (binary logistic), else one each."""
+    return 1 if classes == 2 else classes
+
+
 def initial_params(names: list[str], slots: list[Slot], in_dim: int, classes: int) -> Params:
-    """``LinearProbe``'s initial weights of each (probe, slot) from (slot seed, row name)."""
-    w = torch.empty(len(names), in_dim, len(slots), classes)
-    b = torch.empty(len(names), len(slots), classes)
+    """``LinearProbe``'s initial weights of each (probe, slot) from (slot seed, row name);
+    for two classes the difference of its two columns (class 1 against class 0)."""
+    cols = free_logits(classes)
+    w = torch.empty(len(names), in_dim, len(slots), cols)
+    b = torch.empty(len(names), len(slots), cols)
     for k, name in enumerate(names):
         for s, slot in enumerate(slots):
             wk, bk = linear_init(slot.seed, f"{slot.prefix}/{name}", in_dim, classes)
+            if cols < classes:
+                wk, bk = wk[:, 1:] - wk[:, :1], bk[1:] - bk[:1]
             w[k, :, s], b[k, s] = wk, bk
     return w, b
 
@@ -291,7 +310,7 @@ def fit_view(
             if rows[split].size == 0:
                 acc[group] = f1[group] = np.nan
                 continue
-            conf = confusion(x[split], targets[split].to(device), params).cpu()
+            conf = confusion(x[split], targets[split].to(device), params, classes).cpu()
             acc[group] = accuracy_from_confusion(conf).numpy()
             f1[group] = macro_f1_from_confusion(conf).numpy()
         del x
