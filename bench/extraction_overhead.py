@@ -1,8 +1,9 @@
 """What writing the cache adds to the model's forward passes during ``vlprobe extract``.
 
 The same examples, batch size and model, timed two ways: ``adapter.encode`` over every batch
-alone, and the full ``vlprobe.extraction.extract.extract`` (encode, reduce every example to
-units and pairs, write HDF5 in a writer thread behind a bounded queue). The model is a
+alone, and the full ``vlprobe.extraction.predict.extract`` (Lightning's predict stage on one
+CPU process: encode, reduce every example to units and pairs, write HDF5 in a writer thread
+behind a bounded queue). The model is a
 random-weight VisualBERT of BERT-base size (12 layers, 768-d, 12 heads, 2048-d region
 features) from ``build_adapter``; inputs are Visual-Genome-like (a caption, 10 regions,
 3 phrases, 8 relation pairs per image).
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     quiet()
     set_threads(args.threads)
-    from vlprobe.extraction.extract import extract
+    from vlprobe.extraction.predict import extract
     from vlprobe.testing.models import build_adapter, tiny_config
 
     if args.quick:

@@ -46,7 +46,8 @@ from _common import (
 from torch.utils.data import DataLoader, Sampler
 
 import vlprobe.cache.reader as cache_reader
-from datamodules.cache_datamodule import BlockBatchSampler, CacheProbeDataModule, _whole_batch
+from datamodules.cache_datamodule import CacheProbeDataModule, _whole_batch
+from datamodules.samplers import BlockBatchSampler
 from probes.run import build_engine
 from vlprobe.cache.schema import READ_CACHE_BYTES, TARGET_CHUNK_BYTES
 

@@ -8,46 +8,17 @@ shuffled per epoch. Workers open the file lazily (see CacheReader), never before
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
+from datamodules.samplers import BlockBatchSampler
 from datamodules.views import FeatureView
 from vlprobe.cache.schema import SPLIT_IDS
 
 log = logging.getLogger(__name__)
-
-
-class BlockBatchSampler(Sampler[list[int]]):
-    """Batches of consecutive positions; block order (and order within) shuffled per epoch.
-
-    The epoch counter advances on every pass, so a run is reproducible from ``seed`` alone.
-    """
-
-    def __init__(self, num_rows: int, batch_size: int, shuffle: bool, seed: int = 0) -> None:
-        self.num_rows, self.batch_size, self.shuffle, self.seed = (
-            num_rows,
-            batch_size,
-            shuffle,
-            seed,
-        )
-        self.epoch = 0
-
-    def __len__(self) -> int:
-        return (self.num_rows + self.batch_size - 1) // self.batch_size
-
-    def __iter__(self) -> Iterator[list[int]]:
-        starts = np.arange(0, self.num_rows, self.batch_size)
-        rng = np.random.default_rng([self.seed, self.epoch])
-        self.epoch += 1
-        if self.shuffle:
-            starts = rng.permutation(starts)
-        for start in starts:
-            block = np.arange(start, min(start + self.batch_size, self.num_rows))
-            yield (rng.permutation(block) if self.shuffle else block).tolist()
 
 
 class ProbeFeatureDataset(Dataset):
@@ -106,18 +77,36 @@ class CacheProbeDataModule(pl.LightningDataModule):
         )
         self.mode = self._choose_mode(mode, memory_budget_mb)
         self._input_stats: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._rows = rows or {}
+        self._datasets: dict[str, ProbeFeatureDataset] | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the split datasets (and load the view in memory mode) in this process.
+
+        Lightning calls it on every rank; :attr:`datasets` calls it on first use too, since the
+        engine reads sizes and input statistics before ``fit``. Built once per datamodule.
+        """
+        if self._datasets is not None:
+            return
         if self.mode == "memory":
-            view.load_into_memory()
-        rows = rows or {}
-        self.datasets = {
-            split: ProbeFeatureDataset(view, split, rows.get(split)) for split in SPLIT_IDS
+            self.view.load_into_memory()
+        datasets = {
+            split: ProbeFeatureDataset(self.view, split, self._rows.get(split))
+            for split in SPLIT_IDS
         }
-        for split, ds in self.datasets.items():
+        for split, ds in datasets.items():
             if len(ds) == 0 and split != "test":
                 raise ValueError(
-                    f"the {split} split of {view.reader.path} has no labelled rows for this task: "
-                    "check the split lists and the task's label settings"
+                    f"the {split} split of {self.view.reader.path} has no labelled rows for this "
+                    "task: check the split lists and the task's label settings"
                 )
+        self._datasets = datasets
+
+    @property
+    def datasets(self) -> dict[str, ProbeFeatureDataset]:
+        self.setup()
+        assert self._datasets is not None
+        return self._datasets
 
     def _choose_mode(self, mode: str, budget_mb: float) -> str:
         if mode != "auto":
@@ -129,9 +118,19 @@ class CacheProbeDataModule(pl.LightningDataModule):
         )
         return chosen
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, shuffle: bool, all_ranks: bool = False) -> DataLoader:
+        """``all_ranks``: every row in this process, for use outside the trainer (MDL)."""
         ds = self.datasets[split]
-        sampler = BlockBatchSampler(len(ds), self.batch_size, shuffle=shuffle, seed=self.seed)
+        # under a distributed strategy each rank reads its own blocks (datamodules/samplers.py)
+        trainer = None if all_ranks else self.trainer
+        sampler = BlockBatchSampler(
+            len(ds),
+            self.batch_size,
+            shuffle=shuffle,
+            seed=self.seed,
+            num_replicas=trainer.world_size if trainer else 1,
+            rank=trainer.global_rank if trainer else 0,
+        )
         return DataLoader(
             ds,
             batch_sampler=sampler,
@@ -148,6 +147,10 @@ class CacheProbeDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
+
+    def full_test_dataloader(self) -> DataLoader:
+        """All test rows in this process, whatever the rank (MDL codes a block outside fit)."""
+        return self._loader("test", shuffle=False, all_ranks=True)
 
     def input_stats(self, max_rows: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-probe feature mean and std over at most ``max_rows`` evenly spaced training rows.

@@ -381,7 +381,7 @@ def _add_mdl(
         dm = make_datamodule(view, engine, rows=rows_for)
         names = [f"mdl/{name_prefix}/{n}" for n in view.probe_names]
         model = fit_probes(view, dm, engine, [], names, engine.seed, False)
-        block_bits.append(model.codelength_bits(dm.test_dataloader()).numpy())
+        block_bits.append(model.codelength_bits(dm.full_test_dataloader()).numpy())
     bits = np.stack(block_bits, axis=1) if block_bits else np.zeros((len(rows), 0))
     for row, probe_bits in zip(rows, bits, strict=True):
         code = online_codelength(edges, probe_bits.tolist(), edges[0], view.num_classes)

@@ -137,19 +137,26 @@ class MultiProbe(pl.LightningModule):
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
         logits = self(batch["x"])
         loss = self._loss(logits, batch["y"])
-        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(batch["y"]))
+        self.log(
+            "train/loss",
+            loss,
+            on_epoch=True,
+            on_step=False,
+            batch_size=len(batch["y"]),
+            sync_dist=True,
+        )
         return loss
 
     def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
         logits = self(batch["x"])
         loss = self._loss(logits, batch["y"])
-        self.log("val/loss", loss, on_epoch=True, batch_size=len(batch["y"]))
+        self.log("val/loss", loss, on_epoch=True, batch_size=len(batch["y"]), sync_dist=True)
         self.val_conf.update(logits.detach(), batch["y"])
 
     def test_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
         logits = self(batch["x"])
         loss = self._loss(logits, batch["y"])
-        self.log("test/loss", loss, on_epoch=True, batch_size=len(batch["y"]))
+        self.log("test/loss", loss, on_epoch=True, batch_size=len(batch["y"]), sync_dist=True)
         self.test_conf.update(logits.detach(), batch["y"])
 
     @torch.no_grad()
@@ -192,7 +199,8 @@ class MultiProbe(pl.LightningModule):
         # Best state only moves while fitting: not in the sanity check, not in trainer.validate.
         if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
             self.update_best(acc, f1, self.current_epoch)
-            self.log("val/acc_best", self.best_val_acc.max())
+            # equal on every rank (from the synced confusion): the sync only averages equal values
+            self.log("val/acc_best", self.best_val_acc.max(), sync_dist=True)
 
     @torch.no_grad()
     def update_best(self, val_acc: Tensor, val_f1: Tensor, epoch: int) -> Tensor:
@@ -239,7 +247,7 @@ class MultiProbe(pl.LightningModule):
         metrics = {f"test/acc/{n}": a for n, a in zip(self.probe_names, acc, strict=True)}
         metrics.update({f"test/f1/{n}": v for n, v in zip(self.probe_names, f1, strict=True)})
         self._log_per_probe(metrics)
-        self.log("test/acc_best_probe", acc[int(self.best_val_acc.argmax())])
+        self.log("test/acc_best_probe", acc[int(self.best_val_acc.argmax())], sync_dist=True)
 
     def _log_per_probe(self, metrics: dict[str, Tensor]) -> None:
         """Epoch-end per-probe values straight to the loggers and ``trainer.callback_metrics``.

@@ -19,6 +19,7 @@ from typing import Any
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.utilities import rank_zero_only
 
 from probes.engine import ProbeEngine
 from probes.prepare import prepare
@@ -105,6 +106,9 @@ def run(cfg: DictConfig) -> float | None:
     """Run the configured task; returns ``optimized_metric`` for Hydra sweepers."""
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     out_dir = Path(cfg.paths.output_dir)
+    rank = rank_zero_only.rank
+    if rank:  # another process of a distributed run (Lightning re-runs this job per device)
+        out_dir = out_dir / f".rank{rank}"
     out_dir.mkdir(parents=True, exist_ok=True)
     task: Task = instantiate(cfg.task)
     # the data first: bad data or a missing cache fails before any logger run exists
@@ -131,7 +135,10 @@ def run(cfg: DictConfig) -> float | None:
             seed = f"seeds {','.join(map(str, seeds))}" if len(seeds) > 1 else f"seed {seeds[0]}"
             title = f"{cfg.task.name} | {cfg.model.name}{probe} | {seed}"
             title += " | DEBUG RUN (one batch per stage: not results)" if debug else ""
-            print(publish(output, loggers, out_dir, title))
+            if rank:  # its own copy only: every rank holds the same synced results
+                write_results(output.rows, out_dir)
+            else:
+                print(publish(output, loggers, out_dir, title))
             metric = _optimized_value(output, cfg.get("optimized_metric"))
             failed = False
         finally:
@@ -157,13 +164,17 @@ def _optimized_value(output: TaskOutput, metric: str | None) -> float | None:
 def _finish_wandb(loggers: list[Any], failed: bool) -> None:
     """End the W&B run; a failed run is marked failed (exit code 1), not uploaded as done."""
     wandb_loggers = _wandb_loggers(loggers)
-    if not wandb_loggers:
+    if not wandb_loggers or rank_zero_only.rank:  # other ranks hold no W&B run
         return
     import wandb
+
+    from vlprobe.reporting.wandb_offline import wait_for_exit
 
     run_dir = Path(wandb_loggers[0].experiment.dir).parent
     offline = bool(getattr(wandb_loggers[0], "_offline", False))
     wandb.finish(exit_code=1 if failed else 0)
+    if offline and not wait_for_exit(run_dir):  # finish() returns before the log is closed
+        log.warning("W&B offline run %s: still no exit record, its log is incomplete", run_dir)
     if failed:
         print(f"W&B run marked failed: {run_dir}")
     elif offline:

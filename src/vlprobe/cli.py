@@ -1,4 +1,4 @@
-"""``vlprobe`` command line: make-demo-data, extract, inspect, verify, report.
+"""``vlprobe`` command line: make-demo-data, extract, pretrain, inspect, verify, report.
 
 ``extract`` takes Hydra overrides like ``train_probe.py`` (``vlprobe extract model=lxmert
 data=real data.root=/data dataset=flickr30k``), composed from configs/extract.yaml.
@@ -30,6 +30,7 @@ def _make_demo_data(args: argparse.Namespace) -> int:
 
 def _extract(args: argparse.Namespace) -> int:
     from hydra import compose, initialize_config_dir
+    from pytorch_lightning.utilities import rank_zero_only
 
     from vlprobe.config import config_dir, register_resolvers
     from vlprobe.extraction.pipeline import cache_path, run_extraction
@@ -41,7 +42,27 @@ def _extract(args: argparse.Namespace) -> int:
         cfg = compose(config_name="extract", overrides=args.overrides)
     out = Path(cfg.out) if cfg.get("out") else cache_path(cfg, cfg.dataset)
     path = run_extraction(cfg, cfg.dataset, out)
-    print(f"cache written: {path}\ninspect it with: vlprobe inspect {path}")
+    if rank_zero_only.rank == 0:  # with extraction.devices > 1 every rank runs this command
+        print(f"cache written: {path}\ninspect it with: vlprobe inspect {path}")
+    return 0
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from hydra import compose, initialize_config_dir
+
+    from vlprobe.config import config_dir, register_resolvers
+    from vlprobe.extraction.pipeline import ensure_demo_data
+    from vlprobe.preflight import check_command_line
+    from vlprobe.pretrain.uniter_mini import pretrain_from_config
+
+    overrides = ["model=uniter_mini", *args.overrides]
+    check_command_line(overrides, "extract")
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(config_name="extract", overrides=overrides)
+    ensure_demo_data(cfg)
+    folder = pretrain_from_config(cfg.model, force=args.force)
+    print(f"uniter-mini: {folder}\nuse it with: python train_probe.py model=uniter_mini")
     return 0
 
 
@@ -92,6 +113,16 @@ def build_parser() -> argparse.ArgumentParser:
     extract = sub.add_parser("extract", help="run a frozen model over a data set, write the cache")
     extract.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=lxmert")
     extract.set_defaults(func=_extract)
+
+    pretrain = sub.add_parser(
+        "pretrain",
+        help="pre-train uniter-mini (MLM + ITM + MRFR) on the demo's training images and captions",
+    )
+    pretrain.add_argument(
+        "overrides", nargs="*", help="Hydra overrides, e.g. model.pretrain.steps=50"
+    )
+    pretrain.add_argument("--force", action="store_true", help="train again even if saved")
+    pretrain.set_defaults(func=_pretrain)
 
     inspect = sub.add_parser("inspect", help="print a cache's schema, provenance, sizes, splits")
     inspect.add_argument("cache")

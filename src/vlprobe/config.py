@@ -25,6 +25,10 @@ def register_resolvers() -> None:
     """Idempotent: composing configs in tests and in the app may both call it."""
     if not OmegaConf.has_resolver("auto_precision"):
         OmegaConf.register_new_resolver("auto_precision", auto_precision)
+    if not OmegaConf.has_resolver("wandb_group"):
+        from vlprobe.sweeps import wandb_group
+
+        OmegaConf.register_new_resolver("wandb_group", wandb_group)
 
 
 def config_dir() -> Path:

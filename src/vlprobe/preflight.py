@@ -84,7 +84,8 @@ def check_command_line(args: list[str], config_name: str) -> None:
     keys: list[str] = []
     for o in overrides:
         key = o.key_or_group
-        if key == "hydra" or key.startswith("hydra.") or o.is_add() or o.is_force_add():
+        # hydra.* keys and hydra/* groups (launcher, sweeper plugins): Hydra checks its own
+        if key == "hydra" or key.startswith(("hydra.", "hydra/")) or o.is_add() or o.is_force_add():
             continue
         if key in groups and o.package is None:
             values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()]

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules.cache_datamodule import BlockBatchSampler, CacheProbeDataModule
+from datamodules.cache_datamodule import CacheProbeDataModule
+from datamodules.samplers import BlockBatchSampler
 from probes.tasks.visual_relation import VisualRelationTask
 from vlprobe.cache.reader import CacheReader
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 FEATURE_DIM = 16
-TINY_NAMES = ("visualbert", "lxmert", "vilt", "text")
+TINY_NAMES = ("visualbert", "lxmert", "vilt", "text", "uniter")
 
 
 def write_png(path: Path, width: int, height: int, seed: int = 0) -> str:

@@ -10,7 +10,7 @@ import torch
 from vlprobe.models.base import EncodedExample
 from vlprobe.testing.models import build_adapter
 
-NAMES = ("visualbert", "lxmert", "vilt", "text")
+NAMES = ("visualbert", "lxmert", "vilt", "text", "uniter")
 SENTENCE = "a young man skateboarding down the street"  # "skateboarding" -> skate ##boarding
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from vlprobe.models.base import ModelInput
@@ -117,3 +118,46 @@ def test_stream_outputs_match_hf(tiny_adapters, make_input):
     torch.testing.assert_close(
         ex.vision_hidden[-1], out.vision_hidden_states[n_r - 1][0, :3], atol=1e-5, rtol=0
     )
+
+
+def test_each_stream_is_its_own_named_sequence(make_input):
+    from vlprobe.testing.models import build_adapter, tiny_config
+
+    config = {**tiny_config("lxmert", feature_dim=16), "l_layers": 3, "r_layers": 2}
+    streams = {
+        s: build_adapter("lxmert", config=config, stream=s) for s in ("language", "vision", "cross")
+    }
+    assert streams["language"].layer_names == ["lang00", "lang01", "lang02", "lang03"]
+    assert streams["vision"].layer_names == ["vis00", "vis01", "vis02"]
+    assert streams["cross"].layer_names == ["X00", "X01", "X02"]
+    assert streams["language"].name == "lxmert-language" and streams["cross"].name == "lxmert"
+
+    image_text = make_input(n_regions=3)
+    text_only = make_input("a dog runs on grass", n_regions=0)
+    full = streams["cross"]
+    full.with_streams = True
+    try:
+        (pair,) = full.encode([image_text])
+        (sentence,) = full.encode([text_only])
+    finally:
+        full.with_streams = False
+
+    (vis,) = streams["vision"].encode([image_text])
+    assert vis.modality.tolist() == [1, 1, 1] and vis.region_tokens == [[0], [1], [2]]
+    assert (vis.word_index == -1).all()
+    torch.testing.assert_close(vis.hidden, pair.vision_hidden, atol=1e-6, rtol=0)
+    torch.testing.assert_close(vis.attentions, pair.vision_attentions, atol=1e-6, rtol=0)
+    assert vis.hidden.shape[0] == 3 and vis.attentions.shape[:2] == (2, 4)
+
+    (lang,) = streams["language"].encode([text_only])
+    assert (lang.modality == 0).all() and lang.region_tokens == []
+    torch.testing.assert_close(lang.hidden, sentence.language_hidden, atol=1e-6, rtol=0)
+    torch.testing.assert_close(lang.attentions, sentence.language_attentions, atol=1e-6, rtol=0)
+    assert lang.hidden.shape[0] == 4
+
+    with pytest.raises(ValueError, match="text tokens only"):
+        streams["language"].encode([image_text])
+    with pytest.raises(ValueError, match="needs regions"):
+        streams["vision"].encode([text_only])
+    with pytest.raises(ValueError, match="model.stream='both'"):
+        build_adapter("lxmert", config=config, stream="both")

@@ -16,6 +16,8 @@ def test_names_kinds_and_feature_dims(tiny_adapters):
         "vlprobe.models.lxmert.LxmertAdapter.build",
         "vlprobe.models.vilt.ViltAdapter.build",
         "vlprobe.models.text_encoder.TextEncoderAdapter.build",
+        "vlprobe.models.uniter.build_uniter",
+        "vlprobe.pretrain.uniter_mini.build_uniter_mini",
     }
     kinds = {name: a.model_kind for name, a in tiny_adapters.items()}
     assert kinds == {
@@ -23,9 +25,11 @@ def test_names_kinds_and_feature_dims(tiny_adapters):
         "lxmert": "two-stream",
         "vilt": "single-stream",
         "text": "text-only",
+        "uniter": "single-stream",
     }
     assert tiny_adapters["visualbert"].feature_dim == 16
     assert tiny_adapters["lxmert"].feature_dim == 16
+    assert tiny_adapters["uniter"].feature_dim == 16
     for adapter in tiny_adapters.values():
         assert adapter.num_heads == 4 and adapter.hidden_size == 32
         prov = adapter.provenance()
@@ -43,9 +47,9 @@ def test_text_baseline_defaults_to_real_minilm():
 
 def test_errors_are_explicit():
     with pytest.raises(KeyError):
-        build_adapter("uniter")
+        build_adapter("nope")
     with pytest.raises(KeyError):
-        tiny_config("uniter")
+        tiny_config("nope")
     with pytest.raises(KeyError, match="no field"):
         build_adapter("visualbert", config={"hiden_size": 8})
     with pytest.raises(ValueError, match="random weights only"):

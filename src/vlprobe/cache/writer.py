@@ -55,7 +55,8 @@ def cast_activations(data: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return data.astype(dtype)
 
 
-def _fsync(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """Force a file's bytes (or a folder's entries) to disk: publication survives a crash."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -215,9 +216,9 @@ class CacheWriter:
         self.file.attrs["complete"] = 1
         self.file.close()
         self.file = None
-        _fsync(self.partial)
+        fsync_path(self.partial)
         os.replace(self.partial, self.path)
-        _fsync(self.path.parent)  # the rename itself survives a crash
+        fsync_path(self.path.parent)  # the rename itself survives a crash
         return self.path
 
     def abort(self) -> None:

@@ -14,10 +14,12 @@ import json
 import logging
 import time
 from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities import rank_zero_only
 
 from vlprobe import __version__
 from vlprobe.cache.lock import exclusive_lock
@@ -35,17 +37,25 @@ from vlprobe.data.errors import ProblemLog
 from vlprobe.data.examples import VLExample
 from vlprobe.data.region_features import load_region_features
 from vlprobe.data.senteval import SENTEVAL_TASKS
-from vlprobe.extraction.extract import content_hash, extract
+from vlprobe.extraction.extract import content_hash
 from vlprobe.extraction.fingerprint import differences, input_fingerprint, missing_inputs
+from vlprobe.extraction.predict import extract
 from vlprobe.models.hf_adapter import HFAdapter
 
 log = logging.getLogger(__name__)
 
 DATASET_KINDS = ("visual_genome", "flickr30k", *(f"senteval/{t}" for t in SENTEVAL_TASKS))
+# where and how extraction runs, not what it computes: left out of the cache name and attributes
+RUNTIME_KEYS = ("accelerator", "devices", "num_nodes", "strategy", "shards", "progress")
 
 
 def _plain(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def extraction_settings(cfg: DictConfig) -> dict:
+    """``extraction`` settings that change the cache's contents (precision does, devices not)."""
+    return {k: v for k, v in _plain(cfg.extraction).items() if k not in RUNTIME_KEYS}
 
 
 def cache_path(cfg: DictConfig, dataset: str) -> Path:
@@ -57,7 +67,7 @@ def cache_path(cfg: DictConfig, dataset: str) -> Path:
         {
             "data": data,
             "model": _plain(cfg.model),
-            "extraction": _plain(cfg.extraction),
+            "extraction": extraction_settings(cfg),
             "vlprobe": __version__,  # a new release may write other demo data or units
         },
         sort_keys=True,
@@ -117,7 +127,7 @@ def fingerprint(cfg: DictConfig, dataset: str) -> dict:
         "dataset": dataset,
         "data": data,
         "model": _plain(cfg.model),
-        "extraction": _plain(cfg.extraction),
+        "extraction": extraction_settings(cfg),
         "vlprobe": __version__,
     }
     return input_fingerprint(input_sources(cfg, dataset), settings)
@@ -224,9 +234,18 @@ def parts_to_write(cfg: DictConfig, needed: Iterable[str]) -> frozenset[str]:
     return expand_parts([*needed, *(extra or [])])
 
 
+def builder_lock(path: Path) -> AbstractContextManager[bool]:
+    """The cache's lock, held by rank 0 for all processes of a distributed extraction.
+
+    The other ranks (started by Lightning or srun) join rank 0's build, which holds the lock
+    until it has merged their shards: waiting on it themselves would deadlock the group.
+    """
+    return exclusive_lock(path) if rank_zero_only.rank == 0 else nullcontext(False)
+
+
 def _extract(cfg: DictConfig, dataset: str, out: Path, inputs: dict, parts: frozenset[str]) -> Path:
     """Build the cache (the caller holds its lock); partial files of killed builders go first."""
-    for orphan in partial_files(out):
+    for orphan in partial_files(out) if rank_zero_only.rank == 0 else []:  # under its lock
         log.info("removing %s, left by an interrupted extraction", orphan)
         orphan.unlink(missing_ok=True)
     examples, sources = load_examples(cfg, dataset)
@@ -237,7 +256,7 @@ def _extract(cfg: DictConfig, dataset: str, out: Path, inputs: dict, parts: froz
         "dataset_path": str(Path(cfg.data.root).resolve()) if cfg.data.get("root") else "",
         "dataset_hash": content_hash(sources),
         "input_fingerprint": inputs,
-        "extraction_settings": {**_plain(cfg.extraction), "data": _plain(cfg.data)},
+        "extraction_settings": {**extraction_settings(cfg), "data": _plain(cfg.data)},
     }
     path = extract(
         examples,
@@ -248,6 +267,8 @@ def _extract(cfg: DictConfig, dataset: str, out: Path, inputs: dict, parts: froz
         dtype=cfg.extraction.dtype,
         max_attention_maps=cfg.extraction.max_attention_maps,
         progress=cfg.extraction.progress,
+        trainer={k: cfg.extraction[k] for k in RUNTIME_KEYS[:4] + ("precision",)},
+        shards=cfg.extraction.shards,
         parts=parts,
     )
     log.info(
@@ -267,7 +288,7 @@ def run_extraction(cfg: DictConfig, dataset: str, out: Path | None = None) -> Pa
     out = out or cache_path(cfg, dataset)
     inputs = fingerprint(cfg, dataset)  # before reading: a change during the build shows later
     parts = parts_to_write(cfg, PARTS if cfg.extraction.get("parts") is None else ())
-    with exclusive_lock(out):
+    with builder_lock(out):
         return _extract(cfg, dataset, out, inputs, parts)
 
 
@@ -291,7 +312,7 @@ def ensure_cache(cfg: DictConfig, dataset: str, parts: Iterable[str] = ()) -> Pa
     needed = parts_to_write(cfg, parts)
     if stale_reason(path, inputs, needed) is None:
         return path
-    with exclusive_lock(path) as waited:
+    with builder_lock(path) as waited:
         reason = stale_reason(path, inputs, needed)
         if reason is None:
             log.info("reusing %s: another process built it while this one waited", path)

@@ -91,6 +91,8 @@ def reduce_example(
     mass = att[:, :, 0, :]  # [CLS] is the first text token for every adapter
     image_mask = torch.from_numpy(modality == 1)
     cls_mass = torch.stack([mass[..., ~image_mask].sum(-1), mass[..., image_mask].sum(-1)], -1)
+    if image_mask.all():  # no [CLS] at all (LXMERT's vision stream): nothing to measure
+        cls_mass = torch.full_like(cls_mass, float("nan"))
 
     has_sentence = example.label is not None
     sentence_ids = {s: i for i, s in enumerate(labels.sentence)}

@@ -25,6 +25,16 @@ and its attention is the language self-attention of each cross layer (rows sum t
 
 ``adapter.with_streams = True`` also returns the language-only and vision-only layers
 (:class:`LxmertEncodedExample`).
+
+``adapter.stream`` picks which stream an extraction caches (``model.stream``), each a
+sequence of its own with layer names saying which stream it is:
+
+* ``"cross"`` (default): the cross-modality layers above, ``X00``..``X0k``.
+* ``"language"``: the language encoder over the text tokens only, ``lang00`` (its input,
+  the text embeddings) .. ``lang09``; for text-only data (the linguistic probes).
+* ``"vision"``: the object-relationship encoder over the region tokens only, ``vis00`` (its
+  input, the projected features + boxes) .. ``vis05``; regions ``i`` is token ``i``. No text
+  token exists, so nothing phrase- or ``[CLS]``-based can be probed on it.
 """
 
 from __future__ import annotations
@@ -44,6 +54,11 @@ from vlprobe.models.hf_adapter import HFAdapter, make_example
 from vlprobe.models.regions import check_features, normalised_boxes, num_regions, pad_rows
 
 DUMMY_BOX = np.array([[0.0, 0.0, 1.0, 1.0]], dtype=np.float32)
+STREAMS = {
+    "cross": ("x_layers", "X"),
+    "language": ("l_layers", "lang"),
+    "vision": ("r_layers", "vis"),
+}
 
 
 @dataclass
@@ -126,19 +141,36 @@ class LxmertAdapter(HFAdapter):
     config_class = LxmertConfig
 
     with_streams: bool = False  # set True to also get the single-modality layers
+    stream: str = "cross"  # which stream encode() returns as the example: see STREAMS
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, **kw: Any):
         super().__init__(model, tokenizer, **kw)
         if int(self.config.x_layers) < 1:
             raise ValueError("LXMERT needs at least one cross-modality layer")
 
+    @classmethod
+    def build(cls, *args: Any, stream: str = "cross", **kwargs: Any) -> LxmertAdapter:
+        """``HFAdapter.build`` plus ``model.stream`` (which stream the cache holds)."""
+        adapter = super().build(*args, **kwargs)
+        assert isinstance(adapter, LxmertAdapter)
+        adapter.set_stream(stream)
+        return adapter
+
+    def set_stream(self, stream: str) -> None:
+        if stream not in STREAMS:
+            raise ValueError(f"model.stream={stream!r}: choose one of {list(STREAMS)}")
+        self.stream = stream
+        if stream != "cross":
+            self.name = f"{type(self).name}-{stream}"
+
     @property
     def num_layers(self) -> int:
-        return int(self.config.x_layers)
+        return int(getattr(self.config, STREAMS[self.stream][0]))
 
     @property
     def layer_names(self) -> list[str]:
-        return [f"X{k:02d}" for k in range(self.num_layers + 1)]
+        prefix = STREAMS[self.stream][1]
+        return [f"{prefix}{k:02d}" for k in range(self.num_layers + 1)]
 
     @property
     def feature_dim(self) -> int:
@@ -171,10 +203,34 @@ class LxmertAdapter(HFAdapter):
         inputs = {k: v.to(self.device) for k, v in inputs.items()}
         with record_cross_layers(self.model) as rec:
             out = self.model(**inputs, output_attentions=True, output_hidden_states=True)
+        if self.stream != "cross":
+            return [
+                self._stream_example(rec, out, b, text.word_index[b], num_regions(inp))
+                for b, inp in enumerate(batch)
+            ]
         return [
             self._example(rec, out, b, text.word_index[b], num_regions(inp))
             for b, inp in enumerate(batch)
         ]
+
+    def _stream_example(
+        self, rec: _Recorder, out: Any, b: int, word_index: torch.Tensor, n_reg: int
+    ) -> EncodedExample:
+        """One single-modality stream as the example (``self.stream``: language or vision)."""
+        streams = self._streams(rec, out, b, int(word_index.shape[0]), n_reg)
+        if self.stream == "language":
+            if n_reg:
+                raise ValueError(
+                    "LXMERT's language stream holds text tokens only: probe it on text-only "
+                    "data (task=linguistic/...), or use model.stream=cross for image-text data"
+                )
+            hidden, attn = streams["language_hidden"], streams["language_attentions"]
+            return make_example(hidden, attn, word_index, 0)
+        if not n_reg:
+            raise ValueError("LXMERT's vision stream needs regions: this input has none")
+        hidden, attn = streams["vision_hidden"], streams["vision_attentions"]
+        no_text = torch.empty(0, dtype=torch.long)
+        return make_example(hidden, attn, no_text, n_reg, [[i] for i in range(n_reg)])
 
     def _example(
         self, rec: _Recorder, out: Any, b: int, word_index: torch.Tensor, n_reg: int

@@ -3,12 +3,17 @@
 W&B writes offline runs as a LevelDB-style log of protobuf ``Record`` s; its Python package no
 longer ships a reader, so clusters without network could not inspect their runs. This reads
 history rows, summary updates and the config, e.g. for tests and ``vlprobe report``.
+
+``wandb-core`` writes the log a whole 32 KiB block at a time and writes the last, partial block
+only when it closes the run, which happens *after* ``wandb.finish()`` returns. Until the
+``exit`` record is on disk the log is incomplete: ``wait_for_exit`` waits for it.
 """
 
 from __future__ import annotations
 
 import json
 import struct
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +32,8 @@ class OfflineRun:
     history: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    exited: bool = False  # the exit record, written last, is on disk: the log is complete
+    group: str = ""
 
 
 def _records(data: bytes) -> list[bytes]:
@@ -39,6 +46,8 @@ def _records(data: bytes) -> list[bytes]:
             pos += _BLOCK - pos % _BLOCK
             continue
         length, kind = struct.unpack("<HB", data[pos + 4 : pos + 7])
+        if pos + _RECORD_HEADER + length > len(data):  # a block still being written
+            break
         payload = data[pos + _RECORD_HEADER : pos + _RECORD_HEADER + length]
         pos += _RECORD_HEADER + length
         if kind == _FULL:
@@ -64,7 +73,7 @@ def _items(items: Any) -> dict[str, Any]:
 
 
 def read_offline_run(run_dir: str | Path) -> OfflineRun:
-    """History, summary (last logged value per key plus explicit updates) and config."""
+    """History, summary (last logged value per key plus explicit updates), config, group."""
     run_dir = Path(run_dir)
     logs = sorted(run_dir.glob("run-*.wandb"))
     if not logs:
@@ -82,4 +91,22 @@ def read_offline_run(run_dir: str | Path) -> OfflineRun:
             run.summary.update(_items(record.summary.update))
         elif kind == "config":
             run.config.update(_items(record.config.update))
+        elif kind == "exit":
+            run.exited = True
+        elif kind == "run":
+            run.group = record.run.run_group
     return run
+
+
+def wait_for_exit(run_dir: str | Path, timeout: float = 60.0) -> bool:
+    """Wait until the run's exit record is on disk; False if it is not after ``timeout`` s.
+
+    ``wandb.finish()`` returns before ``wandb-core`` has closed the log, so a run read right
+    after it can lack its last block (e.g. the final summary), more often on a loaded machine.
+    """
+    deadline = time.monotonic() + timeout
+    while not (any(Path(run_dir).glob("run-*.wandb")) and read_offline_run(run_dir).exited):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True

@@ -36,6 +36,8 @@ def tiny_config(name: str, feature_dim: int = 2048) -> dict[str, Any]:
         return {**small, "num_hidden_layers": 2, "image_size": 64, "patch_size": 16}
     if name == "text":
         return {**small, "num_hidden_layers": 2}
+    if name == "uniter":
+        return {**small, "num_hidden_layers": 2, "img_dim": feature_dim}
     if name == "visualbert-minilm":
         return {"visual_embedding_dim": feature_dim}
     raise KeyError(f"no tiny config for {name!r}")

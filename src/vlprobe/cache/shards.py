@@ -1,0 +1,250 @@
+"""A cache written in shards by several processes, and their merge into one cache.
+
+Shard ``i`` holds a contiguous run of the sorted examples, written like any cache (partial
+name, published when complete) into ``<cache>.shards/``. A published shard whose fingerprint
+(model, data, settings, its example ids) matches is never redone. The merge concatenates
+every dataset along its growing axis and shifts the values that index another table, so the
+merged file equals a one-process extraction dataset by dataset; it is written under a
+partial name and published with one rename.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from bisect import bisect_right
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from vlprobe.cache.schema import example_path, pair_path, partial_path, unit_path
+from vlprobe.cache.writer import fsync_path
+from vlprobe.data.examples import VLExample
+
+SHARD_ATTRS = ("shard_index", "shard_count", "shard_fingerprint", "shard_counts")
+# datasets whose values are row numbers of another table (the writer's counter of that table,
+# kept per shard in ``shard_counts``): a later shard's values move by the rows before it
+INDEX_INTO = {
+    unit_path("region", "example"): "examples",
+    unit_path("phrase", "example"): "examples",
+    unit_path("sentence", "example"): "examples",
+    pair_path("relation", "subject"): "region",
+    pair_path("relation", "object"): "region",
+    pair_path("coref", "phrase"): "phrase",
+    pair_path("coref", "region"): "region",
+}
+# n + 1 running totals from 0: a later shard drops its leading 0 and adds the totals before it
+CUMULATIVE = (example_path("token_offset"), unit_path("phrase", "pair_offset"))
+MAPS = "attention/maps"  # one dataset per example, named by its row: renumbered
+COPY_BYTES = 64 << 20  # the merge copies at most this much of one dataset at a time
+
+
+@dataclass
+class ShardPlan:
+    """Where each shard of the cache at ``out_path`` lives and which examples it holds."""
+
+    out_path: Path
+    bounds: list[tuple[int, int]]  # [lo, hi) positions in the sorted examples
+    fingerprints: list[str]
+
+    @classmethod
+    def for_cache(
+        cls, out_path: Path, ordered: Sequence[VLExample], num_shards: int, fingerprint: str
+    ) -> ShardPlan:
+        """``num_shards`` (at most one per example) contiguous runs of near-equal size."""
+        num_shards = max(1, min(num_shards, len(ordered)))
+        edges = np.linspace(0, len(ordered), num_shards + 1).round().astype(int).tolist()
+        bounds = list(zip(edges[:-1], edges[1:], strict=True))
+        prints = []
+        for lo, hi in bounds:
+            digest = hashlib.sha256(fingerprint.encode())
+            for ex in ordered[lo:hi]:
+                digest.update(f"\0{ex.example_id}".encode())
+            prints.append(digest.hexdigest())
+        return cls(Path(out_path), bounds, prints)
+
+    @property
+    def directory(self) -> Path:
+        return self.out_path.with_name(self.out_path.name + ".shards")
+
+    @property
+    def single(self) -> bool:
+        """One shard is the cache itself: written (and published) at ``out_path`` directly."""
+        return len(self.bounds) == 1
+
+    def path(self, shard: int) -> Path:
+        if self.single:
+            return self.out_path
+        return self.directory / f"shard-{shard:05d}-of-{len(self.bounds):05d}.h5"
+
+    def shard_of(self, position: int) -> int:
+        return bisect_right([lo for lo, _ in self.bounds], position) - 1
+
+    def shard_attrs(self, shard: int) -> dict[str, object]:
+        if self.single:
+            return {}
+        return {
+            "shard_index": shard,
+            "shard_count": len(self.bounds),
+            "shard_fingerprint": self.fingerprints[shard],
+        }
+
+    def is_done(self, shard: int) -> bool:
+        """Published, complete, and written for these examples with these settings (a single
+        shard is never done beforehand: an extraction asked for rebuilds the cache)."""
+        path = self.path(shard)
+        if self.single or not path.exists():
+            return False
+        try:
+            with h5py.File(path, "r") as f:
+                return bool(f.attrs.get("complete", 0)) and (
+                    f.attrs.get("shard_fingerprint") == self.fingerprints[shard]
+                )
+        except OSError:  # not HDF5 (a truncated copy): redo it
+            return False
+
+    def pending(self) -> list[int]:
+        return [i for i in range(len(self.bounds)) if not self.is_done(i)]
+
+
+def _counts(src: h5py.File) -> dict[str, int]:
+    """Rows of each table in a shard, as its writer counted them (tables may be left out)."""
+    return json.loads(src.attrs["shard_counts"])
+
+
+def _growth_axis(ds: h5py.Dataset) -> int | None:
+    axes = [i for i, m in enumerate(ds.maxshape or ()) if m is None]
+    return axes[0] if axes else None
+
+
+def _along(axis: int, ndim: int, lo: int, hi: int) -> tuple[slice, ...]:
+    index = [slice(None)] * ndim
+    index[axis] = slice(lo, hi)
+    return tuple(index)
+
+
+def _dataset_names(f: h5py.File) -> list[str]:
+    names: list[str] = []
+    f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+    return [n for n in names if not n.startswith(MAPS + "/")]
+
+
+def _merged_attrs(srcs: list[h5py.File]) -> dict[str, object]:
+    """Shard 0's attributes; per-shard ones dropped, counts summed, the latest creation time."""
+    skip = (*SHARD_ATTRS, "created_utc", "dropped_phrases")
+    attrs = {k: v for k, v in srcs[0].attrs.items() if k not in skip}
+    for src in srcs[1:]:
+        other = {k: v for k, v in src.attrs.items() if k not in skip}
+        if _json_safe(other) != _json_safe(attrs):
+            raise ValueError(f"{src.filename}: shard attributes differ from shard 0's")
+    attrs["dropped_phrases"] = sum(int(s.attrs.get("dropped_phrases", 0)) for s in srcs)
+    attrs["created_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    attrs["complete"] = 1
+    return attrs
+
+
+def _json_safe(attrs: dict[str, object]) -> dict[str, str]:
+    """Attributes as comparable strings (arrays compare element-wise otherwise)."""
+    return {k: str(v.tolist() if isinstance(v, np.ndarray) else v) for k, v in attrs.items()}
+
+
+def _copy_concatenated(out: h5py.File, name: str, srcs: list[h5py.File]) -> None:
+    """``name`` of every shard, concatenated along its growing axis, indices shifted."""
+    first = srcs[0][name]
+    axis = _growth_axis(first)
+    if axis is None:  # a fixed array: the same in every shard
+        for src in srcs[1:]:
+            if not np.array_equal(src[name][()], first[()]):
+                raise ValueError(f"{src.filename}: fixed dataset {name} differs between shards")
+        out.create_dataset(
+            name,
+            data=first[()],
+            chunks=first.chunks,
+            maxshape=first.maxshape,
+            fletcher32=first.fletcher32,
+        )
+        return
+    cumulative = name in CUMULATIVE
+    lengths = [src[name].shape[axis] - (cumulative and k > 0) for k, src in enumerate(srcs)]
+    shape = list(first.shape)
+    shape[axis] = sum(lengths)
+    ds = out.create_dataset(
+        name,
+        shape=tuple(shape),
+        maxshape=first.maxshape,
+        dtype=first.dtype,
+        chunks=first.chunks,
+        compression=first.compression,
+        compression_opts=first.compression_opts,
+        fletcher32=first.fletcher32,
+    )
+    row_bytes = max(1, first.dtype.itemsize * int(np.prod(shape)) // max(1, shape[axis]))
+    step = max(1, COPY_BYTES // row_bytes)
+    pos, shift = 0, 0
+    for k, src in enumerate(srcs):
+        data = src[name]
+        skip = int(cumulative and k > 0)
+        for lo in range(skip, data.shape[axis], step):
+            hi = min(lo + step, data.shape[axis])
+            block = data[_along(axis, data.ndim, lo, hi)]
+            if shift:
+                block = block + np.asarray(shift, dtype=block.dtype)
+            n = hi - lo
+            ds[_along(axis, ds.ndim, pos, pos + n)] = block
+            pos += n
+        if name in INDEX_INTO:
+            shift += _counts(src)[INDEX_INTO[name]]
+        elif cumulative and data.shape[axis]:
+            shift += int(data[data.shape[axis] - 1])
+
+
+def _copy_maps(out: h5py.File, srcs: list[h5py.File]) -> None:
+    """Per-example attention maps, renamed from shard-local to cache example rows."""
+    offset = 0
+    for src in srcs:
+        for key, ds in src[MAPS].items() if MAPS in src else []:
+            out.create_dataset(
+                f"{MAPS}/{int(key) + offset}",
+                data=ds[()],
+                chunks=ds.chunks,
+                compression=ds.compression,
+                compression_opts=ds.compression_opts,
+                fletcher32=ds.fletcher32,
+            )
+        offset += _counts(src)["examples"]
+
+
+def merge_shards(plan: ShardPlan) -> Path:
+    """Publish the cache at ``plan.out_path`` from its complete shards, then remove them."""
+    out_path = plan.out_path
+    if plan.single:  # the writer published the cache itself
+        return out_path
+    if plan.pending():
+        raise RuntimeError(f"cannot merge {out_path}: shards not written: {plan.pending()}")
+    paths = [plan.path(i) for i in range(len(plan.bounds))]
+    partial = partial_path(out_path)
+    try:
+        with ExitStack() as stack:
+            srcs = [stack.enter_context(h5py.File(p, "r")) for p in paths]
+            out = stack.enter_context(h5py.File(partial, "w"))
+            attrs = _merged_attrs(srcs)
+            out.attrs["complete"] = 0
+            for name in _dataset_names(srcs[0]):
+                _copy_concatenated(out, name, srcs)
+            _copy_maps(out, srcs)
+            out.attrs.update(attrs)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    fsync_path(partial)  # published like CacheWriter.close: whole on disk, then renamed
+    os.replace(partial, out_path)
+    fsync_path(out_path.parent)
+    shutil.rmtree(plan.directory, ignore_errors=True)
+    return out_path

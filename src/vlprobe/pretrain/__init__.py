@@ -1,0 +1,1 @@
+"""Pre-training a small UNITER on the demo (``vlprobe pretrain``, ``model=uniter_mini``)."""

@@ -1,0 +1,153 @@
+"""Image-caption pairs for pre-training, and batches with UNITER's masking.
+
+Only images that are in the training split of every probing data set are used (Flickr30k
+Entities train, and not in Visual Genome's held-out hash split), so no probe is evaluated on
+an image the model was pre-trained on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from vlprobe.data.builders import build_flickr_examples, build_vg_examples
+from vlprobe.data.region_features import load_region_features
+from vlprobe.models.regions import check_features, pad_rows
+from vlprobe.models.tokenization import tokenize_words
+from vlprobe.models.uniter import box7
+
+
+@dataclass
+class Pair:
+    """One caption with its image's regions, tokenized once."""
+
+    image_id: str
+    input_ids: np.ndarray  # (n,) with [CLS] ... [SEP]
+    feats: np.ndarray  # (N, D)
+    boxes: np.ndarray  # (N, 7)
+
+
+def training_pairs(
+    flickr30k: str | Path,
+    visual_genome: str | Path,
+    features: str | Path,
+    vg_split: Sequence[float],
+    tokenizer: PreTrainedTokenizerBase,
+    feature_dim: int,
+    max_text_length: int = 64,
+) -> list[Pair]:
+    """Every caption of a training image, with that image's detector regions."""
+    regions = load_region_features(Path(features))
+    held_out = {
+        ex.group_id
+        for ex in build_vg_examples(Path(visual_genome), regions, split_fractions=tuple(vg_split))
+        if ex.split != "train"
+    }
+    examples = [
+        ex
+        for ex in build_flickr_examples(Path(flickr30k), regions, splits=("train",))
+        if ex.group_id not in held_out and ex.inputs.region_features is not None
+    ]
+    if not examples:
+        raise ValueError(f"no training images with captions and regions under {flickr30k}")
+    text = tokenize_words(tokenizer, [ex.inputs.words for ex in examples], max_text_length)
+    return [
+        Pair(
+            image_id=ex.group_id,
+            input_ids=text.input_ids[i, : text.lengths[i]].numpy(),
+            feats=check_features(ex.inputs, feature_dim, "uniter-mini"),
+            boxes=box7(ex.inputs),
+        )
+        for i, ex in enumerate(examples)
+    ]
+
+
+class PairCollator:
+    """Matched and mismatched pairs (ITM), masked words (MLM) and masked regions (MRFR).
+
+    A pair keeps its caption with probability ``1 - negative_prob``, else takes a caption of
+    another image. Words and regions are masked in matched pairs only (as in UNITER): words
+    with ``mask_prob`` (80% [MASK], 10% a random word, 10% unchanged), regions with
+    ``mask_prob`` (features zeroed; the model adds its mask embedding).
+    """
+
+    def __init__(
+        self,
+        pairs: Sequence[Pair],
+        tokenizer: PreTrainedTokenizerBase,
+        mask_prob: float = 0.15,
+        negative_prob: float = 0.5,
+        seed: int = 0,
+    ) -> None:
+        self.pairs = pairs
+        self.mask_id = int(tokenizer.mask_token_id)
+        self.special = set(tokenizer.all_special_ids)
+        self.vocab = len(tokenizer)
+        self.mask_prob, self.negative_prob = mask_prob, negative_prob
+        self.rng = np.random.default_rng(seed)
+
+    def _other_caption(self, index: int) -> np.ndarray:
+        image = self.pairs[index].image_id
+        while True:
+            other = self.pairs[int(self.rng.integers(len(self.pairs)))]
+            if other.image_id != image:
+                return other.input_ids
+
+    def _mask_words(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ids, labels = ids.copy(), np.full_like(ids, -100)
+        candidates = [i for i, t in enumerate(ids) if int(t) not in self.special]
+        chosen = [i for i in candidates if self.rng.random() < self.mask_prob]
+        if not chosen and candidates:  # every matched caption teaches something
+            chosen = [candidates[int(self.rng.integers(len(candidates)))]]
+        for i in chosen:
+            labels[i] = ids[i]
+            roll = self.rng.random()
+            if roll < 0.8:
+                ids[i] = self.mask_id
+            elif roll < 0.9:
+                ids[i] = int(self.rng.integers(self.vocab))
+        return ids, labels
+
+    def __call__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        ids, labels, feats, targets, masked, boxes, itm = [], [], [], [], [], [], []
+        for index in indices:
+            pair = self.pairs[index]
+            region_mask = np.zeros(len(pair.feats), np.int64)
+            if self.rng.random() < self.negative_prob:
+                caption = self._other_caption(index)
+                ids.append(caption)
+                labels.append(np.full_like(caption, -100))
+                itm.append(0)
+            else:
+                word_ids, word_labels = self._mask_words(pair.input_ids)
+                ids.append(word_ids)
+                labels.append(word_labels)
+                region_mask = (self.rng.random(len(pair.feats)) < self.mask_prob).astype(np.int64)
+                itm.append(1)
+            feats.append(pair.feats * (1 - region_mask[:, None]))
+            targets.append(pair.feats)
+            masked.append(region_mask[:, None].astype(np.float32))
+            boxes.append(pair.boxes)
+        width = pair.feats.shape[1]
+        text, text_mask = pad_rows([i[:, None].astype(np.float32) for i in ids], 1)
+        label_t, _ = pad_rows([la[:, None].astype(np.float32) for la in labels], 1)
+        label_t = label_t.long()[..., 0]
+        label_t[text_mask == 0] = -100
+        feat_t, img_mask = pad_rows(feats, width)
+        masked_t, _ = pad_rows(masked, 1)
+        return {
+            "input_ids": text.long()[..., 0],
+            "attention_mask": text_mask,
+            "mlm_labels": label_t,
+            "img_feat": feat_t,
+            "img_pos_feat": pad_rows(boxes, 7)[0],
+            "img_mask": img_mask,
+            "img_masked": masked_t.long()[..., 0],
+            "img_target": pad_rows(targets, width)[0],
+            "itm_labels": torch.tensor(itm),
+        }

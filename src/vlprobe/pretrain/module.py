@@ -1,0 +1,110 @@
+"""UNITER pre-training objectives as one LightningModule: MLM + ITM (+ MRFR).
+
+Each batch mixes matched and mismatched pairs (see :class:`~vlprobe.pretrain.data.PairCollator`)
+and runs one forward pass: masked words are predicted in matched pairs (MLM, decoder tied to
+the word embeddings as in BERT and UNITER), every pair is classified matched or not from the
+pooled [CLS] (ITM), and masked regions' features are regressed (MRFR, optional).
+"""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import get_linear_schedule_with_warmup
+from transformers.models.bert.modeling_bert import BertOnlyMLMHead
+
+from vlprobe.models.uniter import UniterModel
+
+
+class UniterPretraining(pl.LightningModule):
+    def __init__(
+        self,
+        model: UniterModel,
+        lr: float = 2e-4,
+        weight_decay: float = 0.01,
+        warmup_fraction: float = 0.1,
+        mrfr: bool = True,
+    ) -> None:
+        super().__init__()
+        self.uniter = model
+        config = model.config
+        self.cls = BertOnlyMLMHead(config)
+        # word embeddings (tied to the MLM decoder) stay the text model's: a 900-caption corpus
+        # should not move a 30k vocabulary, and the optimizer step is 3x cheaper without them
+        model.embeddings.word_embeddings.weight.requires_grad_(False)
+        self.cls.predictions.decoder.weight = model.embeddings.word_embeddings.weight  # tied
+        self.itm_output = nn.Linear(config.hidden_size, 2)
+        self.feat_regress = nn.Linear(config.hidden_size, config.img_dim) if mrfr else None
+        for head in (self.cls.predictions.transform, self.itm_output, self.feat_regress):
+            if head is not None:
+                head.apply(model._init_weights)
+        self.lr, self.weight_decay, self.warmup_fraction = lr, weight_decay, warmup_fraction
+
+    def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = self.uniter(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            img_feat=batch["img_feat"],
+            img_pos_feat=batch["img_pos_feat"],
+            img_mask=batch["img_mask"],
+            img_masked=batch["img_masked"],
+        )
+        n_text = batch["input_ids"].shape[1]
+        words = out.last_hidden_state[:, :n_text]  # text comes first at the same positions
+        selected = batch["mlm_labels"] != -100
+        logits = self.cls(words[selected])
+        losses = {"mlm": F.cross_entropy(logits, batch["mlm_labels"][selected])}
+        itm_logits = self.itm_output(out.pooler_output)
+        losses["itm"] = F.cross_entropy(itm_logits, batch["itm_labels"])
+        losses["itm_acc"] = (itm_logits.argmax(-1) == batch["itm_labels"]).float().mean()
+        if self.feat_regress is not None and batch["img_masked"].any():
+            regions = region_states(
+                out.last_hidden_state, batch["attention_mask"], batch["img_mask"]
+            )
+            masked = batch["img_masked"].bool()
+            predicted = self.feat_regress(regions[masked])
+            losses["mrfr"] = F.mse_loss(predicted, batch["img_target"][masked])
+        return losses
+
+    def training_step(self, batch: dict[str, torch.Tensor], _: int) -> torch.Tensor:
+        losses = self.losses(batch)
+        for name, value in losses.items():
+            self.log(
+                f"train/{name}",
+                value,
+                prog_bar=name in ("mlm", "itm"),
+                batch_size=len(batch["itm_labels"]),
+            )
+        return sum(v for k, v in losses.items() if k != "itm_acc")
+
+    def configure_optimizers(self):  # noqa: ANN201 - Lightning's optimizer/scheduler dict
+        decay, no_decay = [], []
+        for name, param in self.named_parameters():
+            if not param.requires_grad:
+                continue
+            (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": self.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=self.lr,
+            foreach=True,
+        )
+        total = int(self.trainer.max_steps)
+        schedule = get_linear_schedule_with_warmup(
+            optimizer, int(self.warmup_fraction * total), total
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def region_states(
+    hidden: torch.Tensor, text_mask: torch.Tensor, img_mask: torch.Tensor
+) -> torch.Tensor:
+    """(B, N, d): region ``r`` of example ``b`` sits at ``n_text[b] + r`` of the joint sequence."""
+    n_text = text_mask.sum(1)
+    index = n_text[:, None] + torch.arange(img_mask.shape[1], device=hidden.device)[None]
+    index = index.clamp(max=hidden.shape[1] - 1)
+    return hidden.gather(1, index[..., None].expand(-1, -1, hidden.shape[-1]))

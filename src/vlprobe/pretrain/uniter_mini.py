@@ -1,0 +1,224 @@
+"""``model=uniter_mini``: a small UNITER pre-trained on the demo's images and captions.
+
+The demo's positive control: its text side starts from the real MiniLM (as UNITER starts from
+BERT), and MLM + ITM (+ MRFR) on the training images teach it to relate words and regions,
+which a random-init copy (``model.random_init=true``) has not learned. Built on first use
+(minutes on a CPU, with a progress bar), saved under ``out_dir`` in the released UNITER
+layout (``uniter-mini.pt``, ``config.json``, ``tokenizer/``) and reused by every later run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import OmegaConf
+from torch.utils.data import DataLoader
+from transformers import AutoModel
+
+from vlprobe.models.tokenization import default_text_model_path, load_tokenizer
+from vlprobe.models.uniter import (
+    PREFIX,
+    UniterAdapter,
+    UniterConfig,
+    UniterModel,
+    build_random,
+)
+
+log = logging.getLogger(__name__)
+CHECKPOINT, CONFIG, TOKENIZER, RECORD = (
+    "uniter-mini.pt",
+    "config.json",
+    "tokenizer",
+    "pretrain.json",
+)
+
+
+@dataclass
+class PretrainSettings:
+    """Everything that changes the pre-trained weights (its hash names the saved folder)."""
+
+    flickr30k: str
+    visual_genome: str
+    features: str
+    feature_dim: int = 2048
+    vg_split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+    layers: int = 4  # MiniLM's first ``layers`` layers
+    steps: int = 150
+    batch_size: int = 32
+    lr: float = 2e-4
+    mask_prob: float = 0.15
+    mrfr: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks = {
+            "layers": 1 <= self.layers <= 6,  # MiniLM has 6
+            "steps": self.steps >= 1,
+            "batch_size": self.batch_size >= 2,
+            "lr": self.lr > 0,
+            "mask_prob": 0 < self.mask_prob < 1,
+        }
+        for key, ok in checks.items():
+            if not ok:
+                raise ValueError(f"model.pretrain.{key}={getattr(self, key)} is out of range")
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+
+
+def mini_config(layers: int, feature_dim: int) -> UniterConfig:
+    """MiniLM's architecture (hidden 384, 12 heads, uncased vocabulary), ``layers`` deep."""
+    text = json.loads((default_text_model_path() / "config.json").read_text())
+    keys = ("vocab_size", "hidden_size", "num_attention_heads", "intermediate_size", "hidden_act")
+    keys += ("max_position_embeddings", "type_vocab_size", "layer_norm_eps", "pad_token_id")
+    return UniterConfig(img_dim=feature_dim, num_hidden_layers=layers, **{k: text[k] for k in keys})
+
+
+def init_from_minilm(model: UniterModel) -> None:
+    """Text embeddings, the first layers and the pooler from MiniLM; region side stays random."""
+    bert = AutoModel.from_pretrained(
+        str(default_text_model_path()), local_files_only=True, dtype=torch.float32
+    )
+    keep = model.config.num_hidden_layers
+    state = {
+        k: v
+        for k, v in bert.state_dict().items()
+        if not k.startswith("encoder.layer.") or int(k.split(".")[2]) < keep
+    }
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    stray = [k for k in missing if not k.startswith("img_embeddings.")]
+    if stray or unexpected:
+        raise ValueError(f"MiniLM -> UNITER mismatch: missing {stray}, unexpected {unexpected}")
+
+
+def pretrain(settings: PretrainSettings, folder: Path, progress: bool = True) -> dict[str, Any]:
+    """Train and save; returns the record written to ``pretrain.json`` (losses, seconds)."""
+    from vlprobe.pretrain.data import PairCollator, training_pairs
+    from vlprobe.pretrain.module import UniterPretraining
+
+    started = time.perf_counter()
+    tokenizer = load_tokenizer(None)
+    pairs = training_pairs(
+        settings.flickr30k,
+        settings.visual_genome,
+        settings.features,
+        settings.vg_split,
+        tokenizer,
+        settings.feature_dim,
+    )
+    if len(pairs) < settings.batch_size:
+        raise ValueError(
+            f"model.pretrain.batch_size={settings.batch_size}: only {len(pairs)} training pairs"
+        )
+    pl.seed_everything(settings.seed, workers=True, verbose=False)
+    model = build_random(mini_config(settings.layers, settings.feature_dim))
+    init_from_minilm(model)
+    module = UniterPretraining(model, lr=settings.lr, mrfr=settings.mrfr)
+    collate = PairCollator(pairs, tokenizer, settings.mask_prob, seed=settings.seed)
+    generator = torch.Generator().manual_seed(settings.seed)
+    loader = DataLoader(
+        range(len(pairs)),
+        batch_size=settings.batch_size,
+        shuffle=True,
+        drop_last=True,
+        collate_fn=collate,
+        generator=generator,
+    )
+    trainer = pl.Trainer(
+        max_steps=settings.steps,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        log_every_n_steps=10,
+    )
+    log.info(
+        "pre-training uniter-mini: %d pairs, %d steps of %d (MLM + ITM%s)",
+        len(pairs),
+        settings.steps,
+        settings.batch_size,
+        " + MRFR" if settings.mrfr else "",
+    )
+    trainer.fit(module, loader)
+    record = {
+        "settings": asdict(settings),
+        "pairs": len(pairs),
+        "images": len({p.image_id for p in pairs}),
+        "seconds": round(time.perf_counter() - started, 1),
+        "final": {k: round(float(v), 4) for k, v in trainer.callback_metrics.items()},
+    }
+    save(module, tokenizer, folder, record)
+    return record
+
+
+def save(module: Any, tokenizer: Any, folder: Path, record: dict[str, Any]) -> None:
+    """The released layout: ``uniter.``-prefixed encoder beside its heads, float16."""
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    state = {f"{PREFIX}{k}": v.half() for k, v in module.uniter.state_dict().items()}
+    for name, value in module.state_dict().items():
+        if not name.startswith("uniter.") and name != "cls.predictions.decoder.weight":
+            state[name] = value.half()
+    torch.save(state, partial / CHECKPOINT)
+    config = module.uniter.config
+    keys = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads")
+    keys += ("intermediate_size", "hidden_act", "hidden_dropout_prob", "type_vocab_size")
+    keys += ("attention_probs_dropout_prob", "max_position_embeddings", "initializer_range")
+    keys += ("layer_norm_eps", "img_dim")
+    (partial / CONFIG).write_text(json.dumps({k: getattr(config, k) for k in keys}, indent=1))
+    tokenizer.save_pretrained(str(partial / TOKENIZER))
+    (partial / RECORD).write_text(json.dumps(record, indent=1))
+    shutil.rmtree(folder, ignore_errors=True)
+    partial.rename(folder)
+
+
+def ensure_pretrained(
+    settings: PretrainSettings, out_dir: str | Path, progress: bool = True, force: bool = False
+) -> Path:
+    """The folder of these settings' model, pre-trained now if it does not exist yet."""
+    folder = Path(out_dir) / f"uniter-mini-{settings.digest()}"
+    if force or not (folder / CHECKPOINT).is_file():
+        log.info("no pre-trained uniter-mini at %s: pre-training it now (once)", folder)
+        record = pretrain(settings, folder, progress)
+        log.info("uniter-mini pre-trained in %.0f s: %s", record["seconds"], record["final"])
+    return folder
+
+
+def build_uniter_mini(
+    pretrain: dict[str, Any],
+    out_dir: str | Path,
+    random_init: bool = False,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    progress: bool = True,
+) -> UniterAdapter:
+    """``model=uniter_mini``: the pre-trained model, or its architecture with random weights."""
+    settings = PretrainSettings(**pretrain)
+    if random_init:
+        config = mini_config(settings.layers, settings.feature_dim)
+        adapter = UniterAdapter.from_config(config, device=device, seed=seed)
+    else:
+        folder = ensure_pretrained(settings, out_dir, progress)
+        adapter = UniterAdapter.from_checkpoint(
+            folder / CHECKPOINT, folder / CONFIG, folder / TOKENIZER, device
+        )
+        adapter.notes["pretrain"] = (folder / RECORD).read_text()
+    adapter.name = "uniter-mini"
+    return adapter
+
+
+def pretrain_from_config(model: Any, force: bool = False) -> Path:
+    """``vlprobe pretrain``: the folder for a composed ``model=uniter_mini`` config."""
+    settings = PretrainSettings(**OmegaConf.to_container(model.pretrain, resolve=True))
+    return ensure_pretrained(settings, model.out_dir, bool(model.progress), force)

@@ -1,0 +1,175 @@
+"""uniter-mini: masking and pairing rules, a pre-training run that learns, save/reuse/load."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vlprobe.models.base import ModelInput
+from vlprobe.models.tokenization import load_tokenizer
+from vlprobe.pretrain.data import PairCollator, training_pairs
+from vlprobe.pretrain.uniter_mini import CHECKPOINT, RECORD, PretrainSettings
+from vlprobe.testing.models import build_adapter
+
+DIM = 32
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from vlprobe.synthetic import make_demo_data
+
+    root = tmp_path_factory.mktemp("pretrain-demo")
+    make_demo_data(root, scenes=20, seed=2, feature_dim=DIM, senteval_per_task=10)
+    return root
+
+
+def _settings(demo: Path, **kw) -> dict:
+    base = {
+        "flickr30k": str(demo / "flickr30k"),
+        "visual_genome": str(demo / "visual_genome"),
+        "features": str(demo / "features" / "butd.tsv"),
+        "feature_dim": DIM,
+        "layers": 1,
+        "steps": 3,
+        "batch_size": 4,
+    }
+    return {**base, **kw}
+
+
+def test_pairs_are_training_images_only(demo: Path) -> None:
+    from vlprobe.data.builders import build_flickr_examples, build_vg_examples
+    from vlprobe.data.region_features import load_region_features
+
+    tokenizer = load_tokenizer(None)
+    pairs = training_pairs(
+        demo / "flickr30k", demo / "visual_genome", demo / "features" / "butd.tsv",
+        [0.8, 0.1, 0.1], tokenizer, DIM,
+    )  # fmt: skip
+    feats = load_region_features(demo / "features" / "butd.tsv")
+    flickr = build_flickr_examples(demo / "flickr30k", feats)
+    vg = build_vg_examples(demo / "visual_genome", feats)
+    train = {ex.group_id for ex in flickr if ex.split == "train"}
+    train &= {ex.group_id for ex in vg if ex.split == "train"}
+    assert {p.image_id for p in pairs} == train
+    per_image = sum(1 for ex in flickr if ex.group_id in train)
+    assert len(pairs) == per_image  # every caption of those images
+    assert all(p.boxes.shape == (len(p.feats), 7) for p in pairs)
+
+
+def test_collator_masks_matched_pairs_and_mismatches_the_rest(demo: Path) -> None:
+    tokenizer = load_tokenizer(None)
+    pairs = training_pairs(
+        demo / "flickr30k", demo / "visual_genome", demo / "features" / "butd.tsv",
+        [0.8, 0.1, 0.1], tokenizer, DIM,
+    )  # fmt: skip
+    collate = PairCollator(pairs, tokenizer, mask_prob=0.3, seed=0)
+    batch = collate(list(range(len(pairs))))
+    itm = batch["itm_labels"]
+    assert 0.3 < itm.float().mean() < 0.7
+    labels, ids = batch["mlm_labels"], batch["input_ids"]
+    assert (labels[itm == 0] == -100).all() and (batch["img_masked"][itm == 0] == 0).all()
+    for b in torch.nonzero(itm).flatten().tolist():
+        original = torch.as_tensor(pairs[b].input_ids)
+        n = len(original)
+        chosen = labels[b, :n] != -100
+        assert chosen.any()  # every matched caption has at least one masked word
+        assert torch.equal(labels[b, :n][chosen], original[chosen])
+        assert not chosen[0] and not chosen[n - 1]  # never [CLS] / [SEP]
+        assert torch.equal(ids[b, :n][~chosen], original[~chosen])
+        masked = batch["img_masked"][b].bool()
+        assert (batch["img_feat"][b][masked] == 0).all()
+        torch.testing.assert_close(batch["img_target"][b, : len(pairs[b].feats)],
+                                   torch.as_tensor(pairs[b].feats))  # fmt: skip
+    for b in torch.nonzero(itm == 0).flatten().tolist():
+        caption = ids[b, : int(batch["attention_mask"][b].sum())].numpy()
+        owners = {p.image_id for p in pairs if np.array_equal(p.input_ids, caption)}
+        assert pairs[b].image_id not in owners  # a caption of another image
+    share = (labels[itm == 1] != -100).sum() / (
+        batch["attention_mask"][itm == 1].sum() - 2 * itm.sum()
+    )
+    assert 0.2 < share < 0.45
+
+
+def test_pretraining_lowers_the_losses(demo: Path) -> None:
+    from vlprobe.models.uniter import build_random
+    from vlprobe.pretrain.module import UniterPretraining
+    from vlprobe.pretrain.uniter_mini import init_from_minilm, mini_config
+
+    torch.manual_seed(0)
+    tokenizer = load_tokenizer(None)
+    pairs = training_pairs(
+        demo / "flickr30k", demo / "visual_genome", demo / "features" / "butd.tsv",
+        [0.8, 0.1, 0.1], tokenizer, DIM,
+    )  # fmt: skip
+    model = build_random(mini_config(1, DIM))
+    init_from_minilm(model)
+    module = UniterPretraining(model, mrfr=True)
+    batch = PairCollator(pairs, tokenizer, seed=1)(list(range(8)))
+    params = [p for p in module.parameters() if p.requires_grad]
+    assert not model.embeddings.word_embeddings.weight.requires_grad
+    optimizer = torch.optim.AdamW(params, lr=1e-3)
+
+    def evaluate() -> dict[str, float]:
+        module.eval()
+        with torch.no_grad():
+            return {k: float(v) for k, v in module.losses(batch).items()}
+
+    first = evaluate()
+    for _ in range(25):
+        module.train()
+        losses = module.losses(batch)
+        optimizer.zero_grad()
+        (losses["mlm"] + losses["itm"] + losses["mrfr"]).backward()
+        optimizer.step()
+    last = evaluate()
+    assert last["mlm"] < 0.5 * first["mlm"] and last["itm"] < first["itm"]
+    assert last["mrfr"] < first["mrfr"]
+
+
+def test_uniter_mini_is_built_once_then_reused(demo: Path, tmp_path: Path) -> None:
+    settings = _settings(demo)
+    adapter = build_adapter("uniter-mini", pretrain=settings, out_dir=tmp_path, progress=False)
+    folder = tmp_path / f"uniter-mini-{PretrainSettings(**settings).digest()}"
+    ckpt = folder / CHECKPOINT
+    state = torch.load(ckpt)
+    assert any(k.startswith("uniter.encoder.layer.0.") for k in state)
+    assert {"itm_output.weight", "cls.predictions.bias"} <= set(state)  # heads, as released
+    assert all(v.dtype == torch.float16 for v in state.values())
+    record = json.loads((folder / RECORD).read_text())
+    assert record["settings"]["steps"] == 3 and record["seconds"] > 0
+    assert adapter.name == "uniter-mini" and adapter.num_layers == 1
+    assert adapter.provenance()["revision"] == "local"
+
+    stamp = ckpt.stat().st_mtime_ns
+    again = build_adapter("uniter-mini", pretrain=settings, out_dir=tmp_path, progress=False)
+    assert ckpt.stat().st_mtime_ns == stamp  # reused, not trained again
+    random = build_adapter(
+        "uniter-mini", pretrain=settings, out_dir=tmp_path, progress=False, random_init=True
+    )
+    assert random.provenance()["config_sha256"] == again.provenance()["config_sha256"]
+    assert random.provenance()["revision"] == "random-init"
+    (text,) = again.encode([ModelInput(words=["a", "dog", "on", "the", "grass"])])
+    assert text.hidden.shape[0] == 2 and (text.modality == 0).all()
+
+
+def test_vlprobe_pretrain_command(demo: Path, tmp_path: Path, capsys) -> None:
+    from vlprobe.cli import main
+
+    overrides = [
+        f"data.root={demo}",
+        "data.make_demo=false",
+        f"data.feature_dim={DIM}",
+        f"model.out_dir={tmp_path}",
+        "model.progress=false",
+        "model.pretrain.layers=1",
+        "model.pretrain.steps=1",
+        "model.pretrain.batch_size=4",
+    ]
+    assert main(["pretrain", *overrides]) == 0
+    (folder,) = tmp_path.glob("uniter-mini-*")
+    assert (folder / CHECKPOINT).is_file() and str(folder) in capsys.readouterr().out
+    assert main(["pretrain", *overrides, "model.pretrain.steps=0"]) == 2  # a bad setting: exit 2
