@@ -14,7 +14,6 @@ import platform
 import resource
 import time
 import warnings
-import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
@@ -25,7 +24,6 @@ import h5py
 import numpy as np
 import torch
 
-from probes.multi_probe import MultiProbe
 from vlprobe.cache.schema import SPLIT_IDS
 from vlprobe.testing.planted import write_planted_relation_cache
 
@@ -199,27 +197,6 @@ def compose_cfg(overrides: list[str], output_dir: Path) -> Any:
         cfg.paths.output_dir = str(output_dir)
         cfg.trainer.enable_progress_bar = False
     return cfg
-
-
-class NameSeededProbe(MultiProbe):
-    """A MultiProbe whose probe starts from weights seeded by its *name*, not its position.
-
-    A probe trained alone then starts exactly where its slice of the fused run starts, so a
-    fused-vs-separate accuracy comparison measures the engine, not initialisation luck.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._seed_by_name()
-
-    @torch.no_grad()
-    def _seed_by_name(self) -> None:
-        for k, name in enumerate(self.probe_names):
-            gen = torch.Generator().manual_seed(zlib.crc32(name.encode()))
-            for w, b in zip(self.probes.weights, self.probes.biases, strict=True):
-                bound = 1.0 / float(w.shape[1]) ** 0.5
-                w[k].uniform_(-bound, bound, generator=gen)
-                b[k].uniform_(-bound, bound, generator=gen)
 
 
 # ---------------------------------------------------------------------------- runtime

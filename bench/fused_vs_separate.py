@@ -7,11 +7,11 @@ datamodule (loads its data), input statistics and Trainer, as a per-layer / per-
 and library start-up (printed, several seconds per process) is *not* charged to them.
 
 Both sides use the real ``train_probe`` config (linear probe, Adam, same seed, same batches)
-for the same number of epochs; each probe is tested at its own best validation epoch. Probes
-start from name-seeded weights (``NameSeededProbe``), so probe k starts from the same point
-fused or alone and test accuracies can be compared probe by probe. ``--early-stopping`` keeps
-the config's plateau stopping instead (a lone probe stops on its own plateau, the fused run
-on the last probe's, so a fused probe may find a later, marginally better, epoch). Every run
+(``probing.solver=sgd``) for the same number of epochs; each probe is tested at its own best
+validation epoch. Probes start from weights seeded by (seed, name), so probe k starts from the
+same point fused or alone and test accuracies can be compared probe by probe.
+``--early-stopping`` keeps the config's plateau stopping (per probe: a stopped probe takes no
+further updates, so accuracies stay identical). Every run
 is timed ``--repeats`` times (default 2) and its best time kept, on both sides.
 
     python bench/fused_vs_separate.py            # 20k pairs, 13 x 768-d layers, 144 heads
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"trainer.max_epochs={epochs}",
             f"loader.mode={args.mode}",
             f"seed={args.seed}",
-            "probe._target_=_common.NameSeededProbe",
+            "probing.solver=sgd",
             *([] if args.early_stopping else ["~callbacks"]),
         ],
         args.workdir / "runs",

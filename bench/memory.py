@@ -50,6 +50,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
                 f"trainer.max_epochs={args.epochs}",
                 f"loader.mode={args.mode}",
                 f"loader.memory_budget_mb={args.budget_mb}",
+                "probing.solver=sgd",  # the streaming / in-memory datamodule is measured
             ],
             args.workdir / "runs",
         )

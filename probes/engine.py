@@ -1,15 +1,23 @@
-"""Train fused MultiProbes over a feature view: seeds, controls and MDL, one row per probe.
+"""Train probes over a feature view: seeds, controls, penalties and MDL, one row per probe.
 
-Data are loaded (or opened) once per view; every seed, the control task and each MDL block
-reuse them. Rows carry the mean over seeds with standard deviation and 95% confidence
-half-width, the Wilson 95% interval of the test accuracy over the test examples, the control
-accuracy and selectivity, and the MDL code length when asked for.
+Two solvers, same rows. Linear probes whose features fit the loader's memory budget are
+solved to the optimum by batched full-batch L-BFGS (``probes.full_batch``): every seed,
+label set (task, control, shuffled control) and L2 penalty of the grid is a slot of the
+probe axis, all sharing one read of the data, and each probe keeps the penalty with the best
+validation accuracy, as scikit-learn's C search and SentEval do. Other families (and views
+that do not fit) train with Adam in Lightning, streaming or from memory: probe ``k`` starts
+from weights seeded by (seed, its name), batches come in the seed's order, and plateau
+stopping is per probe, so a probe's result does not depend on the probes beside it.
+
+Rows also carry the Wilson 95% interval of the test accuracy over the test examples, and
+with ``probing.control`` the ceiling of the control task (a type -> label lookup).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
@@ -17,9 +25,12 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from hydra.utils import get_class
 
 from datamodules.cache_datamodule import CacheProbeDataModule
 from datamodules.views import FeatureView
+from probes.families import LinearProbe
+from probes.full_batch import LBFGSSettings, Slot, SlotMetrics, fit_view, free_logits, view_dim
 from vlprobe.analysis.controls import (
     control_labels,
     lookup_ceiling,
@@ -32,17 +43,36 @@ from vlprobe.cache.schema import SPLIT_IDS
 
 # row columns averaged over seeds (each probe's best epoch and val F1 too, not the first seed's)
 SEED_METRICS = ("test_acc", "val_acc", "test_f1", "val_f1", "best_epoch")
+SOLVERS = ("auto", "lbfgs", "sgd")
+#: SentEval's l2reg grid (its classifier's Adam weight decay = our per-example L2 penalty),
+#: one decade stronger too: a scikit-learn C search picks C ~ 1e-3 (l2 ~ 0.06) on wide views
+DEFAULT_L2 = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
 
 @dataclass(frozen=True)
 class Probing:
-    """What to probe and which comparisons to add (``configs/probing/``)."""
+    """What to probe, how linear probes are solved, and which comparisons to add
+    (``configs/probing/``)."""
 
     layers: list[int] | None = None
     control: bool = False
     shuffled_control: bool = False
     mdl: bool = False
     mdl_fractions: list[float] | None = None
+    # auto: full-batch L-BFGS for linear probes whose features fit the memory budget
+    solver: str = "auto"
+    l2_grid: Sequence[float] = DEFAULT_L2
+    max_iter: int = 500
+    # probe arguments to select on validation per probe (Adam path), e.g.
+    # {hidden_dim: [64, 256], dropout: [0.0, 0.3], weight_decay: [0.0, 0.01]}: every
+    # combination is trained over the same loaded data; each probe keeps its best
+    select: Mapping[str, Sequence[Any]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.solver not in SOLVERS:
+            raise ValueError(f"probing.solver must be one of {', '.join(SOLVERS)}: {self.solver!r}")
+        if not self.l2_grid or min(self.l2_grid) < 0:
+            raise ValueError(f"probing.l2_grid needs penalties >= 0, got {self.l2_grid}")
 
 
 @dataclass
@@ -67,6 +97,33 @@ class ProbeEngine:
         """Rows for every probe of ``view``: task accuracy over seeds, controls, MDL."""
         return train_view(view, self, name_prefix)
 
+    def seed_list(self) -> list[int]:
+        return [int(s) for s in (self.seeds or [self.seed])]
+
+    def solver_for(self, view: FeatureView) -> str:
+        """``lbfgs`` or ``sgd`` for this view (``auto``: L-BFGS for linear probes whose float32
+        features, all splits, fit ``loader.memory_budget_mb`` one probe at a time)."""
+        solver = self.probing.solver
+        family = getattr(self.probe, "keywords", {}).get("family", LinearProbe)
+        family = get_class(family) if isinstance(family, str) else family
+        linear = isinstance(family, type) and issubclass(family, LinearProbe)
+        if solver == "lbfgs" and not linear:
+            raise ValueError("probing.solver=lbfgs solves linear probes only: use probe=linear")
+        if solver != "auto":
+            return solver
+        rows = sum(view.rows(i).size for i in SPLIT_IDS.values())
+        return "lbfgs" if linear and rows * view_dim(view) * 4 <= self.memory_budget() else "sgd"
+
+    def memory_budget(self) -> float:
+        return float(getattr(self.datamodule, "keywords", {}).get("memory_budget_mb", 2048)) * 2**20
+
+    def device(self) -> torch.device:
+        """The full-batch solver's device: the trainer's accelerator (a GPU when it has one)."""
+        accelerator = getattr(self.trainer, "keywords", {}).get("accelerator", "auto")
+        if accelerator != "cpu" and torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("cpu")
+
 
 def majority_chance(view: FeatureView) -> float:
     """Test accuracy of always answering the most frequent training label."""
@@ -82,10 +139,12 @@ def make_datamodule(
     engine: ProbeEngine,
     rows: dict[str, np.ndarray] | None = None,
     batch_size: int | None = None,
+    seed: int | None = None,
 ) -> CacheProbeDataModule:
-    """A datamodule over ``view``; ``batch_size`` overrides the loader's (MDL's small prefixes)."""
+    """Batches in the order of ``seed`` (default: the run's seed); ``batch_size`` overrides the
+    loader's (MDL's small prefixes)."""
     extra = {"batch_size": batch_size} if batch_size else {}
-    return engine.datamodule(view, seed=engine.seed, rows=rows, **extra)
+    return engine.datamodule(view, seed=engine.seed if seed is None else seed, rows=rows, **extra)
 
 
 def fit_probes(
@@ -99,9 +158,12 @@ def fit_probes(
     input_stats: tuple[torch.Tensor, torch.Tensor] | None = None,
     callbacks: list[pl.Callback] | None = None,
     trainer_kwargs: dict[str, Any] | None = None,
+    init_names: list[str] | None = None,
+    probe_kwargs: Mapping[str, Any] | None = None,
 ) -> pl.LightningModule:
     """One fused MultiProbe for every probe of the view: fit, then test at each best epoch.
 
+    Probe ``k`` starts from weights seeded by (``seed``, ``init_names[k]``; default its name).
     MDL blocks replace the training rows' standardisation (``input_stats``: all training
     inputs), the configured callbacks and some trainer settings."""
     pl.seed_everything(seed, workers=True, verbose=False)
@@ -112,6 +174,9 @@ def fit_probes(
         num_classes=view.num_classes,
         probe_names=names,
         chance=majority_chance(view),
+        seed=seed,
+        init_names=init_names,
+        **(probe_kwargs or {}),
     )
     model.set_input_stats(*(input_stats or dm.input_stats()))
     if callbacks is None:
@@ -130,52 +195,69 @@ def _seed_stats(values: list[list[float | None]]) -> dict[str, list]:
     return {"mean": mean.tolist(), "std": np.atleast_1d(std).tolist(), "ci": half.tolist()}
 
 
-def _fit_seeds(
-    view: FeatureView,
-    dm: CacheProbeDataModule,
-    engine: ProbeEngine,
-    loggers: list[Any],
-    prefix: str,
-    seeds: list[int],
-) -> list[list[dict[str, Any]]]:
-    runs = []
-    for seed in seeds:
-        tag = f"{prefix}/seed{seed}" if len(seeds) > 1 else prefix
-        names = [f"{tag}/{n}" for n in view.probe_names]
-        model = fit_probes(view, dm, engine, loggers, names, seed)
-        runs.append(model.results())
-    return runs
+@dataclass(frozen=True)
+class LabelSet:
+    """Labels a probe is trained on: the task's, the control task's or a shuffle (per seed)."""
+
+    kind: str  # task | control | shuffled
+    labels: np.ndarray
+    seed: int | None = None  # shuffles depend on the seed; task and control labels do not
+
+    def prefix(self, name_prefix: str) -> str:
+        return name_prefix if self.kind == "task" else f"{self.kind}/{name_prefix}"
+
+
+def label_sets(view: FeatureView, probing: Probing, seeds: list[int]) -> list[LabelSet]:
+    sets = [LabelSet("task", view.labels)]
+    if probing.control:
+        sets.append(LabelSet("control", _control_labels(view)))
+    if probing.shuffled_control:
+        sets += [LabelSet("shuffled", _shuffled(view, seed), seed) for seed in seeds]
+    return sets
+
+
+#: per label kind, per seed, one result dict per probe
+Runs = dict[str, list[list[dict[str, Any]]]]
 
 
 def train_view(view: FeatureView, engine: ProbeEngine, name_prefix: str) -> list[dict[str, Any]]:
     """Rows for every probe of ``view``: task accuracy over seeds, controls, MDL."""
-    seeds = [int(s) for s in (engine.seeds or [engine.seed])]
-    loggers = engine.loggers
-    dm = make_datamodule(view, engine)
-    runs = _fit_seeds(view, dm, engine, loggers, name_prefix, seeds)
-    sizes = {f"n_{s}": len(ds) for s, ds in dm.datasets.items()}
+    seeds = engine.seed_list()
+    sets = label_sets(view, engine.probing, seeds)
+    if engine.solver_for(view) == "lbfgs":
+        runs = _solve_full_batch(view, engine, name_prefix, seeds, sets)
+    else:
+        runs = _fit_sgd(view, engine, name_prefix, seeds, sets)
+    sizes = {f"n_{s}": int(view.rows(i).size) for s, i in SPLIT_IDS.items()}
     rows = []
     for k, probe_name in enumerate(view.probe_names):
-        first = runs[0][k]
+        first = runs["task"][0][k]
         rows.append({**first, "probe": probe_name, "name": f"{name_prefix}/{probe_name}", **sizes})
     if len(seeds) > 1:
         for metric in SEED_METRICS:
-            stats = _seed_stats([[r[metric] for r in run] for run in runs])
+            stats = _seed_stats([[r[metric] for r in run] for run in runs["task"]])
             for k, row in enumerate(rows):
                 row[metric] = stats["mean"][k]
                 row[f"{metric}_std"] = stats["std"][k]
                 row[f"{metric}_ci95"] = stats["ci"][k]
-                row[f"{metric}_per_seed"] = [run[k][metric] for run in runs]
-        for row in rows:
+                row[f"{metric}_per_seed"] = [run[k][metric] for run in runs["task"]]
+        for k, row in enumerate(rows):
             row["seeds"] = seeds
+            if "l2" in row:
+                row["l2_per_seed"] = [run[k]["l2"] for run in runs["task"]]
+    for kind, gap in (("control", "selectivity"), ("shuffled", "shuffled_gap")):
+        if kind not in runs:
+            continue
+        accs = _seed_stats([[r["test_acc"] for r in run] for run in runs[kind]])["mean"]
+        for k, (row, acc) in enumerate(zip(rows, accs, strict=True)):
+            row[f"{kind}_test_acc"] = acc
+            if "l2" in row:
+                row[f"{kind}_l2"] = runs[kind][0][k]["l2"]
+            row[gap] = float(selectivity(np.float64(row["test_acc"] or np.nan), np.float64(acc)))
     add_test_interval(rows)
-    probing = engine.probing
-    if probing.control:
-        _add_control(rows, engine, name_prefix, seeds, "control", _control_view(view))
-    if probing.shuffled_control:
-        shuffled = view.with_labels(_shuffled(view, engine.seed))
-        _add_control(rows, engine, name_prefix, seeds, "shuffled", shuffled)
-    if probing.mdl:
+    if "control" in runs:
+        _add_control_ceiling(rows, view, next(s.labels for s in sets if s.kind == "control"))
+    if engine.probing.mdl:
         _add_mdl(rows, view, engine, name_prefix)
     return rows
 
@@ -189,7 +271,116 @@ def add_test_interval(rows: list[dict[str, Any]]) -> None:
         row["test_acc_low"], row["test_acc_high"] = float(low), float(high)
 
 
-def _control_view(view: FeatureView) -> FeatureView:
+def _fit_sgd(
+    view: FeatureView, engine: ProbeEngine, prefix: str, seeds: list[int], sets: list[LabelSet]
+) -> Runs:
+    """Adam in Lightning, one fused MultiProbe per (label set, seed), batches in seed order;
+    with ``probing.select``, one per combination too, each probe keeping its best on val."""
+    select = dict(engine.probing.select or {})
+    combos = [
+        dict(zip(select, values, strict=True)) for values in itertools.product(*select.values())
+    ]
+    runs: Runs = {}
+    for labels in sets:
+        labelled = view if labels.kind == "task" else view.with_labels(labels.labels)
+        for seed in seeds if labels.seed is None else [labels.seed]:
+            base = labels.prefix(prefix)
+            tag = f"{base}/seed{seed}" if len(seeds) > 1 else base
+            dm = make_datamodule(labelled, engine, seed=seed)
+            best: list[dict[str, Any]] | None = None
+            for combo in combos:
+                suffix = "".join(f"/{k}={v}" for k, v in combo.items())
+                model = fit_probes(
+                    labelled,
+                    dm,
+                    engine,
+                    engine.loggers,
+                    [f"{tag}{suffix}/{n}" for n in view.probe_names],
+                    seed,
+                    init_names=[f"{base}/{n}" for n in view.probe_names],
+                    probe_kwargs=combo,
+                )
+                results = [{**row, **combo} for row in model.results()]
+                best = (
+                    results
+                    if best is None
+                    else [
+                        new if (new["val_acc"] or 0.0) > (old["val_acc"] or 0.0) else old
+                        for old, new in zip(best, results, strict=True)
+                    ]
+                )
+            runs.setdefault(labels.kind, []).append(best or [])
+    return runs
+
+
+def _solve_full_batch(
+    view: FeatureView, engine: ProbeEngine, prefix: str, seeds: list[int], sets: list[LabelSet]
+) -> Runs:
+    """Every (label set, seed, penalty) of every probe in one batched L-BFGS over the data;
+    per (label set, seed) each probe keeps the penalty with the best validation accuracy
+    (ties: the larger penalty, the simpler model)."""
+    grid = sorted(float(v) for v in engine.probing.l2_grid)
+    groups = []  # (label set, seed, slot indices)
+    slots: list[Slot] = []
+    for i, labels in enumerate(sets):
+        for seed in seeds if labels.seed is None else [labels.seed]:
+            first = len(slots)
+            slots += [Slot(i, seed, labels.prefix(prefix), l2) for l2 in grid]
+            groups.append((labels, seed, list(range(first, len(slots)))))
+    metrics = fit_view(
+        view,
+        [s.labels for s in sets],
+        slots,
+        LBFGSSettings(max_iter=engine.probing.max_iter),
+        engine.memory_budget(),
+        engine.device(),
+    )
+    num_params = (view_dim(view) + 1) * free_logits(view.num_classes)
+    runs: Runs = {}
+    logged: dict[str, float] = {}
+    for labels, seed, idx in groups:
+        chance = majority_chance(view.with_labels(labels.labels))
+        results = []
+        for k, name in enumerate(view.probe_names):
+            val = metrics.val_acc[k, idx]
+            # the last maximum over increasing penalties: ties go to the larger penalty
+            pick = idx[len(idx) - 1 - int(np.argmax(val[::-1]))]
+            results.append(_slot_row(metrics, k, pick, slots[pick], chance, num_params))
+            results[-1]["name"] = f"{labels.prefix(prefix)}/{name}"
+            tag = f"{labels.prefix(prefix)}/seed{seed}" if len(seeds) > 1 else labels.prefix(prefix)
+            for metric in ("val_acc", "test_acc"):
+                split, what = metric.split("_")
+                logged[f"{split}/{what}/{tag}/{name}"] = results[-1][metric] or float("nan")
+            logged[f"train/loss/{tag}/{name}"] = float(metrics.train_loss[k, pick])
+        runs.setdefault(labels.kind, []).append(results)
+    losses = [v for key, v in logged.items() if key.startswith("train/loss/")]
+    logged["train/loss"] = float(np.sum(losses))  # as the Adam path: summed over probes
+    for lg in engine.loggers:
+        lg.log_metrics(logged, step=0)
+    return runs
+
+
+def _slot_row(
+    metrics: SlotMetrics, k: int, s: int, slot: Slot, chance: float, num_params: int
+) -> dict[str, Any]:
+    def num(v: float) -> float | None:
+        return None if not np.isfinite(v) else float(v)
+
+    return {
+        "val_acc": num(metrics.val_acc[k, s]),
+        "val_f1": num(metrics.val_f1[k, s]),
+        "best_epoch": None,
+        "test_acc": num(metrics.test_acc[k, s]),
+        "test_f1": num(metrics.test_f1[k, s]),
+        "chance": chance,
+        "num_params": num_params,
+        "l2": slot.l2,
+        "solver": "lbfgs",
+        "lbfgs_iters": int(metrics.iterations[k, s]),
+    }
+
+
+def _control_labels(view: FeatureView) -> np.ndarray:
     """Each type keeps one random label drawn from the task's label distribution."""
     if view.control_types is None:
         raise ValueError("this task defines no control types; run without probing.control")
@@ -198,7 +389,7 @@ def _control_view(view: FeatureView) -> FeatureView:
     control[used] = control_labels(
         view.control_types[used], view.labels[used], view.num_classes, seed=0
     )
-    return view.with_labels(control)
+    return control
 
 
 def _shuffled(view: FeatureView, seed: int) -> np.ndarray:
@@ -208,34 +399,18 @@ def _shuffled(view: FeatureView, seed: int) -> np.ndarray:
     return out
 
 
-def _add_control(
-    rows: list[dict[str, Any]],
-    engine: ProbeEngine,
-    name_prefix: str,
-    seeds: list[int],
-    kind: str,
-    control: FeatureView,
+def _add_control_ceiling(
+    rows: list[dict[str, Any]], view: FeatureView, control: np.ndarray
 ) -> None:
-    dm = make_datamodule(control, engine)
-    runs = _fit_seeds(control, dm, engine, engine.loggers, f"{kind}/{name_prefix}", seeds)
-    accs = _seed_stats([[r["test_acc"] for r in run] for run in runs])["mean"]
-    if kind == "control":
-        assert control.control_types is not None
-        ceiling = lookup_ceiling(
-            control.control_types,
-            control.labels,
-            control.row_split,
-            SPLIT_IDS["train"],
-            SPLIT_IDS["test"],
-        )
-        for row in rows:
-            row["control_ceiling"] = ceiling["ceiling"]
-            row["control_type_recurrence"] = ceiling["recurrence"]
-    for row, acc in zip(rows, accs, strict=True):
-        row[f"{kind}_test_acc"] = acc
-        row["selectivity" if kind == "control" else "shuffled_gap"] = float(
-            selectivity(np.float64(row["test_acc"] or np.nan), np.float64(acc))
-        )
+    """``control_ceiling``: the test accuracy of a type -> label lookup, the best any probe can
+    do on the control task, and how often test types recur in training."""
+    assert view.control_types is not None
+    ceiling = lookup_ceiling(
+        view.control_types, control, view.row_split, SPLIT_IDS["train"], SPLIT_IDS["test"]
+    )
+    for row in rows:
+        row["control_ceiling"] = ceiling["ceiling"]
+        row["control_type_recurrence"] = ceiling["recurrence"]
 
 
 def _add_mdl(

@@ -8,6 +8,7 @@ alike. Add a family: subclass :class:`ProbeFamily`, then add ``configs/probe/<na
 
 from __future__ import annotations
 
+import hashlib
 import math
 from itertools import pairwise
 from typing import Any, ClassVar
@@ -77,10 +78,23 @@ def standardised_affine(
     return probe_matmul(x.to(scale.dtype), w * scale.unsqueeze(-1), False) + bias
 
 
-def _uniform_(t: Tensor, fan_in: int) -> None:
+def probe_generator(seed: int, name: str) -> torch.Generator:
+    """A generator seeded by (seed, probe name): a probe's initial weights (and dropout) do
+    not depend on which other probes share its run, nor on their number or order."""
+    digest = hashlib.sha256(f"{int(seed)}/{name}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
+def _uniform(shape: tuple[int, ...], fan_in: int, gen: torch.Generator) -> Tensor:
     """``nn.Linear``'s init: kaiming-uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in))."""
     bound = 1.0 / math.sqrt(fan_in)
-    nn.init.uniform_(t, -bound, bound)
+    return torch.rand(shape, generator=gen).mul_(2 * bound).sub_(bound)
+
+
+def linear_init(seed: int, name: str, in_dim: int, num_classes: int) -> tuple[Tensor, Tensor]:
+    """One linear probe's initial ``(D, C)`` weight and ``(C,)`` bias (as :class:`LinearProbe`)."""
+    gen = probe_generator(seed, name)
+    return _uniform((in_dim, num_classes), in_dim, gen), _uniform((num_classes,), in_dim, gen)
 
 
 class ProbeFamily(nn.Module):
@@ -96,8 +110,24 @@ class ProbeFamily(nn.Module):
         """Raw ``(B, P, D)`` features, per-probe input ``mean`` and ``1/std`` -> logits."""
         raise NotImplementedError
 
-    def reset_parameters(self) -> None:
+    def init_shapes(self) -> list[tuple[Tensor, int]]:
+        """Every parameter with the fan-in of its uniform init, in drawing order."""
         raise NotImplementedError
+
+    @torch.no_grad()
+    def reset_parameters(self, generators: list[torch.Generator] | None = None) -> None:
+        """Probe ``k``'s slices drawn from ``generators[k]`` (default: unseeded ones)."""
+        gens = generators or [
+            torch.Generator().manual_seed(int(torch.randint(2**62, ())))
+            for _ in range(self.num_probes)
+        ]
+        if len(gens) != self.num_probes:
+            raise ValueError(f"need {self.num_probes} generators, got {len(gens)}")
+        #: seeded generators go on drawing the probe's dropout masks (see ``_AffineStack``)
+        self.generators = gens if generators else None
+        for k, gen in enumerate(gens):
+            for param, fan_in in self.init_shapes():
+                param[k] = _uniform(tuple(param.shape[1:]), fan_in, gen)
 
 
 class _AffineStack(ProbeFamily):
@@ -124,20 +154,30 @@ class _AffineStack(ProbeFamily):
         )
         self._act = _ACTIVATIONS[activation]
         self.dropout = nn.Dropout(dropout)
+        self.generators: list[torch.Generator] | None = None
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        for w, b in zip(self.weights, self.biases, strict=True):
-            _uniform_(w, w.shape[1])
-            _uniform_(b, w.shape[1])
+    def init_shapes(self) -> list[tuple[Tensor, int]]:
+        pairs = zip(self.weights, self.biases, strict=True)
+        return [(t, w.shape[1]) for w, b in pairs for t in (w, b)]
 
     def forward(self, x: Tensor, mean: Tensor, scale: Tensor) -> Tensor:
         weights, biases = list(self.weights), list(self.biases)
         h = standardised_affine(x, weights[0], biases[0], mean, scale)
         autocast = autocast_enabled(x.device.type)
         for w, b in zip(weights[1:], biases[1:], strict=True):
-            h = probe_matmul(self.dropout(self._act(h)), w, autocast) + b
+            h = probe_matmul(self._dropout(self._act(h)), w, autocast) + b
         return h
+
+    def _dropout(self, h: Tensor) -> Tensor:
+        """Dropout whose mask for probe ``k`` comes from probe ``k``'s own generator (when
+        seeded): the same masks alone or fused, whatever the other probes."""
+        p = self.dropout.p
+        if not self.training or p == 0 or self.generators is None:
+            return self.dropout(h)
+        b, _, width = h.shape
+        keep = torch.stack([torch.rand(b, width, generator=g) for g in self.generators], 1)
+        return h * (keep >= p).to(h.device, h.dtype) / (1 - p)
 
 
 class LinearProbe(_AffineStack):
@@ -189,10 +229,8 @@ class LowRankProbe(ProbeFamily):
         self.bias = nn.Parameter(torch.empty(num_probes, num_classes))
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        _uniform_(self.down, self.in_dim)
-        _uniform_(self.up, self.rank)
-        _uniform_(self.bias, self.in_dim)
+    def init_shapes(self) -> list[tuple[Tensor, int]]:
+        return [(self.down, self.in_dim), (self.up, self.rank), (self.bias, self.in_dim)]
 
     def forward(self, x: Tensor, mean: Tensor, scale: Tensor) -> Tensor:
         h = standardised_affine(x, self.down, None, mean, scale)

@@ -21,7 +21,7 @@ from hydra.utils import get_class
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor
 
-from probes.families import LinearProbe, ProbeFamily
+from probes.families import LinearProbe, ProbeFamily, probe_generator
 from probes.metrics import MultiProbeConfusion
 
 
@@ -44,10 +44,14 @@ class MultiProbe(pl.LightningModule):
         weight_decay: float = 0.0,
         probe_names: list[str] | None = None,
         chance: float | None = None,
+        seed: int | None = None,
+        init_names: list[str] | None = None,
         **family_kwargs: Any,
     ) -> None:
         """``family(num_probes, in_dim, num_classes, **family_kwargs)`` builds the probes;
-        ``family`` is a :class:`ProbeFamily` class or its import path."""
+        ``family`` is a :class:`ProbeFamily` class or its import path. With ``seed``, probe
+        ``k`` starts from weights drawn by ``probe_generator(seed, init_names[k])`` (default:
+        its name), the same alone or among any other probes."""
         super().__init__()
         names = list(probe_names) if probe_names is not None else None
         if names is None:
@@ -62,6 +66,11 @@ class MultiProbe(pl.LightningModule):
         cls = type(self.probes)
         self.hparams["family"] = f"{cls.__module__}.{cls.__qualname__}"
         self.probe_names: list[str] = names
+        if seed is not None:
+            keys = list(init_names) if init_names is not None else names
+            if len(keys) != num_probes:
+                raise ValueError(f"need {num_probes} init_names, got {len(keys)}")
+            self.probes.reset_parameters([probe_generator(seed, key) for key in keys])
 
         # Identity standardisation until set_input_stats is called.
         self.register_buffer("input_mean", torch.zeros(num_probes, in_dim))
@@ -75,6 +84,8 @@ class MultiProbe(pl.LightningModule):
         self.register_buffer("best_val_f1", torch.full((num_probes,), math.nan))
         self.register_buffer("test_acc", torch.full((num_probes,), math.nan))
         self.register_buffer("test_f1", torch.full((num_probes,), math.nan))
+        #: probes stopped by a plateau rule: they keep their best state and take no updates
+        self.register_buffer("stopped", torch.zeros(num_probes, dtype=torch.bool))
 
         self.val_conf = MultiProbeConfusion(num_probes, num_classes)
         self.test_conf = MultiProbeConfusion(num_probes, num_classes)
@@ -148,6 +159,27 @@ class MultiProbe(pl.LightningModule):
         self.log("test/loss", loss, on_epoch=True, batch_size=len(batch["y"]), sync_dist=True)
         self.test_conf.update(logits.detach(), batch["y"])
 
+    @torch.no_grad()
+    def stop_probes(self, mask: Tensor) -> None:
+        """Stop the probes in ``mask``: their parameters go back to their best state (which
+        no later epoch may replace) and stay there."""
+        mask = mask.to(self.stopped.device) & ~self.stopped
+        if not bool(mask.any()):
+            return
+        self.stopped |= mask
+        self._hold_stopped()
+
+    @torch.no_grad()
+    def _hold_stopped(self) -> None:
+        has_best = self.stopped & (self.best_epoch >= 0)
+        for best, param in zip(self._best_buffers(), self._params(), strict=True):
+            param[has_best] = best[has_best].to(param.dtype)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # Adam's moments would still move a stopped probe: put it back after every step
+        if bool(self.stopped.any()):
+            self._hold_stopped()
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         # AdamW with weight_decay=0 is Adam; both are element-wise, which keeps probes apart.
         return torch.optim.AdamW(
@@ -172,12 +204,13 @@ class MultiProbe(pl.LightningModule):
 
     @torch.no_grad()
     def update_best(self, val_acc: Tensor, val_f1: Tensor, epoch: int) -> Tensor:
-        """Snapshot the probes whose val acc strictly improved (ties keep the earlier epoch).
+        """Snapshot the running probes whose val acc strictly improved (ties keep the earlier
+        epoch; stopped probes never change).
 
         Returns the (P,) bool mask of improved probes.
         """
         val_acc = val_acc.to(self.best_val_acc)
-        improved = val_acc > self.best_val_acc
+        improved = (val_acc > self.best_val_acc) & ~self.stopped
         if improved.any():
             for best, param in zip(self._best_buffers(), self._params(), strict=True):
                 best[improved] = param.detach()[improved].to(best.dtype)

@@ -72,10 +72,28 @@ def publish(output: TaskOutput, loggers: list[Any], out_dir: Path, title: str) -
         wb.experiment.summary.update(output.summary)
     for lg in loggers:
         lg.log_hyperparams({"results_json": str(json_path)})
-    table = format_table(output.console_rows or output.rows, output.columns, title=title)
+    shown = output.console_rows or output.rows
+    table = format_table(shown, console_columns(output.columns, shown), title=title)
     return f"{table}\n\nresults: {json_path}\n         {csv_path}\n" + "".join(
         f"figure:  {p}\n" for p in output.figures.values()
     )
+
+
+#: comparisons a run adds when asked for (seeds, penalty search, controls, MDL), shown after
+#: the task's own columns whenever its rows carry them
+ASKED_COLUMNS = (
+    "test_acc_ci95",
+    "l2",
+    "control_test_acc",
+    "selectivity",
+    "shuffled_test_acc",
+    "mdl_compression",
+)
+
+
+def console_columns(columns: list[str], rows: list[dict[str, Any]]) -> list[str]:
+    extra = [c for c in ASKED_COLUMNS if c not in columns and any(c in r for r in rows)]
+    return [*columns, *extra]
 
 
 def _cell(value: Any) -> Any:
@@ -118,7 +136,9 @@ def run(cfg: DictConfig) -> float | None:
                 output.rows = [{**row, "debug": True} for row in output.rows]
             trained = any("val_acc" in row for row in output.rows)
             probe = f" | {family_name(cfg)} probe" if trained else ""
-            title = f"{cfg.task.name} | {cfg.model.name}{probe} | seed {cfg.seed}"
+            seeds = engine.seed_list()
+            seed = f"seeds {','.join(map(str, seeds))}" if len(seeds) > 1 else f"seed {seeds[0]}"
+            title = f"{cfg.task.name} | {cfg.model.name}{probe} | {seed}"
             title += " | DEBUG RUN (one batch per stage: not results)" if debug else ""
             if rank:  # its own copy only: every rank holds the same synced results
                 write_results(output.rows, out_dir)

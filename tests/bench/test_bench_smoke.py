@@ -28,6 +28,7 @@ SCRIPTS = (
     "extraction_overhead",
     "scaling",
     "mdl_vs_sklearn",
+    "one_pass",
 )
 
 
@@ -49,6 +50,9 @@ def test_quick_run(script: str, bench_dir: Path, monkeypatch: pytest.MonkeyPatch
         assert all(row["max_dacc_pts"] == 0 for row in result["rows"])
     if script == "mdl_vs_sklearn":  # the small version of the MDL comparison: within 10%
         assert result["summary"]["met"], result["per_layer"]
+    if script == "one_pass":  # seeds and control riding along == separate runs
+        assert result["summary"]["per_seed_equal_to_separate"]
+        assert result["summary"]["max_control_diff"] < 1e-12
     if script == "memory":
         assert result["summary"]["auto_picks_memory_only_when_it_fits"]
 

@@ -102,4 +102,5 @@ def test_all_probes_plateau_stops(make_loader, make_trainer) -> None:
     assert stopper.stopped_epoch == 2  # epochs 1 and 2 without improvement
     assert trainer.current_epoch == 3
     assert model.best_epoch.tolist() == [0, 0]
-    assert stopper.state_dict() == {"wait": 2, "stopped_epoch": 2}
+    assert stopper.wait.tolist() == [2, 2] and stopper.stopped_epoch == 2  # per probe
+    assert bool(model.stopped.all())
