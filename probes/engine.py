@@ -235,7 +235,10 @@ def train_view(view: FeatureView, engine: ProbeEngine, name_prefix: str) -> list
         rows.append({**first, "probe": probe_name, "name": f"{name_prefix}/{probe_name}", **sizes})
     if len(seeds) > 1:
         for metric in SEED_METRICS:
-            stats = _seed_stats([[r[metric] for r in run] for run in runs["task"]])
+            values = [[r[metric] for r in run] for run in runs["task"]]
+            if all(v is None for run in values for v in run):
+                continue  # e.g. best_epoch of the full-batch solver, which has no epochs
+            stats = _seed_stats(values)
             for k, row in enumerate(rows):
                 row[metric] = stats["mean"][k]
                 row[f"{metric}_std"] = stats["std"][k]

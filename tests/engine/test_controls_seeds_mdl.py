@@ -39,14 +39,22 @@ def test_seeds_give_mean_std_and_ci(compose_cfg, planted_cache: Path) -> None:
     assert row["test_acc"] == pytest.approx(mean[0])
     assert row["test_acc_std"] == pytest.approx(std[0])
     assert row["test_acc_ci95"] == pytest.approx(half[0])
-    # best epoch and val F1 are over the seeds too, not the first seed's
-    for metric in ("best_epoch", "val_f1"):
-        assert row[metric] == pytest.approx(np.mean(row[f"{metric}_per_seed"]))
-        assert len(row[f"{metric}_per_seed"]) == 3
+    # val F1 is over the seeds too, not the first seed's; L-BFGS has no epochs
+    assert row["val_f1"] == pytest.approx(np.mean(row["val_f1_per_seed"]))
+    assert len(row["val_f1_per_seed"]) == 3
+    assert row["solver"] == "lbfgs" and row["best_epoch"] is None
     # the interval over test examples: Wilson on the mean accuracy and the test-set size
     low, high = wilson_interval(row["test_acc"], row["n_test"])
     assert (row["test_acc_low"], row["test_acc_high"]) == pytest.approx((float(low), float(high)))
     assert row["test_acc_low"] < row["test_acc"] <= row["test_acc_high"]
+
+
+def test_adam_seeds_average_best_epoch_and_val_f1(compose_cfg, planted_cache: Path) -> None:
+    """Best epoch and val F1 over the seeds, not the first seed's (Adam path, which has epochs)."""
+    row = _rows(compose_cfg, planted_cache, ["seeds=[1,2,3]", "probing.solver=sgd"])[2]
+    for metric in ("best_epoch", "val_f1"):
+        assert len(row[f"{metric}_per_seed"]) == 3
+        assert row[metric] == pytest.approx(np.mean(row[f"{metric}_per_seed"]))
 
 
 def test_single_seed_rows_carry_the_test_interval(compose_cfg, planted_cache: Path) -> None:
