@@ -13,7 +13,14 @@ import numpy as np
 from probes.run import run
 
 ROOT = Path(__file__).resolve().parents[2]
-OVERRIDES = ["trainer=cpu", "trainer.max_epochs=6", "logger=csv", "task.inputs=[embedding,head]"]
+# the Adam path: the full-batch L-BFGS solver runs in one process and starts no other rank
+OVERRIDES = [
+    "trainer=cpu",
+    "trainer.max_epochs=6",
+    "logger=csv",
+    "task.inputs=[embedding,head]",
+    "probing.solver=sgd",
+]
 
 
 def test_two_ddp_processes_match_one_process(compose_cfg, planted_cache: Path, tmp_path) -> None:
