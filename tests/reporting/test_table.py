@@ -44,3 +44,9 @@ def test_write_results_round_trip(tmp_path):
     assert back[0] == {"task": "SentLen", "layer": "1", "acc": "0.75", "seed": ""}
     assert back[1]["seed"] == "3" and back[2]["acc"] == ""
     assert write_results([], tmp_path, stem="empty")[0].read_text().strip() == "[]"
+
+
+def test_small_numbers_are_not_printed_as_zero() -> None:
+    rows = [{"l2": 1e-5}, {"l2": 0.0}, {"l2": 0.1}]
+    lines = format_table(rows, ["l2"]).splitlines()
+    assert [line.strip() for line in lines[2:]] == ["1e-05", "0.000", "0.100"]

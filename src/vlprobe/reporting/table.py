@@ -41,7 +41,10 @@ def _cell(value: Any, floatfmt: str) -> tuple[str, bool]:
     if isinstance(value, bool):
         return str(value), False
     if isinstance(value, float):
-        return format(value, floatfmt), True
+        text = format(value, floatfmt)
+        if value and text in (format(0.0, floatfmt), format(-0.0, floatfmt)):
+            text = f"{value:.0e}"  # a small number (an L2 penalty of 1e-05) is not 0.000
+        return text, True
     if isinstance(value, int):
         return str(value), True
     return str(value), False
