@@ -319,16 +319,21 @@ def _fit_sgd(
 def _solve_full_batch(
     view: FeatureView, engine: ProbeEngine, prefix: str, seeds: list[int], sets: list[LabelSet]
 ) -> Runs:
-    """Every (label set, seed, penalty) of every probe in one batched L-BFGS over the data;
-    per (label set, seed) each probe keeps the penalty with the best validation accuracy
-    (ties: the larger penalty, the simpler model)."""
+    """Every (label set, penalty) of every probe in one batched L-BFGS over the data; per
+    (label set, seed) each probe keeps the penalty with the best validation accuracy (ties:
+    the larger penalty, the simpler model).
+
+    The objective is convex and every slot starts at zero, as scikit-learn does, so
+    the seed changes nothing but the shuffled control's labels: labels that do not depend on
+    the seed (task, control) are solved once and shared by every seed (their spread over
+    seeds is zero, ``seed_invariant`` in the rows)."""
     grid = sorted(float(v) for v in engine.probing.l2_grid)
     groups = []  # (label set, seed, slot indices)
     slots: list[Slot] = []
     for i, labels in enumerate(sets):
+        first = len(slots)
+        slots += [Slot(i, None, labels.prefix(prefix), l2) for l2 in grid]
         for seed in seeds if labels.seed is None else [labels.seed]:
-            first = len(slots)
-            slots += [Slot(i, seed, labels.prefix(prefix), l2) for l2 in grid]
             groups.append((labels, seed, list(range(first, len(slots)))))
     metrics = fit_view(
         view,
@@ -380,6 +385,7 @@ def _slot_row(
         "l2": slot.l2,
         "solver": "lbfgs",
         "lbfgs_iters": int(metrics.iterations[k, s]),
+        "seed_invariant": True,
     }
 
 

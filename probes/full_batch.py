@@ -102,17 +102,30 @@ def lbfgs(
 
     Batched L-BFGS: the two-loop recursion runs on (G, S) inner products, each slot keeps
     its own curvature pairs (a pair failing the curvature test is ignored for that slot only)
-    and its own step, backtracked until its own Armijo condition holds.
+    and its own step, backtracked until its own Armijo condition holds. A slot that has
+    stopped in every probe leaves the working set, so later passes over ``x`` multiply only
+    the columns still moving (weak penalties take several times the iterations of strong ones).
     """
+    out = (init[0].clone(), init[1].clone())
     params = (init[0].clone(), init[1].clone())
     f, grad = loss_and_grad(x, onehot, l2, params)
+    out_f = f.clone()
+    cols = torch.arange(f.shape[1], device=f.device)  # the slots in the working set
     active = _absmax(grad) > settings.gtol
     iters = torch.zeros_like(f, dtype=torch.long)
     gamma = 1.0 / _absmax(grad).clamp_min(1.0)  # first step as torch.optim.LBFGS: <= 1 / |g|
     memory: list[tuple[Params, Params, Tensor]] = []
     for _ in range(settings.max_iter):
-        if not bool(active.any()):
-            break
+        live = active.any(0)
+        if not bool(live.all()):
+            _store(out, out_f, cols, params, f)
+            if not bool(live.any()):
+                break
+            keep = live.nonzero().squeeze(1)
+            params, grad = _take(params, keep), _take(grad, keep)
+            memory = [(_take(s_i, keep), _take(y_i, keep), r[:, keep]) for s_i, y_i, r in memory]
+            f, active, gamma = f[:, keep], active[:, keep], gamma[:, keep]
+            onehot, l2, cols = onehot[:, keep], l2[keep], cols[keep]
         # two-loop recursion, batched over slots
         q = grad
         alphas = []
@@ -129,8 +142,8 @@ def lbfgs(
         uphill = active & (slope >= 0)  # numerical trouble: steepest descent for that slot
         if bool(uphill.any()):
             steep = _scale(-gamma * uphill, grad)
-            keep = (~uphill).float()
-            direction = _axpy(torch.ones_like(gamma), steep, _scale(keep, direction))
+            keep_dir = (~uphill).float()
+            direction = _axpy(torch.ones_like(gamma), steep, _scale(keep_dir, direction))
             slope = _dot(grad, direction)
         step = active.float()
         pending = active.clone()
@@ -157,11 +170,24 @@ def lbfgs(
         memory.append((s_k, y_k, rho))
         if len(memory) > settings.history:
             memory.pop(0)
-        iters += active.long()
+        iters[:, cols] += active.long()
         flat = (f - new_f) <= settings.ftol * torch.maximum(f.abs(), new_f.abs()).clamp_min(1.0)
         params, f, grad = new_params, new_f, new_grad
         active &= ~stuck & ~flat & (_absmax(grad) > settings.gtol)
-    return params, iters, f
+    _store(out, out_f, cols, params, f)
+    return out, iters, out_f
+
+
+def _take(p: Params, cols: Tensor) -> Params:
+    """The slots ``cols`` of per-slot parameters (or gradients)."""
+    return p[0][:, :, cols], p[1][:, cols]
+
+
+def _store(out: Params, out_f: Tensor, cols: Tensor, params: Params, f: Tensor) -> None:
+    """Write the working set's parameters and losses back to their slots."""
+    out[0][:, :, cols] = params[0]
+    out[1][:, cols] = params[1]
+    out_f[:, cols] = f
 
 
 def _where(mask: Tensor, a: Params, b: Params) -> Params:
@@ -183,10 +209,11 @@ def confusion(x: Tensor, targets: Tensor, params: Params, classes: int) -> Tenso
 @dataclass(frozen=True)
 class Slot:
     """One problem per probe: which label set, the seed and name prefix of its initial
-    weights (the row name is ``<prefix>/<probe>``), and its L2 penalty."""
+    weights (the row name is ``<prefix>/<probe>``; seed ``None``: zeros, scikit-learn's
+    start), and its L2 penalty."""
 
     labels: int
-    seed: int
+    seed: int | None
     prefix: str
     l2: float
 
@@ -217,12 +244,15 @@ def free_logits(classes: int) -> int:
 
 def initial_params(names: list[str], slots: list[Slot], in_dim: int, classes: int) -> Params:
     """``LinearProbe``'s initial weights of each (probe, slot) from (slot seed, row name);
-    for two classes the difference of its two columns (class 1 against class 0)."""
+    for two classes the difference of its two columns (class 1 against class 0). Slots
+    without a seed start at zero."""
     cols = free_logits(classes)
-    w = torch.empty(len(names), in_dim, len(slots), cols)
-    b = torch.empty(len(names), len(slots), cols)
+    w = torch.zeros(len(names), in_dim, len(slots), cols)
+    b = torch.zeros(len(names), len(slots), cols)
     for k, name in enumerate(names):
         for s, slot in enumerate(slots):
+            if slot.seed is None:
+                continue
             wk, bk = linear_init(slot.seed, f"{slot.prefix}/{name}", in_dim, classes)
             if cols < classes:
                 wk, bk = wk[:, 1:] - wk[:, :1], bk[1:] - bk[:1]
