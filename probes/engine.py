@@ -16,6 +16,7 @@ with ``probing.control`` the ceiling of the control task (a type -> label lookup
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ from vlprobe.analysis.controls import (
 from vlprobe.analysis.mdl import MDL_C_GRID, l2_strength, online_blocks, online_codelength
 from vlprobe.analysis.stats import mean_std_ci, wilson_interval
 from vlprobe.cache.schema import SPLIT_IDS
+
+log = logging.getLogger(__name__)
 
 # row columns averaged over seeds (each probe's best epoch and val F1 too, not the first seed's)
 SEED_METRICS = ("test_acc", "val_acc", "test_f1", "val_f1", "best_epoch")
@@ -355,17 +358,97 @@ def _solve_full_batch(
             pick = idx[len(idx) - 1 - int(np.argmax(val[::-1]))]
             results.append(_slot_row(metrics, k, pick, slots[pick], chance, num_params))
             results[-1]["name"] = f"{labels.prefix(prefix)}/{name}"
+            results[-1]["l2_at_edge"] = len(grid) > 1 and slots[pick].l2 in (grid[0], grid[-1])
             tag = f"{labels.prefix(prefix)}/seed{seed}" if len(seeds) > 1 else labels.prefix(prefix)
             for metric in ("val_acc", "test_acc"):
                 split, what = metric.split("_")
                 logged[f"{split}/{what}/{tag}/{name}"] = results[-1][metric] or float("nan")
             logged[f"train/loss/{tag}/{name}"] = float(metrics.train_loss[k, pick])
+            logged[f"l2/{tag}/{name}"] = slots[pick].l2
         runs.setdefault(labels.kind, []).append(results)
+    edge = [r["name"] for r in runs["task"][0] if r["l2_at_edge"]]
+    if edge:
+        log.warning(
+            "%d of %d probes chose an L2 penalty at the edge of probing.l2_grid %s (%s): the "
+            "optimum may lie outside it; widen the grid",
+            len(edge),
+            len(runs["task"][0]),
+            grid,
+            ", ".join(edge[:3]) + (", ..." if len(edge) > 3 else ""),
+        )
     losses = [v for key, v in logged.items() if key.startswith("train/loss/")]
     logged["train/loss"] = float(np.sum(losses))  # as the Adam path: summed over probes
     for lg in engine.loggers:
         lg.log_metrics(logged, step=0)
+    _log_penalty_path(engine.loggers, view, prefix, sets, slots, metrics)
     return runs
+
+
+def _log_penalty_path(
+    loggers: list[Any],
+    view: FeatureView,
+    prefix: str,
+    sets: list[LabelSet],
+    slots: list[Slot],
+    metrics: SlotMetrics,
+) -> None:
+    """What the penalty search saw: for every logger, step ``i`` holds each probe's
+    validation accuracy at the ``i``-th penalty (``val/acc_by_l2/<labels>/<probe>``) and the
+    penalty itself (``l2``, an x-axis to pick); W&B also gets one table of every slot and a
+    line chart of validation accuracy over log10 of the penalty per probe (task labels)."""
+    paths = []  # (row prefix, slot indices in increasing penalty) per solved label set
+    for i, labels in enumerate(sets):
+        idx = [s for s, slot in enumerate(slots) if slot.labels == i]
+        tag = labels.prefix(prefix) + (f"/seed{labels.seed}" if labels.kind == "shuffled" else "")
+        paths.append((tag, idx))
+    grid = [slots[s].l2 for s in paths[0][1]]
+    for step, l2 in enumerate(grid):
+        curve = {"l2": l2}
+        for tag, idx in paths:
+            for k, name in enumerate(view.probe_names):
+                curve[f"val/acc_by_l2/{tag}/{name}"] = float(metrics.val_acc[k, idx[step]])
+        for lg in loggers:
+            lg.log_metrics(curve, step=step)
+    wandb_runs = [lg.experiment for lg in wandb_loggers(loggers)]
+    if not wandb_runs:
+        return
+    import wandb
+
+    columns = ["probe", "labels", "l2", "val_acc", "test_acc", "lbfgs_iters", "train_loss"]
+    data = [
+        [
+            name,
+            tag,
+            slots[s].l2,
+            *(float(m[k, s]) for m in (metrics.val_acc, metrics.test_acc)),
+            int(metrics.iterations[k, s]),
+            float(metrics.train_loss[k, s]),
+        ]
+        for tag, idx in paths
+        for s in idx
+        for k, name in enumerate(view.probe_names)
+    ]
+    task_idx = paths[0][1]
+    chart = wandb.plot.line_series(
+        xs=[math.log10(max(v, 1e-12)) for v in grid],  # a zero penalty at -12
+        ys=[[float(metrics.val_acc[k, s]) for s in task_idx] for k in range(len(view.probe_names))],
+        keys=list(view.probe_names),
+        title=f"{prefix}: validation accuracy over the L2 penalty",
+        xname="log10 l2",
+    )
+    for experiment in wandb_runs:
+        experiment.log(
+            {
+                f"lbfgs/{prefix}": wandb.Table(columns=columns, data=data),
+                f"val_acc_by_l2/{prefix}": chart,
+            }
+        )
+
+
+def wandb_loggers(loggers: list[Any]) -> list[Any]:
+    from pytorch_lightning.loggers import WandbLogger
+
+    return [lg for lg in loggers if isinstance(lg, WandbLogger)]
 
 
 def _slot_row(

@@ -272,9 +272,9 @@ def read_standardised(
     """(G, N, D) float32 features of each split, standardised with training statistics
     (population std as scikit-learn's ``StandardScaler``; constant features only centred).
 
-    A run of consecutive probes (``probe_groups``) is sliced, not gathered. Statistics are float32 sums
-    of ``READ_ROWS``-row blocks accumulated in float64, two passes (mean, then squares of the
-    centred rows): a float64 reduction over the whole (G, N, D) tensor took 10x longer.
+    A run of consecutive probes (``probe_groups``) is sliced, not gathered. Statistics are
+    float32 sums of ``READ_ROWS``-row blocks accumulated in float64, two passes (mean, then
+    squares of the centred rows): one float64 reduction over (G, N, D) took 10x longer.
     """
     consecutive = group == list(range(group[0], group[-1] + 1))
     probes = slice(group[0], group[-1] + 1) if consecutive else group

@@ -21,7 +21,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities import rank_zero_only
 
-from probes.engine import ProbeEngine
+from probes.engine import ProbeEngine, wandb_loggers
 from probes.prepare import prepare
 from probes.tasks.base import Task, TaskOutput
 from vlprobe.reporting.table import format_table, write_results
@@ -53,16 +53,10 @@ def family_name(cfg: DictConfig) -> str:
     return str(instantiate(family).name) if family is not None else "linear"
 
 
-def _wandb_loggers(loggers: list[Any]) -> list[Any]:
-    from pytorch_lightning.loggers import WandbLogger
-
-    return [lg for lg in loggers if isinstance(lg, WandbLogger)]
-
-
 def publish(output: TaskOutput, loggers: list[Any], out_dir: Path, title: str) -> str:
     """Write results files, send table/figures/summary to W&B, return the console table."""
     json_path, csv_path = write_results(output.rows, out_dir)
-    for wb in _wandb_loggers(loggers):
+    for wb in wandb_loggers(loggers):
         import wandb
 
         columns = list(dict.fromkeys(k for row in output.rows for k in row))
@@ -84,6 +78,7 @@ def publish(output: TaskOutput, loggers: list[Any], out_dir: Path, title: str) -
 ASKED_COLUMNS = (
     "test_acc_ci95",
     "l2",
+    "l2_at_edge",
     "control_test_acc",
     "selectivity",
     "shuffled_test_acc",
@@ -91,8 +86,16 @@ ASKED_COLUMNS = (
 )
 
 
+#: shown only when some row raises them
+FLAG_COLUMNS = ("l2_at_edge",)
+
+
 def console_columns(columns: list[str], rows: list[dict[str, Any]]) -> list[str]:
-    extra = [c for c in ASKED_COLUMNS if c not in columns and any(c in r for r in rows)]
+    extra = [
+        c
+        for c in ASKED_COLUMNS
+        if c not in columns and any(r.get(c) if c in FLAG_COLUMNS else c in r for r in rows)
+    ]
     return [*columns, *extra]
 
 
@@ -168,15 +171,15 @@ def _optimized_value(output: TaskOutput, metric: str | None) -> float | None:
 
 def _finish_wandb(loggers: list[Any], failed: bool) -> None:
     """End the W&B run; a failed run is marked failed (exit code 1), not uploaded as done."""
-    wandb_loggers = _wandb_loggers(loggers)
-    if not wandb_loggers or rank_zero_only.rank:  # other ranks hold no W&B run
+    wandb_runs = wandb_loggers(loggers)
+    if not wandb_runs or rank_zero_only.rank:  # other ranks hold no W&B run
         return
     import wandb
 
     from vlprobe.reporting.wandb_offline import wait_for_exit
 
-    run_dir = Path(wandb_loggers[0].experiment.dir).parent
-    offline = bool(getattr(wandb_loggers[0], "_offline", False))
+    run_dir = Path(wandb_runs[0].experiment.dir).parent
+    offline = bool(getattr(wandb_runs[0], "_offline", False))
     wandb.finish(exit_code=1 if failed else 0)
     if offline and not wait_for_exit(run_dir):  # finish() returns before the log is closed
         log.warning("W&B offline run %s: still no exit record, its log is incomplete", run_dir)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from probes.run import run
 from vlprobe.reporting.wandb_offline import read_offline_run
 
@@ -34,6 +36,16 @@ def test_offline_wandb_run_holds_metrics(compose_cfg, planted_cache: Path, capsy
     ):
         assert key in summary, key
     assert summary["best/identification/test_acc"] > 0.9
+    # the full-batch solver's penalty search: each probe's validation accuracy at every
+    # penalty of the grid (one step each), the chosen penalty, a table of every slot
+    grid = cfg.probing.l2_grid
+    path = [h for h in logged.history if "val/acc_by_l2/identification/embedding/layer_02" in h]
+    assert [h["l2"] for h in path] == pytest.approx(list(grid))
+    assert all(0.0 <= h["val/acc_by_l2/identification/embedding/layer_02"] <= 1.0 for h in path)
+    assert summary["l2/identification/embedding/layer_02"] in grid
+    tables = [h for h in logged.history if "lbfgs/identification/embedding/nrows" in h]
+    assert tables[0]["lbfgs/identification/embedding/nrows"] == 5 * len(grid)  # probes x l2
+    assert any(k.startswith("val_acc_by_l2/identification/embedding") for k in tables[0])
     assert logged.config["task"]["name"] == "visual_relation"  # the resolved run config
     printed = capsys.readouterr().out
     assert "wandb sync" in printed and str(runs[0]) in printed
