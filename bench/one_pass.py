@@ -1,11 +1,12 @@
 """One pass: ``seeds=[1,2,3] probing.control=true`` costs about one seed without control.
 
 Both runs: ``ProbeEngine.train_view`` on the 13-layer relation-identification view with the
-real ``train_probe`` config (linear probes, full-batch L-BFGS over SentEval's L2 grid).
-The second run solves 3 seeds x (task + control) x 4 penalties per layer in one pass over
-the data; target: <= 1.5x the time of the single-seed run without control. Its per-seed
-results must equal separate runs of each seed (checked: test accuracy per seed, control
-accuracy).
+real ``train_probe`` config (linear probes, full-batch L-BFGS over the default L2 grid).
+The second run solves (task + control) x the grid per layer in one pass over the data: the
+solver starts from zero, so the seed changes neither labels nor start and the three seeds
+share those slots; target: <= 1.5x the time of the single-seed run without control. Its
+per-seed results must equal separate runs of each seed (checked: test accuracy per seed,
+control accuracy).
 
     python bench/one_pass.py            # 20k pairs, 13 layers x 1536-d
     python bench/one_pass.py --quick    # smoke test

@@ -3,11 +3,12 @@
 Both read the identical features from the same cache: the relation-identification pairs'
 ``[subject; object]`` region embeddings of every hidden layer. scikit-learn (lbfgs, the
 usual SentEval-style recipe): per layer, load the layer, standardise on the training split,
-fit one model per C of a small grid, keep the C with the best validation accuracy, report
-its test accuracy. vlprobe: ``ProbeEngine.train_view`` with the real ``train_probe``
-config: at the defaults, all 13 layers x SentEval's L2 grid solved by batched full-batch
-L-BFGS, the penalty picked per layer on validation (``--override probing.solver=sgd`` gives
-the Adam path).
+fit one model per C of a grid (1e-5 ... 10: l2 = 1 / (C n_train) from 6e-6 to 6, as wide
+as the best penalties found here need), keep the C with the best validation accuracy (ties:
+the smaller C), report its test accuracy. vlprobe: ``ProbeEngine.train_view`` with the real
+``train_probe`` config: at the defaults, all 13 layers x the default L2 grid solved by
+batched full-batch L-BFGS, the penalty picked per layer on validation
+(``--override probing.solver=sgd`` gives the Adam path).
 
     python bench/vs_sklearn.py            # 20k pairs, 13 layers x 1536-d
     python bench/vs_sklearn.py --quick    # smoke test
@@ -88,7 +89,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     add_common_args(parser)
     parser.add_argument("--epochs", type=int, default=None, help="vlprobe max epochs (config: 30)")
     parser.add_argument(
-        "--grid", type=float, nargs="+", default=[1e-3, 1e-2, 1e-1, 1.0, 10.0], help="values of C"
+        "--grid",
+        type=float,
+        nargs="+",
+        default=[1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0],
+        help="values of C",
     )
     parser.add_argument("--max-iter", type=int, default=1000, help="lbfgs iterations per fit")
     parser.add_argument("--seed", type=int, default=0)
