@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from probes.run import run
+from probes.engine import DEFAULT_L2
+from probes.run import console_columns, run
 from vlprobe.analysis.stats import mean_std_ci, wilson_interval
 from vlprobe.testing.planted import write_planted_relation_cache
 
@@ -43,6 +44,10 @@ def test_seeds_give_mean_std_and_ci(compose_cfg, planted_cache: Path) -> None:
     assert row["val_f1"] == pytest.approx(np.mean(row["val_f1_per_seed"]))
     assert len(row["val_f1_per_seed"]) == 3
     assert row["solver"] == "lbfgs" and row["best_epoch"] is None
+    # L-BFGS starts from zero on a convex objective: the seed changes nothing, rows say so
+    assert row["seed_invariant"] and len(set(per_seed)) == 1 and row["test_acc_std"] == 0
+    for r in rows:  # the flag names a choice at either end of the default grid
+        assert r["l2_at_edge"] == (r["l2"] in (min(DEFAULT_L2), max(DEFAULT_L2)))
     # the interval over test examples: Wilson on the mean accuracy and the test-set size
     low, high = wilson_interval(row["test_acc"], row["n_test"])
     assert (row["test_acc_low"], row["test_acc_high"]) == pytest.approx((float(low), float(high)))
@@ -105,3 +110,10 @@ def test_mlp_reaches_the_control_ceiling(compose_cfg, tmp_path: Path) -> None:
     assert row["control_type_recurrence"] == 1.0  # 6 categories: every one seen in training
     assert row["control_ceiling"] == 1.0  # so the lookup is exact
     assert row["control_test_acc"] > row["control_ceiling"] - 0.05
+
+
+def test_console_shows_the_edge_flag_only_when_a_row_raises_it() -> None:
+    rows = [{"name": "a", "l2": 0.1, "l2_at_edge": False}]
+    assert console_columns(["name"], rows) == ["name", "l2"]
+    rows.append({"name": "b", "l2": 100.0, "l2_at_edge": True})
+    assert console_columns(["name"], rows) == ["name", "l2", "l2_at_edge"]
