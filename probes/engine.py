@@ -361,7 +361,7 @@ def _solve_full_batch(
             pick = idx[len(idx) - 1 - int(np.argmax(val[::-1]))]
             results.append(_slot_row(metrics, k, pick, slots[pick], chance, num_params))
             results[-1]["name"] = f"{labels.prefix(prefix)}/{name}"
-            results[-1]["l2_at_edge"] = len(grid) > 1 and slots[pick].l2 in (grid[0], grid[-1])
+            results[-1]["l2_at_edge"] = _at_edge(val, idx.index(pick))
             tag = f"{labels.prefix(prefix)}/seed{seed}" if len(seeds) > 1 else labels.prefix(prefix)
             for metric in ("val_acc", "test_acc"):
                 split, what = metric.split("_")
@@ -385,6 +385,14 @@ def _solve_full_batch(
         lg.log_metrics(logged, step=0)
     _log_penalty_path(engine.loggers, view, prefix, sets, slots, metrics)
     return runs
+
+
+def _at_edge(val: np.ndarray, j: int) -> bool:
+    """Whether choice ``j`` along the grid's validation accuracies ``val`` may have an optimum
+    beyond the grid: the first penalty (then the only maximum), or the last one strictly
+    above its neighbour (a flat curve, e.g. a probe without signal, is not flagged)."""
+    last = len(val) - 1
+    return last > 0 and (j == 0 or (j == last and bool(val[last] > val[last - 1])))
 
 
 def _log_penalty_path(

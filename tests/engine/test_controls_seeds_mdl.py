@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from probes.engine import DEFAULT_L2
+from probes.engine import DEFAULT_L2, _at_edge
 from probes.run import console_columns, run
 from vlprobe.analysis.stats import mean_std_ci, wilson_interval
 from vlprobe.testing.planted import write_planted_relation_cache
@@ -47,11 +47,21 @@ def test_seeds_give_mean_std_and_ci(compose_cfg, planted_cache: Path) -> None:
     # L-BFGS starts from zero on a convex objective: the seed changes nothing, rows say so
     assert row["seed_invariant"] and len(set(per_seed)) == 1 and row["test_acc_std"] == 0
     for r in rows:  # the flag names a choice at either end of the default grid
-        assert r["l2_at_edge"] == (r["l2"] in (min(DEFAULT_L2), max(DEFAULT_L2)))
+        assert not r["l2_at_edge"] or r["l2"] in (min(DEFAULT_L2), max(DEFAULT_L2))
+        assert r["l2_at_edge"] or r["l2"] != min(DEFAULT_L2)  # the weakest: the only maximum
     # the interval over test examples: Wilson on the mean accuracy and the test-set size
     low, high = wilson_interval(row["test_acc"], row["n_test"])
     assert (row["test_acc_low"], row["test_acc_high"]) == pytest.approx((float(low), float(high)))
     assert row["test_acc_low"] < row["test_acc"] <= row["test_acc_high"]
+
+
+def test_edge_flag_needs_the_end_of_the_grid_to_be_strictly_best() -> None:
+    assert _at_edge(np.array([0.9, 0.8, 0.7]), 0)
+    assert _at_edge(np.array([0.7, 0.8, 0.9]), 2)
+    assert not _at_edge(np.array([0.7, 0.9, 0.9]), 2)  # also best inside the grid
+    assert not _at_edge(np.array([0.5, 0.5, 0.5]), 2)  # flat: no signal, nothing beyond
+    assert not _at_edge(np.array([0.7, 0.9, 0.8]), 1)
+    assert not _at_edge(np.array([0.9]), 0)  # a grid of one has no edge to widen
 
 
 def test_adam_seeds_average_best_epoch_and_val_f1(compose_cfg, planted_cache: Path) -> None:
