@@ -78,3 +78,37 @@ def test_mlp_capacity_selected_per_probe_on_validation(compose_cfg, planted_cach
         best = max((2, 16), key=lambda h: (separate[h][name]["val_acc"], -h))
         assert row["hidden_dim"] == best
         assert row["test_acc"] == separate[best][name]["test_acc"]
+
+
+def test_adam_path_picks_l2_on_validation_in_one_pass_per_seed(
+    compose_cfg, planted_cache, monkeypatch
+) -> None:
+    """Linear probes on the Adam path try every penalty of ``probing.l2_grid`` as slots of one
+    pass per seed (control and shuffled control riding along): each probe keeps the one with
+    the best validation accuracy (ties: the larger), equal to the run with that penalty alone."""
+    import probes.engine as engine
+
+    fits = []
+    fit_probes = engine.fit_probes
+    monkeypatch.setattr(
+        engine, "fit_probes", lambda *a, **kw: fits.append(a[4]) or fit_probes(*a, **kw)
+    )
+    common = [*SGD, "probing.layers=[0,1]", "probing.control=true"]
+    grid = (1.0, 1e-4)
+    rows = _rows(
+        compose_cfg,
+        planted_cache,
+        [*common, "probing.shuffled_control=true", "seeds=[1,2]", "probing.l2_grid=[1.0,1e-4]"],
+    )
+    assert len(fits) == 2  # one pass per seed: 2 probes x 3 label sets x 2 penalties each
+    assert len(fits[0]) == 2 * 3 * 2
+    alone = {
+        l2: _rows(compose_cfg, planted_cache, [*common, "seed=1", f"probing.l2_grid=[{l2}]"])
+        for l2 in grid
+    }
+    for name, row in rows.items():
+        best = max(grid, key=lambda l2: (alone[l2][name]["val_acc"], l2))
+        assert row["l2_per_seed"][0] == best
+        assert row["test_acc_per_seed"][0] == alone[best][name]["test_acc"]
+        assert row["solver"] == "sgd"
+    assert {row["l2_per_seed"][0] for row in rows.values()} <= set(grid)
