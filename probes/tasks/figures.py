@@ -23,8 +23,10 @@ DPI = 120
 def probe_figures(
     rows: list[dict], reader: CacheReader, out_dir: Path, title: str
 ) -> dict[str, Path]:
-    """Per subtask: accuracy by layer (with chance and the all-heads probe) and a layer x head
-    heatmap of the per-head probes. ``title`` names the task, e.g. ``visual relation``."""
+    """Per subtask: accuracy by layer (with chance, the all-heads probe and what the run asked
+    for: controls, selectivity, the seed CI; see :func:`accuracy_by_layer`), MDL compression by
+    layer (``probing.mdl``) and a layer x head heatmap of the per-head probes. ``title`` names
+    the task, e.g. ``visual relation``."""
     figures: dict[str, Path] = {}
     by_name: dict[str, list[dict]] = {}
     for row in rows:
@@ -32,22 +34,31 @@ def probe_figures(
     for subtask in dict.fromkeys(key.split("/")[0] for key in by_name):
         layer_rows = by_name.get(f"{subtask}/embedding", [])
         if layer_rows:
-            series = {
-                "test acc (embedding probe)": [r["test_acc"] for r in layer_rows],
-                "val acc (embedding probe)": [r["val_acc"] for r in layer_rows],
-            }
+            series, bands, errorbars = accuracy_by_layer(layer_rows)
             if f"{subtask}/attention" in by_name:
                 value = by_name[f"{subtask}/attention"][0]["test_acc"]
                 series["test acc (attention probe, all heads)"] = [value] * len(layer_rows)
             names = [reader.layer_names[int(r["probe"].split("_")[1])] for r in layer_rows]
+            spread = "band: Wilson 95% over test examples"
+            spread += ", bars: 95% CI over seeds" if errorbars else ""
             figures[f"{subtask}_by_layer"] = plot_by_layer(
                 series,
                 names,
                 out_dir / f"{subtask}_by_layer.png",
-                title=f"{title} {subtask}: accuracy by layer (band: Wilson 95% over test examples)",
+                title=f"{title} {subtask}: accuracy by layer ({spread})",
                 chance=layer_rows[0]["chance"],
-                bands={"test acc (embedding probe)": test_band(layer_rows)},
+                bands=bands,
+                errorbars=errorbars,
             )
+            mdl = mdl_by_layer(layer_rows)
+            if mdl:
+                figures[f"{subtask}_mdl"] = plot_by_layer(
+                    mdl,
+                    names,
+                    out_dir / f"{subtask}_mdl.png",
+                    title=f"{title} {subtask}: MDL (online code) by layer",
+                    ylabel="compression (uniform / online code)",
+                )
         head_rows = by_name.get(f"{subtask}/head", [])
         if head_rows:
             matrix = np.array([r["test_acc"] for r in head_rows], dtype=np.float64).reshape(
@@ -61,6 +72,47 @@ def probe_figures(
                 annotate_top=5,
             )
     return figures
+
+
+TEST = "test acc (embedding probe)"
+
+
+def accuracy_by_layer(
+    rows: Sequence[Mapping],
+) -> tuple[dict[str, list[float]], dict[str, tuple], dict[str, tuple]]:
+    """What the accuracy-by-layer figure draws for per-layer rows: ``(series, bands,
+    errorbars)``. Test and val accuracy with the test-set interval, and whatever the run asked
+    for: the seed mean with its 95% CI over seeds, control-task accuracy with selectivity
+    (Hewitt and Liang 2019), shuffled-label accuracy."""
+    series = {
+        TEST: _column(rows, "test_acc"),
+        "val acc (embedding probe)": _column(rows, "val_acc"),
+    }
+    bands: dict[str, tuple] = {TEST: test_band(rows)}
+    errorbars: dict[str, tuple] = {}
+    if "test_acc_ci95" in rows[0]:
+        mean, half = np.array(series.pop(TEST)), np.array(_column(rows, "test_acc_ci95"))
+        name = f"{TEST}, mean of {len(rows[0]['seeds'])} seeds"
+        series = {name: mean.tolist(), **series}
+        bands = {name: bands[TEST]}
+        errorbars[name] = ((mean - half).tolist(), (mean + half).tolist())
+    if "control_test_acc" in rows[0]:
+        series["control task test acc"] = _column(rows, "control_test_acc")
+        series["selectivity (test - control)"] = _column(rows, "selectivity")
+    if "shuffled_test_acc" in rows[0]:
+        series["shuffled labels test acc"] = _column(rows, "shuffled_test_acc")
+    return series, bands, errorbars
+
+
+def mdl_by_layer(rows: Sequence[Mapping]) -> dict[str, list[float]]:
+    """The MDL figure's series (empty without ``probing.mdl``): compression by layer."""
+    if "mdl_compression" not in rows[0]:
+        return {}
+    return {"compression (embedding probe)": _column(rows, "mdl_compression")}
+
+
+def _column(rows: Sequence[Mapping], key: str) -> list[float]:
+    return [np.nan if r.get(key) is None else float(r[key]) for r in rows]
 
 
 def test_band(rows: Sequence[Mapping]) -> tuple[list[float], list[float]]:
