@@ -31,6 +31,7 @@ from datamodules.cache_datamodule import CacheProbeDataModule
 from datamodules.views import FeatureView
 from probes.families import LinearProbe
 from probes.full_batch import LBFGSSettings, Slot, SlotMetrics, fit_view, free_logits, view_dim
+from probes.multi_probe import ProbeGroup
 from vlprobe.analysis.controls import (
     control_labels,
     lookup_ceiling,
@@ -170,11 +171,25 @@ def fit_probes(
 ) -> pl.LightningModule:
     """One fused MultiProbe for every probe of the view: fit, then test at each best epoch.
 
-    Probe ``k`` starts from weights seeded by (``seed``, ``init_names[k]``; default its name);
-    ``probe_kwargs`` may make probes slots over the view's columns (``slot_inputs``).
     MDL blocks replace the training rows' standardisation (``input_stats``: all training
     inputs), the configured callbacks and some trainer settings."""
-    pl.seed_everything(seed, workers=True, verbose=False)
+    model = build_probe(view, dm, engine, names, seed, init_names, probe_kwargs, input_stats)
+    return fit_model(model, dm, engine, loggers, seed, test, callbacks, trainer_kwargs)
+
+
+def build_probe(
+    view: FeatureView,
+    dm: CacheProbeDataModule,
+    engine: ProbeEngine,
+    names: list[str],
+    seed: int,
+    init_names: list[str] | None = None,
+    probe_kwargs: Mapping[str, Any] | None = None,
+    input_stats: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> pl.LightningModule:
+    """The configured probe module over ``names``, standardised with the training rows'
+    statistics. Probe ``k`` starts from weights seeded by (``seed``, ``init_names[k]``;
+    default its name); ``probe_kwargs`` may make probes slots over the view's columns."""
     x = dm.datasets["train"][0]["x"]
     model = engine.probe(
         num_probes=len(names),
@@ -187,6 +202,21 @@ def fit_probes(
         **(probe_kwargs or {}),
     )
     model.set_input_stats(*(input_stats or dm.input_stats()))
+    return model
+
+
+def fit_model(
+    model: pl.LightningModule,
+    dm: CacheProbeDataModule,
+    engine: ProbeEngine,
+    loggers: list[Any],
+    seed: int,
+    test: bool = True,
+    callbacks: list[pl.Callback] | None = None,
+    trainer_kwargs: dict[str, Any] | None = None,
+) -> pl.LightningModule:
+    """Fit (batches in the datamodule's seeded order), then test each probe at its best epoch."""
+    pl.seed_everything(seed, workers=True, verbose=False)
     if callbacks is None:
         callbacks = [make() for make in engine.callbacks]
     trainer = engine.trainer(logger=loggers or False, callbacks=callbacks, **(trainer_kwargs or {}))
@@ -293,9 +323,10 @@ def _fit_sgd(
     """Adam in Lightning, one pass over the data per seed, batches in the seed's order.
 
     Every probe x label set of the seed (task, control, its shuffle) x combination of
-    ``probing.select`` (linear probes: x L2 penalty of ``probing.l2_grid``) is a slot of one
-    MultiProbe per parameter shape, each slot with its own labels, (seed, name) init, penalty
-    and plateau stopping. Seeds do not share a pass: each seed's batch order is its own, so a
+    ``probing.select`` (linear probes: x L2 penalty of ``probing.l2_grid``) is a slot, with
+    its own labels, (seed, name) init, penalty, decay, dropout and plateau stopping: one
+    MultiProbe per parameter shape, all shapes fed by the same batches in one training loop
+    (``ProbeGroup``). Seeds do not share a pass: each seed's batch order is its own, so a
     seed's results equal its separate run. Per label set each probe keeps the combination
     with the best validation accuracy (ties: the first; penalties go from strong to weak)."""
     combos = _combinations(engine)
@@ -305,12 +336,12 @@ def _fit_sgd(
         dm = make_datamodule(
             view, engine, seed=seed, label_sets=np.stack([ls.labels for ls in seed_sets], 1)
         )
-        found: dict[tuple[int, int], list[dict[str, Any]]] = {}  # (label set, combo) -> rows
-        for shape, members in _group_by_shape(combos):
+        members, member_slots = [], []
+        for shape, group in _group_by_shape(combos):
             slots = [
                 (j, c, k)
                 for j in range(len(seed_sets))
-                for c in members
+                for c in group
                 for k in range(len(view.probe_names))
             ]
             names, init_names = [], []
@@ -323,23 +354,20 @@ def _fit_sgd(
             per_slot = {
                 key: [combos[c][key] for _, c, _ in slots] for key in SLOT_KEYS if key in combos[0]
             }
-            model = fit_probes(
-                view,
-                dm,
-                engine,
-                engine.loggers,
-                names,
-                seed,
-                init_names=init_names,
-                probe_kwargs={
-                    **shape,
-                    **per_slot,
-                    "slot_inputs": [k for _, _, k in slots],
-                    "label_columns": [j for j, _, _ in slots],
-                },
-            )
-            for (j, c, _), row in zip(slots, model.results(), strict=True):
-                found.setdefault((j, c), []).append({**row, **combos[c], "solver": "sgd"})
+            kwargs = {
+                **shape,
+                **per_slot,
+                "slot_inputs": [k for _, _, k in slots],
+                "label_columns": [j for j, _, _ in slots],
+            }
+            members.append(build_probe(view, dm, engine, names, seed, init_names, kwargs))
+            member_slots += slots
+        # shapes differ: one module each, all fed by the same batches in one training loop
+        model = members[0] if len(members) == 1 else ProbeGroup(members)
+        fit_model(model, dm, engine, engine.loggers, seed)
+        found: dict[tuple[int, int], list[dict[str, Any]]] = {}  # (label set, combo) -> rows
+        for (j, c, _), row in zip(member_slots, model.results(), strict=True):
+            found.setdefault((j, c), []).append({**row, **combos[c], "solver": "sgd"})
         for j, labels in enumerate(seed_sets):
             chance = majority_chance(view.with_labels(labels.labels))
             best = [

@@ -231,12 +231,12 @@ class MultiProbe(pl.LightningModule):
 
     @torch.no_grad()
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """AdamW's decoupled decay ``p <- p (1 - lr wd)``, before the Adam update, per slot."""
+        """AdamW's decoupled decay ``p <- p (1 - lr wd)``, before the Adam update, per slot
+        (at the constant ``lr``: probes have no scheduler)."""
         if not bool((self.weight_decay > 0).any()):
             return
-        lr = optimizer.param_groups[0]["lr"]
         for param in self.parameters():
-            keep = (1 - lr * self.weight_decay.double()).to(param.device, param.dtype)
+            keep = (1 - self.hparams.lr * self.weight_decay.double()).to(param.device, param.dtype)
             param.mul_(keep.view(-1, *[1] * (param.dim() - 1)))
 
     # ------------------------------------------------------------------ validation / best
@@ -244,16 +244,23 @@ class MultiProbe(pl.LightningModule):
         self.val_conf.reset()
 
     def on_validation_epoch_end(self) -> None:
+        if self.end_validation():
+            # equal on every rank (from the synced confusion): the sync only averages equal values
+            self.log("val/acc_best", self.best_val_acc.max(), sync_dist=True)
+
+    def end_validation(self) -> bool:
+        """Log the epoch's per-probe val metrics and, while fitting (not in the sanity check,
+        not in ``trainer.validate``), move the best states; whether it was fitting."""
         acc, f1 = self.val_conf.accuracy(), self.val_conf.macro_f1()
         self.val_conf.reset()
         metrics = {f"val/acc/{n}": a for n, a in zip(self.probe_names, acc, strict=True)}
         metrics.update({f"val/f1/{n}": v for n, v in zip(self.probe_names, f1, strict=True)})
         self._log_per_probe(metrics)
         # Best state only moves while fitting: not in the sanity check, not in trainer.validate.
-        if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
+        fitting = self.trainer.state.fn == "fit" and not self.trainer.sanity_checking
+        if fitting:
             self.update_best(acc, f1, self.current_epoch)
-            # equal on every rank (from the synced confusion): the sync only averages equal values
-            self.log("val/acc_best", self.best_val_acc.max(), sync_dist=True)
+        return fitting
 
     @torch.no_grad()
     def update_best(self, val_acc: Tensor, val_f1: Tensor, epoch: int) -> Tensor:
@@ -291,6 +298,11 @@ class MultiProbe(pl.LightningModule):
                 param[has_best] = best[has_best].to(param.dtype)
 
     def on_test_epoch_end(self) -> None:
+        acc = self.end_test()
+        self.log("test/acc_best_probe", acc[int(self.best_val_acc.argmax())], sync_dist=True)
+
+    def end_test(self) -> Tensor:
+        """Keep and log the per-probe test metrics; the (P,) test accuracy."""
         acc, f1 = self.test_conf.accuracy(), self.test_conf.macro_f1()
         confmat = self.test_conf.compute()
         self._test_chance = float(confmat[0].sum(-1).max() / confmat[0].sum().clamp_min(1))
@@ -300,7 +312,7 @@ class MultiProbe(pl.LightningModule):
         metrics = {f"test/acc/{n}": a for n, a in zip(self.probe_names, acc, strict=True)}
         metrics.update({f"test/f1/{n}": v for n, v in zip(self.probe_names, f1, strict=True)})
         self._log_per_probe(metrics)
-        self.log("test/acc_best_probe", acc[int(self.best_val_acc.argmax())], sync_dist=True)
+        return acc
 
     def _log_per_probe(self, metrics: dict[str, Tensor]) -> None:
         """Epoch-end per-probe values straight to the loggers and ``trainer.callback_metrics``.
@@ -379,6 +391,102 @@ class MultiProbe(pl.LightningModule):
             }
             for k, name in enumerate(self.probe_names)
         ]
+
+
+class ProbeGroup(pl.LightningModule):
+    """MultiProbes of different shapes (MLP widths, depths, low-rank ranks) in one training
+    loop: each batch is read once and fed to every member. Their losses add and each member
+    has its own Adam parameter group, so every member learns exactly as alone; the group
+    looks like one MultiProbe of all their probes to the trainer, the plateau rule and the
+    engine (``probe_names``, ``stopped``, ``stop_probes``, :meth:`results`)."""
+
+    def __init__(self, members: Sequence[MultiProbe]) -> None:
+        super().__init__()
+        for i, member in enumerate(members):  # direct children: the trainer reaches them
+            self.add_module(f"member{i}", member)
+        self.members = list(members)
+        self.probe_names = [n for m in self.members for n in m.probe_names]
+        if len(set(self.probe_names)) != len(self.probe_names):
+            raise ValueError("probe names must be distinct across the group's members")
+
+    def _run(self, batch: Mapping[str, Tensor], conf: str | None) -> Tensor:
+        total = torch.zeros((), device=batch["x"].device)
+        for m in self.members:
+            logits = m(batch["x"])
+            total = total + m._loss(logits, batch["y"])
+            if conf is not None:
+                getattr(m, conf).update(logits.detach(), m.targets(batch["y"]))
+        return total
+
+    def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
+        loss = self._run(batch, None)
+        size = len(batch["y"])
+        self.log("train/loss", loss, on_epoch=True, on_step=False, batch_size=size, sync_dist=True)
+        return loss
+
+    def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
+        loss = self._run(batch, "val_conf")
+        self.log("val/loss", loss, on_epoch=True, batch_size=len(batch["y"]), sync_dist=True)
+
+    def test_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
+        loss = self._run(batch, "test_conf")
+        self.log("test/loss", loss, on_epoch=True, batch_size=len(batch["y"]), sync_dist=True)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        groups = [{"params": list(m.parameters()), "lr": m.hparams.lr} for m in self.members]
+        return torch.optim.AdamW(groups, weight_decay=0.0)
+
+    def on_after_backward(self) -> None:
+        for m in self.members:
+            m.on_after_backward()
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        for m in self.members:
+            m.on_before_optimizer_step(optimizer)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        for m in self.members:
+            m.on_train_batch_end(outputs, batch, batch_idx)
+
+    def on_validation_epoch_start(self) -> None:
+        for m in self.members:
+            m.on_validation_epoch_start()
+
+    def on_validation_epoch_end(self) -> None:
+        if all([m.end_validation() for m in self.members]):
+            self.log("val/acc_best", self._cat("best_val_acc").max(), sync_dist=True)
+
+    def on_test_start(self) -> None:
+        for m in self.members:
+            m.on_test_start()
+
+    def on_test_epoch_end(self) -> None:
+        acc = torch.cat([m.end_test() for m in self.members])
+        best = int(self._cat("best_val_acc").argmax())
+        self.log("test/acc_best_probe", acc[best], sync_dist=True)
+
+    def on_test_end(self) -> None:
+        for m in self.members:
+            m.on_test_end()
+
+    def _cat(self, attr: str) -> Tensor:
+        return torch.cat([getattr(m, attr).to(self.device) for m in self.members])
+
+    @property
+    def stopped(self) -> Tensor:
+        return self._cat("stopped")
+
+    @property
+    def last_improved(self) -> Tensor:
+        return torch.cat([m.last_improved.cpu() for m in self.members])
+
+    def stop_probes(self, mask: Tensor) -> None:
+        sizes = [len(m.probe_names) for m in self.members]
+        for m, part in zip(self.members, mask.split(sizes), strict=True):
+            m.stop_probes(part)
+
+    def results(self) -> list[dict[str, Any]]:
+        return [row for m in self.members for row in m.results()]
 
 
 def _per_probe(value: float | Sequence[float], num_probes: int, what: str) -> Tensor:
