@@ -7,7 +7,9 @@ probe axis, all sharing one read of the data, and each probe keeps the penalty w
 validation accuracy, as scikit-learn's C search and SentEval do. Other families (and views
 that do not fit) train with Adam in Lightning, streaming or from memory: probe ``k`` starts
 from weights seeded by (seed, its name), batches come in the seed's order, and plateau
-stopping is per probe, so a probe's result does not depend on the probes beside it.
+stopping is per probe, so a probe's result does not depend on the probes beside it; there
+label sets, the L2 grid (linear probes) and ``probing.select`` ride the probe axis of one
+training loop per seed.
 
 Rows also carry the Wilson 95% interval of the test accuracy over the test examples, and
 with ``probing.control`` the ceiling of the control task (a type -> label lookup).
@@ -66,7 +68,7 @@ class Probing:
     max_iter: int = 500
     # probe arguments to select on validation per probe (Adam path), e.g.
     # {hidden_dim: [64, 256], dropout: [0.0, 0.3], weight_decay: [0.0, 0.01]}: every
-    # combination is trained over the same loaded data; each probe keeps its best
+    # combination is trained in one loop per seed; each probe keeps its best
     select: Mapping[str, Sequence[Any]] | None = None
 
     def __post_init__(self) -> None:
