@@ -15,7 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from vlprobe.cache.reader import CacheReader
-from vlprobe.reporting.figures import plot_by_layer, plot_layer_head_heatmap
+from vlprobe.reporting.figures import draw_errorbars, plot_by_layer, plot_layer_head_heatmap
 
 DPI = 120
 
@@ -129,10 +129,13 @@ def plot_curves_by_layer(
     title: str,
     chance: float | None = None,
     bands: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
+    errorbars: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
+    ylabel: str = "test accuracy",
 ) -> Path:
     """Accuracy by layer; ``dashed`` series (e.g. a baseline's) are drawn thin and dashed over
     the others, so a baseline identical to the model stays visible; ``bands[name]`` shades
-    ``(low, high)`` (the test-set interval) in the series' colour."""
+    ``(low, high)`` (the test-set interval) in the series' colour, ``errorbars[name]`` draws
+    another spread (the seeds' CI) as bars."""
     x = np.arange(len(layer_names))
     fig = _figure(max(5.0, 0.45 * len(x) + 2.0), 3.6)
     ax = fig.add_subplot()
@@ -149,11 +152,13 @@ def plot_curves_by_layer(
         if bands and name in bands:
             low, high = (np.asarray(b, dtype=np.float64) for b in bands[name])
             ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
+        if errorbars and name in errorbars:
+            draw_errorbars(ax, x, values, errorbars[name], line.get_color())
     if chance is not None:
         ax.axhline(chance, color="grey", linestyle=":", linewidth=1, label="chance")
     ax.set_xticks(x, list(layer_names), rotation=45 if len(x) > 8 else 0)
     ax.set_xlabel("layer")
-    ax.set_ylabel("test accuracy")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")

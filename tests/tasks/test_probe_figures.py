@@ -64,3 +64,43 @@ def test_probe_figures_write_the_mdl_figure_when_asked(tmp_path) -> None:
     assert set(probe_figures(_rows(False), reader, tmp_path / "b", "relation")) == {
         "identification_by_layer"
     }
+
+
+def test_linguistic_figures_carry_control_seed_ci_and_mdl(tmp_path, monkeypatch) -> None:
+    """SentEval figures: a dashed control curve and seed-CI bars per model, an MDL figure."""
+    import probes.tasks.linguistic as linguistic
+
+    drawn = {}
+    real = linguistic.plot_curves_by_layer
+
+    def capture(series, dashed, names, path, title, **kw):
+        drawn[path.stem] = {"series": series, "dashed": dashed, **kw}
+        return real(series, dashed, names, path, title, **kw)
+
+    monkeypatch.setattr(linguistic, "plot_curves_by_layer", capture)
+    rows = [
+        {
+            "probing_task": "bigram_shift",
+            "model": "m",
+            "pooling": "cls",
+            "role": "model",
+            "layer_index": k,
+            "layer": f"l{k}",
+            "chance": 0.5,
+            "test_acc": 0.7 + 0.1 * k,
+            "test_acc_ci95": 0.01,
+            "seeds": [1, 2],
+            "control_test_acc": 0.6,
+            "mdl_compression": 1.2 + k,
+        }
+        for k in range(2)
+    ]
+    figures = linguistic.linguistic_figures(rows, ("bigram_shift",), tmp_path)
+    assert {"bigram_shift_by_layer", "bigram_shift_mdl"} <= set(figures)
+    by_layer = drawn["bigram_shift_by_layer"]
+    assert by_layer["series"]["m (cls): control task"] == [0.6, 0.6]
+    assert "m (cls): control task" in by_layer["dashed"]
+    low, high = by_layer["errorbars"]["m (cls)"]
+    np.testing.assert_allclose(low, [0.69, 0.79])
+    np.testing.assert_allclose(high, [0.71, 0.81])
+    assert drawn["bigram_shift_mdl"]["series"] == {"m (cls)": [1.2, 2.2]}

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
@@ -60,9 +61,7 @@ def plot_by_layer(
             low, high = (np.asarray(b, dtype=np.float64) for b in bands[name])
             ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
         if errorbars and name in errorbars:
-            low, high = (np.asarray(b, dtype=np.float64) for b in errorbars[name])
-            yerr = np.stack([values - low, high - values])
-            ax.errorbar(x, values, yerr=yerr, fmt="none", ecolor=line.get_color(), capsize=3)
+            draw_errorbars(ax, x, values, errorbars[name], line.get_color())
     if chance is not None:
         ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label="chance")
     ax.set_xticks(x, list(layer_names), rotation=45 if len(x) > 8 else 0)
@@ -73,6 +72,14 @@ def plot_by_layer(
     if series or chance is not None:
         ax.legend(fontsize="small")
     return _save(fig, path)
+
+
+def draw_errorbars(
+    ax: Axes, x: np.ndarray, values: np.ndarray, spread: tuple[Sequence[float], ...], color: str
+) -> None:
+    """Bars from ``spread = (low, high)`` around ``values`` (e.g. a seed CI), in ``color``."""
+    low, high = (np.asarray(b, dtype=np.float64) for b in spread)
+    ax.errorbar(x, values, yerr=[values - low, high - values], fmt="none", ecolor=color, capsize=3)
 
 
 def plot_layer_head_heatmap(
