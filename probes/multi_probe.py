@@ -135,9 +135,12 @@ class MultiProbe(pl.LightningModule):
         Probing results depend on feature scale (layers differ wildly in norm), so callers
         standardise with training-set statistics.
         """
-        shape = (self.num_inputs, self.input_mean.shape[1])
-        if tuple(mean.shape) != shape or tuple(std.shape) != shape:
-            raise ValueError(f"mean and std must have shape {shape}")
+        dim = self.input_mean.shape[1]
+        rows = mean.shape[0] if mean.ndim == 2 else -1
+        enough = rows >= self.num_inputs if self.slot_index is not None else rows == self.num_inputs
+        ok = enough and mean.shape[1] == dim
+        if not ok or mean.shape != std.shape:
+            raise ValueError(f"mean and std must have shape ({self.num_inputs}, {dim})")
         if self.slot_index is not None:
             mean, std = mean[self.slot_index], std[self.slot_index]
         std = std.to(self.input_std)
