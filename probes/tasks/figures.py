@@ -57,7 +57,7 @@ def probe_figures(
                     names,
                     out_dir / f"{subtask}_mdl.png",
                     title=f"{title} {subtask}: MDL (online code) by layer",
-                    ylabel="compression (uniform / online code)",
+                    ylabel=MDL_YLABEL,
                 )
         head_rows = by_name.get(f"{subtask}/head", [])
         if head_rows:
@@ -75,6 +75,7 @@ def probe_figures(
 
 
 TEST = "test acc (embedding probe)"
+MDL_YLABEL = "compression (uniform / online code)"
 
 
 def accuracy_by_layer(

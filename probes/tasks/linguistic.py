@@ -20,7 +20,12 @@ from datamodules.sources import LayerRows
 from datamodules.views import UnitEmbeddingView, example_texts, layer_probe_names, type_ids
 from probes.engine import ProbeEngine
 from probes.tasks.base import TaskInputs, TaskOutput
-from probes.tasks.figures import plot_curves_by_layer, plot_task_layer_heatmap, test_band
+from probes.tasks.figures import (
+    MDL_YLABEL,
+    plot_curves_by_layer,
+    plot_task_layer_heatmap,
+    test_band,
+)
 from vlprobe.cache.reader import CacheReader
 from vlprobe.cache.schema import unit_path
 from vlprobe.data.senteval import SENTEVAL_TASKS
@@ -215,7 +220,7 @@ def linguistic_figures(rows: list[dict], tasks: tuple[str, ...], out_dir: Path) 
                 layer_names,
                 out_dir / f"{task}_mdl.png",
                 title=f"SentEval {task}: MDL (online code) by layer",
-                ylabel="compression (uniform / online code)",
+                ylabel=MDL_YLABEL,
             )
     for model, pooling in curves:
         matrix = np.full((len(present), len(indices)), np.nan)
