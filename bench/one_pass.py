@@ -10,6 +10,8 @@ control accuracy).
 
     python bench/one_pass.py            # 20k pairs, 13 layers x 1536-d
     python bench/one_pass.py --quick    # smoke test
+    python bench/one_pass.py --solver sgd   # the Adam path: one pass per seed (its batch
+                                            # order), label sets and L2 grid as slots
 """
 
 from __future__ import annotations
@@ -41,7 +43,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_args(parser)
     parser.add_argument("--override", nargs="*", default=[], help="extra train_probe overrides")
+    parser.add_argument("--solver", choices=["auto", "lbfgs", "sgd"], help="probing.solver")
     args = parser.parse_args(argv)
+    if args.solver:
+        args.override = [f"probing.solver={args.solver}", *args.override]
     quiet()
     set_threads(args.threads)
     spec = spec_from(args)

@@ -24,9 +24,17 @@ log = logging.getLogger(__name__)
 class ProbeFeatureDataset(Dataset):
     """One split of a view; ``__getitems__`` reads a whole batch at once."""
 
-    def __init__(self, view: FeatureView, split: str, rows: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        view: FeatureView,
+        split: str,
+        rows: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+    ) -> None:
+        """``labels``: ``(N_table, L)`` label sets read with each batch (``y`` is ``(B, L)``)."""
         self.view = view
         self.rows = view.rows(SPLIT_IDS[split]) if rows is None else np.sort(rows)
+        self.labels = view.labels if labels is None else labels
 
     def __len__(self) -> int:
         return int(self.rows.size)
@@ -35,7 +43,7 @@ class ProbeFeatureDataset(Dataset):
         rows = self.rows[np.asarray(positions)]
         return {
             "x": torch.from_numpy(self.view.read_batch(rows)),
-            "y": torch.from_numpy(self.view.labels[rows].astype(np.int64)),
+            "y": torch.from_numpy(self.labels[rows].astype(np.int64)),
         }
 
     def __getitem__(self, position: int) -> dict[str, torch.Tensor]:
@@ -64,8 +72,11 @@ class CacheProbeDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         rows: dict[str, np.ndarray] | None = None,
+        label_sets: np.ndarray | None = None,
     ) -> None:
-        """``rows`` replaces a split's table rows (MDL trains on prefixes of the training set)."""
+        """``rows`` replaces a split's table rows (MDL trains on prefixes of the training set);
+        ``label_sets`` (``(N_table, L)``, -1 where the view's labels are) gives every batch all
+        L label sets (task, controls) at once, so probes of every label set share one read."""
         super().__init__()
         if mode not in ("auto", "stream", "memory"):
             raise ValueError(f"loader.mode must be auto, stream or memory, got {mode!r}")
@@ -78,6 +89,10 @@ class CacheProbeDataModule(pl.LightningDataModule):
         self.mode = self._choose_mode(mode, memory_budget_mb)
         self._input_stats: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._rows = rows or {}
+        used = (view.labels >= 0)[:, None]
+        if label_sets is not None and not bool(((label_sets >= 0) == used).all()):
+            raise ValueError("every label set must label exactly the rows the view labels")
+        self.label_sets = label_sets
         self._datasets: dict[str, ProbeFeatureDataset] | None = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -91,7 +106,7 @@ class CacheProbeDataModule(pl.LightningDataModule):
         if self.mode == "memory":
             self.view.load_into_memory()
         datasets = {
-            split: ProbeFeatureDataset(self.view, split, self._rows.get(split))
+            split: ProbeFeatureDataset(self.view, split, self._rows.get(split), self.label_sets)
             for split in SPLIT_IDS
         }
         for split, ds in datasets.items():

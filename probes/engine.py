@@ -7,7 +7,9 @@ probe axis, all sharing one read of the data, and each probe keeps the penalty w
 validation accuracy, as scikit-learn's C search and SentEval do. Other families (and views
 that do not fit) train with Adam in Lightning, streaming or from memory: probe ``k`` starts
 from weights seeded by (seed, its name), batches come in the seed's order, and plateau
-stopping is per probe, so a probe's result does not depend on the probes beside it.
+stopping is per probe, so a probe's result does not depend on the probes beside it; there
+label sets, the L2 grid (linear probes) and ``probing.select`` ride the probe axis of one
+training loop per seed.
 
 Rows also carry the Wilson 95% interval of the test accuracy over the test examples, and
 with ``probing.control`` the ceiling of the control task (a type -> label lookup).
@@ -32,6 +34,7 @@ from datamodules.cache_datamodule import CacheProbeDataModule
 from datamodules.views import FeatureView
 from probes.families import LinearProbe
 from probes.full_batch import LBFGSSettings, Slot, SlotMetrics, fit_view, free_logits, view_dim
+from probes.multi_probe import ProbeGroup
 from vlprobe.analysis.controls import (
     control_labels,
     lookup_ceiling,
@@ -71,7 +74,7 @@ class Probing:
     max_iter: int = 500
     # probe arguments to select on validation per probe (Adam path), e.g.
     # {hidden_dim: [64, 256], dropout: [0.0, 0.3], weight_decay: [0.0, 0.01]}: every
-    # combination is trained over the same loaded data; each probe keeps its best
+    # combination is trained in one loop per seed; each probe keeps its best
     select: Mapping[str, Sequence[Any]] | None = None
 
     def __post_init__(self) -> None:
@@ -110,15 +113,19 @@ class ProbeEngine:
         """``lbfgs`` or ``sgd`` for this view (``auto``: L-BFGS for linear probes whose float32
         features, all splits, fit ``loader.memory_budget_mb`` one probe at a time)."""
         solver = self.probing.solver
-        family = getattr(self.probe, "keywords", {}).get("family", LinearProbe)
-        family = get_class(family) if isinstance(family, str) else family
-        linear = isinstance(family, type) and issubclass(family, LinearProbe)
+        linear = self.linear()
         if solver == "lbfgs" and not linear:
             raise ValueError("probing.solver=lbfgs solves linear probes only: use probe=linear")
         if solver != "auto":
             return solver
         rows = sum(view.rows(i).size for i in SPLIT_IDS.values())
         return "lbfgs" if linear and rows * view_dim(view) * 4 <= self.memory_budget() else "sgd"
+
+    def linear(self) -> bool:
+        """Whether the configured probes are linear (``probes.families.LinearProbe``)."""
+        family = getattr(self.probe, "keywords", {}).get("family", LinearProbe)
+        family = get_class(family) if isinstance(family, str) else family
+        return isinstance(family, type) and issubclass(family, LinearProbe)
 
     def memory_budget(self) -> float:
         return float(getattr(self.datamodule, "keywords", {}).get("memory_budget_mb", 2048)) * 2**20
@@ -146,10 +153,13 @@ def make_datamodule(
     rows: dict[str, np.ndarray] | None = None,
     batch_size: int | None = None,
     seed: int | None = None,
+    label_sets: np.ndarray | None = None,
 ) -> CacheProbeDataModule:
     """Batches in the order of ``seed`` (default: the run's seed); ``batch_size`` overrides the
-    loader's (MDL's small prefixes)."""
-    extra = {"batch_size": batch_size} if batch_size else {}
+    loader's (MDL's small prefixes); ``label_sets`` (``(N, L)``) rides with every batch."""
+    extra: dict[str, Any] = {"batch_size": batch_size} if batch_size else {}
+    if label_sets is not None:
+        extra["label_sets"] = label_sets
     return engine.datamodule(view, seed=engine.seed if seed is None else seed, rows=rows, **extra)
 
 
@@ -169,13 +179,28 @@ def fit_probes(
 ) -> pl.LightningModule:
     """One fused MultiProbe for every probe of the view: fit, then test at each best epoch.
 
-    Probe ``k`` starts from weights seeded by (``seed``, ``init_names[k]``; default its name).
     MDL blocks replace the training rows' standardisation (``input_stats``: all training
     inputs), the configured callbacks and some trainer settings."""
-    pl.seed_everything(seed, workers=True, verbose=False)
+    model = build_probe(view, dm, engine, names, seed, init_names, probe_kwargs, input_stats)
+    return fit_model(model, dm, engine, loggers, seed, test, callbacks, trainer_kwargs)
+
+
+def build_probe(
+    view: FeatureView,
+    dm: CacheProbeDataModule,
+    engine: ProbeEngine,
+    names: list[str],
+    seed: int,
+    init_names: list[str] | None = None,
+    probe_kwargs: Mapping[str, Any] | None = None,
+    input_stats: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> pl.LightningModule:
+    """The configured probe module over ``names``, standardised with the training rows'
+    statistics. Probe ``k`` starts from weights seeded by (``seed``, ``init_names[k]``;
+    default its name); ``probe_kwargs`` may make probes slots over the view's columns."""
     x = dm.datasets["train"][0]["x"]
     model = engine.probe(
-        num_probes=x.shape[0],
+        num_probes=len(names),
         in_dim=x.shape[1],
         num_classes=view.num_classes,
         probe_names=names,
@@ -185,6 +210,21 @@ def fit_probes(
         **(probe_kwargs or {}),
     )
     model.set_input_stats(*(input_stats or dm.input_stats()))
+    return model
+
+
+def fit_model(
+    model: pl.LightningModule,
+    dm: CacheProbeDataModule,
+    engine: ProbeEngine,
+    loggers: list[Any],
+    seed: int,
+    test: bool = True,
+    callbacks: list[pl.Callback] | None = None,
+    trainer_kwargs: dict[str, Any] | None = None,
+) -> pl.LightningModule:
+    """Fit (batches in the datamodule's seeded order), then test each probe at its best epoch."""
+    pl.seed_everything(seed, workers=True, verbose=False)
     if callbacks is None:
         callbacks = [make() for make in engine.callbacks]
     trainer = engine.trainer(logger=loggers or False, callbacks=callbacks, **(trainer_kwargs or {}))
@@ -280,46 +320,97 @@ def add_test_interval(rows: list[dict[str, Any]]) -> None:
         row["test_acc_low"], row["test_acc_high"] = float(low), float(high)
 
 
+#: probe arguments that change how a slot trains, not the shape of its parameters: they ride
+#: the slot axis of one module; the others (width, depth, rank, lr) get a module of their own
+SLOT_KEYS = ("dropout", "weight_decay", "l2")
+
+
 def _fit_sgd(
     view: FeatureView, engine: ProbeEngine, prefix: str, seeds: list[int], sets: list[LabelSet]
 ) -> Runs:
-    """Adam in Lightning, one fused MultiProbe per (label set, seed), batches in seed order;
-    with ``probing.select``, one per combination too, each probe keeping its best on val."""
-    select = dict(engine.probing.select or {})
-    combos = [
+    """Adam in Lightning, one pass over the data per seed, batches in the seed's order.
+
+    Every probe x label set of the seed (task, control, its shuffle) x combination of
+    ``probing.select`` (linear probes: x L2 penalty of ``probing.l2_grid``) is a slot, with
+    its own labels, (seed, name) init, penalty, decay, dropout and plateau stopping: one
+    MultiProbe per parameter shape, all shapes fed by the same batches in one training loop
+    (``ProbeGroup``). Seeds do not share a pass: each seed's batch order is its own, so a
+    seed's results equal its separate run. Per label set each probe keeps the combination
+    with the best validation accuracy (ties: the first; penalties go from strong to weak)."""
+    combos = _combinations(engine)
+    runs: Runs = {}
+    for seed in seeds:
+        seed_sets = [ls for ls in sets if ls.seed in (None, seed)]
+        dm = make_datamodule(
+            view, engine, seed=seed, label_sets=np.stack([ls.labels for ls in seed_sets], 1)
+        )
+        members, member_slots = [], []
+        for shape, group in _group_by_shape(combos):
+            slots = [
+                (j, c, k)
+                for j in range(len(seed_sets))
+                for c in group
+                for k in range(len(view.probe_names))
+            ]
+            names, init_names = [], []
+            for j, c, k in slots:
+                base = seed_sets[j].prefix(prefix)
+                tag = f"{base}/seed{seed}" if len(seeds) > 1 else base
+                suffix = "".join(f"/{key}={v}" for key, v in combos[c].items())
+                names.append(f"{tag}{suffix}/{view.probe_names[k]}")
+                init_names.append(f"{base}/{view.probe_names[k]}")
+            per_slot = {
+                key: [combos[c][key] for _, c, _ in slots] for key in SLOT_KEYS if key in combos[0]
+            }
+            kwargs = {
+                **shape,
+                **per_slot,
+                "slot_inputs": [k for _, _, k in slots],
+                "label_columns": [j for j, _, _ in slots],
+            }
+            members.append(build_probe(view, dm, engine, names, seed, init_names, kwargs))
+            member_slots += slots
+        # shapes differ: one module each, all fed by the same batches in one training loop
+        model = members[0] if len(members) == 1 else ProbeGroup(members)
+        fit_model(model, dm, engine, engine.loggers, seed)
+        found: dict[tuple[int, int], list[dict[str, Any]]] = {}  # (label set, combo) -> rows
+        for (j, c, _), row in zip(member_slots, model.results(), strict=True):
+            found.setdefault((j, c), []).append({**row, **combos[c], "solver": "sgd"})
+        for j, labels in enumerate(seed_sets):
+            chance = majority_chance(view.with_labels(labels.labels))
+            best = [
+                max((found[j, c][k] for c in range(len(combos))), key=_val_acc)
+                for k in range(len(view.probe_names))
+            ]
+            runs.setdefault(labels.kind, []).append([{**row, "chance": chance} for row in best])
+    return runs
+
+
+def _val_acc(row: dict[str, Any]) -> float:
+    return row["val_acc"] or 0.0
+
+
+def _combinations(engine: ProbeEngine) -> list[dict[str, Any]]:
+    """Every combination of ``probing.select``; linear probes also try every penalty of
+    ``probing.l2_grid`` (strongest first), unless ``l2`` is selected explicitly."""
+    select = {key: list(values) for key, values in (engine.probing.select or {}).items()}
+    if engine.linear() and "l2" not in select:
+        select["l2"] = sorted((float(v) for v in engine.probing.l2_grid), reverse=True)
+    return [
         dict(zip(select, values, strict=True)) for values in itertools.product(*select.values())
     ]
-    runs: Runs = {}
-    for labels in sets:
-        labelled = view if labels.kind == "task" else view.with_labels(labels.labels)
-        for seed in seeds if labels.seed is None else [labels.seed]:
-            base = labels.prefix(prefix)
-            tag = f"{base}/seed{seed}" if len(seeds) > 1 else base
-            dm = make_datamodule(labelled, engine, seed=seed)
-            best: list[dict[str, Any]] | None = None
-            for combo in combos:
-                suffix = "".join(f"/{k}={v}" for k, v in combo.items())
-                model = fit_probes(
-                    labelled,
-                    dm,
-                    engine,
-                    engine.loggers,
-                    [f"{tag}{suffix}/{n}" for n in view.probe_names],
-                    seed,
-                    init_names=[f"{base}/{n}" for n in view.probe_names],
-                    probe_kwargs=combo,
-                )
-                results = [{**row, **combo} for row in model.results()]
-                best = (
-                    results
-                    if best is None
-                    else [
-                        new if (new["val_acc"] or 0.0) > (old["val_acc"] or 0.0) else old
-                        for old, new in zip(best, results, strict=True)
-                    ]
-                )
-            runs.setdefault(labels.kind, []).append(best or [])
-    return runs
+
+
+def _group_by_shape(
+    combos: list[dict[str, Any]],
+) -> list[tuple[dict[str, Any], list[int]]]:
+    """Combinations that build parameters of one shape (they differ in ``SLOT_KEYS`` only),
+    in order of first appearance: (the shape's probe arguments, combination indices)."""
+    groups: dict[tuple, tuple[dict[str, Any], list[int]]] = {}
+    for c, combo in enumerate(combos):
+        shape = {key: v for key, v in combo.items() if key not in SLOT_KEYS}
+        groups.setdefault(tuple(shape.items()), (shape, []))[1].append(c)
+    return list(groups.values())
 
 
 def _solve_full_batch(

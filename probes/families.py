@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from itertools import pairwise
 from typing import Any, ClassVar
 
@@ -139,9 +140,10 @@ class _AffineStack(ProbeFamily):
         in_dim: int,
         num_classes: int,
         hidden: list[int],
-        dropout: float = 0.0,
+        dropout: float | Sequence[float] = 0.0,
         activation: str = "relu",
     ) -> None:
+        """``dropout``: one rate for all probes, or one per probe (fused selection)."""
         super().__init__(num_probes, in_dim, num_classes)
         if activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}: {activation!r}")
@@ -153,7 +155,10 @@ class _AffineStack(ProbeFamily):
             nn.Parameter(torch.empty(num_probes, d_out)) for d_out in dims[1:]
         )
         self._act = _ACTIVATIONS[activation]
-        self.dropout = nn.Dropout(dropout)
+        rates = [float(dropout)] * num_probes if isinstance(dropout, int | float) else dropout
+        if len(rates) != num_probes or not all(0 <= r < 1 for r in rates):
+            raise ValueError(f"dropout needs {num_probes} rates in [0, 1), got {dropout}")
+        self.dropout_rates = torch.tensor([float(r) for r in rates])
         self.generators: list[torch.Generator] | None = None
         self.reset_parameters()
 
@@ -170,14 +175,19 @@ class _AffineStack(ProbeFamily):
         return h
 
     def _dropout(self, h: Tensor) -> Tensor:
-        """Dropout whose mask for probe ``k`` comes from probe ``k``'s own generator (when
-        seeded): the same masks alone or fused, whatever the other probes."""
-        p = self.dropout.p
-        if not self.training or p == 0 or self.generators is None:
-            return self.dropout(h)
+        """Dropout at each probe's own rate, whose mask for probe ``k`` comes from probe
+        ``k``'s own generator (when seeded): the same masks alone or fused, whatever the
+        other probes."""
+        p = self.dropout_rates
+        if not self.training or not bool((p > 0).any()):
+            return h
         b, _, width = h.shape
-        keep = torch.stack([torch.rand(b, width, generator=g) for g in self.generators], 1)
-        return h * (keep >= p).to(h.device, h.dtype) / (1 - p)
+        if self.generators is None:
+            keep = torch.rand(b, self.num_probes, width)
+        else:
+            keep = torch.stack([torch.rand(b, width, generator=g) for g in self.generators], 1)
+        mask = (keep >= p[:, None]).to(h.device, h.dtype)
+        return h * mask / (1 - p[:, None]).to(h.device, h.dtype)
 
 
 class LinearProbe(_AffineStack):
@@ -201,7 +211,7 @@ class MLPProbe(_AffineStack):
         num_classes: int,
         hidden_dim: int = 256,
         num_hidden_layers: int = 1,
-        dropout: float = 0.0,
+        dropout: float | Sequence[float] = 0.0,
         activation: str = "relu",
     ) -> None:
         if num_hidden_layers < 1:

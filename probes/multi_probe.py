@@ -11,7 +11,7 @@ couples parameters across probes, e.g. gradient clipping by global norm: leave
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import pytorch_lightning as pl
@@ -41,17 +41,27 @@ class MultiProbe(pl.LightningModule):
         num_classes: int,
         family: Callable[..., ProbeFamily] | str = LinearProbe,
         lr: float = 1e-3,
-        weight_decay: float = 0.0,
+        weight_decay: float | Sequence[float] = 0.0,
         probe_names: list[str] | None = None,
         chance: float | None = None,
         seed: int | None = None,
         init_names: list[str] | None = None,
+        l2: float | Sequence[float] = 0.0,
+        slot_inputs: Sequence[int] | None = None,
+        label_columns: Sequence[int] | None = None,
         **family_kwargs: Any,
     ) -> None:
         """``family(num_probes, in_dim, num_classes, **family_kwargs)`` builds the probes;
         ``family`` is a :class:`ProbeFamily` class or its import path. With ``seed``, probe
         ``k`` starts from weights drawn by ``probe_generator(seed, init_names[k])`` (default:
-        its name), the same alone or among any other probes."""
+        its name), the same alone or among any other probes.
+
+        Probes are *slots*: several may read the same input column (``slot_inputs[k]``: the
+        column of the ``(B, P_in, D)`` batch probe ``k`` reads) and learn other labels
+        (``label_columns[k]``: its column of a ``(B, L)`` label batch), with their own
+        decoupled ``weight_decay`` (AdamW's) and ``l2`` penalty ``l2 / 2 ||W||^2`` on the
+        mean loss (weights only, as the full-batch solver), each one value or one per slot.
+        So seeds' label sets and penalty grids ride the probe axis of one pass."""
         super().__init__()
         names = list(probe_names) if probe_names is not None else None
         if names is None:
@@ -66,6 +76,17 @@ class MultiProbe(pl.LightningModule):
         cls = type(self.probes)
         self.hparams["family"] = f"{cls.__module__}.{cls.__qualname__}"
         self.probe_names: list[str] = names
+        self.weight_decay = _per_probe(weight_decay, num_probes, "weight_decay")
+        self.l2 = _per_probe(l2, num_probes, "l2")
+        inputs = list(range(num_probes)) if slot_inputs is None else list(slot_inputs)
+        if len(inputs) != num_probes:
+            raise ValueError(f"need {num_probes} slot_inputs, got {len(inputs)}")
+        #: index of each slot's input column; None when slot k reads column k
+        self.slot_index = None if slot_inputs is None else torch.tensor(inputs)
+        self.num_inputs = max(inputs) + 1
+        if label_columns is not None and len(label_columns) != num_probes:
+            raise ValueError(f"need {num_probes} label_columns, got {len(label_columns)}")
+        self.label_index = None if label_columns is None else torch.tensor(list(label_columns))
         if seed is not None:
             keys = list(init_names) if init_names is not None else names
             if len(keys) != num_probes:
@@ -108,29 +129,44 @@ class MultiProbe(pl.LightningModule):
 
     @torch.no_grad()
     def set_input_stats(self, mean: Tensor, std: Tensor, eps: float = 1e-6) -> None:
-        """Standardise inputs per probe and feature; features with std <= eps are only centred.
+        """Standardise inputs per input column and feature (``(P_in, D)``, each slot with its
+        column's); features with std <= eps are only centred.
 
         Probing results depend on feature scale (layers differ wildly in norm), so callers
         standardise with training-set statistics.
         """
-        shape = tuple(self.input_mean.shape)
-        if tuple(mean.shape) != shape or tuple(std.shape) != shape:
-            raise ValueError(f"mean and std must have shape {shape}")
+        dim = self.input_mean.shape[1]
+        rows = mean.shape[0] if mean.ndim == 2 else -1
+        enough = rows >= self.num_inputs if self.slot_index is not None else rows == self.num_inputs
+        ok = enough and mean.shape[1] == dim
+        if not ok or mean.shape != std.shape:
+            raise ValueError(f"mean and std must have shape ({self.num_inputs}, {dim})")
+        if self.slot_index is not None:
+            mean, std = mean[self.slot_index], std[self.slot_index]
         std = std.to(self.input_std)
         self.input_mean.copy_(mean)
         self.input_std.copy_(torch.where(std > eps, std, torch.ones_like(std)))
 
     # ------------------------------------------------------------------ forward / loss
     def forward(self, x: Tensor) -> Tensor:
-        """(B, P, D) features -> (B, P, C) logits."""
+        """(B, P_in, D) features -> (B, P, C) logits."""
+        if self.slot_index is not None:
+            x = x.index_select(1, self.slot_index.to(x.device))
         # The cache may hold float16; the family follows its parameters' dtype.
         return self.probes(x, self.input_mean, self.input_std.reciprocal())
 
+    def targets(self, y: Tensor) -> Tensor:
+        """(B, P) labels of every slot from a (B,) batch or a (B, L) batch of label sets."""
+        if y.ndim == 1:
+            return y.unsqueeze(1).expand(len(y), len(self.probe_names))
+        if self.label_index is None:
+            raise ValueError("a (B, L) label batch needs label_columns")
+        return y.index_select(1, self.label_index.to(y.device))
+
     def _loss(self, logits: Tensor, y: Tensor) -> Tensor:
         """Sum over probes of each probe's mean cross-entropy, in float32."""
-        b, p, _ = logits.shape
         per_example = F.cross_entropy(
-            logits.float().permute(0, 2, 1), y.unsqueeze(1).expand(b, p), reduction="none"
+            logits.float().permute(0, 2, 1), self.targets(y), reduction="none"
         )
         return per_example.mean(0).sum()
 
@@ -151,13 +187,13 @@ class MultiProbe(pl.LightningModule):
         logits = self(batch["x"])
         loss = self._loss(logits, batch["y"])
         self.log("val/loss", loss, on_epoch=True, batch_size=len(batch["y"]), sync_dist=True)
-        self.val_conf.update(logits.detach(), batch["y"])
+        self.val_conf.update(logits.detach(), self.targets(batch["y"]))
 
     def test_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
         logits = self(batch["x"])
         loss = self._loss(logits, batch["y"])
         self.log("test/loss", loss, on_epoch=True, batch_size=len(batch["y"]), sync_dist=True)
-        self.test_conf.update(logits.detach(), batch["y"])
+        self.test_conf.update(logits.detach(), self.targets(batch["y"]))
 
     @torch.no_grad()
     def stop_probes(self, mask: Tensor) -> None:
@@ -181,26 +217,53 @@ class MultiProbe(pl.LightningModule):
             self._hold_stopped()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        # AdamW with weight_decay=0 is Adam; both are element-wise, which keeps probes apart.
-        return torch.optim.AdamW(
-            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
-        )
+        # Adam is element-wise, which keeps probes apart; weight decay is applied per probe
+        # in on_before_optimizer_step (AdamW's decoupled decay, one rate per slot)
+        return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=0.0)
+
+    @torch.no_grad()
+    def on_after_backward(self) -> None:
+        """The ``l2 / 2 ||W||^2`` penalty of each slot: ``l2 * W`` added to its weights'
+        gradients (biases free)."""
+        if not bool((self.l2 > 0).any()):
+            return
+        for name, param in self.probes.named_parameters():
+            if "bias" not in name and param.grad is not None:
+                scale = self.l2.to(param.device, param.dtype).view(-1, *[1] * (param.dim() - 1))
+                param.grad.add_(param.detach() * scale)
+
+    @torch.no_grad()
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """AdamW's decoupled decay ``p <- p (1 - lr wd)``, before the Adam update, per slot
+        (at the constant ``lr``: probes have no scheduler)."""
+        if not bool((self.weight_decay > 0).any()):
+            return
+        for param in self.parameters():
+            keep = (1 - self.hparams.lr * self.weight_decay.double()).to(param.device, param.dtype)
+            param.mul_(keep.view(-1, *[1] * (param.dim() - 1)))
 
     # ------------------------------------------------------------------ validation / best
     def on_validation_epoch_start(self) -> None:
         self.val_conf.reset()
 
     def on_validation_epoch_end(self) -> None:
+        if self.end_validation():
+            # equal on every rank (from the synced confusion): the sync only averages equal values
+            self.log("val/acc_best", self.best_val_acc.max(), sync_dist=True)
+
+    def end_validation(self) -> bool:
+        """Log the epoch's per-probe val metrics and, while fitting (not in the sanity check,
+        not in ``trainer.validate``), move the best states; whether it was fitting."""
         acc, f1 = self.val_conf.accuracy(), self.val_conf.macro_f1()
         self.val_conf.reset()
         metrics = {f"val/acc/{n}": a for n, a in zip(self.probe_names, acc, strict=True)}
         metrics.update({f"val/f1/{n}": v for n, v in zip(self.probe_names, f1, strict=True)})
         self._log_per_probe(metrics)
         # Best state only moves while fitting: not in the sanity check, not in trainer.validate.
-        if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
+        fitting = self.trainer.state.fn == "fit" and not self.trainer.sanity_checking
+        if fitting:
             self.update_best(acc, f1, self.current_epoch)
-            # equal on every rank (from the synced confusion): the sync only averages equal values
-            self.log("val/acc_best", self.best_val_acc.max(), sync_dist=True)
+        return fitting
 
     @torch.no_grad()
     def update_best(self, val_acc: Tensor, val_f1: Tensor, epoch: int) -> Tensor:
@@ -238,6 +301,11 @@ class MultiProbe(pl.LightningModule):
                 param[has_best] = best[has_best].to(param.dtype)
 
     def on_test_epoch_end(self) -> None:
+        acc = self.end_test()
+        self.log("test/acc_best_probe", acc[int(self.best_val_acc.argmax())], sync_dist=True)
+
+    def end_test(self) -> Tensor:
+        """Keep and log the per-probe test metrics; the (P,) test accuracy."""
         acc, f1 = self.test_conf.accuracy(), self.test_conf.macro_f1()
         confmat = self.test_conf.compute()
         self._test_chance = float(confmat[0].sum(-1).max() / confmat[0].sum().clamp_min(1))
@@ -247,7 +315,7 @@ class MultiProbe(pl.LightningModule):
         metrics = {f"test/acc/{n}": a for n, a in zip(self.probe_names, acc, strict=True)}
         metrics.update({f"test/f1/{n}": v for n, v in zip(self.probe_names, f1, strict=True)})
         self._log_per_probe(metrics)
-        self.log("test/acc_best_probe", acc[int(self.best_val_acc.argmax())], sync_dist=True)
+        return acc
 
     def _log_per_probe(self, metrics: dict[str, Tensor]) -> None:
         """Epoch-end per-probe values straight to the loggers and ``trainer.callback_metrics``.
@@ -292,9 +360,9 @@ class MultiProbe(pl.LightningModule):
         total = torch.zeros(len(self.probe_names), dtype=torch.float64, device=self.device)
         for batch in batches:
             logits = self(batch["x"].to(self.device)).float()
-            y = batch["y"].to(self.device)
+            y = self.targets(batch["y"].to(self.device))
             logp = F.log_softmax(logits, dim=-1)
-            picked = logp.gather(2, y[:, None, None].expand(-1, logits.shape[1], 1)).squeeze(2)
+            picked = logp.gather(2, y.unsqueeze(2)).squeeze(2)
             total -= picked.sum(0).double() / math.log(2)
         for saved_param, param in zip(saved, self._params(), strict=True):
             param.copy_(saved_param)
@@ -326,3 +394,107 @@ class MultiProbe(pl.LightningModule):
             }
             for k, name in enumerate(self.probe_names)
         ]
+
+
+class ProbeGroup(pl.LightningModule):
+    """MultiProbes of different shapes (MLP widths, depths, low-rank ranks) in one training
+    loop: each batch is read once and fed to every member. Their losses add and each member
+    has its own Adam parameter group, so every member learns exactly as alone; the group
+    looks like one MultiProbe of all their probes to the trainer, the plateau rule and the
+    engine (``probe_names``, ``stopped``, ``stop_probes``, :meth:`results`)."""
+
+    def __init__(self, members: Sequence[MultiProbe]) -> None:
+        super().__init__()
+        for i, member in enumerate(members):  # direct children: the trainer reaches them
+            self.add_module(f"member{i}", member)
+        self.members = list(members)
+        self.probe_names = [n for m in self.members for n in m.probe_names]
+        if len(set(self.probe_names)) != len(self.probe_names):
+            raise ValueError("probe names must be distinct across the group's members")
+
+    def _run(self, batch: Mapping[str, Tensor], conf: str | None) -> Tensor:
+        total = torch.zeros((), device=batch["x"].device)
+        for m in self.members:
+            logits = m(batch["x"])
+            total = total + m._loss(logits, batch["y"])
+            if conf is not None:
+                getattr(m, conf).update(logits.detach(), m.targets(batch["y"]))
+        return total
+
+    def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
+        loss = self._run(batch, None)
+        size = len(batch["y"])
+        self.log("train/loss", loss, on_epoch=True, on_step=False, batch_size=size, sync_dist=True)
+        return loss
+
+    def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
+        loss = self._run(batch, "val_conf")
+        self.log("val/loss", loss, on_epoch=True, batch_size=len(batch["y"]), sync_dist=True)
+
+    def test_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
+        loss = self._run(batch, "test_conf")
+        self.log("test/loss", loss, on_epoch=True, batch_size=len(batch["y"]), sync_dist=True)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        groups = [{"params": list(m.parameters()), "lr": m.hparams.lr} for m in self.members]
+        return torch.optim.AdamW(groups, weight_decay=0.0)
+
+    def on_after_backward(self) -> None:
+        for m in self.members:
+            m.on_after_backward()
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        for m in self.members:
+            m.on_before_optimizer_step(optimizer)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        for m in self.members:
+            m.on_train_batch_end(outputs, batch, batch_idx)
+
+    def on_validation_epoch_start(self) -> None:
+        for m in self.members:
+            m.on_validation_epoch_start()
+
+    def on_validation_epoch_end(self) -> None:
+        if all([m.end_validation() for m in self.members]):
+            self.log("val/acc_best", self._cat("best_val_acc").max(), sync_dist=True)
+
+    def on_test_start(self) -> None:
+        for m in self.members:
+            m.on_test_start()
+
+    def on_test_epoch_end(self) -> None:
+        acc = torch.cat([m.end_test() for m in self.members])
+        best = int(self._cat("best_val_acc").argmax())
+        self.log("test/acc_best_probe", acc[best], sync_dist=True)
+
+    def on_test_end(self) -> None:
+        for m in self.members:
+            m.on_test_end()
+
+    def _cat(self, attr: str) -> Tensor:
+        return torch.cat([getattr(m, attr).to(self.device) for m in self.members])
+
+    @property
+    def stopped(self) -> Tensor:
+        return self._cat("stopped")
+
+    @property
+    def last_improved(self) -> Tensor:
+        return torch.cat([m.last_improved.cpu() for m in self.members])
+
+    def stop_probes(self, mask: Tensor) -> None:
+        sizes = [len(m.probe_names) for m in self.members]
+        for m, part in zip(self.members, mask.split(sizes), strict=True):
+            m.stop_probes(part)
+
+    def results(self) -> list[dict[str, Any]]:
+        return [row for m in self.members for row in m.results()]
+
+
+def _per_probe(value: float | Sequence[float], num_probes: int, what: str) -> Tensor:
+    """(P,) float64 values from one value or one per probe."""
+    values = [float(value)] * num_probes if isinstance(value, int | float) else list(value)
+    if len(values) != num_probes or min(values) < 0:
+        raise ValueError(f"{what} needs {num_probes} values >= 0, got {value}")
+    return torch.tensor(values, dtype=torch.float64)

@@ -15,7 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from vlprobe.cache.reader import CacheReader
-from vlprobe.reporting.figures import plot_by_layer, plot_layer_head_heatmap
+from vlprobe.reporting.figures import draw_errorbars, plot_by_layer, plot_layer_head_heatmap
 
 DPI = 120
 
@@ -23,8 +23,10 @@ DPI = 120
 def probe_figures(
     rows: list[dict], reader: CacheReader, out_dir: Path, title: str
 ) -> dict[str, Path]:
-    """Per subtask: accuracy by layer (with chance and the all-heads probe) and a layer x head
-    heatmap of the per-head probes. ``title`` names the task, e.g. ``visual relation``."""
+    """Per subtask: accuracy by layer (with chance, the all-heads probe and what the run asked
+    for: controls, selectivity, the seed CI; see :func:`accuracy_by_layer`), MDL compression by
+    layer (``probing.mdl``) and a layer x head heatmap of the per-head probes. ``title`` names
+    the task, e.g. ``visual relation``."""
     figures: dict[str, Path] = {}
     by_name: dict[str, list[dict]] = {}
     for row in rows:
@@ -32,22 +34,31 @@ def probe_figures(
     for subtask in dict.fromkeys(key.split("/")[0] for key in by_name):
         layer_rows = by_name.get(f"{subtask}/embedding", [])
         if layer_rows:
-            series = {
-                "test acc (embedding probe)": [r["test_acc"] for r in layer_rows],
-                "val acc (embedding probe)": [r["val_acc"] for r in layer_rows],
-            }
+            series, bands, errorbars = accuracy_by_layer(layer_rows)
             if f"{subtask}/attention" in by_name:
                 value = by_name[f"{subtask}/attention"][0]["test_acc"]
                 series["test acc (attention probe, all heads)"] = [value] * len(layer_rows)
             names = [reader.layer_names[int(r["probe"].split("_")[1])] for r in layer_rows]
+            spread = "band: Wilson 95% over test examples"
+            spread += ", bars: 95% CI over seeds" if errorbars else ""
             figures[f"{subtask}_by_layer"] = plot_by_layer(
                 series,
                 names,
                 out_dir / f"{subtask}_by_layer.png",
-                title=f"{title} {subtask}: accuracy by layer (band: Wilson 95% over test examples)",
+                title=f"{title} {subtask}: accuracy by layer ({spread})",
                 chance=layer_rows[0]["chance"],
-                bands={"test acc (embedding probe)": test_band(layer_rows)},
+                bands=bands,
+                errorbars=errorbars,
             )
+            mdl = mdl_by_layer(layer_rows)
+            if mdl:
+                figures[f"{subtask}_mdl"] = plot_by_layer(
+                    mdl,
+                    names,
+                    out_dir / f"{subtask}_mdl.png",
+                    title=f"{title} {subtask}: MDL (online code) by layer",
+                    ylabel=MDL_YLABEL,
+                )
         head_rows = by_name.get(f"{subtask}/head", [])
         if head_rows:
             matrix = np.array([r["test_acc"] for r in head_rows], dtype=np.float64).reshape(
@@ -61,6 +72,48 @@ def probe_figures(
                 annotate_top=5,
             )
     return figures
+
+
+TEST = "test acc (embedding probe)"
+MDL_YLABEL = "compression (uniform / online code)"
+
+
+def accuracy_by_layer(
+    rows: Sequence[Mapping],
+) -> tuple[dict[str, list[float]], dict[str, tuple], dict[str, tuple]]:
+    """What the accuracy-by-layer figure draws for per-layer rows: ``(series, bands,
+    errorbars)``. Test and val accuracy with the test-set interval, and whatever the run asked
+    for: the seed mean with its 95% CI over seeds, control-task accuracy with selectivity
+    (Hewitt and Liang 2019), shuffled-label accuracy."""
+    series = {
+        TEST: _column(rows, "test_acc"),
+        "val acc (embedding probe)": _column(rows, "val_acc"),
+    }
+    bands: dict[str, tuple] = {TEST: test_band(rows)}
+    errorbars: dict[str, tuple] = {}
+    if "test_acc_ci95" in rows[0]:
+        mean, half = np.array(series.pop(TEST)), np.array(_column(rows, "test_acc_ci95"))
+        name = f"{TEST}, mean of {len(rows[0]['seeds'])} seeds"
+        series = {name: mean.tolist(), **series}
+        bands = {name: bands[TEST]}
+        errorbars[name] = ((mean - half).tolist(), (mean + half).tolist())
+    if "control_test_acc" in rows[0]:
+        series["control task test acc"] = _column(rows, "control_test_acc")
+        series["selectivity (test - control)"] = _column(rows, "selectivity")
+    if "shuffled_test_acc" in rows[0]:
+        series["shuffled labels test acc"] = _column(rows, "shuffled_test_acc")
+    return series, bands, errorbars
+
+
+def mdl_by_layer(rows: Sequence[Mapping]) -> dict[str, list[float]]:
+    """The MDL figure's series (empty without ``probing.mdl``): compression by layer."""
+    if "mdl_compression" not in rows[0]:
+        return {}
+    return {"compression (embedding probe)": _column(rows, "mdl_compression")}
+
+
+def _column(rows: Sequence[Mapping], key: str) -> list[float]:
+    return [np.nan if r.get(key) is None else float(r[key]) for r in rows]
 
 
 def test_band(rows: Sequence[Mapping]) -> tuple[list[float], list[float]]:
@@ -77,10 +130,13 @@ def plot_curves_by_layer(
     title: str,
     chance: float | None = None,
     bands: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
+    errorbars: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
+    ylabel: str = "test accuracy",
 ) -> Path:
     """Accuracy by layer; ``dashed`` series (e.g. a baseline's) are drawn thin and dashed over
     the others, so a baseline identical to the model stays visible; ``bands[name]`` shades
-    ``(low, high)`` (the test-set interval) in the series' colour."""
+    ``(low, high)`` (the test-set interval) in the series' colour, ``errorbars[name]`` draws
+    another spread (the seeds' CI) as bars."""
     x = np.arange(len(layer_names))
     fig = _figure(max(5.0, 0.45 * len(x) + 2.0), 3.6)
     ax = fig.add_subplot()
@@ -97,11 +153,13 @@ def plot_curves_by_layer(
         if bands and name in bands:
             low, high = (np.asarray(b, dtype=np.float64) for b in bands[name])
             ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
+        if errorbars and name in errorbars:
+            draw_errorbars(ax, x, values, errorbars[name], line.get_color())
     if chance is not None:
         ax.axhline(chance, color="grey", linestyle=":", linewidth=1, label="chance")
     ax.set_xticks(x, list(layer_names), rotation=45 if len(x) > 8 else 0)
     ax.set_xlabel("layer")
-    ax.set_ylabel("test accuracy")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")

@@ -20,7 +20,12 @@ from datamodules.sources import LayerRows
 from datamodules.views import UnitEmbeddingView, example_texts, layer_probe_names, type_ids
 from probes.engine import ProbeEngine
 from probes.tasks.base import TaskInputs, TaskOutput
-from probes.tasks.figures import plot_curves_by_layer, plot_task_layer_heatmap, test_band
+from probes.tasks.figures import (
+    MDL_YLABEL,
+    plot_curves_by_layer,
+    plot_task_layer_heatmap,
+    test_band,
+)
 from vlprobe.cache.reader import CacheReader
 from vlprobe.cache.schema import unit_path
 from vlprobe.data.senteval import SENTEVAL_TASKS
@@ -163,8 +168,10 @@ def _nan(value: float | None) -> float:
 
 
 def linguistic_figures(rows: list[dict], tasks: tuple[str, ...], out_dir: Path) -> dict[str, Path]:
-    """Per SentEval task: test accuracy by layer, one curve per model x pooling. Per model x
-    pooling: a SentEval task x layer heatmap of test accuracy."""
+    """Per SentEval task: test accuracy by layer, one curve per model x pooling (with the
+    control task's curve, dashed, and the seeds' 95% CI as error bars when asked for), and MDL
+    compression by layer with ``probing.mdl``. Per model x pooling: a SentEval task x layer
+    heatmap of test accuracy."""
     figures: dict[str, Path] = {}
     indices = sorted({r["layer_index"] for r in rows})  # layer 0 = embeddings for every model
     column = {layer: i for i, layer in enumerate(indices)}
@@ -175,26 +182,46 @@ def linguistic_figures(rows: list[dict], tasks: tuple[str, ...], out_dir: Path) 
     baselines = {r["model"] for r in rows if r["role"] == "baseline"}
     present = [t for t in tasks if any(r["probing_task"] == t for r in rows)]
     for task in present:
-        series, bands = {}, {}
+        series, bands, errorbars, mdl = {}, {}, {}, {}
+        dashed = [f"{m} ({p})" for m, p in curves if m in baselines]
         for model, pooling in curves:
-            values = [float("nan")] * len(indices)
-            curve = [None] * len(indices)
+            curve: list[dict] = [{} for _ in indices]
             for r in rows:
                 if (r["probing_task"], r["model"], r["pooling"]) == (task, model, pooling):
-                    values[column[r["layer_index"]]] = _nan(r["test_acc"])
                     curve[column[r["layer_index"]]] = r
-            series[f"{model} ({pooling})"] = values
-            bands[f"{model} ({pooling})"] = test_band([r or {} for r in curve])
+            label = f"{model} ({pooling})"
+            series[label] = [_nan(r.get("test_acc")) for r in curve]
+            bands[label] = test_band(curve)
+            if any("test_acc_ci95" in r for r in curve):
+                mean = np.array(series[label])
+                half = np.array([_nan(r.get("test_acc_ci95")) for r in curve])
+                errorbars[label] = (mean - half, mean + half)
+            if any("control_test_acc" in r for r in curve):
+                series[f"{label}: control task"] = [_nan(r.get("control_test_acc")) for r in curve]
+                dashed.append(f"{label}: control task")
+            if any("mdl_compression" in r for r in curve):
+                mdl[label] = [_nan(r.get("mdl_compression")) for r in curve]
         chance = next(r["chance"] for r in rows if r["probing_task"] == task)
+        spread = "bands: Wilson 95%" + (", bars: 95% CI over seeds" if errorbars else "")
         figures[f"{task}_by_layer"] = plot_curves_by_layer(
             series,
-            [f"{m} ({p})" for m, p in curves if m in baselines],
+            dashed,
             layer_names,
             out_dir / f"{task}_by_layer.png",
-            title=f"SentEval {task}: test accuracy by layer (bands: Wilson 95%)",
+            title=f"SentEval {task}: test accuracy by layer ({spread})",
             chance=chance,
             bands=bands,
+            errorbars=errorbars,
         )
+        if mdl:
+            figures[f"{task}_mdl"] = plot_curves_by_layer(
+                mdl,
+                [],
+                layer_names,
+                out_dir / f"{task}_mdl.png",
+                title=f"SentEval {task}: MDL (online code) by layer",
+                ylabel=MDL_YLABEL,
+            )
     for model, pooling in curves:
         matrix = np.full((len(present), len(indices)), np.nan)
         for r in rows:

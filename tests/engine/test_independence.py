@@ -6,6 +6,7 @@ slots riding along == separate runs, for both solvers (full-batch L-BFGS and Ada
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -66,15 +67,74 @@ def test_seeds_and_controls_in_one_run_equal_separate_runs(
         assert together["layer_02"]["l2_per_seed"] == [a["layer_02"]["l2"] for a in alone]
 
 
-def test_mlp_capacity_selected_per_probe_on_validation(compose_cfg, planted_cache) -> None:
-    """``probing.select`` trains every combination over the same data; each probe keeps the
-    one with the best validation accuracy, equal to the separate run with that setting."""
-    common = ["probe=mlp", "trainer.max_epochs=3", "probing.layers=[1,2]", "probe.dropout=0.2"]
-    chosen = _rows(compose_cfg, planted_cache, [*common, "probing.select={hidden_dim:[2,16]}"])
+def _count_fits(monkeypatch) -> list:
+    """The modules ``trainer.fit`` trains (one per pass over the data)."""
+    import probes.engine as engine
+
+    fits, fit_model = [], engine.fit_model
+    monkeypatch.setattr(
+        engine, "fit_model", lambda m, *a, **kw: fits.append(m) or fit_model(m, *a, **kw)
+    )
+    return fits
+
+
+def test_mlp_capacity_selected_per_probe_on_validation(
+    compose_cfg, planted_cache, monkeypatch
+) -> None:
+    """``probing.select`` trains every combination in one pass: dropout and weight decay as
+    slots, each width as its own module in the same loop. Each probe keeps the combination
+    with the best validation accuracy, equal to the separate run of that combination."""
+    fits = _count_fits(monkeypatch)
+    common = ["probe=mlp", "trainer.max_epochs=3", "probing.layers=[1,2]"]
+    select = "probing.select={hidden_dim:[2,16],dropout:[0.0,0.3],weight_decay:[0.0,0.5]}"
+    chosen = _rows(compose_cfg, planted_cache, [*common, select])
+    assert len(fits) == 1 and len(fits[0].members) == 2  # one loop, one module per width
+    grid = list(itertools.product((2, 16), (0.0, 0.3), (0.0, 0.5)))
     separate = {
-        h: _rows(compose_cfg, planted_cache, [*common, f"probe.hidden_dim={h}"]) for h in (2, 16)
+        combo: _rows(
+            compose_cfg,
+            planted_cache,
+            [
+                *common,
+                *(
+                    f"probe.{k}={v}"
+                    for k, v in zip(("hidden_dim", "dropout", "weight_decay"), combo, strict=True)
+                ),
+            ],
+        )
+        for combo in grid
     }
     for name, row in chosen.items():
-        best = max((2, 16), key=lambda h: (separate[h][name]["val_acc"], -h))
-        assert row["hidden_dim"] == best
+        best = max(grid, key=lambda c: (separate[c][name]["val_acc"], -grid.index(c)))
+        assert (row["hidden_dim"], row["dropout"], row["weight_decay"]) == best
         assert row["test_acc"] == separate[best][name]["test_acc"]
+        assert row["best_epoch"] == separate[best][name]["best_epoch"]
+    assert len({separate[c]["layer_01"]["val_acc"] for c in grid}) > 1  # the choice matters
+
+
+def test_adam_path_picks_l2_on_validation_in_one_pass_per_seed(
+    compose_cfg, planted_cache, monkeypatch
+) -> None:
+    """Linear probes on the Adam path try every penalty of ``probing.l2_grid`` as slots of one
+    pass per seed (control and shuffled control riding along): each probe keeps the one with
+    the best validation accuracy (ties: the larger), equal to the run with that penalty alone."""
+    fits = _count_fits(monkeypatch)
+    common = [*SGD, "probing.layers=[0,1]", "probing.control=true"]
+    grid = (1.0, 1e-4)
+    rows = _rows(
+        compose_cfg,
+        planted_cache,
+        [*common, "probing.shuffled_control=true", "seeds=[1,2]", "probing.l2_grid=[1.0,1e-4]"],
+    )
+    assert len(fits) == 2  # one pass per seed: 2 probes x 3 label sets x 2 penalties each
+    assert len(fits[0].probe_names) == 2 * 3 * 2
+    alone = {
+        l2: _rows(compose_cfg, planted_cache, [*common, "seed=1", f"probing.l2_grid=[{l2}]"])
+        for l2 in grid
+    }
+    for name, row in rows.items():
+        best = max(grid, key=lambda l2: (alone[l2][name]["val_acc"], l2))
+        assert row["l2_per_seed"][0] == best
+        assert row["test_acc_per_seed"][0] == alone[best][name]["test_acc"]
+        assert row["solver"] == "sgd"
+    assert {row["l2_per_seed"][0] for row in rows.values()} <= set(grid)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
@@ -43,9 +44,11 @@ def plot_by_layer(
     ylabel: str = "accuracy",
     chance: float | None = None,
     bands: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
+    errorbars: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
 ) -> Path:
-    """One line per series over layers; ``bands[name] = (low, high)`` shades a spread (e.g. a
-    seed CI) in the series' colour; ``chance`` draws a dashed horizontal line."""
+    """One line per series over layers; ``bands[name] = (low, high)`` shades a spread (e.g. the
+    test-set interval) and ``errorbars[name] = (low, high)`` draws another (e.g. a seed CI) in
+    the series' colour; ``chance`` draws a dashed horizontal line."""
     x = np.arange(len(layer_names))
     fig = _new_figure(max(5.0, 0.45 * len(layer_names) + 2.0), 3.6)
     ax = fig.add_subplot()
@@ -57,6 +60,8 @@ def plot_by_layer(
         if bands and name in bands:
             low, high = (np.asarray(b, dtype=np.float64) for b in bands[name])
             ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+        if errorbars and name in errorbars:
+            draw_errorbars(ax, x, values, errorbars[name], line.get_color())
     if chance is not None:
         ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label="chance")
     ax.set_xticks(x, list(layer_names), rotation=45 if len(x) > 8 else 0)
@@ -67,6 +72,14 @@ def plot_by_layer(
     if series or chance is not None:
         ax.legend(fontsize="small")
     return _save(fig, path)
+
+
+def draw_errorbars(
+    ax: Axes, x: np.ndarray, values: np.ndarray, spread: tuple[Sequence[float], ...], color: str
+) -> None:
+    """Bars from ``spread = (low, high)`` around ``values`` (e.g. a seed CI), in ``color``."""
+    low, high = (np.asarray(b, dtype=np.float64) for b in spread)
+    ax.errorbar(x, values, yerr=[values - low, high - values], fmt="none", ecolor=color, capsize=3)
 
 
 def plot_layer_head_heatmap(
