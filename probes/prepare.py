@@ -15,6 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from probes.tasks.base import Task, TaskInputs
+from probes.tasks.streams import sequence_readers
 from vlprobe.cache.leakage import check_no_leakage
 from vlprobe.cache.reader import CacheReader
 from vlprobe.config import config_dir
@@ -104,8 +105,15 @@ def prepare(cfg: DictConfig, task: Task) -> TaskInputs:
                 reader = CacheReader(path)
                 inputs.readers.setdefault(role, {})[dataset] = reader
                 reader.require(task.reads, task.name)
+        sequences = sequence_readers(inputs)  # each stream of a multi-stream cache
+        try:
+            for reader in sequences:
                 check_no_leakage(reader)
-        check_run_inputs(cfg, [r for by in inputs.readers.values() for r in by.values()])
+            check_run_inputs(cfg, sequences)
+        finally:
+            for reader in sequences:
+                if reader.stream is not None:  # opened here; the caches stay open
+                    reader.close()
     except Exception:
         inputs.close()
         raise

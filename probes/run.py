@@ -24,6 +24,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from probes.engine import ProbeEngine
 from probes.prepare import prepare
 from probes.tasks.base import Task, TaskOutput
+from probes.tasks.streams import execute
 from vlprobe.reporting.table import format_table, write_results
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,8 @@ def run(cfg: DictConfig) -> float | None:
             lg.log_hyperparams(resolved)
         failed = True
         try:
-            output = task.execute(inputs, engine, out_dir)
+            asked = OmegaConf.select(cfg, "model.stream", default="all") != "all"
+            output = execute(task, inputs, engine, out_dir, asked=asked)
             if debug:
                 output.rows = [{**row, "debug": True} for row in output.rows]
             trained = any("val_acc" in row for row in output.rows)

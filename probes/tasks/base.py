@@ -55,6 +55,9 @@ class Task(Protocol):
     # the cache parts it reads (cache.schema.PARTS): extraction writes those, a cache given by
     # path must hold them
     reads: tuple[str, ...]
+    # the modalities whose tokens it reads (text, image): a stream of a multi-stream cache
+    # without one of them is skipped (probes/tasks/streams.py)
+    modalities: tuple[str, ...]
 
     def datasets(self) -> list[str]:
         """The data sets (cache kinds) it reads, e.g. ``["visual_genome"]``."""

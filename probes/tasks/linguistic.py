@@ -47,6 +47,7 @@ MAX_CONSOLE_ROWS = 60
 class LinguisticTask:
     mismatched_refusal: ClassVar[str | None] = "SentEval sentences have no image to mismatch"
     reads: ClassVar[tuple[str, ...]] = ("sentence",)  # the cache parts it reads
+    modalities: ClassVar[tuple[str, ...]] = ("text",)  # the tokens it reads
     name: str = "linguistic/all"
     tasks: tuple[str, ...] = tuple(SENTEVAL_TASKS)
     pooling: tuple[str, ...] = POOLINGS
