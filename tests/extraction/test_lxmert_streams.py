@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import h5py
@@ -113,8 +114,7 @@ def test_one_cache_holds_every_stream_equal_to_transformers(compose_cfg, demo_ro
         "language": [h[0, :nt] for h in lang[: n_l + 1]],
         "vision": [h[0, :nr] for h in vis[: n_r + 1]],
         "cross": [
-            torch.cat([t[0, :nt], v[0, :nr]])
-            for t, v in zip(lang[n_l:], vis[n_r:], strict=True)
+            torch.cat([t[0, :nt], v[0, :nr]]) for t, v in zip(lang[n_l:], vis[n_r:], strict=True)
         ],
     }
     expected_attn = {
@@ -162,3 +162,98 @@ def test_a_missing_stream_group_is_named(compose_cfg, demo_root: Path, tmp_path:
         del f["streams/language"]
     problems = verify_cache(path)
     assert problems == ["group streams/language is missing (a listed stream)"]
+
+
+def _datasets(f: h5py.File) -> dict[str, h5py.Dataset]:
+    out: dict[str, h5py.Dataset] = {}
+
+    def visit(name: str, obj: object) -> None:  # returns None: visititems goes on
+        if isinstance(obj, h5py.Dataset):
+            out[name] = obj
+
+    f.visititems(visit)
+    return out
+
+
+def test_shards_merge_into_the_one_process_cache(compose_cfg, demo_root: Path, tmp_path: Path):
+    """Three shards (each stream's tables offset by the rows before) equal one writer."""
+    extra = ["dataset=flickr30k", "extraction.parts=all", "extraction.batch_size=4"]
+    cfg = lxmert_cfg(compose_cfg, demo_root, extra)
+    single = run_extraction(cfg, "flickr30k", tmp_path / "single.h5")
+    with open_dict(cfg):
+        cfg.extraction.shards = 3
+    merged = run_extraction(cfg, "flickr30k", tmp_path / "merged.h5")
+    assert verify_cache(merged) == []
+    with h5py.File(single, "r") as a, h5py.File(merged, "r") as b:
+        da, db = _datasets(a), _datasets(b)
+        assert sorted(da) == sorted(db)
+        assert any(n.startswith("streams/vision/attention/maps/") for n in da)
+        for name in da:
+            np.testing.assert_array_equal(da[name][()], db[name][()], err_msg=name)
+        for group in ("streams/cross", "streams/language", "streams/vision"):
+            skip = {"created_utc"}
+            attrs_a = {k: str(v) for k, v in a[group].attrs.items() if k not in skip}
+            attrs_b = {k: str(v) for k, v in b[group].attrs.items() if k not in skip}
+            assert attrs_a == attrs_b, group
+
+
+def _run_task(compose_cfg, root: Path, task: str, extra: tuple[str, ...] = ()) -> list[dict]:
+    from probes.run import run
+
+    cfg = lxmert_cfg(
+        compose_cfg, root, [f"task={task}", "debug=fast", "logger=none", *extra], "train_probe"
+    )
+    run(cfg)
+    return json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())
+
+
+# task -> the streams it reads on image-text data (the others lack a modality it needs)
+STREAMS_READ = {
+    "visual_relation": {"cross", "vision"},
+    "visual_coreference": {"cross"},
+    "cross_modal_alignment": {"cross"},
+    "fusion_degree": {"cross"},
+}
+
+
+@pytest.mark.parametrize("task", sorted(STREAMS_READ))
+def test_each_task_runs_on_every_stream_that_holds_its_tokens(
+    compose_cfg, demo_root: Path, task: str, capsys: pytest.CaptureFixture
+) -> None:
+    rows = _run_task(compose_cfg, demo_root, task)
+    assert {r["stream"] for r in rows} == STREAMS_READ[task]
+    skipped = {"cross", "language", "vision"} - STREAMS_READ[task]
+    printed = capsys.readouterr().out
+    for stream in skipped:
+        assert f"stream {stream} skipped: {task} reads" in printed
+    layers = {"cross": 4, "vision": 2}  # X00..X03, vis00..vis01
+    for stream in STREAMS_READ[task]:
+        probes = {r.get("probe") for r in rows if r["stream"] == stream}
+        if task == "visual_relation":
+            embedding = {
+                r["probe"] for r in rows if r["stream"] == stream and r["input"] == "embedding"
+            }
+            assert embedding == {f"layer_{k:02d}" for k in range(layers[stream])}
+        assert probes
+
+
+def test_linguistic_probes_the_text_streams(compose_cfg, demo_root: Path) -> None:
+    rows = _run_task(
+        compose_cfg, demo_root, "linguistic/past_present", ("task.baseline_model=null",)
+    )
+    by_stream = {s: {r["layer"] for r in rows if r["stream"] == s} for s in ("cross", "language")}
+    assert by_stream == {
+        "cross": {"X00", "X01", "X02", "X03"},
+        "language": {"lang00", "lang01", "lang02"},
+    }
+    assert {r["model"] for r in rows} == {
+        "lxmert[random-init]/cross",
+        "lxmert[random-init]/language",
+    }
+
+
+def test_a_stream_asked_for_by_name_must_hold_the_tokens(compose_cfg, demo_root: Path):
+    with pytest.raises(ValueError, match="model.stream=language: visual_relation reads image"):
+        _run_task(compose_cfg, demo_root, "visual_relation", ("model.stream=language",))
+    with pytest.raises(ValueError, match="two-stream"):  # its cross stream is refused
+        _run_task(compose_cfg, demo_root, "modality_importance")
