@@ -11,6 +11,7 @@ import pytest
 import torch
 from omegaconf import open_dict
 
+from vlprobe.cache.inspect import describe
 from vlprobe.cache.reader import CacheReader
 from vlprobe.cache.verify import verify_cache
 from vlprobe.extraction.pipeline import build_model, load_examples, run_extraction
@@ -56,6 +57,9 @@ def test_one_cache_holds_every_stream_equal_to_transformers(compose_cfg, demo_ro
     )
     path = run_extraction(cfg, "flickr30k")
     assert verify_cache(path) == []
+    summary = describe(path)
+    assert "stream vision (image tokens): 2 hidden layers vis00..vis01, 4 heads" in summary
+    assert "stream language (text tokens): 3 hidden layers lang00..lang02, 4 heads" in summary
     root = CacheReader(path)
     assert root.streams == ["cross", "language", "vision"]
     readers = {s: root.stream_reader(s) for s in root.streams}
