@@ -10,6 +10,7 @@ model (one sequence) is probed once, beside the first stream.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,25 @@ def skip_reason(task: Task, inputs: TaskInputs, stream: str) -> str | None:
     return None
 
 
+def usable_streams(
+    task: Task, inputs: TaskInputs, asked: bool, report: Callable[[str], Any] = log.info
+) -> list[str]:
+    """The streams ``task`` runs on; each other one is reported (``asked``: refused)."""
+    streams = cache_streams(inputs)
+    usable = []
+    for stream in streams:
+        reason = skip_reason(task, inputs, stream)
+        if reason is None:
+            usable.append(stream)
+        elif asked:
+            raise ValueError(f"model.stream={stream}: {reason}; choose another stream")
+        else:
+            report(f"stream {stream} skipped: {reason}")
+    if not usable:
+        raise ValueError(f"{task.name}: no stream of the cache holds what it reads ({streams})")
+    return usable
+
+
 def stream_inputs(inputs: TaskInputs, stream: str, baseline: bool) -> TaskInputs:
     """``inputs`` with the run's model read at ``stream`` (and the baseline if ``baseline``)."""
     readers: dict[str, dict[str, CacheReader]] = {
@@ -78,20 +98,9 @@ def execute(
 
     ``asked``: the run named its streams (``model.stream``): one it cannot read is an error.
     """
-    streams = cache_streams(inputs)
-    if not streams:
+    if not cache_streams(inputs):
         return task.execute(inputs, engine, out_dir)
-    usable = []
-    for stream in streams:
-        reason = skip_reason(task, inputs, stream)
-        if reason is None:
-            usable.append(stream)
-        elif asked:
-            raise ValueError(f"model.stream={stream}: {reason}; choose another stream")
-        else:
-            print(f"stream {stream} skipped: {reason}")
-    if not usable:
-        raise ValueError(f"{task.name}: no stream of the cache holds what it reads ({streams})")
+    usable = usable_streams(task, inputs, asked, report=print)
     outputs = []
     for k, stream in enumerate(usable):
         part = stream_inputs(inputs, stream, baseline=k == 0)
