@@ -257,7 +257,17 @@ def test_linguistic_probes_the_text_streams(compose_cfg, demo_root: Path) -> Non
 
 
 def test_a_stream_asked_for_by_name_must_hold_the_tokens(compose_cfg, demo_root: Path):
+    from probes.run import run
+
+    cfg = lxmert_cfg(
+        compose_cfg,
+        demo_root,
+        ["task=visual_relation", "debug=fast", "model.stream=language"],
+        "train_probe",
+    )
     with pytest.raises(ValueError, match="model.stream=language: visual_relation reads image"):
-        _run_task(compose_cfg, demo_root, "visual_relation", ("model.stream=language",))
+        run(cfg)  # refused in the prepare step: no logger run, no results
+    out = Path(cfg.paths.output_dir)
+    assert not (out / "results.json").exists() and not list(out.rglob("*.wandb"))
     with pytest.raises(ValueError, match="two-stream"):  # its cross stream is refused
         _run_task(compose_cfg, demo_root, "modality_importance")
