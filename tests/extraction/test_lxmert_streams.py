@@ -157,6 +157,11 @@ def test_stream_filter_and_text_only_data(compose_cfg, demo_root: Path) -> None:
     assert reader.streams == ["cross", "language"]
     with pytest.raises(Exception, match="no stream 'vision'"):
         reader.stream_reader("vision")
+    cfg = lxmert_cfg(
+        compose_cfg, demo_root, ["dataset=senteval/past_present", "model.stream=vision"]
+    )
+    with pytest.raises(ValueError, match="model.stream=vision: no stream to cache"):
+        run_extraction(cfg, "senteval/past_present")
 
 
 def test_a_missing_stream_group_is_named(compose_cfg, demo_root: Path, tmp_path: Path):
@@ -218,6 +223,13 @@ STREAMS_READ = {
     "cross_modal_alignment": {"cross"},
     "fusion_degree": {"cross"},
 }
+
+
+def test_layers_asked_for_are_probed_where_the_stream_has_them(compose_cfg, demo_root: Path):
+    """``probing.layers=[1,3]``: X01, X03 on the cross stream, vis01 on the vision stream."""
+    rows = _run_task(compose_cfg, demo_root, "visual_relation", ("probing.layers=[1,3]",))
+    embedding = {(r["stream"], r["probe"]) for r in rows if r["input"] == "embedding"}
+    assert embedding == {("cross", "layer_01"), ("cross", "layer_03"), ("vision", "layer_01")}
 
 
 @pytest.mark.parametrize("task", sorted(STREAMS_READ))

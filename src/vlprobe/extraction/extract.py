@@ -98,4 +98,9 @@ def stream_attrs(adapter: Adapter, ordered: Sequence[VLExample]) -> dict[str, di
             "layer_names": adapter.stream_layer_names(stream),  # type: ignore[attr-defined]
             "modalities": list(modalities),
         }
+    if not out:
+        raise ValueError(
+            f"model.stream={','.join(adapter.streams)}: no stream to cache, the data has no "
+            "regions; add a stream holding text (cross or language)"
+        )
     return out
