@@ -4,7 +4,8 @@ The file is written to this writer's own ``<path>.<pid>-<random>.partial`` and, 
 ``complete`` flag is set and the bytes are on disk (fsync), renamed onto ``path`` in one step:
 a killed extraction never leaves a file at the final path that looks finished, and two writers
 never share a partial file. Every dataset carries a Fletcher-32 checksum per chunk, so a cache
-corrupted on disk fails to read instead of returning wrong numbers.
+corrupted on disk fails to read instead of returning wrong numbers. A multi-stream model
+(LXMERT) writes one group per stream, each laid out like a one-sequence file.
 """
 
 from __future__ import annotations

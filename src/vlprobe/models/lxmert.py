@@ -1,7 +1,7 @@
-"""LXMERT (two-stream) mapped onto the uniform single ``[text; image]`` sequence.
+"""LXMERT (two-stream) mapped onto uniform token sequences, one per encoder (stream).
 
-Layer scheme (``layer_names = ["X00", "X01", ...]``), over the cross-modality encoder only,
-where the two modalities meet:
+The cross stream (``layer_names = ["X00", "X01", ...]``) is the cross-modality encoder, where
+the two modalities meet, as one ``[text; image]`` sequence:
 
 * ``hidden[0]`` ("X00"): the cross encoder's input: text = output of the last language
   layer, image = output of the last vision (relational) layer.
