@@ -15,6 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from probes.tasks.base import Task, TaskInputs
+from probes.tasks.streams import cache_streams, sequence_readers, usable_streams
 from vlprobe.cache.leakage import check_no_leakage
 from vlprobe.cache.reader import CacheReader
 from vlprobe.config import config_dir
@@ -91,6 +92,11 @@ def cache_paths(cfg: DictConfig, task: Task) -> dict[str, dict[str, Path]]:
     return paths
 
 
+def streams_asked(cfg: DictConfig) -> bool:
+    """The run named the streams of a multi-stream model (``model.stream`` other than all)."""
+    return OmegaConf.select(cfg, "model.stream", default="all") != "all"
+
+
 def prepare(cfg: DictConfig, task: Task) -> TaskInputs:
     """Every cache the task reads, built if missing, opened and checked for split leakage."""
     paths = cache_paths(cfg, task)
@@ -104,8 +110,17 @@ def prepare(cfg: DictConfig, task: Task) -> TaskInputs:
                 reader = CacheReader(path)
                 inputs.readers.setdefault(role, {})[dataset] = reader
                 reader.require(task.reads, task.name)
+        if cache_streams(inputs):  # a stream asked for that the task cannot read: refused now
+            usable_streams(task, inputs, streams_asked(cfg), report=lambda _line: None)
+        sequences = sequence_readers(inputs)  # each stream of a multi-stream cache
+        try:
+            for reader in sequences:
                 check_no_leakage(reader)
-        check_run_inputs(cfg, [r for by in inputs.readers.values() for r in by.values()])
+            check_run_inputs(cfg, sequences)
+        finally:
+            for reader in sequences:
+                if reader.stream is not None:  # opened here; the caches stay open
+                    reader.close()
     except Exception:
         inputs.close()
         raise

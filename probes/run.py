@@ -22,8 +22,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities import rank_zero_only
 
 from probes.engine import ProbeEngine, wandb_loggers
-from probes.prepare import prepare
+from probes.prepare import prepare, streams_asked
 from probes.tasks.base import Task, TaskOutput
+from probes.tasks.streams import execute
 from vlprobe.reporting.table import format_table, write_results
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,7 @@ def run(cfg: DictConfig) -> float | None:
             lg.log_hyperparams(resolved)
         failed = True
         try:
-            output = task.execute(inputs, engine, out_dir)
+            output = execute(task, inputs, engine, out_dir, asked=streams_asked(cfg))
             if debug:
                 output.rows = [{**row, "debug": True} for row in output.rows]
             trained = any("val_acc" in row for row in output.rows)

@@ -55,6 +55,9 @@ class Task(Protocol):
     # the cache parts it reads (cache.schema.PARTS): extraction writes those, a cache given by
     # path must hold them
     reads: tuple[str, ...]
+    # the modalities whose tokens it reads (text, image): a stream of a multi-stream cache
+    # without one of them is skipped (probes/tasks/streams.py)
+    modalities: tuple[str, ...]
 
     def datasets(self) -> list[str]:
         """The data sets (cache kinds) it reads, e.g. ``["visual_genome"]``."""
@@ -97,3 +100,16 @@ def log_finite(loggers: list[Any], metrics: dict[str, float]) -> None:
         save = getattr(lg, "save", None)
         if callable(save):
             save()
+
+
+def select_layers(reader: CacheReader, layers: Any) -> list[int]:
+    """``probing.layers`` restricted to the layers this cache has (models, and the streams of
+    one model, may differ in depth; the preflight checks each exists somewhere)."""
+    available = list(range(reader.num_layers + 1))
+    if layers is None:
+        return available
+    chosen = [int(layer) for layer in layers if int(layer) in available]
+    if not chosen:
+        where = f"{reader.path}" + (f" (stream {reader.stream})" if reader.stream else "")
+        raise ValueError(f"probing.layers={list(layers)}: {where} has layers 0-{available[-1]}")
+    return chosen

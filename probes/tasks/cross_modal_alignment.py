@@ -56,6 +56,7 @@ class CrossModalAlignmentTask:
         "align with"
     )
     reads: ClassVar[tuple[str, ...]] = ("phrase", "coref", "maps")  # the cache parts it reads
+    modalities: ClassVar[tuple[str, ...]] = ("text", "image")  # the tokens it reads
 
     name: str = "cross_modal_alignment"
     dataset: str = "flickr30k"

@@ -74,6 +74,7 @@ class FusionDegreeTask:
 
     mismatched_refusal: ClassVar[str | None] = None
     reads: ClassVar[tuple[str, ...]] = ("token_states",)  # the cache parts it reads
+    modalities: ClassVar[tuple[str, ...]] = ("text", "image")  # the tokens it reads
 
     name: str = "fusion_degree"
     dataset: str = "flickr30k"

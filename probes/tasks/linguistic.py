@@ -19,7 +19,7 @@ import numpy as np
 from datamodules.sources import LayerRows
 from datamodules.views import UnitEmbeddingView, example_texts, layer_probe_names, type_ids
 from probes.engine import ProbeEngine
-from probes.tasks.base import TaskInputs, TaskOutput
+from probes.tasks.base import TaskInputs, TaskOutput, select_layers
 from probes.tasks.figures import (
     MDL_YLABEL,
     plot_curves_by_layer,
@@ -52,6 +52,7 @@ MAX_CONSOLE_ROWS = 60
 class LinguisticTask:
     mismatched_refusal: ClassVar[str | None] = "SentEval sentences have no image to mismatch"
     reads: ClassVar[tuple[str, ...]] = ("sentence",)  # the cache parts it reads
+    modalities: ClassVar[tuple[str, ...]] = ("text",)  # the tokens it reads
     name: str = "linguistic/all"
     tasks: tuple[str, ...] = tuple(SENTEVAL_TASKS)
     pooling: tuple[str, ...] = POOLINGS
@@ -127,19 +128,6 @@ def check_dataset(reader: CacheReader, task: str) -> None:
     kind = str(reader.attr("dataset_kind"))
     if kind not in ("senteval", f"senteval/{task}"):
         raise ValueError(f"{reader.path} holds {kind!r}, not senteval/{task}")
-
-
-def select_layers(reader: CacheReader, layers: Any) -> list[int]:
-    """``probing.layers`` restricted to the layers this model has (models may differ in depth)."""
-    available = list(range(reader.num_layers + 1))
-    if layers is None:
-        return available
-    chosen = [int(layer) for layer in layers if int(layer) in available]
-    if not chosen:
-        raise ValueError(
-            f"probing.layers={list(layers)}: {reader.path} has layers 0-{available[-1]}"
-        )
-    return chosen
 
 
 def summarise(rows: list[dict]) -> dict[str, Any]:

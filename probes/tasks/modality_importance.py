@@ -71,6 +71,7 @@ class ModalityImportanceTask:
 
     mismatched_refusal: ClassVar[str | None] = None
     reads: ClassVar[tuple[str, ...]] = ()  # the cache parts it reads
+    modalities: ClassVar[tuple[str, ...]] = ("text", "image")  # the tokens it reads
 
     name: str = "modality_importance"
     dataset: str = "flickr30k"

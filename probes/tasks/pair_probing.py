@@ -22,7 +22,7 @@ from datamodules.views import (
     layer_probe_names,
 )
 from probes.engine import ProbeEngine
-from probes.tasks.base import TaskInputs, TaskOutput
+from probes.tasks.base import TaskInputs, TaskOutput, select_layers
 from probes.tasks.figures import probe_figures
 from vlprobe.cache.reader import CacheReader
 
@@ -75,7 +75,7 @@ class PairProbingTask:
 
     def views(self, reader: CacheReader, layers: list[int] | None) -> list[tuple[str, FeatureView]]:
         """(``<subtask>/<input>``, view) for every subtask x input; sources shared by all."""
-        layers = list(range(reader.num_layers + 1)) if layers is None else list(layers)
+        layers = select_layers(reader, layers)
         table = self.table(reader)
         left = LayerRows(reader, table.left, layers)
         right = left if table.right == table.left else LayerRows(reader, table.right, layers)

@@ -43,6 +43,7 @@ class VisualCoreferenceTask(PairProbingTask):
         "phrase-region pairs to label"
     )
     reads: ClassVar[tuple[str, ...]] = ("phrase", "region", "coref")  # the cache parts it reads
+    modalities: ClassVar[tuple[str, ...]] = ("text", "image")  # the tokens it reads
     name: str = "visual_coreference"
     dataset: str = "flickr30k"
     subtasks: tuple[str, ...] = SUBTASKS

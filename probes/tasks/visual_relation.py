@@ -31,6 +31,7 @@ SUBTASKS = ("identification", "classification")
 class VisualRelationTask(PairProbingTask):
     mismatched_refusal: ClassVar[str | None] = None
     reads: ClassVar[tuple[str, ...]] = ("region", "relation")  # the cache parts it reads
+    modalities: ClassVar[tuple[str, ...]] = ("image",)  # the tokens it reads
     name: str = "visual_relation"
     dataset: str = "visual_genome"
     subtasks: tuple[str, ...] = SUBTASKS

@@ -29,6 +29,7 @@ SCRIPTS = (
     "scaling",
     "mdl_vs_sklearn",
     "one_pass",
+    "lxmert_stream_sizes",
 )
 
 
@@ -53,6 +54,8 @@ def test_quick_run(script: str, bench_dir: Path, monkeypatch: pytest.MonkeyPatch
     if script == "one_pass":  # seeds and control riding along == separate runs
         assert result["summary"]["per_seed_equal_to_separate"]
         assert result["summary"]["max_control_diff"] < 1e-12
+    if script == "lxmert_stream_sizes":  # the other streams add data, never remove any
+        assert all(row["data ratio"] > 1 for row in result["rows"])
     if script == "memory":
         assert result["summary"]["auto_picks_memory_only_when_it_fits"]
 

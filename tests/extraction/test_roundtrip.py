@@ -55,6 +55,9 @@ def test_flickr_roundtrip(compose_cfg, demo_root: Path, model: str) -> None:
     assert path == cache_path(cfg, "flickr30k") and path.exists()
     assert partial_files(path) == []
     reader = CacheReader(path)
+    if model == "lxmert":  # one group per stream: the cross-modality one has both modalities
+        assert reader.streams == ["cross", "language", "vision"]
+        reader = reader.stream_reader("cross")
     f = reader.file
     # provenance
     assert reader.attr("model_name") == model and reader.attr("model_revision") == "random-init"

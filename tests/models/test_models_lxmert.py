@@ -100,64 +100,48 @@ def test_text_only_uses_a_hidden_dummy_region(tiny_adapters):
     assert boxes.tolist() == [[[0.0, 0.0, 1.0, 1.0]]] and vmask.tolist() == [[1]]
 
 
-def test_stream_outputs_match_hf(tiny_adapters, make_input):
-    adapter = tiny_adapters["lxmert"]
-    batch = [make_input(n_regions=3)]
-    adapter.with_streams = True
-    try:
-        (ex,) = adapter.encode(batch)
-    finally:
-        adapter.with_streams = False
-    text, _, out = hf_outputs(adapter, batch)
-    nt, n_l, n_r = len(text.word_index[0]), adapter.config.l_layers, adapter.config.r_layers
-    assert ex.language_hidden.shape == (n_l + 1, nt, adapter.hidden_size)
-    assert ex.vision_hidden.shape == (n_r + 1, 3, adapter.hidden_size)
-    torch.testing.assert_close(
-        ex.language_attentions[-1], out.language_attentions[-1][0][:, :nt, :nt], atol=1e-5, rtol=0
-    )
-    torch.testing.assert_close(
-        ex.vision_hidden[-1], out.vision_hidden_states[n_r - 1][0, :3], atol=1e-5, rtol=0
-    )
-
-
-def test_each_stream_is_its_own_named_sequence(make_input):
+def test_streams_are_the_models_encoders(make_input):
+    """``encode_streams``: each stream's layers and heads, equal to transformers' outputs."""
     from vlprobe.testing.models import build_adapter, tiny_config
 
     config = {**tiny_config("lxmert", feature_dim=16), "l_layers": 3, "r_layers": 2}
-    streams = {
-        s: build_adapter("lxmert", config=config, stream=s) for s in ("language", "vision", "cross")
-    }
-    assert streams["language"].layer_names == ["lang00", "lang01", "lang02", "lang03"]
-    assert streams["vision"].layer_names == ["vis00", "vis01", "vis02"]
-    assert streams["cross"].layer_names == ["X00", "X01", "X02"]
-    assert streams["language"].name == "lxmert-language" and streams["cross"].name == "lxmert"
-
-    image_text = make_input(n_regions=3)
-    text_only = make_input("a dog runs on grass", n_regions=0)
-    full = streams["cross"]
-    full.with_streams = True
-    try:
-        (pair,) = full.encode([image_text])
-        (sentence,) = full.encode([text_only])
-    finally:
-        full.with_streams = False
-
-    (vis,) = streams["vision"].encode([image_text])
+    adapter = build_adapter("lxmert", config=config)  # model.stream=all
+    assert adapter.streams == ("cross", "language", "vision")
+    assert adapter.stream_layer_names("language") == ["lang00", "lang01", "lang02", "lang03"]
+    assert adapter.stream_layer_names("vision") == ["vis00", "vis01", "vis02"]
+    assert adapter.layer_names == adapter.stream_layer_names("cross") == ["X00", "X01", "X02"]
+    batch = [make_input(n_regions=3), make_input("a dog runs on grass", n_regions=0)]
+    pair, sentence = adapter.encode_streams(batch)
+    assert set(pair) == {"cross", "language", "vision"} and set(sentence) == {"cross", "language"}
+    text, _, out = hf_outputs(adapter, batch)
+    nt = len(text.word_index[0])
+    lang, vis = pair["language"], pair["vision"]
+    assert lang.hidden.shape == (4, nt, adapter.hidden_size) and (lang.modality == 0).all()
+    assert lang.region_tokens == []
+    for k in range(3):
+        torch.testing.assert_close(lang.hidden[k + 1], out.language_hidden_states[k][0, :nt])
+        torch.testing.assert_close(lang.attentions[k], out.language_attentions[k][0, :, :nt, :nt])
     assert vis.modality.tolist() == [1, 1, 1] and vis.region_tokens == [[0], [1], [2]]
-    assert (vis.word_index == -1).all()
-    torch.testing.assert_close(vis.hidden, pair.vision_hidden, atol=1e-6, rtol=0)
-    torch.testing.assert_close(vis.attentions, pair.vision_attentions, atol=1e-6, rtol=0)
-    assert vis.hidden.shape[0] == 3 and vis.attentions.shape[:2] == (2, 4)
+    assert (vis.word_index == -1).all() and vis.attentions.shape[:2] == (2, 4)
+    for k in range(2):
+        torch.testing.assert_close(vis.hidden[k + 1], out.vision_hidden_states[k][0, :3])
+        torch.testing.assert_close(vis.attentions[k], out.vision_attentions[k][0, :, :3, :3])
+    # the cross stream is what encode() returns
+    (cross, _) = adapter.encode(batch)
+    torch.testing.assert_close(pair["cross"].hidden, cross.hidden)
 
-    (lang,) = streams["language"].encode([text_only])
-    assert (lang.modality == 0).all() and lang.region_tokens == []
-    torch.testing.assert_close(lang.hidden, sentence.language_hidden, atol=1e-6, rtol=0)
-    torch.testing.assert_close(lang.attentions, sentence.language_attentions, atol=1e-6, rtol=0)
-    assert lang.hidden.shape[0] == 4
 
-    with pytest.raises(ValueError, match="text tokens only"):
-        streams["language"].encode([image_text])
+def test_stream_filter(make_input):
+    from vlprobe.testing.models import build_adapter, tiny_config
+
+    config = tiny_config("lxmert", feature_dim=16)
+    vision = build_adapter("lxmert", config=config, stream="vision")
+    assert vision.streams == ("vision",) and vision.layer_names == ["vis00", "vis01"]
+    (ex,) = vision.encode([make_input(n_regions=2)])
+    assert ex.modality.tolist() == [1, 1]
     with pytest.raises(ValueError, match="needs regions"):
-        streams["vision"].encode([text_only])
+        vision.encode([make_input("a dog", n_regions=0)])
+    two = build_adapter("lxmert", config=config, stream=["vision", "language"])
+    assert two.streams == ("language", "vision")
     with pytest.raises(ValueError, match="model.stream='both'"):
         build_adapter("lxmert", config=config, stream="both")

@@ -181,6 +181,24 @@ def test_row_names_split_into_series_and_probe() -> None:
     baseline = {"name": "baseline/past_present/cls/layer_03", "role": "baseline"}
     assert split_name(baseline) == ("past_present/cls", "layer_03")
     assert split_name({"name": "L01H03"}) == ("", "L01H03")
+    streamed = {"name": "identification/head/L01H03", "probe": "L01H03", "stream": "vision"}
+    assert split_name(streamed) == ("vision/identification/head", "L01H03")
+
+
+def test_streams_of_one_run_are_reported_apart(tmp_path: Path) -> None:
+    """LXMERT rows of two streams share probe names; each stream is its own series."""
+    rows = [r | {"stream": "cross"} for r in probe_rows([0.5, 0.6, 0.7])]
+    rows += [r | {"stream": "vision"} for r in probe_rows([0.8, 0.9], offset=0.2)]
+    cfg = config(0) | {"model": {"name": "lxmert", "random_init": False, "stream": "all"}}
+    write_run(tmp_path / "run", cfg, rows)
+    report = build_report([tmp_path / "run"], tmp_path / "out")
+    best = {r["series"]: r for r in read_csv(report.csv)}
+    assert best["cross/identification/embedding"]["best_probe"] == "layer_02"
+    assert float(best["cross/identification/embedding"]["mean"]) == pytest.approx(0.7)
+    assert best["vision/identification/embedding"]["best_probe"] == "layer_01"
+    assert float(best["vision/identification/embedding"]["mean"]) == pytest.approx(0.9)
+    assert float(best["vision/identification/head"]["mean"]) == pytest.approx(0.92)
+    assert "| visual_relation | vision/identification/embedding |" in report.markdown.read_text()
 
 
 # ---------------------------------------------------------------------------- report files

@@ -29,6 +29,7 @@ PROVENANCE_KEYS = (
     "dropped_phrases",
     "parts",
 )
+STREAM_KEYS = ("num_layers", "layer_names")  # a multi-stream cache names them per stream
 
 
 def _human(num_bytes: float) -> str:
@@ -40,39 +41,56 @@ def _human(num_bytes: float) -> str:
 
 
 def describe(path: str | Path) -> str:
-    """Schema, provenance, per-dataset sizes (total and per example) and splits."""
-    reader = CacheReader(path)
-    f = reader.file
-    num_examples = max(1, f[example_path("split")].shape[0])
+    """Schema, provenance, splits, then per-dataset sizes (total and per example) of each
+    token sequence: the cache, or every stream of a multi-stream cache (LXMERT)."""
+    root = CacheReader(path)
+    streams = root.streams
+    sequences = [root.stream_reader(s) for s in streams] or [root]
     lines = [
-        f"cache: {reader.path}  ({_human(reader.path.stat().st_size)} on disk)",
+        f"cache: {root.path}  ({_human(root.path.stat().st_size)} on disk)",
         "",
         "provenance:",
     ]
     for key in PROVENANCE_KEYS:
-        if key in f.attrs:
-            lines.append(f"  {key}: {reader.attr(key)}")
+        if key in root.file.attrs and not (streams and key in STREAM_KEYS):
+            lines.append(f"  {key}: {root.attr(key)}")
+    if streams:
+        lines.append(f"  streams: {', '.join(streams)}")
+    first = sequences[0]
     lines += ["", "splits (examples):"]
-    lines += [f"  {name}: {count}" for name, count in reader.split_counts().items()]
+    lines += [f"  {name}: {count}" for name, count in first.split_counts().items()]
     lines += ["", "labels:"]
-    lines += [f"  {k}: {len(v)} names" for k, v in reader.label_names.items() if v]
-    lines += [
-        "",
-        f"{'dataset':34s} {'shape':>24s} {'dtype':>8s} {'size':>11s} {'per example':>12s}",
-    ]
-    rows: list[str] = []
+    lines += [f"  {k}: {len(v)} names" for k, v in first.label_names.items() if v]
+    for reader in sequences:
+        if streams:
+            modalities = " and ".join(reader.attr("modalities"))  # type: ignore[arg-type]
+            names = reader.layer_names
+            lines += [
+                "",
+                f"stream {reader.stream} ({modalities} tokens): {len(names)} hidden layers "
+                f"{names[0]}..{names[-1]}, {reader.num_heads} heads",
+            ]
+        lines += _dataset_lines(reader.file)
+    for reader in sequences:
+        reader.close()
+    root.close()
+    return "\n".join(lines)
+
+
+def _dataset_lines(f: h5py.Group) -> list[str]:
+    """One line per dataset of one token sequence (the file, or one stream's group)."""
+    num_examples = max(1, f[example_path("split")].shape[0])
+    lines = ["", f"{'dataset':34s} {'shape':>24s} {'dtype':>8s} {'size':>11s} {'per example':>12s}"]
 
     def visit(name: str, obj: object) -> None:
         if isinstance(obj, h5py.Dataset) and not name.startswith("attention/maps/"):
             nbytes = obj.size * obj.dtype.itemsize
-            rows.append(
+            lines.append(
                 f"{name:34s} {str(obj.shape):>24s} {str(obj.dtype):>8s} {_human(nbytes):>11s} "
                 f"{_human(nbytes / num_examples):>12s}"
             )
 
     f.visititems(visit)
-    lines += rows
     if "attention/maps" in f:
         lines.append(f"attention/maps: full maps for {len(f['attention/maps'])} examples (figures)")
-    reader.close()
-    return "\n".join(lines)
+    return lines

@@ -24,6 +24,7 @@ from vlprobe.cache.schema import (
     expand_parts,
     pair_path,
     partial_files,
+    stream_group,
     token_path,
     unit_path,
 )
@@ -83,11 +84,22 @@ def cache_parts(f: h5py.File) -> frozenset[str]:
     return frozenset(json.loads(stored)) if stored is not None else frozenset(PARTS)
 
 
-class CacheReader:
-    """Read-only view of a cache; small index arrays are loaded once, activations never."""
+def cache_streams(f: h5py.File) -> list[str]:
+    """The streams of a multi-stream cache (LXMERT), in order; empty for one sequence."""
+    stored = f.attrs.get("streams")
+    return list(json.loads(stored)) if stored is not None else []
 
-    def __init__(self, path: str | Path) -> None:
+
+class CacheReader:
+    """Read-only view of a cache; small index arrays are loaded once, activations never.
+
+    ``stream``: one stream of a multi-stream cache, read as if it were a cache of its own
+    (``file`` is its group, whose attributes are the file's with the stream's own on top).
+    """
+
+    def __init__(self, path: str | Path, stream: str | None = None) -> None:
         self.path = Path(path)
+        self.stream = stream
         self._file: h5py.File | None = None
         self._pid = -1
         self.file  # noqa: B018 - validate eagerly so errors surface at construction
@@ -97,7 +109,24 @@ class CacheReader:
         if self._file is None or self._pid != os.getpid():
             self._file = open_cache_file(self.path)
             self._pid = os.getpid()
-        return self._file
+            if self.stream is not None and self.stream not in cache_streams(self._file):
+                held = cache_streams(self._file)
+                self.close()
+                raise CacheError(
+                    f"{self.path} has no stream {self.stream!r}; it holds {held or 'one sequence'}"
+                )
+        if self.stream is None:
+            return self._file
+        return self._file[stream_group(self.stream)]  # type: ignore[return-value]
+
+    @property
+    def streams(self) -> list[str]:
+        """The streams this file holds (empty: one sequence, read by this reader itself)."""
+        return cache_streams(self.file.file)
+
+    def stream_reader(self, stream: str) -> CacheReader:
+        """A reader of one stream of this (multi-stream) cache."""
+        return CacheReader(self.path, stream)
 
     def close(self) -> None:
         if self._file is not None and self._pid == os.getpid():
@@ -106,7 +135,7 @@ class CacheReader:
 
     def __getstate__(self) -> dict:
         """Pickle without the handle: each worker opens its own."""
-        return {"path": self.path, "_file": None, "_pid": -1}
+        return {"path": self.path, "stream": self.stream, "_file": None, "_pid": -1}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)

@@ -168,3 +168,11 @@ def partial_path(path: Path) -> Path:
 def partial_files(path: Path) -> list[Path]:
     """Unfinished files of any builder of ``path`` (left behind when one was killed)."""
     return sorted(path.parent.glob(f"{path.name}.*{PARTIAL_SUFFIX}"))
+
+
+STREAMS_GROUP = "streams"  # a multi-stream cache (LXMERT): one group per stream, listed in attrs
+
+
+def stream_group(name: str) -> str:
+    """The group of stream ``name`` in a multi-stream cache, e.g. ``streams/vision``."""
+    return f"{STREAMS_GROUP}/{name}"

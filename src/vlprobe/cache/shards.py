@@ -24,7 +24,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from vlprobe.cache.schema import example_path, pair_path, partial_path, unit_path
+from vlprobe.cache.schema import (
+    STREAMS_GROUP,
+    example_path,
+    pair_path,
+    partial_path,
+    stream_group,
+    unit_path,
+)
 from vlprobe.cache.writer import fsync_path
 from vlprobe.data.examples import VLExample
 
@@ -114,9 +121,18 @@ class ShardPlan:
         return [i for i in range(len(self.bounds)) if not self.is_done(i)]
 
 
-def _counts(src: h5py.File) -> dict[str, int]:
-    """Rows of each table in a shard, as its writer counted them (tables may be left out)."""
-    return json.loads(src.attrs["shard_counts"])
+def _split_name(name: str) -> tuple[str | None, str]:
+    """``(stream, path within its group)`` of a dataset (stream None: a one-sequence cache)."""
+    if name.startswith(STREAMS_GROUP + "/"):
+        _, stream, rest = name.split("/", 2)
+        return stream, rest
+    return None, name
+
+
+def _counts(src: h5py.File, stream: str | None = None) -> dict[str, int]:
+    """Rows of each table in a shard (of one stream's group), as its writer counted them."""
+    counts = json.loads(src.attrs["shard_counts"])
+    return counts if stream is None else counts[stream]
 
 
 def _growth_axis(ds: h5py.Dataset) -> int | None:
@@ -133,20 +149,22 @@ def _along(axis: int, ndim: int, lo: int, hi: int) -> tuple[slice, ...]:
 def _dataset_names(f: h5py.File) -> list[str]:
     names: list[str] = []
     f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
-    return [n for n in names if not n.startswith(MAPS + "/")]
+    return [n for n in names if not _split_name(n)[1].startswith(MAPS + "/")]
 
 
-def _merged_attrs(srcs: list[h5py.File]) -> dict[str, object]:
-    """Shard 0's attributes; per-shard ones dropped, counts summed, the latest creation time."""
-    skip = (*SHARD_ATTRS, "created_utc", "dropped_phrases")
+def _merged_attrs(srcs: list[h5py.Group]) -> dict[str, object]:
+    """Shard 0's attributes (of the file or of one stream's group); per-shard ones dropped,
+    counts summed, the latest creation time."""
+    skip = (*SHARD_ATTRS, "created_utc", "dropped_phrases", "complete")
     attrs = {k: v for k, v in srcs[0].attrs.items() if k not in skip}
     for src in srcs[1:]:
         other = {k: v for k, v in src.attrs.items() if k not in skip}
         if _json_safe(other) != _json_safe(attrs):
-            raise ValueError(f"{src.filename}: shard attributes differ from shard 0's")
+            raise ValueError(f"{src.file.filename}: shard attributes differ from shard 0's")
     attrs["dropped_phrases"] = sum(int(s.attrs.get("dropped_phrases", 0)) for s in srcs)
-    attrs["created_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    attrs["complete"] = 1
+    if isinstance(srcs[0], h5py.File):
+        attrs["created_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        attrs["complete"] = 1
     return attrs
 
 
@@ -171,7 +189,8 @@ def _copy_concatenated(out: h5py.File, name: str, srcs: list[h5py.File]) -> None
             fletcher32=first.fletcher32,
         )
         return
-    cumulative = name in CUMULATIVE
+    stream, table_name = _split_name(name)
+    cumulative = table_name in CUMULATIVE
     lengths = [src[name].shape[axis] - (cumulative and k > 0) for k, src in enumerate(srcs)]
     shape = list(first.shape)
     shape[axis] = sum(lengths)
@@ -199,26 +218,27 @@ def _copy_concatenated(out: h5py.File, name: str, srcs: list[h5py.File]) -> None
             n = hi - lo
             ds[_along(axis, ds.ndim, pos, pos + n)] = block
             pos += n
-        if name in INDEX_INTO:
-            shift += _counts(src)[INDEX_INTO[name]]
+        if table_name in INDEX_INTO:
+            shift += _counts(src, stream)[INDEX_INTO[table_name]]
         elif cumulative and data.shape[axis]:
             shift += int(data[data.shape[axis] - 1])
 
 
-def _copy_maps(out: h5py.File, srcs: list[h5py.File]) -> None:
+def _copy_maps(out: h5py.File, srcs: list[h5py.File], stream: str | None) -> None:
     """Per-example attention maps, renamed from shard-local to cache example rows."""
+    maps = MAPS if stream is None else f"{stream_group(stream)}/{MAPS}"
     offset = 0
     for src in srcs:
-        for key, ds in src[MAPS].items() if MAPS in src else []:
+        for key, ds in src[maps].items() if maps in src else []:
             out.create_dataset(
-                f"{MAPS}/{int(key) + offset}",
+                f"{maps}/{int(key) + offset}",
                 data=ds[()],
                 chunks=ds.chunks,
                 compression=ds.compression,
                 compression_opts=ds.compression_opts,
                 fletcher32=ds.fletcher32,
             )
-        offset += _counts(src)["examples"]
+        offset += _counts(src, stream)["examples"]
 
 
 def merge_shards(plan: ShardPlan) -> Path:
@@ -238,7 +258,12 @@ def merge_shards(plan: ShardPlan) -> Path:
             out.attrs["complete"] = 0
             for name in _dataset_names(srcs[0]):
                 _copy_concatenated(out, name, srcs)
-            _copy_maps(out, srcs)
+            streams = json.loads(srcs[0].attrs.get("streams", "[]"))
+            for stream in streams or [None]:
+                _copy_maps(out, srcs, stream)
+            for stream in streams:  # each stream's group has attributes of its own
+                group = out.require_group(stream_group(stream))
+                group.attrs.update(_merged_attrs([s[stream_group(stream)] for s in srcs]))
             out.attrs.update(attrs)
     except BaseException:
         partial.unlink(missing_ok=True)

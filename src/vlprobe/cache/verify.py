@@ -21,6 +21,7 @@ from vlprobe.cache.schema import (
     HEAD_DATASETS,
     HIDDEN_DATASETS,
     SCHEMA_VERSION,
+    stream_group,
 )
 
 _READ_ROWS = 1 << 16  # full check: rows per read, bounds memory on large caches
@@ -30,8 +31,27 @@ def _rows(f: h5py.File, name: str, axis: int) -> int:
     return int(f[name].shape[axis])
 
 
+def table_groups(f: h5py.File) -> dict[str, h5py.Group | None]:
+    """Each token sequence's group by its name in messages: the file, or every stream's."""
+    listed = f.attrs.get("streams")
+    if listed is None:
+        return {"": f}
+    return {f"{stream_group(name)}/": f.get(stream_group(name)) for name in json.loads(listed)}
+
+
 def structure_problems(f: h5py.File) -> list[str]:
     """What is missing or inconsistent, by shapes alone (empty list: consistent)."""
+    problems: list[str] = []
+    for prefix, group in table_groups(f).items():
+        if group is None:
+            problems.append(f"group {prefix.rstrip('/')} is missing (a listed stream)")
+            continue
+        problems += [f"{prefix}{p}" if prefix else p for p in _table_problems(group)]
+    return problems
+
+
+def _table_problems(f: h5py.Group) -> list[str]:
+    """:func:`structure_problems` of one token sequence (a file or one stream's group)."""
     problems: list[str] = []
     present: dict[str, int] = {}
     listed = json.loads(f.attrs.get("parts", "[]"))  # parts the writer says it wrote
@@ -104,15 +124,24 @@ def _axis_problems(f: h5py.File) -> list[str]:
     return problems
 
 
-def _read_all(ds: h5py.Dataset) -> np.ndarray | None:
-    """Read every chunk (checksums are checked on read); small index arrays are returned."""
-    axis = 1 if ds.name.lstrip("/") in HIDDEN_DATASETS else 0
+def _nan_by_design(group: h5py.Group, name: str) -> bool:
+    """The [CLS] mass of a sequence without text tokens (LXMERT's vision stream) is NaN."""
+    modalities = json.loads(group.attrs.get("modalities", '["text"]'))
+    return name == "attention/cls_mass" and "text" not in modalities
+
+
+def _read_all(ds: h5py.Dataset, name: str, nan_ok: bool = False) -> np.ndarray | None:
+    """Read every chunk (checksums are checked on read); small index arrays are returned.
+    ``name``: the dataset's path within its token sequence's group."""
+    axis = 1 if name in HIDDEN_DATASETS else 0
     total = ds.shape[axis] if ds.ndim else 0
     for lo in range(0, max(total, 1), _READ_ROWS):
         index = (slice(None),) * axis + (slice(lo, lo + _READ_ROWS),)
         block = ds[index] if ds.ndim else ds[()]
+        if nan_ok:
+            block = np.nan_to_num(block, nan=0.0, posinf=np.inf, neginf=-np.inf)
         if np.issubdtype(ds.dtype, np.floating) and not np.isfinite(block).all():
-            raise ValueError(f"{ds.name.lstrip('/')} holds non-finite values")
+            raise ValueError(f"{name} holds non-finite values")
     return ds[()] if ds.ndim == 1 and ds.dtype.kind in "iu" else None
 
 
@@ -160,19 +189,28 @@ def verify_cache(path: str | Path) -> list[str]:
         problems = structure_problems(f)
         if problems:
             return problems
-        index: dict[str, np.ndarray] = {}
+        for prefix, group in table_groups(f).items():
+            assert group is not None  # structure_problems names a missing stream
+            problems += _full_problems(group, prefix)
+    return problems
 
-        def visit(name: str, obj: object) -> None:
-            if isinstance(obj, h5py.Dataset):
-                try:
-                    values = _read_all(obj)
-                except (OSError, ValueError) as err:
-                    problems.append(f"{name}: cannot be read back ({err})")
-                    return
-                if values is not None:
-                    index[name] = values
 
-        f.visititems(visit)
-        if not problems:
-            problems += _value_problems(f, index)
+def _full_problems(group: h5py.Group, prefix: str) -> list[str]:
+    """Read every dataset of one token sequence's group, then check its index values."""
+    problems: list[str] = []
+    index: dict[str, np.ndarray] = {}
+
+    def visit(name: str, obj: object) -> None:
+        if isinstance(obj, h5py.Dataset):
+            try:
+                values = _read_all(obj, name, _nan_by_design(group, name))
+            except (OSError, ValueError) as err:
+                problems.append(f"{prefix}{name}: cannot be read back ({err})")
+                return
+            if values is not None:
+                index[name] = values
+
+    group.visititems(visit)
+    if not problems:
+        problems += [f"{prefix}{p}" for p in _value_problems(group, index)]
     return problems

@@ -4,14 +4,15 @@ The file is written to this writer's own ``<path>.<pid>-<random>.partial`` and, 
 ``complete`` flag is set and the bytes are on disk (fsync), renamed onto ``path`` in one step:
 a killed extraction never leaves a file at the final path that looks finished, and two writers
 never share a partial file. Every dataset carries a Fletcher-32 checksum per chunk, so a cache
-corrupted on disk fails to read instead of returning wrong numbers.
+corrupted on disk fails to read instead of returning wrong numbers. A multi-stream model
+(LXMERT) writes one group per stream, each laid out like a one-sequence file.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
@@ -32,6 +33,7 @@ from vlprobe.cache.schema import (
     part_of,
     partial_path,
     rows_per_chunk,
+    stream_group,
     token_path,
     unit_path,
 )
@@ -55,6 +57,12 @@ def cast_activations(data: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return data.astype(dtype)
 
 
+def _set_attrs(target: h5py.Group, attrs: Mapping[str, object]) -> None:
+    """Numbers and strings as they are, anything else as JSON (the reader decodes it)."""
+    for key, value in attrs.items():
+        target.attrs[key] = value if isinstance(value, (int, float, str)) else json.dumps(value)
+
+
 def fsync_path(path: Path) -> None:
     """Force a file's bytes (or a folder's entries) to disk: publication survives a crash."""
     fd = os.open(path, os.O_RDONLY)
@@ -64,41 +72,16 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-class CacheWriter:
-    """Appends :class:`ExampleRecord` s to growing, chunked HDF5 datasets."""
+class _Tables:
+    """The growing datasets of one token sequence: the file itself, or one stream's group."""
 
-    file: h5py.File | None
-
-    def __init__(
-        self,
-        path: str | Path,
-        attrs: dict[str, object],
-        labels: LabelVocab,
-        dtype: str = "float16",
-        parts: Iterable[str] | None = None,
-    ) -> None:
-        """``parts``: the optional parts to write besides the core (None: every part)."""
-        self.path = Path(path)
-        self.parts = expand_parts(PARTS if parts is None else parts)
-        self.partial = partial_path(self.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = h5py.File(self.partial, "w")
-        self.dtype = np.dtype(dtype)
+    def __init__(self, group: h5py.Group, parts: frozenset[str], dtype: np.dtype) -> None:
+        self.group, self.parts, self.dtype = group, parts, dtype
         self.counts = {"examples": 0, "tokens": 0, "region": 0, "phrase": 0, "sentence": 0}
         self.token_offsets = [0]
         self.phrase_pair_counts: list[int] = []
         self.dropped_phrases = 0
         self._pending: dict[str, tuple[int, object, list[np.ndarray]]] = {}
-        for key, value in attrs.items():
-            self.file.attrs[key] = (
-                value if isinstance(value, (int, float, str)) else json.dumps(value)
-            )
-        self.file.attrs["schema_version"] = SCHEMA_VERSION
-        self.file.attrs["vlprobe_version"] = __version__
-        self.file.attrs["label_names"] = json.dumps(labels.as_dict())
-        self.file.attrs["dtype"] = self.dtype.name
-        self.file.attrs["parts"] = json.dumps(sorted(self.parts))
-        self.file.attrs["complete"] = 0
 
     # -- low level ------------------------------------------------------------------------
     def _append(self, name: str, data: np.ndarray, axis: int = 0, dtype=None) -> None:
@@ -117,7 +100,7 @@ class CacheWriter:
     def _write(self, name: str, data: np.ndarray, axis: int, dtype) -> None:
         """Grow dataset ``name`` along ``axis`` by ``data``; created on first use."""
         dtype = data.dtype if dtype is None else dtype
-        if name not in self.file:
+        if name not in self.group:
             shape = list(data.shape)
             shape[axis] = 0
             maxshape = list(data.shape)
@@ -125,7 +108,7 @@ class CacheWriter:
             row_bytes = int(np.prod([s for i, s in enumerate(data.shape) if i > axis] or [1]))
             row_bytes *= np.dtype(dtype).itemsize if dtype is not _STR else 16
             chunks = [1] * axis + [rows_per_chunk(row_bytes)] + list(data.shape[axis + 1 :])
-            self.file.create_dataset(
+            self.group.create_dataset(
                 name,
                 shape=tuple(shape),
                 maxshape=tuple(maxshape),
@@ -133,7 +116,7 @@ class CacheWriter:
                 chunks=tuple(chunks),
                 fletcher32=dtype is not _STR,  # HDF5 checksums fixed-size data only
             )
-        ds = self.file[name]
+        ds = self.group[name]
         start = ds.shape[axis]
         if data.shape[axis] == 0:
             return
@@ -196,7 +179,7 @@ class CacheWriter:
         self.phrase_pair_counts.extend(np.bincount(rec.coref_phrase, minlength=num_phrases))
 
         if rec.attention_map is not None and "maps" in self.parts:
-            self.file.create_dataset(
+            self.group.create_dataset(
                 f"attention/maps/{e}",
                 data=cast_activations(rec.attention_map, self.dtype),
                 compression="gzip",
@@ -208,13 +191,86 @@ class CacheWriter:
         self.counts["sentence"] += num_sentences
         self.dropped_phrases += rec.dropped_phrases
 
-    def close(self) -> Path:
-        """Finish the file and move it to its final path."""
+    def finish(self) -> None:
+        """The offset arrays (known only at the end), then everything still queued."""
         self._append(example_path("token_offset"), np.asarray(self.token_offsets, np.int64))
         pair_offset = np.concatenate([[0], np.cumsum(self.phrase_pair_counts)]).astype(np.int64)
         self._append(unit_path("phrase", "pair_offset"), pair_offset)
         self.flush()
-        self.file.attrs["dropped_phrases"] = self.dropped_phrases
+        self.group.attrs["dropped_phrases"] = self.dropped_phrases
+
+
+class CacheWriter:
+    """Appends :class:`ExampleRecord` s to growing, chunked HDF5 datasets.
+
+    ``streams`` (a multi-stream model, LXMERT): stream name -> its own attributes (layer
+    names, ...). Each stream is a group ``streams/<name>`` laid out like a one-sequence cache,
+    with the file's attributes overridden by its own; every example is added to every stream.
+    """
+
+    file: h5py.File | None
+
+    def __init__(
+        self,
+        path: str | Path,
+        attrs: dict[str, object],
+        labels: LabelVocab,
+        dtype: str = "float16",
+        parts: Iterable[str] | None = None,
+        streams: Mapping[str, Mapping[str, object]] | None = None,
+    ) -> None:
+        """``parts``: the optional parts to write besides the core (None: every part)."""
+        self.path = Path(path)
+        self.parts = expand_parts(PARTS if parts is None else parts)
+        self.partial = partial_path(self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = h5py.File(self.partial, "w")
+        self.dtype = np.dtype(dtype)
+        common = {
+            **attrs,
+            "schema_version": SCHEMA_VERSION,
+            "vlprobe_version": __version__,
+            "label_names": labels.as_dict(),
+            "dtype": self.dtype.name,
+            "parts": sorted(self.parts),
+        }
+        _set_attrs(self.file, {**common, "complete": 0})
+        if not streams:
+            self.tables = {None: _Tables(self.file, self.parts, self.dtype)}
+            return
+        self.file.attrs["streams"] = json.dumps(list(streams))
+        self.tables = {}
+        for name, own in streams.items():
+            group = self.file.create_group(stream_group(name))
+            _set_attrs(group, {**common, **own, "stream": name})
+            self.tables[name] = _Tables(group, self.parts, self.dtype)
+
+    @property
+    def counts(self) -> dict:
+        """Rows written per table (per stream: stream -> rows per table)."""
+        if None in self.tables:
+            return self.tables[None].counts
+        return {name: tables.counts for name, tables in self.tables.items()}
+
+    def add(self, rec: ExampleRecord, stream: str | None = None) -> None:
+        """Append one example's record (to ``stream``'s group in a multi-stream cache)."""
+        if stream not in self.tables:
+            raise KeyError(f"stream {stream!r}: this cache holds {list(self.tables)}")
+        self.tables[stream].add(rec)
+
+    def flush(self) -> None:
+        for tables in self.tables.values():
+            tables.flush()
+
+    def close(self) -> Path:
+        """Finish the file and move it to its final path."""
+        assert self.file is not None
+        rows = {tables.counts["examples"] for tables in self.tables.values()}
+        if len(rows) > 1:
+            raise RuntimeError(f"streams of {self.path} hold different example counts {rows}")
+        for tables in self.tables.values():
+            tables.finish()
+        self.file.attrs["dropped_phrases"] = max(t.dropped_phrases for t in self.tables.values())
         self.file.attrs["created_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.file.attrs["complete"] = 1
         self.file.close()

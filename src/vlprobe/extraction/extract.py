@@ -6,6 +6,7 @@ The run itself is a Lightning predict stage (``extraction/predict.py``).
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -14,6 +15,9 @@ from vlprobe.cache.records import LabelVocab
 from vlprobe.cache.schema import SPLIT_IDS
 from vlprobe.data.examples import VLExample
 from vlprobe.models.base import Adapter
+from vlprobe.models.regions import num_regions
+
+log = logging.getLogger(__name__)
 
 
 def build_label_vocab(examples: Sequence[VLExample]) -> LabelVocab:
@@ -69,3 +73,34 @@ def cache_meta(adapter: Adapter, attrs: dict[str, object]) -> dict[str, object]:
         **_provenance_attrs(adapter.provenance()),
         **attrs,
     }
+
+
+def stream_attrs(adapter: Adapter, ordered: Sequence[VLExample]) -> dict[str, dict[str, object]]:
+    """The streams of a multi-stream adapter to cache, each with its own shape attributes.
+
+    A stream of image tokens only (LXMERT's vision stream) is left out of data without
+    regions (SentEval), and refused for data where only some examples have regions.
+    """
+    with_regions = [num_regions(ex.inputs) > 0 for ex in ordered]
+    out: dict[str, dict[str, object]] = {}
+    for stream in adapter.streams:
+        modalities = adapter.stream_modalities(stream)  # type: ignore[attr-defined]
+        if "text" not in modalities and not all(with_regions):
+            if not any(with_regions):
+                log.info("the %s stream holds region tokens only: not cached (no regions)", stream)
+                continue
+            raise ValueError(
+                f"the {stream} stream holds region tokens only, but {with_regions.count(False)} "
+                f"examples have no regions: leave it out (model.stream=[...] without {stream})"
+            )
+        out[stream] = {
+            "num_layers": adapter.stream_num_layers(stream),  # type: ignore[attr-defined]
+            "layer_names": adapter.stream_layer_names(stream),  # type: ignore[attr-defined]
+            "modalities": list(modalities),
+        }
+    if not out:
+        raise ValueError(
+            f"model.stream={','.join(adapter.streams)}: no stream to cache, the data has no "
+            "regions; add a stream holding text (cross or language)"
+        )
+    return out

@@ -30,11 +30,18 @@ from vlprobe.cache.schema import PARTS, expand_parts
 from vlprobe.cache.shards import ShardPlan, merge_shards
 from vlprobe.cache.writer import CacheWriter
 from vlprobe.data.examples import VLExample
-from vlprobe.extraction.extract import build_label_vocab, cache_meta, sort_for_cache
-from vlprobe.extraction.units import LabelVocab, reduce_example
+from vlprobe.extraction.extract import (
+    build_label_vocab,
+    cache_meta,
+    sort_for_cache,
+    stream_attrs,
+)
+from vlprobe.extraction.units import LabelVocab, reduce_example, restrict_to
 from vlprobe.models.base import Adapter, EncodedExample
 
 log = logging.getLogger(__name__)
+# what the adapter returns per input: one sequence, or one per stream (multi-stream models)
+Encoded = EncodedExample | dict[str, EncodedExample]
 
 
 class _WriterThread(threading.Thread):
@@ -52,12 +59,15 @@ class _WriterThread(threading.Thread):
                 continue
             try:
                 for example, encoded, keep in zip(*item, strict=True):
-                    self.writer.add(reduce_example(example, encoded, self.labels, keep_map=keep))
+                    by_stream = encoded if isinstance(encoded, dict) else {None: encoded}
+                    for stream, enc in by_stream.items():
+                        rec = reduce_example(restrict_to(example, enc), enc, self.labels, keep)
+                        self.writer.add(rec, stream)
                 self.writer.flush()
             except BaseException as err:  # noqa: BLE001 - handed to the main thread
                 self.error = err
 
-    def put(self, examples: list[VLExample], encoded: list[EncodedExample], keep: list[bool]):
+    def put(self, examples: list[VLExample], encoded: list[Encoded], keep: list[bool]):
         if self.error is not None:
             raise self.error
         self.queue.put((examples, encoded, keep))
@@ -127,8 +137,11 @@ class ExtractionModule(pl.LightningModule):
         self.adapter.device = self.device
         self.adapter.autocast_dtype = None
 
-    def predict_step(self, batch: list[int], batch_idx: int) -> list[EncodedExample]:
-        return self.adapter.encode([self.examples[i].inputs for i in batch])
+    def predict_step(self, batch: list[int], batch_idx: int) -> list[Encoded]:
+        inputs = [self.examples[i].inputs for i in batch]
+        if self.adapter.streams:  # one forward pass, every cached stream
+            return self.adapter.encode_streams(inputs)  # type: ignore[attr-defined]
+        return self.adapter.encode(inputs)
 
 
 class ShardWriter(BasePredictionWriter):
@@ -143,10 +156,12 @@ class ShardWriter(BasePredictionWriter):
         dtype: str,
         keep_maps: set[int],
         parts: frozenset[str],
+        streams: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         super().__init__(write_interval="batch")
         self.plan, self.examples, self.labels, self.meta = plan, examples, labels, meta
         self.dtype, self.keep_maps, self.parts = dtype, keep_maps, parts
+        self.streams = streams  # stream -> its attributes (a multi-stream adapter)
         self._shard: int | None = None
         self._writer: CacheWriter | None = None
         self._worker: _WriterThread | None = None
@@ -160,7 +175,7 @@ class ShardWriter(BasePredictionWriter):
         self,
         trainer: pl.Trainer,
         pl_module: pl.LightningModule,
-        prediction: list[EncodedExample],
+        prediction: list[Encoded],
         batch_indices: Sequence[int] | None,
         batch: list[int],
         batch_idx: int,
@@ -180,7 +195,12 @@ class ShardWriter(BasePredictionWriter):
     def _open(self, shard: int) -> None:
         attrs = {**self.meta, **self.plan.shard_attrs(shard)}
         self._writer = CacheWriter(
-            self.plan.path(shard), attrs, self.labels, dtype=self.dtype, parts=self.parts
+            self.plan.path(shard),
+            attrs,
+            self.labels,
+            dtype=self.dtype,
+            parts=self.parts,
+            streams=self.streams,
         )
         self._worker = _WriterThread(self._writer, self.labels)
         self._worker.start()
@@ -247,6 +267,7 @@ def extract(
     ordered = sort_for_cache(examples)
     labels = build_label_vocab(ordered)
     meta = cache_meta(adapter, attrs)
+    streams = stream_attrs(adapter, ordered) if adapter.streams else None
     settings = {"accelerator": "cpu", "devices": 1, **(trainer or {})}
     runner = pl.Trainer(
         **settings,
@@ -259,11 +280,14 @@ def extract(
     )
     num_shards = shards or runner.num_nodes * runner.num_devices
     plan = ShardPlan.for_cache(
-        out_path, ordered, num_shards, shard_fingerprint(meta, labels, dtype)
+        out_path,
+        ordered,
+        num_shards,
+        shard_fingerprint({**meta, "streams": streams}, labels, dtype),
     )
     parts = expand_parts(PARTS if parts is None else parts)
     maps = attention_map_positions(ordered, max_attention_maps if "maps" in parts else 0)
-    writer = ShardWriter(plan, ordered, labels, meta, dtype, maps, parts)
+    writer = ShardWriter(plan, ordered, labels, meta, dtype, maps, parts, streams)
     runner.callbacks.append(writer)
     module = ExtractionModule(adapter, ordered, plan, batch_size)
     with warnings.catch_warnings():  # the writer needs no batch indices: each batch carries its

@@ -8,6 +8,8 @@ multi-patch region (ViLT) are measured alike and values stay in [0, 1].
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
@@ -84,6 +86,25 @@ def _mean_over(hidden: torch.Tensor, spans: list[list[int]]) -> np.ndarray:
     for i, span in enumerate(spans):
         out[:, i] = hidden[:, span].mean(1).numpy()
     return out
+
+
+def restrict_to(example: VLExample, enc: EncodedExample) -> VLExample:
+    """``example`` with what ``enc`` has no tokens for removed: regions (and the relations and
+    phrase-region links over them) for a text-only stream, phrases and the sentence label for
+    an image-only one (LXMERT's language and vision streams)."""
+    has_text = bool((enc.modality == 0).any())
+    if enc.region_tokens or not example.regions:
+        regions, relations, phrases = example.regions, example.relations, example.phrases
+    else:
+        regions, relations = [], []
+        phrases = [replace(p, regions=()) for p in example.phrases]
+    return replace(
+        example,
+        regions=regions,
+        relations=relations,
+        phrases=phrases if has_text else [],
+        label=example.label if has_text else None,
+    )
 
 
 def reduce_example(

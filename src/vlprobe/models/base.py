@@ -51,6 +51,7 @@ class Adapter(Protocol):
     num_heads: int
     hidden_size: int
     layer_names: list[str]  # num_layers + 1 names, e.g. ["emb", "L01", ...] or ["emb", "X01", ...]
+    streams: tuple[str, ...]  # empty, or the sequences of a multi-stream model (LXMERT)
 
     def encode(self, batch: list[ModelInput]) -> list[EncodedExample]: ...
 

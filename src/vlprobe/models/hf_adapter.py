@@ -98,6 +98,9 @@ class HFAdapter:
     config_class: ClassVar[type[PretrainedConfig]]
     #: the family's usual checkpoint (``pretrained=None``), read from the local HF cache only
     default_checkpoint: ClassVar[str | None] = None
+    #: named token sequences cached side by side (LXMERT's), each with ``stream_*`` metadata
+    #: and returned by ``encode_streams``; empty: one sequence, the one ``encode`` returns
+    streams: tuple[str, ...] = ()
 
     def __init__(
         self,

@@ -1,7 +1,7 @@
-"""LXMERT (two-stream) mapped onto the uniform single ``[text; image]`` sequence.
+"""LXMERT (two-stream) mapped onto uniform token sequences, one per encoder (stream).
 
-Layer scheme (``layer_names = ["X00", "X01", ...]``), over the cross-modality encoder only,
-where the two modalities meet:
+The cross stream (``layer_names = ["X00", "X01", ...]``) is the cross-modality encoder, where
+the two modalities meet, as one ``[text; image]`` sequence:
 
 * ``hidden[0]`` ("X00"): the cross encoder's input: text = output of the last language
   layer, image = output of the last vision (relational) layer.
@@ -23,26 +23,27 @@ Text-only input (no regions): LXMERT cannot run without visual input, so one all
 region with box [0, 0, 1, 1] is fed. It is not returned: the example has text tokens only,
 and its attention is the language self-attention of each cross layer (rows sum to 1).
 
-``adapter.with_streams = True`` also returns the language-only and vision-only layers
-(:class:`LxmertEncodedExample`).
+``model.stream`` picks the streams an extraction caches, each a sequence of its own whose
+layer names say which stream it is (``all``, the default: every stream, in one cache, each in
+its own group: docs/cache_format.md):
 
-``adapter.stream`` picks which stream an extraction caches (``model.stream``), each a
-sequence of its own with layer names saying which stream it is:
+* ``cross``: the cross-modality layers above, ``X00``..``X0k``; text and image tokens.
+* ``language``: the language encoder over the text tokens only, ``lang00`` (its input, the
+  text embeddings) .. ``lang09``. Image-text data gives its text tokens (phrases, no regions).
+* ``vision``: the object-relationship encoder over the region tokens only, ``vis00`` (its
+  input, the projected features + boxes) .. ``vis05``; region ``i`` is token ``i``. No text
+  token exists, so nothing phrase- or ``[CLS]``-based can be probed on it. Written only for
+  data with regions.
 
-* ``"cross"`` (default): the cross-modality layers above, ``X00``..``X0k``.
-* ``"language"``: the language encoder over the text tokens only, ``lang00`` (its input,
-  the text embeddings) .. ``lang09``; for text-only data (the linguistic probes).
-* ``"vision"``: the object-relationship encoder over the region tokens only, ``vis00`` (its
-  input, the projected features + boxes) .. ``vis05``; regions ``i`` is token ``i``. No text
-  token exists, so nothing phrase- or ``[CLS]``-based can be probed on it.
+:meth:`LxmertAdapter.encode_streams` returns every cached stream of one forward pass;
+:meth:`encode` the first of them (``cross`` whenever it is cached), as every adapter does.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -50,25 +51,27 @@ import torch
 from transformers import LxmertConfig, LxmertModel, PreTrainedModel, PreTrainedTokenizerBase
 
 from vlprobe.models.base import EncodedExample, ModelInput
-from vlprobe.models.hf_adapter import HFAdapter, make_example
+from vlprobe.models.hf_adapter import HFAdapter, make_example, to_output
 from vlprobe.models.regions import check_features, normalised_boxes, num_regions, pad_rows
 
 DUMMY_BOX = np.array([[0.0, 0.0, 1.0, 1.0]], dtype=np.float32)
+# stream -> (its number of layers in the config, its layer-name prefix, the modalities it holds)
 STREAMS = {
-    "cross": ("x_layers", "X"),
-    "language": ("l_layers", "lang"),
-    "vision": ("r_layers", "vis"),
+    "cross": ("x_layers", "X", ("text", "image")),
+    "language": ("l_layers", "lang", ("text",)),
+    "vision": ("r_layers", "vis", ("image",)),
 }
 
 
-@dataclass
-class LxmertEncodedExample(EncodedExample):
-    """Adds the single-modality encoders (``with_streams=True``); layer 0 = their input."""
-
-    language_hidden: torch.Tensor | None = None  # (l_layers + 1, n_text, d)
-    language_attentions: torch.Tensor | None = None  # (l_layers, H, n_text, n_text)
-    vision_hidden: torch.Tensor | None = None  # (r_layers + 1, n_regions, d)
-    vision_attentions: torch.Tensor | None = None  # (r_layers, H, n_regions, n_regions)
+def parse_streams(stream: str | Sequence[str]) -> tuple[str, ...]:
+    """``model.stream``: ``all``, one stream or a list of them, in :data:`STREAMS` order."""
+    asked = list(STREAMS) if stream == "all" else [stream] if isinstance(stream, str) else stream
+    unknown = [s for s in asked if s not in STREAMS]
+    if unknown or not asked:
+        raise ValueError(
+            f"model.stream={stream!r}: choose all, one of {list(STREAMS)} or a list of them"
+        )
+    return tuple(s for s in STREAMS if s in asked)
 
 
 class _Recorder:
@@ -140,8 +143,7 @@ class LxmertAdapter(HFAdapter):
     model_class = LxmertModel
     config_class = LxmertConfig
 
-    with_streams: bool = False  # set True to also get the single-modality layers
-    stream: str = "cross"  # which stream encode() returns as the example: see STREAMS
+    streams: tuple[str, ...] = ("cross",)  # what extraction caches (model.stream), in order
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, **kw: Any):
         super().__init__(model, tokenizer, **kw)
@@ -149,28 +151,35 @@ class LxmertAdapter(HFAdapter):
             raise ValueError("LXMERT needs at least one cross-modality layer")
 
     @classmethod
-    def build(cls, *args: Any, stream: str = "cross", **kwargs: Any) -> LxmertAdapter:
-        """``HFAdapter.build`` plus ``model.stream`` (which stream the cache holds)."""
+    def build(cls, *args: Any, stream: str | Sequence[str] = "all", **kwargs: Any) -> LxmertAdapter:
+        """``HFAdapter.build`` plus ``model.stream`` (the streams the cache holds)."""
         adapter = super().build(*args, **kwargs)
         assert isinstance(adapter, LxmertAdapter)
-        adapter.set_stream(stream)
+        adapter.streams = parse_streams(stream)
         return adapter
 
-    def set_stream(self, stream: str) -> None:
-        if stream not in STREAMS:
-            raise ValueError(f"model.stream={stream!r}: choose one of {list(STREAMS)}")
-        self.stream = stream
-        if stream != "cross":
-            self.name = f"{type(self).name}-{stream}"
+    @property
+    def stream(self) -> str:
+        """The stream :meth:`encode` returns: ``cross`` whenever it is cached."""
+        return self.streams[0]
+
+    def stream_num_layers(self, stream: str) -> int:
+        return int(getattr(self.config, STREAMS[stream][0]))
+
+    def stream_layer_names(self, stream: str) -> list[str]:
+        prefix = STREAMS[stream][1]
+        return [f"{prefix}{k:02d}" for k in range(self.stream_num_layers(stream) + 1)]
+
+    def stream_modalities(self, stream: str) -> tuple[str, ...]:
+        return STREAMS[stream][2]
 
     @property
     def num_layers(self) -> int:
-        return int(getattr(self.config, STREAMS[self.stream][0]))
+        return self.stream_num_layers(self.stream)
 
     @property
     def layer_names(self) -> list[str]:
-        prefix = STREAMS[self.stream][1]
-        return [f"{prefix}{k:02d}" for k in range(self.num_layers + 1)]
+        return self.stream_layer_names(self.stream)
 
     @property
     def feature_dim(self) -> int:
@@ -189,7 +198,25 @@ class LxmertAdapter(HFAdapter):
         box_t, _ = pad_rows(boxes, 4)
         return feat_t, box_t, mask
 
+    def encode_streams(self, batch: list[ModelInput]) -> list[dict[str, EncodedExample]]:
+        """Every cached stream of each input, from one forward pass (CPU, float32).
+
+        The vision stream is left out for an input without regions (it has no token)."""
+        if not batch:
+            return []
+        with torch.inference_mode(), self._autocast():
+            encoded = self._encode_all(batch)
+        return [{s: to_output(e) for s, e in ex.items()} for ex in encoded]
+
     def _encode(self, batch: list[ModelInput]) -> list[EncodedExample]:
+        out = []
+        for streams in self._encode_all(batch):
+            if self.stream not in streams:
+                raise ValueError("LXMERT's vision stream needs regions: this input has none")
+            out.append(streams[self.stream])
+        return out
+
+    def _encode_all(self, batch: list[ModelInput]) -> list[dict[str, EncodedExample]]:
         text = self._tokenize(batch)
         feats, boxes, vmask = self._visual_inputs(batch)
         inputs = {
@@ -203,44 +230,49 @@ class LxmertAdapter(HFAdapter):
         inputs = {k: v.to(self.device) for k, v in inputs.items()}
         with record_cross_layers(self.model) as rec:
             out = self.model(**inputs, output_attentions=True, output_hidden_states=True)
-        if self.stream != "cross":
-            return [
-                self._stream_example(rec, out, b, text.word_index[b], num_regions(inp))
-                for b, inp in enumerate(batch)
-            ]
-        return [
-            self._example(rec, out, b, text.word_index[b], num_regions(inp))
-            for b, inp in enumerate(batch)
-        ]
+        encoded = []
+        for b, inp in enumerate(batch):
+            word_index, n_reg = text.word_index[b], num_regions(inp)
+            streams = {}
+            if "cross" in self.streams:
+                streams["cross"] = self._cross_example(rec, b, word_index, n_reg)
+            if "language" in self.streams:
+                streams["language"] = self._language_example(rec, out, b, word_index)
+            if "vision" in self.streams and n_reg:
+                streams["vision"] = self._vision_example(rec, out, b, n_reg)
+            encoded.append(streams)
+        return encoded
 
-    def _stream_example(
-        self, rec: _Recorder, out: Any, b: int, word_index: torch.Tensor, n_reg: int
+    def _language_example(
+        self, rec: _Recorder, out: Any, b: int, word_index: torch.Tensor
     ) -> EncodedExample:
-        """One single-modality stream as the example (``self.stream``: language or vision)."""
-        streams = self._streams(rec, out, b, int(word_index.shape[0]), n_reg)
-        if self.stream == "language":
-            if n_reg:
-                raise ValueError(
-                    "LXMERT's language stream holds text tokens only: probe it on text-only "
-                    "data (task=linguistic/...), or use model.stream=cross for image-text data"
-                )
-            hidden, attn = streams["language_hidden"], streams["language_attentions"]
-            return make_example(hidden, attn, word_index, 0)
-        if not n_reg:
-            raise ValueError("LXMERT's vision stream needs regions: this input has none")
-        hidden, attn = streams["vision_hidden"], streams["vision_attentions"]
+        """The language encoder over the text tokens; layer 0 = the text embeddings."""
+        nt, n_l = int(word_index.shape[0]), self.stream_num_layers("language")
+        assert rec.text_emb is not None
+        states = [rec.text_emb, *out.language_hidden_states[:n_l]]
+        hidden = torch.stack([h[b, :nt] for h in states])
+        attn = _stack_square(out.language_attentions, b, nt, n_l)
+        return make_example(hidden, attn, word_index, 0)
+
+    def _vision_example(self, rec: _Recorder, out: Any, b: int, n_reg: int) -> EncodedExample:
+        """The object-relationship encoder over the regions; layer 0 = the projected input."""
+        n_r = self.stream_num_layers("vision")
+        assert rec.image_emb is not None
+        states = [rec.image_emb, *out.vision_hidden_states[:n_r]]
+        hidden = torch.stack([h[b, :n_reg] for h in states])
+        attn = _stack_square(out.vision_attentions, b, n_reg, n_r)
         no_text = torch.empty(0, dtype=torch.long)
         return make_example(hidden, attn, no_text, n_reg, [[i] for i in range(n_reg)])
 
-    def _example(
-        self, rec: _Recorder, out: Any, b: int, word_index: torch.Tensor, n_reg: int
+    def _cross_example(
+        self, rec: _Recorder, b: int, word_index: torch.Tensor, n_reg: int
     ) -> EncodedExample:
         nt = int(word_index.shape[0])
         assert rec.x_input is not None
         states = [rec.x_input, *rec.x_output]
         hidden = torch.stack([torch.cat([t[b, :nt], v[b, :n_reg]]) for t, v in states])
         layers = []
-        for k in range(self.num_layers):
+        for k in range(self.stream_num_layers("cross")):
             text_self = rec.text_self[k][b][:, :nt, :nt]
             if n_reg == 0:
                 layers.append(text_self)
@@ -251,24 +283,7 @@ class LxmertAdapter(HFAdapter):
             bottom = torch.cat([image_to_text[b][:, :n_reg, :nt], image_self], dim=-1)
             layers.append(0.5 * torch.cat([top, bottom], dim=-2))
         regions = [[nt + i] for i in range(n_reg)]
-        base = make_example(hidden, torch.stack(layers), word_index, n_reg, regions)
-        if not self.with_streams:
-            return base
-        return LxmertEncodedExample(**vars(base), **self._streams(rec, out, b, nt, n_reg))
-
-    def _streams(self, rec: _Recorder, out: Any, b: int, nt: int, n_reg: int) -> dict:
-        n_l, n_r = int(self.config.l_layers), int(self.config.r_layers)
-        assert rec.text_emb is not None and rec.image_emb is not None
-        lang = [rec.text_emb, *out.language_hidden_states[:n_l]]
-        streams = {
-            "language_hidden": torch.stack([h[b, :nt] for h in lang]),
-            "language_attentions": _stack_square(out.language_attentions, b, nt, len(lang) - 1),
-        }
-        if n_reg:
-            vis = [rec.image_emb, *out.vision_hidden_states[:n_r]]
-            streams["vision_hidden"] = torch.stack([h[b, :n_reg] for h in vis])
-            streams["vision_attentions"] = _stack_square(out.vision_attentions, b, n_reg, n_r)
-        return streams
+        return make_example(hidden, torch.stack(layers), word_index, n_reg, regions)
 
 
 def _stack_square(attn: tuple[torch.Tensor, ...], b: int, n: int, count: int) -> torch.Tensor:

@@ -531,14 +531,19 @@ class Cell:
 
 def split_name(row: Mapping[str, Any]) -> tuple[str, str]:
     """``(series, probe)`` of a row: its name without the probe, and the probe. A leading role
-    segment (``model/``, ``baseline/``) is dropped: the group says which model it was."""
+    segment (``model/``, ``baseline/``) is dropped: the group says which model it was; the
+    row's ``stream`` (LXMERT) leads the series."""
     name = str(row.get("name") or row.get("probe") or "")
     role = row.get("role")
     if isinstance(role, str) and name.startswith(f"{role}/"):
         name = name[len(role) + 1 :]
     probe = str(row.get("probe") or name.rsplit("/", 1)[-1])
     series = name[: -len(probe)].rstrip("/") if name.endswith(probe) else name.rsplit("/", 1)[0]
-    return (series if series != name else ""), probe
+    series = series if series != name else ""
+    stream = row.get("stream")  # one stream of a multi-stream model (LXMERT): its own series
+    if isinstance(stream, str) and stream:
+        series = f"{stream}/{series}" if series else stream
+    return series, probe
 
 
 def measure_columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:
