@@ -52,6 +52,9 @@ from vlprobe.cache.schema import SPLIT_IDS
 if TYPE_CHECKING:
     from probes.engine import ProbeEngine
 
+#: a block's bits need no more than 4 digits: on the demo's 17-class relations a relative loss
+#: decrease of 1e-6 (the engine's: 1e-9) changed a layer's code length by 0.01%, in half the time
+MDL_GTOL, MDL_FTOL = 1e-4, 1e-6
 MDL_MIN_BATCHES = 10  # optimiser steps per epoch of an Adam block fit (a fit must converge)
 NO_VALIDATION = {"limit_val_batches": 0}  # BestValLoss measures the validation loss itself
 
@@ -118,7 +121,7 @@ def _blocks_full_batch(
     dim = view_dim(view)
     cs = [PRIOR_C, *sorted(MDL_C_GRID)]  # strongest penalty first
     slots = [Slot(0, engine.seed, "mdl", c) for c in cs[1:]]
-    settings = LBFGSSettings(max_iter=engine.probing.max_iter)
+    settings = LBFGSSettings(max_iter=engine.probing.max_iter, gtol=MDL_GTOL, ftol=MDL_FTOL)
     num_probes = len(view.probe_names)
     bits = np.zeros((num_probes, len(edges) - 1))
     chosen = np.zeros((num_probes, len(edges) - 1))

@@ -25,7 +25,8 @@ def test_full_batch_mdl_matches_sklearn_online_code(
     """Same blocks, same candidates (every C of the grid and the label prior), same coded
     probabilities: both minimise the same convex objective, solved to a gradient tolerance of
     1e-4, so per block they pick the same C and the code lengths differ only by the solvers'
-    tolerance (measured: < 0.4%; 1% allowed)."""
+    stopping tests: measured < 0.01% on noise; on the planted layer, whose 1,600 labels cost ~12
+    bits, 0.5 bits (1% or 1 bit allowed)."""
     monkeypatch.syspath_prepend(str(BENCH))
     from mdl_vs_sklearn import sklearn_online_codelength
 
@@ -43,7 +44,7 @@ def test_full_batch_mdl_matches_sklearn_online_code(
         sk = sklearn_online_codelength(
             x[:, k], view.labels, order, edges, val, view.num_classes, list(MDL_C_GRID)
         )
-        assert row["mdl_codelength_bits"] == pytest.approx(sk["online_codelength"], rel=0.01)
+        assert row["mdl_codelength_bits"] == pytest.approx(sk["online_codelength"], rel=0.01, abs=1.0)
         assert row["mdl_uniform_bits"] == pytest.approx(sk["uniform_codelength"])
         agree += [a == b for a, b in zip(row["mdl_block_C"], sk["chosen_C"], strict=True)]
     assert np.mean(agree) >= 0.9  # a near-tie on validation may flip a block's choice
