@@ -44,7 +44,9 @@ def test_full_batch_mdl_matches_sklearn_online_code(
         sk = sklearn_online_codelength(
             x[:, k], view.labels, order, edges, val, view.num_classes, list(MDL_C_GRID)
         )
-        assert row["mdl_codelength_bits"] == pytest.approx(sk["online_codelength"], rel=0.01, abs=1.0)
+        assert row["mdl_codelength_bits"] == pytest.approx(
+            sk["online_codelength"], rel=0.01, abs=1.0
+        )
         assert row["mdl_uniform_bits"] == pytest.approx(sk["uniform_codelength"])
         agree += [a == b for a, b in zip(row["mdl_block_C"], sk["chosen_C"], strict=True)]
     assert np.mean(agree) >= 0.9  # a near-tie on validation may flip a block's choice
