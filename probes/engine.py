@@ -22,7 +22,6 @@ import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -34,6 +33,7 @@ from datamodules.cache_datamodule import CacheProbeDataModule
 from datamodules.views import FeatureView
 from probes.families import LinearProbe
 from probes.full_batch import LBFGSSettings, Slot, SlotMetrics, fit_view, free_logits, view_dim
+from probes.mdl import add_mdl
 from probes.multi_probe import ProbeGroup
 from vlprobe.analysis.controls import (
     control_labels,
@@ -41,7 +41,6 @@ from vlprobe.analysis.controls import (
     selectivity,
     shuffled_labels,
 )
-from vlprobe.analysis.mdl import MDL_C_GRID, l2_strength, online_blocks, online_codelength
 from vlprobe.analysis.stats import mean_std_ci, wilson_interval
 from vlprobe.cache.schema import SPLIT_IDS
 
@@ -307,7 +306,7 @@ def train_view(view: FeatureView, engine: ProbeEngine, name_prefix: str) -> list
     if "control" in runs:
         _add_control_ceiling(rows, view, next(s.labels for s in sets if s.kind == "control"))
     if engine.probing.mdl:
-        _add_mdl(rows, view, engine, name_prefix)
+        add_mdl(rows, view, engine, name_prefix)
     return rows
 
 
@@ -605,112 +604,3 @@ def _add_control_ceiling(
     for row in rows:
         row["control_ceiling"] = ceiling["ceiling"]
         row["control_type_recurrence"] = ceiling["recurrence"]
-
-
-def _add_mdl(
-    rows: list[dict[str, Any]], view: FeatureView, engine: ProbeEngine, name_prefix: str
-) -> None:
-    """Online code (Voita and Titov 2020) over the seeded training order: each block is coded
-    by the probe trained on the rows before it, whose epoch and L2 strength (``MDL_C_GRID``)
-    are chosen per probe by validation loss. Inputs are standardised with the statistics of
-    all training inputs (labels are what is coded; the inputs are known to the receiver), not
-    of a prefix of a few rows."""
-    order, edges = online_blocks(
-        view.rows(SPLIT_IDS["train"]), engine.seed, engine.probing.mdl_fractions
-    )
-    full = make_datamodule(view, engine, rows={"train": order})
-    stats = full.input_stats()
-    names = [f"mdl/{name_prefix}/{n}" for n in view.probe_names]
-    block_bits, chosen = [], []
-    for lo, hi in pairwise(edges):
-        # at least MDL_MIN_BATCHES optimiser steps per epoch, however small the prefix
-        batch = max(1, min(full.batch_size, lo // MDL_MIN_BATCHES))
-        dm = make_datamodule(view, engine, {"train": order[:lo], "test": order[lo:hi]}, batch)
-        best_val = torch.full((len(names),), math.inf, dtype=torch.float64)
-        bits = torch.zeros(len(names), dtype=torch.float64)
-        best_c = torch.zeros(len(names), dtype=torch.float64)
-        for c in MDL_C_GRID:
-            select = BestValLoss(l2_strength(c, lo))
-            model = fit_probes(
-                view, dm, engine, [], names, engine.seed, False, stats, [select], NO_VALIDATION
-            )
-            select.restore(model)
-            better = select.best < best_val
-            best_val[better] = select.best[better]
-            bits[better] = nll_bits(model, dm.full_test_dataloader())[better]
-            best_c[better] = c
-        block_bits.append(bits.numpy())
-        chosen.append(best_c.numpy())
-    all_bits = np.stack(block_bits, axis=1) if block_bits else np.zeros((len(rows), 0))
-    for k, (row, probe_bits) in enumerate(zip(rows, all_bits, strict=True)):
-        code = online_codelength(edges, probe_bits.tolist(), edges[0], view.num_classes)
-        row["mdl_codelength_bits"] = code["online_codelength"]
-        row["mdl_uniform_bits"] = code["uniform_codelength"]
-        row["mdl_compression"] = code["compression"]
-        row["mdl_block_C"] = [float(c[k]) for c in chosen]
-
-
-MDL_MIN_BATCHES = 10  # optimiser steps per epoch of an MDL block fit (a fit must converge)
-NO_VALIDATION = {"limit_val_batches": 0}  # BestValLoss measures the validation loss itself
-
-
-@torch.no_grad()
-def nll_bits(model: pl.LightningModule, batches: Any) -> torch.Tensor:
-    """(P,) summed ``-log2 p(y | x)`` of every probe with its current parameters."""
-    was_training = model.training
-    model.eval()
-    total = None
-    for batch in batches:
-        logp = torch.log_softmax(model(batch["x"].to(model.device)).double(), dim=-1)
-        y = batch["y"].to(model.device)
-        picked = logp.gather(2, y[:, None, None].expand(-1, logp.shape[1], 1)).squeeze(2)
-        part = -picked.sum(0) / math.log(2)
-        total = part if total is None else total + part
-    model.train(was_training)
-    return total.cpu() if total is not None else torch.zeros(0, dtype=torch.float64)
-
-
-class BestValLoss(pl.Callback):
-    """MDL block fits: an L2 penalty ``l2 / 2 ||W||^2`` on the probes' weights (added to the
-    gradients; biases free), and per probe the parameters of the epoch with the lowest
-    validation loss, the untrained start included (a few rows may teach nothing). Measured
-    after every training epoch (the fit runs without Lightning's own validation loop); stops
-    once no probe has improved for ``patience`` epochs."""
-
-    def __init__(self, l2: float, patience: int = 6) -> None:
-        self.l2, self.patience = l2, patience
-        self.best = torch.empty(0)
-        self.saved: list[torch.Tensor] = []
-        self.wait = 0
-
-    def on_after_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        for name, param in pl_module.probes.named_parameters():
-            if "bias" not in name and param.grad is not None:
-                param.grad.add_(param.detach(), alpha=self.l2)
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.best = torch.full((len(pl_module.probe_names),), math.inf, dtype=torch.float64)
-        self.saved = [p.detach().clone() for p in pl_module.parameters()]
-        self._check(trainer, pl_module)
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._check(trainer, pl_module):
-            self.wait = 0
-        else:
-            self.wait += 1
-            trainer.should_stop = trainer.should_stop or self.wait >= self.patience
-
-    @torch.no_grad()
-    def _check(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> bool:
-        """Snapshot the probes whose validation loss improved; whether any did."""
-        loss = nll_bits(pl_module, trainer.datamodule.val_dataloader())
-        better = loss < self.best * (1 - 1e-4)
-        self.best[better] = loss[better]
-        for saved, param in zip(self.saved, pl_module.parameters(), strict=True):
-            saved[better] = param.detach()[better]
-        return bool(better.any())
-
-    @torch.no_grad()
-    def restore(self, pl_module: pl.LightningModule) -> None:
-        for saved, param in zip(self.saved, pl_module.parameters(), strict=True):
-            param.copy_(saved)

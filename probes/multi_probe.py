@@ -11,7 +11,7 @@ couples parameters across probes, e.g. gradient clipping by global norm: leave
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pytorch_lightning as pl
@@ -342,32 +342,6 @@ class MultiProbe(pl.LightningModule):
                 for saved, param in zip(self._swapped_out, self._params(), strict=True):
                     param.copy_(saved)
             self._swapped_out = None
-
-    # ------------------------------------------------------------------ MDL
-    @torch.no_grad()
-    def codelength_bits(self, batches: Iterable[Mapping[str, Tensor]]) -> Tensor:
-        """(P,) summed ``-log2 p(y | x)`` with each probe's best-epoch parameters.
-
-        The online code of MDL probing (Voita and Titov 2020) codes each next block of data
-        with the probe trained on the blocks before it: this is that block's code length.
-        """
-        has_best = self.best_epoch >= 0
-        saved = [param.detach().clone() for param in self._params()]
-        for best, param in zip(self._best_buffers(), self._params(), strict=True):
-            param[has_best] = best[has_best].to(param.dtype)
-        was_training = self.training
-        self.eval()
-        total = torch.zeros(len(self.probe_names), dtype=torch.float64, device=self.device)
-        for batch in batches:
-            logits = self(batch["x"].to(self.device)).float()
-            y = self.targets(batch["y"].to(self.device))
-            logp = F.log_softmax(logits, dim=-1)
-            picked = logp.gather(2, y.unsqueeze(2)).squeeze(2)
-            total -= picked.sum(0).double() / math.log(2)
-        for saved_param, param in zip(saved, self._params(), strict=True):
-            param.copy_(saved_param)
-        self.train(was_training)
-        return total.cpu()
 
     # ------------------------------------------------------------------ report
     def results(self) -> list[dict[str, Any]]:

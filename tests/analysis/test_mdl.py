@@ -2,8 +2,19 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
-from vlprobe.analysis.mdl import block_edges, l2_strength, online_blocks, online_codelength
+from probes.mdl import pick
+from vlprobe.analysis.mdl import (
+    PRIOR_C,
+    SMOOTHING,
+    block_edges,
+    code_probabilities,
+    l2_strength,
+    online_blocks,
+    online_codelength,
+    prior_probabilities,
+)
 
 
 def test_block_edges():
@@ -51,3 +62,25 @@ def test_l2_strength_matches_sklearn_objective():
     assert l2_strength(0.1, 50) == pytest.approx(1 / 5)
     with pytest.raises(ValueError):
         l2_strength(0.0, 5)
+
+
+def test_prior_probabilities_are_add_one_frequencies():
+    # 3 classes, seen labels 0, 0, 2: counts (2, 0, 1) + 1 over 3 + 3
+    np.testing.assert_allclose(prior_probabilities(np.array([0, 0, 2]), 3), [3 / 6, 1 / 6, 2 / 6])
+    np.testing.assert_allclose(prior_probabilities(np.array([1]), 2), [1 / 3, 2 / 3])
+
+
+def test_code_probabilities_bound_the_cost_of_an_unseen_label():
+    p = code_probabilities(np.array([1.0, 0.0]), 2)
+    np.testing.assert_allclose(p, [1 - SMOOTHING / 2, SMOOTHING / 2])
+    assert -math.log2(p[1]) == pytest.approx(math.log2(2 / SMOOTHING))  # ~11 bits, not inf
+    tensor = code_probabilities(torch.tensor([0.25, 0.75]), 2)  # tensors too (the probes')
+    assert tensor.sum().item() == pytest.approx(1.0)
+
+
+def test_pick_takes_the_lowest_validation_bits_ties_to_the_strongest_penalty():
+    val = np.array([[5.0, 4.0, 4.0], [3.0, 3.0, 9.0]])  # probes x candidates (prior, C1, C2)
+    block = np.array([[50.0, 40.0, 41.0], [30.0, 31.0, 90.0]])
+    bits, chosen = pick(val, block, [PRIOR_C, 0.1, 1.0])
+    np.testing.assert_array_equal(bits, [40.0, 30.0])
+    np.testing.assert_array_equal(chosen, [0.1, PRIOR_C])

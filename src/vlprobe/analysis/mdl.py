@@ -11,15 +11,22 @@ the regularisation grid.
 A block's model must be a good *code*, not only a good classifier: an unregularised probe
 picked by validation accuracy on a few hundred rows is over-confident, and its wrong answers
 cost tens of bits each. So each block's model is chosen by validation loss among L2 strengths
-``MDL_C_GRID`` (scikit-learn's ``C``: penalty ``||w||^2 / (2 C n)`` per example).
+``MDL_C_GRID`` (scikit-learn's ``C``: penalty ``||w||^2 / (2 C n)`` per example) and their
+limit ``C -> 0``, the label prior of the rows seen so far (``prior_probabilities``): a block
+the probe cannot yet help with then costs about the prior's bits, not more than the uniform
+code. Every model codes through ``code_probabilities``, which keeps ``SMOOTHING`` of the mass
+uniform, so a label no row before it had costs at most ``log2(C / SMOOTHING)`` bits.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
 
 DEFAULT_FRACTIONS: tuple[float, ...] = (
     0.001,
@@ -36,8 +43,14 @@ DEFAULT_FRACTIONS: tuple[float, ...] = (
 )
 """The block boundaries of Voita & Titov (0.1% ... 100% of the training data)."""
 
-MDL_C_GRID: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+MDL_C_GRID: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
 """Inverse L2 strengths tried per block (``C`` of scikit-learn's LogisticRegression)."""
+
+PRIOR_C = 0.0
+"""The ``C`` reported for a block coded by the label prior (the infinite-penalty limit)."""
+
+SMOOTHING = 1e-3
+"""Probability mass every code spreads uniformly over the classes."""
 
 
 def online_blocks(
@@ -54,6 +67,18 @@ def l2_strength(c: float, n: int) -> float:
     if c <= 0 or n < 1:
         raise ValueError("C must be positive and n at least 1")
     return 1.0 / (c * n)
+
+
+def code_probabilities(p: T, num_classes: int) -> T:
+    """A model's probabilities (array or tensor) as coded: ``SMOOTHING`` of the mass uniform."""
+    return (1 - SMOOTHING) * p + SMOOTHING / num_classes
+
+
+def prior_probabilities(seen: np.ndarray, num_classes: int) -> np.ndarray:
+    """(C,) add-one (Laplace) label frequencies of the rows seen so far: the limit of a probe
+    whose penalty forces its weights to zero, without a zero for a class not yet seen."""
+    counts = np.bincount(np.asarray(seen), minlength=num_classes)
+    return (counts + 1) / (counts.sum() + num_classes)
 
 
 def block_edges(n: int, fractions: Sequence[float] = DEFAULT_FRACTIONS) -> list[int]:

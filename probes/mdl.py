@@ -1,0 +1,280 @@
+"""MDL probing by online code (Voita and Titov 2020) for every probe of a view.
+
+The training rows go in a seeded order, cut into blocks (``vlprobe.analysis.mdl``); each
+block is coded by a model trained on the rows before it, chosen per probe by validation loss
+among the L2 strengths ``MDL_C_GRID`` and the label prior (their ``C -> 0`` limit). Inputs are
+standardised with the statistics of all training inputs: labels are what is coded, the
+inputs are known to the receiver, and a prefix of a few rows gives no usable std.
+
+Linear probes that the engine solves full-batch are solved here the same way: per block,
+every probe x penalty is a slot of one batched L-BFGS call (convex, so the optimum, not an
+epoch, is the model), warm-started from the previous block's solution. Other probes (MLPs)
+train each block with Adam in Lightning, keeping per probe the epoch with the lowest
+validation loss.
+"""
+
+from __future__ import annotations
+
+import math
+from itertools import pairwise
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from datamodules.views import FeatureView
+from probes.full_batch import (
+    SOLVE_FLOATS,
+    LBFGSSettings,
+    Params,
+    Slot,
+    initial_params,
+    lbfgs,
+    logits,
+    probe_groups,
+    read_standardised,
+    view_dim,
+)
+from vlprobe.analysis.mdl import (
+    MDL_C_GRID,
+    PRIOR_C,
+    code_probabilities,
+    l2_strength,
+    online_blocks,
+    online_codelength,
+    prior_probabilities,
+)
+from vlprobe.cache.schema import SPLIT_IDS
+
+if TYPE_CHECKING:
+    from probes.engine import ProbeEngine
+
+#: a block's bits need no more than 4 digits: on the demo's 17-class relations a relative loss
+#: decrease of 1e-6 (the engine's: 1e-9) changed a layer's code length by 0.01%, in half the time
+MDL_GTOL, MDL_FTOL = 1e-4, 1e-6
+MDL_MIN_BATCHES = 10  # optimiser steps per epoch of an Adam block fit (a fit must converge)
+NO_VALIDATION = {"limit_val_batches": 0}  # BestValLoss measures the validation loss itself
+
+
+def add_mdl(
+    rows: list[dict[str, Any]], view: FeatureView, engine: ProbeEngine, name_prefix: str
+) -> None:
+    """``mdl_codelength_bits``, ``mdl_uniform_bits``, ``mdl_compression`` and ``mdl_block_C``
+    (per block the chosen ``C``; ``PRIOR_C`` = 0 for the label prior) in every row."""
+    train = view.rows(SPLIT_IDS["train"])
+    order, edges = online_blocks(train, engine.seed, engine.probing.mdl_fractions)
+    val = view.rows(SPLIT_IDS["val"])
+    if val.size == 0:
+        raise ValueError(
+            "probing.mdl=true chooses each block's penalty on validation rows, and this view "
+            "has none: use a cache with a val split or run without probing.mdl"
+        )
+    if engine.solver_for(view) == "lbfgs":
+        bits, chosen = _blocks_full_batch(view, engine, order, edges, val)
+    else:
+        bits, chosen = _blocks_adam(view, engine, order, edges, name_prefix)
+    for k, row in enumerate(rows):
+        code = online_codelength(edges, bits[k].tolist(), edges[0], view.num_classes)
+        row["mdl_codelength_bits"] = code["online_codelength"]
+        row["mdl_uniform_bits"] = code["uniform_codelength"]
+        row["mdl_compression"] = code["compression"]
+        row["mdl_block_C"] = [float(c) for c in chosen[k]]
+
+
+def pick(val_bits: np.ndarray, block_bits: np.ndarray, cs: list[float]) -> tuple[Any, Any]:
+    """Per probe the candidate with the lowest validation bits: (P,) block bits and its C.
+
+    ``val_bits`` and ``block_bits`` are (P, K) over candidates ``cs`` ordered strongest
+    penalty first, so a tie goes to the simpler model."""
+    best = np.argmin(val_bits, axis=1)
+    rows = np.arange(len(best))
+    return block_bits[rows, best], np.asarray(cs)[best]
+
+
+def _prior_bits(seen: np.ndarray, val: np.ndarray, coded: np.ndarray, classes: int) -> tuple:
+    """Summed bits of the validation and the coded labels under the prior of ``seen``."""
+    logp = -np.log2(code_probabilities(prior_probabilities(seen, classes), classes))
+    return float(logp[val].sum()), float(logp[coded].sum())
+
+
+# ------------------------------------------------------------------ full-batch L-BFGS
+
+
+def _blocks_full_batch(
+    view: FeatureView,
+    engine: ProbeEngine,
+    order: np.ndarray,
+    edges: list[int],
+    val: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(P, blocks - 1) bits of every later block and the chosen C, probes solved in groups
+    whose features fit the memory budget."""
+    device = engine.device()
+    classes = view.num_classes
+    train = np.sort(order)
+    where = torch.from_numpy(np.searchsorted(train, order)).to(device)  # coding order
+    y = torch.from_numpy(view.labels[order]).to(device)
+    y_val = torch.from_numpy(view.labels[val]).to(device)
+    dim = view_dim(view)
+    cs = [PRIOR_C, *sorted(MDL_C_GRID)]  # strongest penalty first
+    slots = [Slot(0, engine.seed, "mdl", c) for c in cs[1:]]
+    settings = LBFGSSettings(max_iter=engine.probing.max_iter, gtol=MDL_GTOL, ftol=MDL_FTOL)
+    num_probes = len(view.probe_names)
+    bits = np.zeros((num_probes, len(edges) - 1))
+    chosen = np.zeros((num_probes, len(edges) - 1))
+    per_probe = (train.size + val.size) * dim * 4
+    for group in probe_groups(num_probes, per_probe, engine.memory_budget()):
+        split_rows = {"train": train, "val": val, "test": val[:0]}
+        x = read_standardised(view, split_rows, group, device)
+        x["train"] = x_train = x["train"][:, where]  # the sorted copy goes
+        names = [view.probe_names[k] for k in group]
+        params = tuple(t.to(device) for t in initial_params(names, slots, dim, classes))
+        for b, (lo, hi) in enumerate(pairwise(edges)):
+            l2 = torch.tensor([l2_strength(c, lo) for c in cs[1:]], device=device)
+            params = _solve(x_train[:, :lo], y[:lo], l2, params, classes, settings)
+            prior_val, prior_block = _prior_bits(
+                view.labels[order[:lo]], view.labels[val], view.labels[order[lo:hi]], classes
+            )
+            val_bits = _bits(x["val"], y_val, params, classes)
+            block_bits = _bits(x_train[:, lo:hi], y[lo:hi], params, classes)
+            with_prior = [np.pad(a, ((0, 0), (1, 0))) for a in (val_bits, block_bits)]
+            with_prior[0][:, 0], with_prior[1][:, 0] = prior_val, prior_block
+            bits[group, b], chosen[group, b] = pick(*with_prior, cs)
+        del x, x_train
+    return bits, chosen
+
+
+def _solve(
+    x: Tensor, y: Tensor, l2: Tensor, init: Params, classes: int, settings: LBFGSSettings
+) -> Params:
+    """Every probe x penalty of ``x`` (G, n, D) solved, wide probes a few at a time."""
+    onehot = F.one_hot(y, classes).float()[:, None, :].expand(-1, l2.numel(), -1).contiguous()
+    step = max(1, SOLVE_FLOATS // max(1, x.shape[1] * x.shape[2]))
+    parts = [
+        # a contiguous prefix: bmm would copy a strided one in every iteration
+        lbfgs(
+            x[a : a + step].contiguous(),
+            onehot,
+            l2,
+            (init[0][a : a + step], init[1][a : a + step]),
+            settings,
+        )
+        for a in range(0, x.shape[0], step)
+    ]
+    return torch.cat([p[0][0] for p in parts]), torch.cat([p[0][1] for p in parts])
+
+
+def _bits(x: Tensor, y: Tensor, params: Params, classes: int) -> np.ndarray:
+    """(G, S) summed coded bits of labels ``y`` (n,) of rows ``x`` (G, n, D) per slot."""
+    p = code_probabilities(torch.softmax(logits(x, params, classes).double(), -1), classes)
+    picked = p.gather(-1, y[None, :, None, None].expand(*p.shape[:-1], 1)).squeeze(-1)
+    return (-torch.log2(picked).sum(1)).cpu().numpy()
+
+
+# ------------------------------------------------------------------ Adam in Lightning
+
+
+def _blocks_adam(
+    view: FeatureView,
+    engine: ProbeEngine,
+    order: np.ndarray,
+    edges: list[int],
+    name_prefix: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(P, blocks - 1) bits and chosen C: per block and C one fused MultiProbe fit whose
+    epoch is picked per probe by validation loss (``BestValLoss``)."""
+    from probes.engine import fit_probes, make_datamodule  # the engine calls this module
+
+    full = make_datamodule(view, engine, rows={"train": order})
+    stats = full.input_stats()
+    names = [f"mdl/{name_prefix}/{n}" for n in view.probe_names]
+    val_labels = view.labels[view.rows(SPLIT_IDS["val"])]
+    cs = [PRIOR_C, *sorted(MDL_C_GRID)]
+    bits = np.zeros((len(names), len(edges) - 1))
+    chosen = np.zeros((len(names), len(edges) - 1))
+    for b, (lo, hi) in enumerate(pairwise(edges)):
+        # at least MDL_MIN_BATCHES optimiser steps per epoch, however small the prefix
+        batch = max(1, min(full.batch_size, lo // MDL_MIN_BATCHES))
+        dm = make_datamodule(view, engine, {"train": order[:lo], "test": order[lo:hi]}, batch)
+        prior = _prior_bits(
+            view.labels[order[:lo]], val_labels, view.labels[order[lo:hi]], view.num_classes
+        )
+        val_bits, block_bits = [np.full(len(names), v) for v in prior]
+        for c in cs[1:]:
+            select = BestValLoss(l2_strength(c, lo))
+            model = fit_probes(
+                view, dm, engine, [], names, engine.seed, False, stats, [select], NO_VALIDATION
+            )
+            select.restore(model)
+            val_bits = np.column_stack([val_bits, select.best.numpy()])
+            block_bits = np.column_stack(
+                [block_bits, nll_bits(model, dm.full_test_dataloader()).numpy()]
+            )
+        bits[:, b], chosen[:, b] = pick(val_bits, block_bits, cs)
+    return bits, chosen
+
+
+@torch.no_grad()
+def nll_bits(model: pl.LightningModule, batches: Any) -> Tensor:
+    """(P,) summed coded bits ``-log2 p(y | x)`` of every probe with its current parameters."""
+    was_training = model.training
+    model.eval()
+    total = None
+    for batch in batches:
+        out = model(batch["x"].to(model.device)).double()
+        p = code_probabilities(torch.softmax(out, dim=-1), out.shape[-1])
+        y = batch["y"].to(model.device)
+        picked = p.gather(2, y[:, None, None].expand(-1, p.shape[1], 1)).squeeze(2)
+        part = -torch.log2(picked).sum(0)
+        total = part if total is None else total + part
+    model.train(was_training)
+    return total.cpu() if total is not None else torch.zeros(0, dtype=torch.float64)
+
+
+class BestValLoss(pl.Callback):
+    """Adam block fits: an L2 penalty ``l2 / 2 ||W||^2`` on the probes' weights (added to the
+    gradients; biases free), and per probe the parameters of the epoch with the lowest
+    validation loss, the untrained start included (a few rows may teach nothing). Measured
+    after every training epoch (the fit runs without Lightning's own validation loop); stops
+    once no probe has improved for ``patience`` epochs."""
+
+    def __init__(self, l2: float, patience: int = 6) -> None:
+        self.l2, self.patience = l2, patience
+        self.best = torch.empty(0)
+        self.saved: list[Tensor] = []
+        self.wait = 0
+
+    def on_after_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for name, param in pl_module.probes.named_parameters():
+            if "bias" not in name and param.grad is not None:
+                param.grad.add_(param.detach(), alpha=self.l2)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.best = torch.full((len(pl_module.probe_names),), math.inf, dtype=torch.float64)
+        self.saved = [p.detach().clone() for p in pl_module.parameters()]
+        self._check(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._check(trainer, pl_module):
+            self.wait = 0
+        else:
+            self.wait += 1
+            trainer.should_stop = trainer.should_stop or self.wait >= self.patience
+
+    @torch.no_grad()
+    def _check(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> bool:
+        """Snapshot the probes whose validation loss improved; whether any did."""
+        loss = nll_bits(pl_module, trainer.datamodule.val_dataloader())
+        better = loss < self.best * (1 - 1e-4)
+        self.best[better] = loss[better]
+        for saved, param in zip(self.saved, pl_module.parameters(), strict=True):
+            saved[better] = param.detach()[better]
+        return bool(better.any())
+
+    @torch.no_grad()
+    def restore(self, pl_module: pl.LightningModule) -> None:
+        for saved, param in zip(self.saved, pl_module.parameters(), strict=True):
+            param.copy_(saved)
