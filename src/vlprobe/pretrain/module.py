@@ -54,8 +54,10 @@ class UniterPretraining(pl.LightningModule):
         n_text = batch["input_ids"].shape[1]
         words = out.last_hidden_state[:, :n_text]  # text comes first at the same positions
         selected = batch["mlm_labels"] != -100
-        logits = self.cls(words[selected])
-        losses = {"mlm": F.cross_entropy(logits, batch["mlm_labels"][selected])}
+        losses = {}
+        if selected.any():
+            logits = self.cls(words[selected])
+            losses["mlm"] = F.cross_entropy(logits, batch["mlm_labels"][selected])
         itm_logits = self.itm_output(out.pooler_output)
         losses["itm"] = F.cross_entropy(itm_logits, batch["itm_labels"])
         losses["itm_acc"] = (itm_logits.argmax(-1) == batch["itm_labels"]).float().mean()
