@@ -1,9 +1,11 @@
-"""UNITER pre-training objectives as one LightningModule: MLM + ITM (+ MRFR).
+"""UNITER pre-training objectives as one LightningModule: MLM + ITM (+ MRFR, + WRA).
 
 Each batch mixes matched and mismatched pairs (see :class:`~vlprobe.pretrain.data.PairCollator`)
 and runs one forward pass: masked words are predicted in matched pairs (MLM, decoder tied to
 the word embeddings as in BERT and UNITER), every pair is classified matched or not from the
-pooled [CLS] (ITM), and masked regions' features are regressed (MRFR, optional).
+pooled [CLS] (ITM), masked regions' features are regressed (MRFR, optional) and word and
+region states are pulled together in matched pairs and apart in mismatched ones by optimal
+transport (WRA, optional).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from transformers import get_linear_schedule_with_warmup
 from transformers.models.bert.modeling_bert import BertOnlyMLMHead
 
 from vlprobe.models.uniter import UniterModel
+from vlprobe.pretrain.wra import ot_distance
 
 
 class UniterPretraining(pl.LightningModule):
@@ -26,6 +29,7 @@ class UniterPretraining(pl.LightningModule):
         weight_decay: float = 0.01,
         warmup_fraction: float = 0.1,
         mrfr: bool = True,
+        wra: float = 0.0,
     ) -> None:
         super().__init__()
         self.uniter = model
@@ -41,6 +45,7 @@ class UniterPretraining(pl.LightningModule):
             if head is not None:
                 head.apply(model._init_weights)
         self.lr, self.weight_decay, self.warmup_fraction = lr, weight_decay, warmup_fraction
+        self.wra = wra  # weight of word-region alignment (UNITER: 0.1); 0 = off
 
     def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = self.uniter(
@@ -61,10 +66,15 @@ class UniterPretraining(pl.LightningModule):
         itm_logits = self.itm_output(out.pooler_output)
         losses["itm"] = F.cross_entropy(itm_logits, batch["itm_labels"])
         losses["itm_acc"] = (itm_logits.argmax(-1) == batch["itm_labels"]).float().mean()
+        regions = region_states(out.last_hidden_state, batch["attention_mask"], batch["img_mask"])
+        if self.wra:
+            word_mask = batch["attention_mask"].clone()
+            word_mask[:, 0] = 0  # [CLS]
+            word_mask.scatter_(1, batch["attention_mask"].sum(1, keepdim=True) - 1, 0)  # [SEP]
+            distance = ot_distance(words, regions, word_mask, batch["img_mask"])
+            sign = batch["itm_labels"].to(distance.dtype) * 2 - 1  # matched: pull, else push
+            losses["wra"] = self.wra * (sign * distance).mean()
         if self.feat_regress is not None and batch["img_masked"].any():
-            regions = region_states(
-                out.last_hidden_state, batch["attention_mask"], batch["img_mask"]
-            )
             masked = batch["img_masked"].bool()
             predicted = self.feat_regress(regions[masked])
             losses["mrfr"] = F.mse_loss(predicted, batch["img_target"][masked])

@@ -60,6 +60,7 @@ class PretrainSettings:
     phrase_mask_prob: float = 0.15  # words of phrases that name a region
     hard_negative_prob: float = 0.0  # share of ITM negatives made by swapping one phrase
     mrfr: bool = True
+    wra: float = 0.0  # weight of word-region alignment by optimal transport (UNITER: 0.1)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -71,6 +72,7 @@ class PretrainSettings:
             "mask_prob": 0 < self.mask_prob < 1,
             "phrase_mask_prob": 0 < self.phrase_mask_prob < 1,
             "hard_negative_prob": 0 <= self.hard_negative_prob <= 1,
+            "wra": self.wra >= 0,
         }
         for key, ok in checks.items():
             if not ok:
@@ -144,7 +146,7 @@ def _pretrain(settings: PretrainSettings, folder: Path, progress: bool) -> dict[
     pl.seed_everything(settings.seed, workers=True, verbose=False)
     model = build_random(mini_config(settings.layers, settings.feature_dim))
     init_from_minilm(model)
-    module = UniterPretraining(model, lr=settings.lr, mrfr=settings.mrfr)
+    module = UniterPretraining(model, lr=settings.lr, mrfr=settings.mrfr, wra=settings.wra)
     collate = PairCollator(
         pairs,
         tokenizer,
@@ -173,11 +175,12 @@ def _pretrain(settings: PretrainSettings, folder: Path, progress: bool) -> dict[
         log_every_n_steps=10,
     )
     log.info(
-        "pre-training uniter-mini: %d pairs, %d steps of %d (MLM + ITM%s)",
+        "pre-training uniter-mini: %d pairs, %d steps of %d (MLM + ITM%s%s)",
         len(pairs),
         settings.steps,
         settings.batch_size,
         " + MRFR" if settings.mrfr else "",
+        " + WRA" if settings.wra else "",
     )
     trainer.fit(module, loader)
     record = {
