@@ -17,7 +17,7 @@ def test_plan_has_uniform_marginals_and_finds_the_cheapest_matching() -> None:
     )
     for i, j in enumerate(best):
         cost[0, i, j] = 0.0  # a clear optimum: the permutation matrix / 4
-    plan = ipot(cost, torch.ones(1, 4, 4, dtype=torch.bool), beta=0.05, iterations=200)
+    plan = ipot(cost, torch.ones(1, 4), torch.ones(1, 4), beta=0.05, iterations=200)
     torch.testing.assert_close(plan.sum(2), torch.full((1, 4), 0.25), atol=1e-4, rtol=0)
     torch.testing.assert_close(plan.sum(1), torch.full((1, 4), 0.25), atol=1e-4, rtol=0)
     expected = torch.zeros(1, 4, 4)
@@ -26,16 +26,14 @@ def test_plan_has_uniform_marginals_and_finds_the_cheapest_matching() -> None:
 
 
 def test_padding_gets_no_mass_and_distance_is_cosine_under_the_plan() -> None:
-    words = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [5.0, 5.0]]])  # the third word is padding
-    regions = torch.tensor([[[0.0, 2.0], [3.0, 0.0]]])
-    word_mask, region_mask = torch.tensor([[1, 1, 0]]), torch.tensor([[1, 1]])
-    plan = ipot(
-        torch.tensor([[[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]]),
-        (word_mask[:, :, None] & region_mask[:, None]).bool(),
-        beta=0.05,
-        iterations=200,
-    )
-    assert plan[0, 2].abs().sum() == 0
+    # [CLS]-like first word and a last region left out (as WRA leaves out [CLS] and [SEP])
+    words = torch.tensor([[[5.0, 5.0], [1.0, 0.0], [0.0, 1.0]]])
+    regions = torch.tensor([[[0.0, 2.0], [3.0, 0.0], [1.0, 1.0]]])
+    word_mask, region_mask = torch.tensor([[0, 1, 1]]), torch.tensor([[1, 1, 0]])
+    cost = torch.tensor([[[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])
+    plan = ipot(cost, word_mask, region_mask, beta=0.05, iterations=200)
+    assert plan[0, 0].abs().sum() == 0 and plan[0, :, 2].abs().sum() == 0
+    torch.testing.assert_close(plan.sum(), torch.tensor(1.0))
     # word 0 points like region 1, word 1 like region 0: distance 0 under the best plan
     assert ot_distance(words, regions, word_mask, region_mask).item() < 1e-3
     # negated regions: costs [[1, 2], [2, 1]], best plan the diagonal, 1/2 * 1 + 1/2 * 1

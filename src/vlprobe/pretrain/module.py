@@ -30,6 +30,7 @@ class UniterPretraining(pl.LightningModule):
         warmup_fraction: float = 0.1,
         mrfr: bool = True,
         wra: float = 0.0,
+        region_lr_scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.uniter = model
@@ -46,6 +47,7 @@ class UniterPretraining(pl.LightningModule):
                 head.apply(model._init_weights)
         self.lr, self.weight_decay, self.warmup_fraction = lr, weight_decay, warmup_fraction
         self.wra = wra  # weight of word-region alignment (UNITER: 0.1); 0 = off
+        self.region_lr_scale = region_lr_scale
 
     def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = self.uniter(
@@ -92,15 +94,23 @@ class UniterPretraining(pl.LightningModule):
         return sum(v for k, v in losses.items() if k != "itm_acc")
 
     def configure_optimizers(self):  # noqa: ANN201 - Lightning's optimizer/scheduler dict
-        decay, no_decay = [], []
+        # (region embeddings?, weight decay?) -> parameters: the region side starts random,
+        # so it may take larger steps than the text side, which starts from MiniLM
+        groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
         for name, param in self.named_parameters():
-            if not param.requires_grad:
-                continue
-            (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
+            if param.requires_grad:
+                decays = param.ndim >= 2 and "LayerNorm" not in name
+                groups.setdefault((name.startswith("uniter.img_embeddings."), decays), []).append(
+                    param
+                )
         optimizer = torch.optim.AdamW(
             [
-                {"params": decay, "weight_decay": self.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
+                {
+                    "params": params,
+                    "weight_decay": self.weight_decay if decays else 0.0,
+                    "lr": self.lr * (self.region_lr_scale if region else 1.0),
+                }
+                for (region, decays), params in groups.items()
             ],
             lr=self.lr,
             foreach=True,

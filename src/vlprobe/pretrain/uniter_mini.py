@@ -56,6 +56,7 @@ class PretrainSettings:
     steps: int = 150
     batch_size: int = 32
     lr: float = 2e-4
+    region_lr_scale: float = 1.0  # the region embeddings start random: a larger step for them
     mask_prob: float = 0.15
     phrase_mask_prob: float = 0.15  # words of phrases that name a region
     hard_negative_prob: float = 0.0  # share of ITM negatives made by swapping one phrase
@@ -69,6 +70,7 @@ class PretrainSettings:
             "steps": self.steps >= 1,
             "batch_size": self.batch_size >= 2,
             "lr": self.lr > 0,
+            "region_lr_scale": self.region_lr_scale > 0,
             "mask_prob": 0 < self.mask_prob < 1,
             "phrase_mask_prob": 0 < self.phrase_mask_prob < 1,
             "hard_negative_prob": 0 <= self.hard_negative_prob <= 1,
@@ -146,7 +148,13 @@ def _pretrain(settings: PretrainSettings, folder: Path, progress: bool) -> dict[
     pl.seed_everything(settings.seed, workers=True, verbose=False)
     model = build_random(mini_config(settings.layers, settings.feature_dim))
     init_from_minilm(model)
-    module = UniterPretraining(model, lr=settings.lr, mrfr=settings.mrfr, wra=settings.wra)
+    module = UniterPretraining(
+        model,
+        lr=settings.lr,
+        mrfr=settings.mrfr,
+        wra=settings.wra,
+        region_lr_scale=settings.region_lr_scale,
+    )
     collate = PairCollator(
         pairs,
         tokenizer,

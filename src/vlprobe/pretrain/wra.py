@@ -13,21 +13,26 @@ import torch.nn.functional as F
 
 
 def ipot(
-    cost: torch.Tensor, mask: torch.Tensor, beta: float = 0.5, iterations: int = 50
+    cost: torch.Tensor,
+    word_mask: torch.Tensor,
+    region_mask: torch.Tensor,
+    beta: float = 0.5,
+    iterations: int = 50,
 ) -> torch.Tensor:
-    """(B, m, n) plan with uniform marginals over the valid words and regions (``mask``)."""
-    valid = mask.to(cost.dtype)
-    m_len = valid[:, :, 0].sum(1, keepdim=True).clamp(min=1)  # words per pair: (B, 1)
-    n_len = valid[:, 0, :].sum(1, keepdim=True).clamp(min=1)  # regions per pair
+    """(B, m, n) plan with uniform marginals over the valid words (m) and regions (n)."""
+    rows, cols = word_mask.to(cost.dtype), region_mask.to(cost.dtype)
+    valid = rows[:, :, None] * cols[:, None, :]
+    m_len = rows.sum(1, keepdim=True).clamp(min=1)
+    n_len = cols.sum(1, keepdim=True).clamp(min=1)
     kernel = torch.exp(-cost / beta) * valid
     plan = valid.clone()
-    sigma = valid[:, 0, :] / n_len  # (B, n)
+    sigma = cols / n_len
     for _ in range(iterations):
         q = kernel * plan
-        delta = valid[:, :, 0] / (m_len * (q @ sigma[..., None])[..., 0]).clamp(min=1e-30)
-        sigma = valid[:, 0, :] / (n_len * (delta[:, None] @ q)[:, 0]).clamp(min=1e-30)
+        delta = rows / (m_len * (q @ sigma[..., None])[..., 0]).clamp(min=1e-30)
+        sigma = cols / (n_len * (delta[:, None] @ q)[:, 0]).clamp(min=1e-30)
         plan = delta[..., None] * q * sigma[:, None]
-    return plan * valid
+    return plan
 
 
 def ot_distance(
@@ -35,8 +40,6 @@ def ot_distance(
 ) -> torch.Tensor:
     """(B,) ``<C, T>``: cosine distance under the IPOT plan (the plan gets no gradient)."""
     cost = 1 - F.normalize(words, dim=-1) @ F.normalize(regions, dim=-1).transpose(1, 2)
-    mask = word_mask.bool()[:, :, None] & region_mask.bool()[:, None, :]
-    cost = cost.masked_fill(~mask, 0)
     with torch.no_grad():
-        plan = ipot(cost.detach(), mask)
+        plan = ipot(cost.detach(), word_mask, region_mask)
     return (cost * plan).sum((1, 2))
