@@ -65,6 +65,10 @@ class PretrainSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        # `model.pretrain.wra=1` and `=1.0` are one model: floats before the digest
+        floats = ("lr", "region_lr_scale", "mask_prob", "phrase_mask_prob", "hard_negative_prob")
+        for name in (*floats, "wra"):
+            setattr(self, name, _number(name, getattr(self, name)))
         checks = {
             "layers": 1 <= self.layers <= 6,  # MiniLM has 6
             "steps": self.steps >= 1,
@@ -82,6 +86,13 @@ class PretrainSettings:
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _number(key: str, value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"model.pretrain.{key}={value!r} is not a number") from None
 
 
 def mini_config(layers: int, feature_dim: int) -> UniterConfig:
