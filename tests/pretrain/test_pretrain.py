@@ -235,3 +235,14 @@ def test_vlprobe_pretrain_command(demo: Path, tmp_path: Path, capsys) -> None:
     (folder,) = tmp_path.glob("uniter-mini-*")
     assert (folder / CHECKPOINT).is_file() and str(folder) in capsys.readouterr().out
     assert main(["pretrain", *overrides, "model.pretrain.steps=0"]) == 2  # a bad setting: exit 2
+
+
+def test_settings_that_are_the_same_number_name_one_model(demo: Path) -> None:
+    settings = _settings(demo)
+    assert (
+        PretrainSettings(**settings, wra=1, lr=1).digest()
+        == PretrainSettings(**settings, wra=1.0, lr=1.0).digest()
+        != PretrainSettings(**settings, wra=0.5, lr=1.0).digest()
+    )
+    with pytest.raises(ValueError, match=r"model.pretrain.wra='x' is not a number"):
+        PretrainSettings(**settings, wra="x")
