@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pretrain = sub.add_parser(
         "pretrain",
-        help="pre-train uniter-mini (MLM + ITM + MRFR) on the demo's training images and captions",
+        help="pre-train uniter-mini (MLM + ITM + MRFR + WRA) on the demo's training pairs",
     )
     pretrain.add_argument(
         "overrides", nargs="*", help="Hydra overrides, e.g. model.pretrain.steps=50"

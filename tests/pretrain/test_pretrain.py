@@ -60,38 +60,99 @@ def test_pairs_are_training_images_only(demo: Path) -> None:
     assert all(p.boxes.shape == (len(p.feats), 7) for p in pairs)
 
 
-def test_collator_masks_matched_pairs_and_mismatches_the_rest(demo: Path) -> None:
-    tokenizer = load_tokenizer(None)
-    pairs = training_pairs(
+def _pairs(demo: Path) -> list:
+    return training_pairs(
         demo / "flickr30k", demo / "visual_genome", demo / "features" / "butd.tsv",
-        [0.8, 0.1, 0.1], tokenizer, DIM,
+        [0.8, 0.1, 0.1], load_tokenizer(None), DIM,
     )  # fmt: skip
-    collate = PairCollator(pairs, tokenizer, mask_prob=0.3, seed=0)
-    batch = collate(list(range(len(pairs))))
+
+
+def test_collator_masks_one_modality_of_matched_pairs_and_mismatches_the_rest(demo: Path) -> None:
+    tokenizer = load_tokenizer(None)
+    pairs = _pairs(demo)
+    collate = PairCollator(pairs, tokenizer, mask_prob=0.3, seed=0, mrfr_share=0.5)
+    batch = collate(list(range(len(pairs))) * 2)
     itm = batch["itm_labels"]
     assert 0.3 < itm.float().mean() < 0.7
     labels, ids = batch["mlm_labels"], batch["input_ids"]
     assert (labels[itm == 0] == -100).all() and (batch["img_masked"][itm == 0] == 0).all()
+    words_masked = (labels != -100).any(1)
+    regions_masked = batch["img_masked"].bool().any(1)
+    assert not (words_masked & regions_masked).any()  # one modality at a time, as UNITER
+    assert torch.equal(words_masked | regions_masked, itm.bool())  # every matched pair teaches
+    assert 0.3 < regions_masked[itm == 1].float().mean() < 0.7
     for b in torch.nonzero(itm).flatten().tolist():
-        original = torch.as_tensor(pairs[b].input_ids)
+        pair = pairs[b % len(pairs)]
+        original = torch.as_tensor(pair.input_ids)
         n = len(original)
         chosen = labels[b, :n] != -100
-        assert chosen.any()  # every matched caption has at least one masked word
         assert torch.equal(labels[b, :n][chosen], original[chosen])
         assert not chosen[0] and not chosen[n - 1]  # never [CLS] / [SEP]
         assert torch.equal(ids[b, :n][~chosen], original[~chosen])
         masked = batch["img_masked"][b].bool()
         assert (batch["img_feat"][b][masked] == 0).all()
-        torch.testing.assert_close(batch["img_target"][b, : len(pairs[b].feats)],
-                                   torch.as_tensor(pairs[b].feats))  # fmt: skip
+        torch.testing.assert_close(batch["img_target"][b, : len(pair.feats)],
+                                   torch.as_tensor(pair.feats))  # fmt: skip
     for b in torch.nonzero(itm == 0).flatten().tolist():
         caption = ids[b, : int(batch["attention_mask"][b].sum())].numpy()
         owners = {p.image_id for p in pairs if np.array_equal(p.input_ids, caption)}
-        assert pairs[b].image_id not in owners  # a caption of another image
-    share = (labels[itm == 1] != -100).sum() / (
-        batch["attention_mask"][itm == 1].sum() - 2 * itm.sum()
-    )
+        assert pairs[b % len(pairs)].image_id not in owners  # a caption of another image
+    mlm = itm.bool() & ~regions_masked
+    share = (labels[mlm] != -100).sum() / (batch["attention_mask"][mlm].sum() - 2 * mlm.sum())
     assert 0.2 < share < 0.45
+    no_mrfr = PairCollator(pairs, tokenizer, mask_prob=0.3, seed=0, mrfr=False)(range(len(pairs)))
+    assert not no_mrfr["img_masked"].any()
+
+
+def test_words_of_grounded_phrases_are_masked_at_their_own_rate(demo: Path) -> None:
+    pairs = _pairs(demo)
+    assert all(p.phrases for p in pairs)  # every demo caption names something in its image
+    collate = PairCollator(
+        pairs, load_tokenizer(None), 0.1, negative_prob=0.0, phrase_mask_prob=0.6, mrfr=False
+    )
+    hits = {True: [], False: []}
+    for _ in range(20):
+        labels = collate(range(len(pairs)))["mlm_labels"]
+        for b, pair in enumerate(pairs):
+            inside = np.zeros(len(pair.input_ids), bool)
+            for start, end, _ in pair.phrases:
+                inside[start:end] = True
+            inside[[0, -1]] = False
+            outside = ~inside
+            outside[[0, -1]] = False
+            hits[True] += (labels[b, : len(inside)][inside] != -100).tolist()
+            hits[False] += (labels[b, : len(inside)][outside] != -100).tolist()
+    assert abs(np.mean(hits[True]) - 0.6) < 0.03
+    assert abs(np.mean(hits[False]) - 0.1) < 0.03  # a few more: the one-word minimum
+
+
+def test_hard_negatives_swap_one_phrase_for_another_images_phrase_of_its_type(demo: Path) -> None:
+    tokenizer = load_tokenizer(None)
+    pairs = _pairs(demo)
+    assert all(e > s >= 1 for p in pairs for s, e, _ in p.phrases)  # after [CLS]
+    collate = PairCollator(pairs, tokenizer, negative_prob=1.0, hard_prob=1.0, seed=3)
+    batch = collate(range(len(pairs)))
+    assert (batch["itm_labels"] == 0).all() and (batch["mlm_labels"] == -100).all()
+    swapped = 0
+    for b, pair in enumerate(pairs):
+        caption = batch["input_ids"][b, : int(batch["attention_mask"][b].sum())].numpy()
+        own = {t for p in pairs if p.image_id == pair.image_id for s, e, _ in p.phrases
+               for t in p.input_ids[s:e]}  # fmt: skip
+        matches = []
+        for start, end, kind in pair.phrases:
+            tail = len(pair.input_ids) - end
+            middle = caption[start : len(caption) - tail]
+            if (
+                np.array_equal(caption[:start], pair.input_ids[:start])
+                and np.array_equal(caption[len(caption) - tail :], pair.input_ids[end:])
+                and not set(middle.tolist()) <= own
+                and any(np.array_equal(middle, o.input_ids[s:e]) and k == kind
+                        and o.image_id != pair.image_id
+                        for o in pairs for s, e, k in o.phrases)
+            ):  # fmt: skip
+                matches.append(kind)
+        swapped += bool(matches)
+    assert swapped >= 0.9 * len(pairs)  # the rest fell back to another image's caption
 
 
 def test_pretraining_lowers_the_losses(demo: Path) -> None:
@@ -108,7 +169,7 @@ def test_pretraining_lowers_the_losses(demo: Path) -> None:
     model = build_random(mini_config(1, DIM))
     init_from_minilm(model)
     module = UniterPretraining(model, mrfr=True)
-    batch = PairCollator(pairs, tokenizer, seed=1)(list(range(8)))
+    batch = PairCollator(pairs, tokenizer, seed=1, mrfr_share=0.5)(list(range(12)))
     params = [p for p in module.parameters() if p.requires_grad]
     assert not model.embeddings.word_embeddings.weight.requires_grad
     optimizer = torch.optim.AdamW(params, lr=1e-3)
@@ -119,6 +180,7 @@ def test_pretraining_lowers_the_losses(demo: Path) -> None:
             return {k: float(v) for k, v in module.losses(batch).items()}
 
     first = evaluate()
+    assert {"mlm", "itm", "mrfr"} <= set(first)  # the batch has every kind of pair
     for _ in range(25):
         module.train()
         losses = module.losses(batch)
@@ -173,3 +235,14 @@ def test_vlprobe_pretrain_command(demo: Path, tmp_path: Path, capsys) -> None:
     (folder,) = tmp_path.glob("uniter-mini-*")
     assert (folder / CHECKPOINT).is_file() and str(folder) in capsys.readouterr().out
     assert main(["pretrain", *overrides, "model.pretrain.steps=0"]) == 2  # a bad setting: exit 2
+
+
+def test_settings_that_are_the_same_number_name_one_model(demo: Path) -> None:
+    settings = _settings(demo)
+    assert (
+        PretrainSettings(**settings, wra=1, lr=1).digest()
+        == PretrainSettings(**settings, wra=1.0, lr=1.0).digest()
+        != PretrainSettings(**settings, wra=0.5, lr=1.0).digest()
+    )
+    with pytest.raises(ValueError, match=r"model.pretrain.wra='x' is not a number"):
+        PretrainSettings(**settings, wra="x")

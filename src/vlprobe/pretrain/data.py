@@ -8,7 +8,7 @@ an image the model was pre-trained on.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from vlprobe.data.builders import build_flickr_examples, build_vg_examples
+from vlprobe.data.examples import VLExample
 from vlprobe.data.region_features import load_region_features
 from vlprobe.models.regions import check_features, pad_rows
 from vlprobe.models.tokenization import tokenize_words
@@ -30,6 +31,8 @@ class Pair:
     input_ids: np.ndarray  # (n,) with [CLS] ... [SEP]
     feats: np.ndarray  # (N, D)
     boxes: np.ndarray  # (N, 7)
+    # token spans [start, end) of the phrases that name a region of the image, with their type
+    phrases: list[tuple[int, int, str]] = field(default_factory=list)
 
 
 def training_pairs(
@@ -62,18 +65,35 @@ def training_pairs(
             input_ids=text.input_ids[i, : text.lengths[i]].numpy(),
             feats=check_features(ex.inputs, feature_dim, "uniter-mini"),
             boxes=box7(ex.inputs),
+            phrases=_token_spans(ex, text.word_index[i].numpy()),
         )
         for i, ex in enumerate(examples)
     ]
 
 
+def _token_spans(example: VLExample, word_index: np.ndarray) -> list[tuple[int, int, str]]:
+    """Grounded phrases as token spans (first type); phrases cut off by truncation dropped."""
+    spans = []
+    for phrase in example.phrases:
+        tokens = np.flatnonzero((word_index >= phrase.word_start) & (word_index < phrase.word_end))
+        if phrase.regions and len(tokens) and word_index.max() >= phrase.word_end - 1:
+            spans.append((int(tokens[0]), int(tokens[-1]) + 1, phrase.types[0]))
+    return spans
+
+
 class PairCollator:
     """Matched and mismatched pairs (ITM), masked words (MLM) and masked regions (MRFR).
 
-    A pair keeps its caption with probability ``1 - negative_prob``, else takes a caption of
-    another image. Words and regions are masked in matched pairs only (as in UNITER): words
-    with ``mask_prob`` (80% [MASK], 10% a random word, 10% unchanged), regions with
-    ``mask_prob`` (features zeroed; the model adds its mask embedding).
+    A pair keeps its caption with probability ``1 - negative_prob``. A mismatched pair is,
+    with probability ``hard_prob``, its own caption with one grounded phrase swapped for a
+    phrase of the same entity type from another image (a hard negative: telling it apart
+    needs that phrase checked against the regions), else a caption of another image. A swap
+    whose tokens all occur in the image's own phrases (``a man`` for ``the man``) is not
+    taken. Matched pairs mask one modality at a time, as UNITER does: with probability
+    ``mrfr_share`` (when ``mrfr``) regions are masked with ``mask_prob`` (features zeroed;
+    the model adds its mask embedding), else words are: tokens of grounded phrases with
+    ``phrase_mask_prob`` (predicting a word that names a region needs that region), others
+    with ``mask_prob`` (80% [MASK], 10% a random word, 10% unchanged).
     """
 
     def __init__(
@@ -83,13 +103,28 @@ class PairCollator:
         mask_prob: float = 0.15,
         negative_prob: float = 0.5,
         seed: int = 0,
+        *,
+        phrase_mask_prob: float | None = None,
+        hard_prob: float = 0.0,
+        mrfr: bool = True,
+        mrfr_share: float = 1 / 3,
     ) -> None:
         self.pairs = pairs
         self.mask_id = int(tokenizer.mask_token_id)
         self.special = set(tokenizer.all_special_ids)
         self.vocab = len(tokenizer)
         self.mask_prob, self.negative_prob = mask_prob, negative_prob
+        self.phrase_mask_prob = mask_prob if phrase_mask_prob is None else phrase_mask_prob
+        self.hard_prob = hard_prob
+        self.mrfr_share = mrfr_share if mrfr else 0.0
         self.rng = np.random.default_rng(seed)
+        self.by_type: dict[str, list[np.ndarray]] = {}
+        self.image_tokens: dict[str, set[int]] = {}
+        for pair in pairs:
+            for start, end, kind in pair.phrases:
+                tokens = pair.input_ids[start:end]
+                self.by_type.setdefault(kind, []).append(tokens)
+                self.image_tokens.setdefault(pair.image_id, set()).update(tokens.tolist())
 
     def _other_caption(self, index: int) -> np.ndarray:
         image = self.pairs[index].image_id
@@ -98,10 +133,27 @@ class PairCollator:
             if other.image_id != image:
                 return other.input_ids
 
-    def _mask_words(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        ids, labels = ids.copy(), np.full_like(ids, -100)
+    def _swapped_phrase(self, index: int) -> np.ndarray | None:
+        """The caption with one phrase replaced by another image's phrase of the same type."""
+        pair = self.pairs[index]
+        if not pair.phrases:
+            return None
+        start, end, kind = pair.phrases[int(self.rng.integers(len(pair.phrases)))]
+        own = self.image_tokens[pair.image_id]
+        bank = self.by_type[kind]
+        for _ in range(10):
+            tokens = bank[int(self.rng.integers(len(bank)))]
+            if not set(tokens.tolist()) <= own:
+                return np.concatenate([pair.input_ids[:start], tokens, pair.input_ids[end:]])
+        return None
+
+    def _mask_words(self, pair: Pair) -> tuple[np.ndarray, np.ndarray]:
+        ids, labels = pair.input_ids.copy(), np.full_like(pair.input_ids, -100)
+        prob = np.full(len(ids), self.mask_prob)
+        for start, end, _ in pair.phrases:
+            prob[start:end] = self.phrase_mask_prob
         candidates = [i for i, t in enumerate(ids) if int(t) not in self.special]
-        chosen = [i for i in candidates if self.rng.random() < self.mask_prob]
+        chosen = [i for i in candidates if self.rng.random() < prob[i]]
         if not chosen and candidates:  # every matched caption teaches something
             chosen = [candidates[int(self.rng.integers(len(candidates)))]]
         for i in chosen:
@@ -118,17 +170,25 @@ class PairCollator:
         for index in indices:
             pair = self.pairs[index]
             region_mask = np.zeros(len(pair.feats), np.int64)
+            word_labels = np.full_like(pair.input_ids, -100)
             if self.rng.random() < self.negative_prob:
-                caption = self._other_caption(index)
-                ids.append(caption)
-                labels.append(np.full_like(caption, -100))
+                caption = None
+                if self.rng.random() < self.hard_prob:
+                    caption = self._swapped_phrase(index)
+                word_ids = self._other_caption(index) if caption is None else caption
+                word_labels = np.full_like(word_ids, -100)
                 itm.append(0)
-            else:
-                word_ids, word_labels = self._mask_words(pair.input_ids)
-                ids.append(word_ids)
-                labels.append(word_labels)
+            elif self.rng.random() < self.mrfr_share:
+                word_ids = pair.input_ids
                 region_mask = (self.rng.random(len(pair.feats)) < self.mask_prob).astype(np.int64)
+                if not region_mask.any():  # every MRFR pair teaches something
+                    region_mask[int(self.rng.integers(len(region_mask)))] = 1
                 itm.append(1)
+            else:
+                word_ids, word_labels = self._mask_words(pair)
+                itm.append(1)
+            ids.append(word_ids)
+            labels.append(word_labels)
             feats.append(pair.feats * (1 - region_mask[:, None]))
             targets.append(pair.feats)
             masked.append(region_mask[:, None].astype(np.float32))

@@ -1,9 +1,11 @@
-"""UNITER pre-training objectives as one LightningModule: MLM + ITM (+ MRFR).
+"""UNITER pre-training objectives as one LightningModule: MLM + ITM (+ MRFR, + WRA).
 
 Each batch mixes matched and mismatched pairs (see :class:`~vlprobe.pretrain.data.PairCollator`)
 and runs one forward pass: masked words are predicted in matched pairs (MLM, decoder tied to
 the word embeddings as in BERT and UNITER), every pair is classified matched or not from the
-pooled [CLS] (ITM), and masked regions' features are regressed (MRFR, optional).
+pooled [CLS] (ITM), masked regions' features are regressed (MRFR, optional) and word and
+region states are pulled together in matched pairs and apart in mismatched ones by optimal
+transport (WRA, optional).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from transformers import get_linear_schedule_with_warmup
 from transformers.models.bert.modeling_bert import BertOnlyMLMHead
 
 from vlprobe.models.uniter import UniterModel
+from vlprobe.pretrain.wra import ot_distance
 
 
 class UniterPretraining(pl.LightningModule):
@@ -26,6 +29,8 @@ class UniterPretraining(pl.LightningModule):
         weight_decay: float = 0.01,
         warmup_fraction: float = 0.1,
         mrfr: bool = True,
+        wra: float = 0.0,
+        region_lr_scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.uniter = model
@@ -41,6 +46,8 @@ class UniterPretraining(pl.LightningModule):
             if head is not None:
                 head.apply(model._init_weights)
         self.lr, self.weight_decay, self.warmup_fraction = lr, weight_decay, warmup_fraction
+        self.wra = wra  # weight of word-region alignment (UNITER: 0.1); 0 = off
+        self.region_lr_scale = region_lr_scale
 
     def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = self.uniter(
@@ -54,15 +61,22 @@ class UniterPretraining(pl.LightningModule):
         n_text = batch["input_ids"].shape[1]
         words = out.last_hidden_state[:, :n_text]  # text comes first at the same positions
         selected = batch["mlm_labels"] != -100
-        logits = self.cls(words[selected])
-        losses = {"mlm": F.cross_entropy(logits, batch["mlm_labels"][selected])}
+        losses = {}
+        if selected.any():
+            logits = self.cls(words[selected])
+            losses["mlm"] = F.cross_entropy(logits, batch["mlm_labels"][selected])
         itm_logits = self.itm_output(out.pooler_output)
         losses["itm"] = F.cross_entropy(itm_logits, batch["itm_labels"])
         losses["itm_acc"] = (itm_logits.argmax(-1) == batch["itm_labels"]).float().mean()
+        regions = region_states(out.last_hidden_state, batch["attention_mask"], batch["img_mask"])
+        if self.wra:
+            word_mask = batch["attention_mask"].clone()
+            word_mask[:, 0] = 0  # [CLS]
+            word_mask.scatter_(1, batch["attention_mask"].sum(1, keepdim=True) - 1, 0)  # [SEP]
+            distance = ot_distance(words, regions, word_mask, batch["img_mask"])
+            sign = batch["itm_labels"].to(distance.dtype) * 2 - 1  # matched: pull, else push
+            losses["wra"] = self.wra * (sign * distance).mean()
         if self.feat_regress is not None and batch["img_masked"].any():
-            regions = region_states(
-                out.last_hidden_state, batch["attention_mask"], batch["img_mask"]
-            )
             masked = batch["img_masked"].bool()
             predicted = self.feat_regress(regions[masked])
             losses["mrfr"] = F.mse_loss(predicted, batch["img_target"][masked])
@@ -80,15 +94,23 @@ class UniterPretraining(pl.LightningModule):
         return sum(v for k, v in losses.items() if k != "itm_acc")
 
     def configure_optimizers(self):  # noqa: ANN201 - Lightning's optimizer/scheduler dict
-        decay, no_decay = [], []
+        # (region embeddings?, weight decay?) -> parameters: the region side starts random,
+        # so it may take larger steps than the text side, which starts from MiniLM
+        groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
         for name, param in self.named_parameters():
-            if not param.requires_grad:
-                continue
-            (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
+            if param.requires_grad:
+                decays = param.ndim >= 2 and "LayerNorm" not in name
+                groups.setdefault((name.startswith("uniter.img_embeddings."), decays), []).append(
+                    param
+                )
         optimizer = torch.optim.AdamW(
             [
-                {"params": decay, "weight_decay": self.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
+                {
+                    "params": params,
+                    "weight_decay": self.weight_decay if decays else 0.0,
+                    "lr": self.lr * (self.region_lr_scale if region else 1.0),
+                }
+                for (region, decays), params in groups.items()
             ],
             lr=self.lr,
             foreach=True,

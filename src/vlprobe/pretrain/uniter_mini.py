@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -55,17 +56,29 @@ class PretrainSettings:
     steps: int = 150
     batch_size: int = 32
     lr: float = 2e-4
+    region_lr_scale: float = 1.0  # the region embeddings start random: a larger step for them
     mask_prob: float = 0.15
+    phrase_mask_prob: float = 0.15  # words of phrases that name a region
+    hard_negative_prob: float = 0.0  # share of ITM negatives made by swapping one phrase
     mrfr: bool = True
+    wra: float = 0.0  # weight of word-region alignment by optimal transport (UNITER: 0.1)
     seed: int = 0
 
     def __post_init__(self) -> None:
+        # `model.pretrain.wra=1` and `=1.0` are one model: floats before the digest
+        floats = ("lr", "region_lr_scale", "mask_prob", "phrase_mask_prob", "hard_negative_prob")
+        for name in (*floats, "wra"):
+            setattr(self, name, _number(name, getattr(self, name)))
         checks = {
             "layers": 1 <= self.layers <= 6,  # MiniLM has 6
             "steps": self.steps >= 1,
             "batch_size": self.batch_size >= 2,
             "lr": self.lr > 0,
+            "region_lr_scale": self.region_lr_scale > 0,
             "mask_prob": 0 < self.mask_prob < 1,
+            "phrase_mask_prob": 0 < self.phrase_mask_prob < 1,
+            "hard_negative_prob": 0 <= self.hard_negative_prob <= 1,
+            "wra": self.wra >= 0,
         }
         for key, ok in checks.items():
             if not ok:
@@ -73,6 +86,13 @@ class PretrainSettings:
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _number(key: str, value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"model.pretrain.{key}={value!r} is not a number") from None
 
 
 def mini_config(layers: int, feature_dim: int) -> UniterConfig:
@@ -100,12 +120,29 @@ def init_from_minilm(model: UniterModel) -> None:
         raise ValueError(f"MiniLM -> UNITER mismatch: missing {stray}, unexpected {unexpected}")
 
 
-def pretrain(settings: PretrainSettings, folder: Path, progress: bool = True) -> dict[str, Any]:
-    """Train and save; returns the record written to ``pretrain.json`` (losses, seconds)."""
+def pretrain(
+    settings: PretrainSettings, folder: Path, progress: bool = True, threads: int | None = 1
+) -> dict[str, Any]:
+    """Train and save; returns the record written to ``pretrain.json`` (losses, seconds).
+
+    ``threads``: torch's intra-op threads while training (``None``: torch's default). One by
+    default: on a shared 2-core machine two threads that wait for each other made a step
+    3-15x slower than one thread (0.65 s); on an idle machine one thread costs at most 2x.
+    """
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _pretrain(settings, folder, progress)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _pretrain(settings: PretrainSettings, folder: Path, progress: bool) -> dict[str, Any]:
     from vlprobe.pretrain.data import PairCollator, training_pairs
     from vlprobe.pretrain.module import UniterPretraining
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     tokenizer = load_tokenizer(None)
     pairs = training_pairs(
         settings.flickr30k,
@@ -122,8 +159,22 @@ def pretrain(settings: PretrainSettings, folder: Path, progress: bool = True) ->
     pl.seed_everything(settings.seed, workers=True, verbose=False)
     model = build_random(mini_config(settings.layers, settings.feature_dim))
     init_from_minilm(model)
-    module = UniterPretraining(model, lr=settings.lr, mrfr=settings.mrfr)
-    collate = PairCollator(pairs, tokenizer, settings.mask_prob, seed=settings.seed)
+    module = UniterPretraining(
+        model,
+        lr=settings.lr,
+        mrfr=settings.mrfr,
+        wra=settings.wra,
+        region_lr_scale=settings.region_lr_scale,
+    )
+    collate = PairCollator(
+        pairs,
+        tokenizer,
+        settings.mask_prob,
+        seed=settings.seed,
+        phrase_mask_prob=settings.phrase_mask_prob,
+        hard_prob=settings.hard_negative_prob,
+        mrfr=settings.mrfr,
+    )
     generator = torch.Generator().manual_seed(settings.seed)
     loader = DataLoader(
         range(len(pairs)),
@@ -143,11 +194,12 @@ def pretrain(settings: PretrainSettings, folder: Path, progress: bool = True) ->
         log_every_n_steps=10,
     )
     log.info(
-        "pre-training uniter-mini: %d pairs, %d steps of %d (MLM + ITM%s)",
+        "pre-training uniter-mini: %d pairs, %d steps of %d (MLM + ITM%s%s)",
         len(pairs),
         settings.steps,
         settings.batch_size,
         " + MRFR" if settings.mrfr else "",
+        " + WRA" if settings.wra else "",
     )
     trainer.fit(module, loader)
     record = {
@@ -155,6 +207,9 @@ def pretrain(settings: PretrainSettings, folder: Path, progress: bool = True) ->
         "pairs": len(pairs),
         "images": len({p.image_id for p in pairs}),
         "seconds": round(time.perf_counter() - started, 1),
+        "cpu_seconds": round(time.process_time() - cpu_started, 1),
+        "threads": torch.get_num_threads(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "final": {k: round(float(v), 4) for k, v in trainer.callback_metrics.items()},
     }
     save(module, tokenizer, folder, record)
@@ -184,14 +239,24 @@ def save(module: Any, tokenizer: Any, folder: Path, record: dict[str, Any]) -> N
 
 
 def ensure_pretrained(
-    settings: PretrainSettings, out_dir: str | Path, progress: bool = True, force: bool = False
+    settings: PretrainSettings,
+    out_dir: str | Path,
+    progress: bool = True,
+    force: bool = False,
+    threads: int | None = 1,
 ) -> Path:
     """The folder of these settings' model, pre-trained now if it does not exist yet."""
     folder = Path(out_dir) / f"uniter-mini-{settings.digest()}"
     if force or not (folder / CHECKPOINT).is_file():
         log.info("no pre-trained uniter-mini at %s: pre-training it now (once)", folder)
-        record = pretrain(settings, folder, progress)
-        log.info("uniter-mini pre-trained in %.0f s: %s", record["seconds"], record["final"])
+        record = pretrain(settings, folder, progress, threads)
+        log.info(
+            "uniter-mini pre-trained in %.0f s (%.0f s CPU, %d thread(s)): %s",
+            record["seconds"],
+            record["cpu_seconds"],
+            record["threads"],
+            record["final"],
+        )
     return folder
 
 
@@ -202,6 +267,7 @@ def build_uniter_mini(
     device: str | torch.device = "cpu",
     seed: int = 0,
     progress: bool = True,
+    threads: int | None = 1,
 ) -> UniterAdapter:
     """``model=uniter_mini``: the pre-trained model, or its architecture with random weights."""
     settings = PretrainSettings(**pretrain)
@@ -209,7 +275,7 @@ def build_uniter_mini(
         config = mini_config(settings.layers, settings.feature_dim)
         adapter = UniterAdapter.from_config(config, device=device, seed=seed)
     else:
-        folder = ensure_pretrained(settings, out_dir, progress)
+        folder = ensure_pretrained(settings, out_dir, progress, threads=threads)
         adapter = UniterAdapter.from_checkpoint(
             folder / CHECKPOINT, folder / CONFIG, folder / TOKENIZER, device
         )
@@ -221,4 +287,6 @@ def build_uniter_mini(
 def pretrain_from_config(model: Any, force: bool = False) -> Path:
     """``vlprobe pretrain``: the folder for a composed ``model=uniter_mini`` config."""
     settings = PretrainSettings(**OmegaConf.to_container(model.pretrain, resolve=True))
-    return ensure_pretrained(settings, model.out_dir, bool(model.progress), force)
+    return ensure_pretrained(
+        settings, model.out_dir, bool(model.progress), force, model.get("threads", 1)
+    )
