@@ -495,7 +495,8 @@ def _log_penalty_path(
 ) -> None:
     """What the penalty search saw: for every logger, step ``i`` holds each probe's
     validation accuracy at the ``i``-th penalty (``val/acc_by_l2/<labels>/<probe>``) and the
-    penalty itself (``l2``, an x-axis to pick); W&B also gets one table of every slot and a
+    penalty itself (``l2_grid``, an x-axis to pick; not the chosen penalty, which is
+    ``l2/<labels>/<probe>``); W&B also gets one table of every slot and a
     line chart of validation accuracy over log10 of the penalty per probe (task labels)."""
     paths = []  # (row prefix, slot indices in increasing penalty) per solved label set
     for i, labels in enumerate(sets):
@@ -504,7 +505,7 @@ def _log_penalty_path(
         paths.append((tag, idx))
     grid = [slots[s].l2 for s in paths[0][1]]
     for step, l2 in enumerate(grid):
-        curve = {"l2": l2}
+        curve = {"l2_grid": l2}
         for tag, idx in paths:
             for k, name in enumerate(view.probe_names):
                 curve[f"val/acc_by_l2/{tag}/{name}"] = float(metrics.val_acc[k, idx[step]])

@@ -40,7 +40,7 @@ def test_offline_wandb_run_holds_metrics(compose_cfg, planted_cache: Path, capsy
     # penalty of the grid (one step each), the chosen penalty, a table of every slot
     grid = cfg.probing.l2_grid
     path = [h for h in logged.history if "val/acc_by_l2/identification/embedding/layer_02" in h]
-    assert [h["l2"] for h in path] == pytest.approx(list(grid))
+    assert [h["l2_grid"] for h in path] == pytest.approx(list(grid))
     assert all(0.0 <= h["val/acc_by_l2/identification/embedding/layer_02"] <= 1.0 for h in path)
     assert summary["l2/identification/embedding/layer_02"] in grid
     tables = [h for h in logged.history if "lbfgs/identification/embedding/nrows" in h]
