@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+from probes.run import run
 from vlprobe.config import config_dir, register_resolvers
 from vlprobe.testing.planted import write_planted_relation_cache
 
@@ -64,3 +66,26 @@ def planted_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Only hidden layer 2 and head (1, 3) carry the relation label."""
     path = tmp_path_factory.mktemp("planted") / "planted.h5"
     return write_planted_relation_cache(path, num_images=250, signal_layer=2, signal_head=(1, 2))
+
+
+@pytest.fixture
+def planted_rows(compose_cfg, planted_cache: Path) -> Callable[..., list[dict]]:
+    """``train_probe`` on a planted cache (default: ``planted_cache``; identification from
+    embeddings, CPU, no logger, 6 epochs) with extra overrides: the rows of its results.json."""
+
+    def _run(extra: list[str], cache: Path = planted_cache) -> list[dict]:
+        cfg = compose_cfg(
+            [
+                f"data.cache={cache}",
+                "logger=none",
+                "trainer=cpu",
+                "trainer.max_epochs=6",
+                "task.subtasks=[identification]",
+                "task.inputs=[embedding]",
+                *extra,
+            ]
+        )
+        run(cfg)
+        return json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())
+
+    return _run

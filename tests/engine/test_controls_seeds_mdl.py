@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -10,29 +9,13 @@ import pytest
 from scipy.stats import binomtest
 
 from probes.engine import DEFAULT_L2, _at_edge
-from probes.run import console_columns, run
+from probes.run import console_columns
 from vlprobe.analysis.stats import mean_std_ci, wilson_interval
 from vlprobe.testing.planted import write_planted_relation_cache
 
 
-def _rows(compose_cfg, planted_cache: Path, extra: list[str]) -> list[dict]:
-    cfg = compose_cfg(
-        [
-            f"data.cache={planted_cache}",
-            "logger=none",
-            "trainer=cpu",
-            "trainer.max_epochs=6",
-            "task.subtasks=[identification]",
-            "task.inputs=[embedding]",
-            *extra,
-        ]
-    )
-    run(cfg)
-    return json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())
-
-
-def test_seeds_give_mean_std_and_ci(compose_cfg, planted_cache: Path) -> None:
-    rows = _rows(compose_cfg, planted_cache, ["seeds=[1,2,3]"])
+def test_seeds_give_mean_std_and_ci(planted_rows) -> None:
+    rows = planted_rows(["seeds=[1,2,3]"])
     row = rows[2]
     per_seed = np.array(row["test_acc_per_seed"])
     mean, std, half = mean_std_ci(per_seed[:, None])
@@ -64,41 +47,37 @@ def test_edge_flag_needs_the_end_of_the_grid_to_be_strictly_best() -> None:
     assert not _at_edge(np.array([0.9]), 0)  # a grid of one has no edge to widen
 
 
-def test_adam_seeds_average_best_epoch_and_val_f1(compose_cfg, planted_cache: Path) -> None:
+def test_adam_seeds_average_best_epoch_and_val_f1(planted_rows) -> None:
     """Best epoch and val F1 over the seeds, not the first seed's (Adam path, which has epochs)."""
-    row = _rows(compose_cfg, planted_cache, ["seeds=[1,2,3]", "probing.solver=sgd"])[2]
+    row = planted_rows(["seeds=[1,2,3]", "probing.solver=sgd"])[2]
     for metric in ("best_epoch", "val_f1"):
         assert len(row[f"{metric}_per_seed"]) == 3
         assert row[metric] == pytest.approx(np.mean(row[f"{metric}_per_seed"]))
 
 
-def test_single_seed_rows_carry_the_test_interval(compose_cfg, planted_cache: Path) -> None:
-    for row in _rows(compose_cfg, planted_cache, []):
+def test_single_seed_rows_carry_the_test_interval(planted_rows) -> None:
+    for row in planted_rows([]):
         k = round(row["test_acc"] * row["n_test"])  # correct test examples
         ci = binomtest(k, row["n_test"]).proportion_ci(method="wilson")
         assert (row["test_acc_low"], row["test_acc_high"]) == pytest.approx((ci.low, ci.high))
 
 
-def test_control_task_reports_selectivity(compose_cfg, planted_cache: Path) -> None:
-    rows = _rows(
-        compose_cfg, planted_cache, ["probing.control=true", "probing.shuffled_control=true"]
-    )
+def test_control_task_reports_selectivity(planted_rows) -> None:
+    rows = planted_rows(["probing.control=true", "probing.shuffled_control=true"])
     signal = next(r for r in rows if r["probe"] == "layer_02")
     assert signal["selectivity"] == pytest.approx(signal["test_acc"] - signal["control_test_acc"])
     assert signal["selectivity"] > 0.3  # the planted layer decodes the task, not the types
     assert all(r["shuffled_test_acc"] < 0.7 for r in rows)
 
 
-def test_mlp_reaches_the_control_ceiling(compose_cfg, tmp_path: Path) -> None:
+def test_mlp_reaches_the_control_ceiling(planted_rows, tmp_path: Path) -> None:
     """Control types (subject categories) recur in every split and are written into the region
     embeddings: an MLP must get close to the best a type -> label lookup can do on test."""
     cache = write_planted_relation_cache(
         tmp_path / "categories.h5", num_images=250, num_categories=6, category_strength=3.0
     )
-    rows = _rows(
-        compose_cfg,
-        cache,
-        ["probe=mlp", "probe.hidden_dim=64", "probing.control=true", "probing.layers=[0]"],
+    rows = planted_rows(
+        ["probe=mlp", "probe.hidden_dim=64", "probing.control=true", "probing.layers=[0]"], cache
     )
     [row] = rows
     assert row["control_type_recurrence"] == 1.0  # 6 categories: every one seen in training

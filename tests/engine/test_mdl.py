@@ -3,13 +3,12 @@ on the same blocks, and planted signal vs noise on both solvers."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from probes.run import build_engine, run
+from probes.run import build_engine
 from probes.tasks.visual_relation import VisualRelationTask
 from vlprobe.analysis.mdl import MDL_C_GRID, online_blocks
 from vlprobe.cache.reader import CacheReader
@@ -53,27 +52,17 @@ def test_full_batch_mdl_matches_sklearn_online_code(
 
 
 @pytest.mark.parametrize("solver", ["lbfgs", "sgd"])
-def test_planted_signal_compresses_noise_does_not(
-    compose_cfg, planted_cache: Path, solver: str
-) -> None:
+def test_planted_signal_compresses_noise_does_not(planted_rows, solver: str) -> None:
     """Only layer 2 carries the label. Noise costs about the uniform code (the label prior is
     a candidate of every block, so no block costs much more than it), never much less."""
-    cfg = compose_cfg(
+    noise, signal = planted_rows(
         [
-            f"data.cache={planted_cache}",
-            "logger=none",
-            "trainer=cpu",
-            "trainer.max_epochs=6",
-            "task.subtasks=[identification]",
-            "task.inputs=[embedding]",
             "probing.mdl=true",
             "probing.mdl_fractions=[0.05,0.25,1.0]",
             "probing.layers=[0,2]",
             f"probing.solver={solver}",
         ]
     )
-    run(cfg)
-    noise, signal = json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())
     assert signal["mdl_uniform_bits"] == pytest.approx(noise["mdl_uniform_bits"])
     assert signal["mdl_compression"] > 5
     assert 0.95 < noise["mdl_compression"] <= 1.01
