@@ -17,14 +17,22 @@ register_resolvers()
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train_probe")
 def main(cfg: DictConfig) -> float | None:
+    from hydra.errors import InstantiationException
+
     from probes.run import run
     from vlprobe.cache.reader import CacheError
 
+    bad_input = (OSError, ValueError, CacheError)
     try:
         return run(cfg)
-    except (OSError, ValueError, CacheError) as err:
+    except bad_input as err:
         # bad input (a path, a data file, a setting, a folder): one line naming it, exit 2
         exit_bad_input(err)
+    except InstantiationException as err:
+        # a constructor built from config (e.g. probing.*) refused a setting: its own message
+        if not isinstance(err.__cause__, bad_input):
+            raise
+        exit_bad_input(err.__cause__)
 
 
 def exit_bad_input(err: BaseException) -> None:

@@ -103,6 +103,13 @@ def test_layers_out_of_range(run_cli, good_cache: Path) -> None:
     )
 
 
+@pytest.mark.parametrize("grid", ["[]", "[-1]"])
+def test_bad_l2_grid_is_one_line(run_cli, good_cache: Path, grid: str) -> None:
+    """Refused by a constructor built from config (``Probing``), not by the preflight."""
+    (line,) = run_cli(f"data.cache={good_cache}", f"probing.l2_grid={grid}")
+    assert line.startswith("train_probe: error: probing.l2_grid needs penalties >= 0, got ")
+
+
 def test_truncated_cache(run_cli, good_cache: Path, tmp_path: Path) -> None:
     path = tmp_path / "t.h5"
     path.write_bytes(good_cache.read_bytes()[: good_cache.stat().st_size // 2])
