@@ -11,7 +11,7 @@ import torch
 
 from vlprobe.models.base import ModelInput
 from vlprobe.models.tokenization import load_tokenizer
-from vlprobe.pretrain.data import PairCollator, training_pairs
+from vlprobe.pretrain.data import PairCollator, link_spans, training_pairs
 from vlprobe.pretrain.uniter_mini import CHECKPOINT, RECORD, PretrainSettings
 from vlprobe.testing.models import build_adapter
 
@@ -104,26 +104,39 @@ def test_collator_masks_one_modality_of_matched_pairs_and_mismatches_the_rest(de
     assert not no_mrfr["img_masked"].any()
 
 
-def test_words_of_grounded_phrases_are_masked_at_their_own_rate(demo: Path) -> None:
+def test_link_spans_are_the_words_between_two_grounded_phrases() -> None:
+    # [CLS] [a man] riding [a horse] on [the beach] , while he sees [someone]
+    phrases = [(5, 7, "animals"), (1, 3, "people"), (8, 10, "scene"), (14, 15, "people")]
+    assert link_spans(phrases) == [(3, 5), (7, 8)]  # gaps of 2 and 1 tokens; 4 are too long
+    assert link_spans(phrases, longest=3) == link_spans(phrases)
+    assert link_spans(phrases, longest=4) == [(3, 5), (7, 8), (10, 14)]
+    assert link_spans([(1, 3, "a"), (3, 5, "b")]) == []  # adjacent phrases link nothing
+
+
+def test_grounded_phrases_and_their_links_are_masked_at_their_own_rates(demo: Path) -> None:
     pairs = _pairs(demo)
     assert all(p.phrases for p in pairs)  # every demo caption names something in its image
     collate = PairCollator(
-        pairs, load_tokenizer(None), 0.1, negative_prob=0.0, phrase_mask_prob=0.6, mrfr=False
-    )
-    hits = {True: [], False: []}
+        pairs, load_tokenizer(None), 0.1, negative_prob=0.0, phrase_mask_prob=0.6,
+        link_mask_prob=0.8, mrfr=False,
+    )  # fmt: skip
+    hits: dict[str, list[bool]] = {"phrase": [], "link": [], "other": []}
     for _ in range(20):
         labels = collate(range(len(pairs)))["mlm_labels"]
         for b, pair in enumerate(pairs):
-            inside = np.zeros(len(pair.input_ids), bool)
+            kind = np.full(len(pair.input_ids), "other", dtype=object)
+            for start, end in link_spans(pair.phrases):
+                kind[start:end] = "link"
             for start, end, _ in pair.phrases:
-                inside[start:end] = True
-            inside[[0, -1]] = False
-            outside = ~inside
-            outside[[0, -1]] = False
-            hits[True] += (labels[b, : len(inside)][inside] != -100).tolist()
-            hits[False] += (labels[b, : len(inside)][outside] != -100).tolist()
-    assert abs(np.mean(hits[True]) - 0.6) < 0.03
-    assert abs(np.mean(hits[False]) - 0.1) < 0.03  # a few more: the one-word minimum
+                kind[start:end] = "phrase"
+            kind[[0, -1]] = None  # [CLS], [SEP]
+            chosen = (labels[b, : len(kind)] != -100).numpy()
+            for name, rows in hits.items():
+                rows += chosen[kind == name].tolist()
+    assert len(hits["link"]) > 1000  # "riding", "next to", "and": most captions have one
+    assert abs(np.mean(hits["phrase"]) - 0.6) < 0.03
+    assert abs(np.mean(hits["link"]) - 0.8) < 0.03
+    assert abs(np.mean(hits["other"]) - 0.1) < 0.03  # a few more: the one-word minimum
 
 
 def test_hard_negatives_swap_one_phrase_for_another_images_phrase_of_its_type(demo: Path) -> None:
@@ -246,3 +259,31 @@ def test_settings_that_are_the_same_number_name_one_model(demo: Path) -> None:
     )
     with pytest.raises(ValueError, match=r"model.pretrain.wra='x' is not a number"):
         PretrainSettings(**settings, wra="x")
+
+
+def test_region_reconstruction_regresses_every_visible_region_and_nothing_else(demo: Path) -> None:
+    from vlprobe.models.uniter import build_random
+    from vlprobe.pretrain.module import UniterPretraining
+    from vlprobe.pretrain.uniter_mini import mini_config
+
+    torch.manual_seed(0)
+    pairs = _pairs(demo)
+    module = UniterPretraining(build_random(mini_config(1, DIM)), mrfr=False, region_recon=2.0)
+    module.eval()
+    batch = PairCollator(pairs, load_tokenizer(None), 0.5, seed=1, mrfr_share=1.0)(range(8))
+    assert batch["img_masked"].any()  # some regions are masked: they must not count
+    losses = module.losses(batch)
+    assert "mrfr" not in losses
+    out = module.uniter(**{k: batch[k] for k in ("input_ids", "attention_mask", "img_feat")},
+                        img_pos_feat=batch["img_pos_feat"], img_mask=batch["img_mask"],
+                        img_masked=batch["img_masked"])  # fmt: skip
+    errors = []
+    for b in range(8):  # region r of example b sits right after its n_text words
+        n_text = int(batch["attention_mask"][b].sum())
+        for r in range(int(batch["img_mask"][b].sum())):
+            if not batch["img_masked"][b, r]:
+                state = out.last_hidden_state[b, n_text + r]
+                target = batch["img_target"][b, r]
+                errors.append(((module.feat_regress(state) - target) ** 2).mean())
+    expected = 2.0 * torch.stack(errors).mean()
+    torch.testing.assert_close(losses["recon"], expected, rtol=1e-5, atol=1e-6)

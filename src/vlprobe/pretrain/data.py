@@ -81,6 +81,22 @@ def _token_spans(example: VLExample, word_index: np.ndarray) -> list[tuple[int, 
     return spans
 
 
+def link_spans(
+    phrases: Sequence[tuple[int, int, str]], longest: int = 3
+) -> list[tuple[int, int]]:
+    """Token spans between two consecutive grounded phrases, at most ``longest`` tokens long.
+
+    In ``a man riding a horse`` that is ``riding``: the words that say how two named regions
+    relate, the predicate of the relation when the caption states one.
+    """
+    ordered = sorted((start, end) for start, end, _ in phrases)
+    return [
+        (end, start)
+        for (_, end), (start, _) in zip(ordered, ordered[1:], strict=False)
+        if 0 < start - end <= longest
+    ]
+
+
 class PairCollator:
     """Matched and mismatched pairs (ITM), masked words (MLM) and masked regions (MRFR).
 
@@ -92,7 +108,9 @@ class PairCollator:
     taken. Matched pairs mask one modality at a time, as UNITER does: with probability
     ``mrfr_share`` (when ``mrfr``) regions are masked with ``mask_prob`` (features zeroed;
     the model adds its mask embedding), else words are: tokens of grounded phrases with
-    ``phrase_mask_prob`` (predicting a word that names a region needs that region), others
+    ``phrase_mask_prob`` (predicting a word that names a region needs that region), the words
+    linking two grounded phrases (``riding``, ``next to``: see :func:`link_spans`) with
+    ``link_mask_prob`` (predicting them needs the two regions' relation), others
     with ``mask_prob`` (80% [MASK], 10% a random word, 10% unchanged).
     """
 
@@ -106,6 +124,7 @@ class PairCollator:
         *,
         phrase_mask_prob: float | None = None,
         hard_prob: float = 0.0,
+        link_mask_prob: float = 0.0,
         mrfr: bool = True,
         mrfr_share: float = 1 / 3,
     ) -> None:
@@ -116,6 +135,7 @@ class PairCollator:
         self.mask_prob, self.negative_prob = mask_prob, negative_prob
         self.phrase_mask_prob = mask_prob if phrase_mask_prob is None else phrase_mask_prob
         self.hard_prob = hard_prob
+        self.link_mask_prob = link_mask_prob
         self.mrfr_share = mrfr_share if mrfr else 0.0
         self.rng = np.random.default_rng(seed)
         self.by_type: dict[str, list[np.ndarray]] = {}
@@ -150,6 +170,8 @@ class PairCollator:
     def _mask_words(self, pair: Pair) -> tuple[np.ndarray, np.ndarray]:
         ids, labels = pair.input_ids.copy(), np.full_like(pair.input_ids, -100)
         prob = np.full(len(ids), self.mask_prob)
+        for start, end in link_spans(pair.phrases):
+            prob[start:end] = max(self.link_mask_prob, self.mask_prob)
         for start, end, _ in pair.phrases:
             prob[start:end] = self.phrase_mask_prob
         candidates = [i for i, t in enumerate(ids) if int(t) not in self.special]

@@ -31,6 +31,7 @@ class UniterPretraining(pl.LightningModule):
         mrfr: bool = True,
         wra: float = 0.0,
         region_lr_scale: float = 1.0,
+        region_recon: float = 0.0,
     ) -> None:
         super().__init__()
         self.uniter = model
@@ -41,13 +42,18 @@ class UniterPretraining(pl.LightningModule):
         model.embeddings.word_embeddings.weight.requires_grad_(False)
         self.cls.predictions.decoder.weight = model.embeddings.word_embeddings.weight  # tied
         self.itm_output = nn.Linear(config.hidden_size, 2)
-        self.feat_regress = nn.Linear(config.hidden_size, config.img_dim) if mrfr else None
+        regress = mrfr or region_recon > 0
+        self.feat_regress = nn.Linear(config.hidden_size, config.img_dim) if regress else None
+        self.mrfr = mrfr
         for head in (self.cls.predictions.transform, self.itm_output, self.feat_regress):
             if head is not None:
                 head.apply(model._init_weights)
         self.lr, self.weight_decay, self.warmup_fraction = lr, weight_decay, warmup_fraction
         self.wra = wra  # weight of word-region alignment (UNITER: 0.1); 0 = off
         self.region_lr_scale = region_lr_scale
+        # weight of regressing every *visible* region's own features from its last state: keeps
+        # what the detector saw in the region states, which masked objectives alone let fade
+        self.region_recon = region_recon
 
     def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = self.uniter(
@@ -76,10 +82,16 @@ class UniterPretraining(pl.LightningModule):
             distance = ot_distance(words, regions, word_mask, batch["img_mask"])
             sign = batch["itm_labels"].to(distance.dtype) * 2 - 1  # matched: pull, else push
             losses["wra"] = self.wra * (sign * distance).mean()
-        if self.feat_regress is not None and batch["img_masked"].any():
+        if self.mrfr and batch["img_masked"].any():
             masked = batch["img_masked"].bool()
             predicted = self.feat_regress(regions[masked])
             losses["mrfr"] = F.mse_loss(predicted, batch["img_target"][masked])
+        if self.region_recon:
+            visible = batch["img_mask"].bool() & ~batch["img_masked"].bool()
+            predicted = self.feat_regress(regions[visible])
+            losses["recon"] = self.region_recon * F.mse_loss(
+                predicted, batch["img_target"][visible]
+            )
         return losses
 
     def training_step(self, batch: dict[str, torch.Tensor], _: int) -> torch.Tensor:

@@ -60,14 +60,16 @@ class PretrainSettings:
     mask_prob: float = 0.15
     phrase_mask_prob: float = 0.15  # words of phrases that name a region
     hard_negative_prob: float = 0.0  # share of ITM negatives made by swapping one phrase
+    link_mask_prob: float = 0.0  # words linking two grounded phrases (0: as mask_prob)
     mrfr: bool = True
     wra: float = 0.0  # weight of word-region alignment by optimal transport (UNITER: 0.1)
+    region_recon: float = 0.0  # weight of regressing visible regions' own features
     seed: int = 0
 
     def __post_init__(self) -> None:
         # `model.pretrain.wra=1` and `=1.0` are one model: floats before the digest
         floats = ("lr", "region_lr_scale", "mask_prob", "phrase_mask_prob", "hard_negative_prob")
-        for name in (*floats, "wra"):
+        for name in (*floats, "link_mask_prob", "wra", "region_recon"):
             setattr(self, name, _number(name, getattr(self, name)))
         checks = {
             "layers": 1 <= self.layers <= 6,  # MiniLM has 6
@@ -78,7 +80,9 @@ class PretrainSettings:
             "mask_prob": 0 < self.mask_prob < 1,
             "phrase_mask_prob": 0 < self.phrase_mask_prob < 1,
             "hard_negative_prob": 0 <= self.hard_negative_prob <= 1,
+            "link_mask_prob": 0 <= self.link_mask_prob < 1,
             "wra": self.wra >= 0,
+            "region_recon": self.region_recon >= 0,
         }
         for key, ok in checks.items():
             if not ok:
@@ -165,6 +169,7 @@ def _pretrain(settings: PretrainSettings, folder: Path, progress: bool) -> dict[
         mrfr=settings.mrfr,
         wra=settings.wra,
         region_lr_scale=settings.region_lr_scale,
+        region_recon=settings.region_recon,
     )
     collate = PairCollator(
         pairs,
@@ -173,6 +178,7 @@ def _pretrain(settings: PretrainSettings, folder: Path, progress: bool) -> dict[
         seed=settings.seed,
         phrase_mask_prob=settings.phrase_mask_prob,
         hard_prob=settings.hard_negative_prob,
+        link_mask_prob=settings.link_mask_prob,
         mrfr=settings.mrfr,
     )
     generator = torch.Generator().manual_seed(settings.seed)
