@@ -17,6 +17,7 @@ import h5py
 import numpy as np
 import pytest
 
+from vlprobe.cache.reader import CacheError, CacheReader
 from vlprobe.cache.shards import ShardPlan
 from vlprobe.cache.verify import table_groups, verify_cache
 from vlprobe.extraction.extract import sort_for_cache
@@ -200,6 +201,10 @@ def test_a_rerun_after_a_kill_redoes_only_unfinished_shards(
     published = sorted(p.name for p in shard_dir.iterdir())
     assert published == ["shard-00000-of-00003.h5"]  # the shard being written was dropped
     assert not out.exists()
+    shard = shard_dir / published[0]  # complete, but a third of the examples: never read
+    with pytest.raises(CacheError, match="shard-00000-of-00003.h5 is shard 1 of 3 of a cache"):
+        CacheReader(shard)
+    assert verify_cache(shard)[0].startswith("shard 1 of 3 of a cache still being extracted")
     done_before = len(encoded)
     assert done_before == shard_1_start
     kill["armed"] = False
