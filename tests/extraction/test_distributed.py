@@ -105,6 +105,7 @@ def assert_same_cache(a: Path, b: Path) -> None:
         ("visualbert", "flickr30k"),
         pytest.param("visualbert", "visual_genome", marks=pytest.mark.slow),
         ("lxmert", "flickr30k"),
+        pytest.param("lxmert", "visual_genome", marks=pytest.mark.slow),
     ],
 )
 def test_two_ddp_processes_give_the_one_process_cache(
@@ -117,10 +118,13 @@ def test_two_ddp_processes_give_the_one_process_cache(
         groups = table_groups(f)  # each stream's tables (one-sequence: the file's)
         streams = ["streams/cross/", "streams/language/", "streams/vision/"]
         assert list(groups) == {"visualbert": [""], "lxmert": streams}[model]
-        for prefix, group in groups.items():  # phrases in the text-only stream, else regions
-            unit = "phrase" if prefix == "streams/language/" else "region"
+        for prefix, group in groups.items():
             assert group is not None and len(group["attention/maps"]) >= 1, prefix
-            assert group[f"units/{unit}/example"][-1] > 0, prefix
+            # units whose example rows the merge shifts (a caption's tokens only, on Visual
+            # Genome: the language stream holds no unit there)
+            owners = [group[f"units/{unit}/example"] for unit in ("region", "phrase")]
+            no_units = (prefix, dataset) == ("streams/language/", "visual_genome")
+            assert no_units or any(o.size and o[-1] > 0 for o in owners), prefix
         pairs = "pairs/relation/subject" if dataset == "visual_genome" else "pairs/coref/phrase"
         assert next(iter(groups.values()))[pairs].shape[0] > 0  # the file's, or cross's
     merged = tmp_path / "ddp.h5"
