@@ -45,6 +45,17 @@ def test_reader_refuses_unfinished_and_missing(tmp_path: Path) -> None:
         CacheReader(tmp_path / "gone.h5")
 
 
+def test_reader_refuses_a_partial_file_even_when_complete(tmp_path: Path) -> None:
+    """A writer killed between setting ``complete`` and its rename leaves a whole file under
+    its partial name: a cache only at the name it is published under."""
+    whole = write_planted_relation_cache(tmp_path / "p.h5", num_images=4)
+    partial = whole.with_name(f"p.h5.123-ab{PARTIAL_SUFFIX}")
+    partial.write_bytes(whole.read_bytes())
+    CacheReader(whole).close()
+    with pytest.raises(CacheError, match=r"p.h5.123-ab.partial is an extraction's partial file"):
+        CacheReader(partial)
+
+
 def test_planted_cache_layout(tmp_path: Path) -> None:
     path = write_planted_relation_cache(tmp_path / "p.h5", num_images=20, num_layers=3)
     reader = CacheReader(path)

@@ -16,6 +16,7 @@ import h5py
 import numpy as np
 
 from vlprobe.cache.schema import (
+    PARTIAL_SUFFIX,
     PARTS,
     READ_CACHE_BYTES,
     SCHEMA_VERSION,
@@ -28,7 +29,7 @@ from vlprobe.cache.schema import (
     token_path,
     unit_path,
 )
-from vlprobe.cache.verify import structure_problems
+from vlprobe.cache.verify import shard_problem, structure_problems
 
 _REBUILD = "Delete it: a run rebuilds its cache, or rebuild it with `vlprobe extract`"
 
@@ -41,9 +42,15 @@ def open_cache_file(path: str | Path) -> h5py.File:
     """Open ``path`` read-only with a read cache large enough for several full chunks.
 
     Refused, with the fix named: a missing, unreadable (truncated), unfinished, other-schema or
-    structurally broken (a dataset missing, lengths disagreeing) file.
+    structurally broken (a dataset missing, lengths disagreeing) file, and what an extraction
+    leaves on its way to the cache: a partial file, or a shard (a part of the examples only).
     """
     path = Path(path)
+    if path.name.endswith(PARTIAL_SUFFIX):
+        raise CacheError(
+            f"{path} is an extraction's partial file, not a cache: read the cache it is named "
+            "after (a run rebuilds it, or `vlprobe extract`)"
+        )
     if not path.exists():
         partial = partial_files(path)
         hint = (
@@ -68,6 +75,10 @@ def open_cache_file(path: str | Path) -> h5py.File:
         raise CacheError(
             f"{path} has cache schema {version}, this vlprobe reads {SCHEMA_VERSION}: re-extract."
         )
+    if "shard_index" in f.attrs:
+        problem = shard_problem(f)
+        f.close()
+        raise CacheError(f"{path} is {problem}")
     problems = structure_problems(f)
     if problems:
         f.close()

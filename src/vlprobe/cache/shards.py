@@ -63,11 +63,21 @@ class ShardPlan:
 
     @classmethod
     def for_cache(
-        cls, out_path: Path, ordered: Sequence[VLExample], num_shards: int, fingerprint: str
+        cls,
+        out_path: Path,
+        ordered: Sequence[VLExample],
+        num_shards: int,
+        fingerprint: str,
+        batch_size: int = 1,
     ) -> ShardPlan:
-        """``num_shards`` (at most one per example) contiguous runs of near-equal size."""
-        num_shards = max(1, min(num_shards, len(ordered)))
-        edges = np.linspace(0, len(ordered), num_shards + 1).round().astype(int).tolist()
+        """``num_shards`` (at most one per batch) contiguous runs of near-equal size, cut
+        between batches of ``batch_size``: every batch then holds the examples a one-process
+        run batches together, padded alike, so a sharded cache has its numbers bit for bit
+        (a batch cut in two pads to other lengths, and float rounding differs)."""
+        batches = -(-len(ordered) // batch_size)
+        num_shards = max(1, min(num_shards, batches))
+        edges = np.linspace(0, batches, num_shards + 1).round().astype(int) * batch_size
+        edges = np.minimum(edges, len(ordered)).tolist()
         bounds = list(zip(edges[:-1], edges[1:], strict=True))
         prints = []
         for lo, hi in bounds:

@@ -39,19 +39,51 @@ def table_groups(f: h5py.File) -> dict[str, h5py.Group | None]:
     return {f"{stream_group(name)}/": f.get(stream_group(name)) for name in json.loads(listed)}
 
 
+def shard_problem(f: h5py.File) -> str:
+    """What a shard is (``shard_index`` set): a part of the examples, never a cache to read."""
+    index, count = int(f.attrs["shard_index"]), int(f.attrs.get("shard_count", 0))
+    return (
+        f"shard {index + 1} of {count} of a cache still being extracted (its examples only), "
+        "not a cache: run the extraction again, which resumes its shards and merges them"
+    )
+
+
 def structure_problems(f: h5py.File) -> list[str]:
-    """What is missing or inconsistent, by shapes alone (empty list: consistent)."""
+    """What is missing or inconsistent, by shapes alone (empty list: consistent).
+    Datasets are named by their path in the file (``streams/vision/...`` in a stream)."""
     problems: list[str] = []
-    for prefix, group in table_groups(f).items():
+    groups = table_groups(f)
+    for prefix, group in groups.items():
         if group is None:
             problems.append(f"group {prefix.rstrip('/')} is missing (a listed stream)")
             continue
-        problems += [f"{prefix}{p}" if prefix else p for p in _table_problems(group)]
+        problems += _table_problems(group, prefix)
+    if not problems and len(groups) > 1:
+        problems += _stream_problems({p: g for p, g in groups.items() if g is not None})
     return problems
 
 
-def _table_problems(f: h5py.Group) -> list[str]:
-    """:func:`structure_problems` of one token sequence (a file or one stream's group)."""
+def _stream_problems(groups: dict[str, h5py.Group]) -> list[str]:
+    """Every stream holds the same examples, and the full attention maps of the same ones."""
+    rows = {prefix.rstrip("/"): int(g["examples/id"].shape[0]) for prefix, g in groups.items()}
+    if len(set(rows.values())) > 1:
+        return [f"the streams hold different numbers of examples: {rows}"]
+    maps = {
+        prefix: set(g["attention/maps"]) if "attention/maps" in g else set()
+        for prefix, g in groups.items()
+    }
+    every = set().union(*maps.values())
+    return [
+        f"{prefix}attention/maps lacks the maps of examples "
+        f"{sorted(int(e) for e in every - held)}, which another stream holds"
+        for prefix, held in maps.items()
+        if every - held
+    ]
+
+
+def _table_problems(f: h5py.Group, prefix: str) -> list[str]:
+    """:func:`structure_problems` of one token sequence (a file, or the stream's group at
+    ``prefix``)."""
     problems: list[str] = []
     present: dict[str, int] = {}
     listed = json.loads(f.attrs.get("parts", "[]"))  # parts the writer says it wrote
@@ -60,65 +92,67 @@ def _table_problems(f: h5py.Group) -> list[str]:
         if group in CORE_GROUPS or group in listed or have:
             missing = [name for name in members if name not in f]
             if missing:
-                problems.append(f"dataset {missing[0]} is missing ({group} group)")
+                problems.append(f"dataset {prefix}{missing[0]} is missing ({group} group)")
                 continue
-            lengths = {name: _rows(f, name, axis) for name, axis in members.items()}
+            lengths = {prefix + name: _rows(f, name, axis) for name, axis in members.items()}
             if len(set(lengths.values())) > 1:
                 problems.append(f"the {group} datasets disagree in length: {lengths}")
                 continue
             present[group] = next(iter(lengths.values()))
     if problems:
         return problems
-    problems += _offset_problems(f, present)
-    problems += _axis_problems(f)
+    problems += _offset_problems(f, present, prefix)
+    problems += _axis_problems(f, prefix)
     return problems
 
 
-def _offset_problems(f: h5py.File, present: dict[str, int]) -> list[str]:
+def _offset_problems(f: h5py.Group, present: dict[str, int], prefix: str) -> list[str]:
     problems = []
     n_examples = present["examples"]
     if "examples/token_offset" not in f:
-        return ["dataset examples/token_offset is missing (examples group)"]
+        return [f"dataset {prefix}examples/token_offset is missing (examples group)"]
     offsets = f["examples/token_offset"]
     if offsets.shape[0] != n_examples + 1:
         problems.append(
-            f"examples/token_offset has {offsets.shape[0]} rows for {n_examples} examples"
+            f"{prefix}examples/token_offset has {offsets.shape[0]} rows for {n_examples} examples"
         )
     else:
         for group in ("tokens", "token_states"):
             if group in present and int(offsets[-1]) != present[group]:
                 problems.append(
-                    f"examples/token_offset ends at {int(offsets[-1])}, {group} has "
+                    f"{prefix}examples/token_offset ends at {int(offsets[-1])}, {group} has "
                     f"{present[group]} tokens"
                 )
     if "phrase" in present:
         if "units/phrase/pair_offset" not in f:
-            problems.append("dataset units/phrase/pair_offset is missing (phrase group)")
+            problems.append(f"dataset {prefix}units/phrase/pair_offset is missing (phrase group)")
         else:
             pair_offset = f["units/phrase/pair_offset"]
             if pair_offset.shape[0] != present["phrase"] + 1:
                 problems.append(
-                    f"units/phrase/pair_offset has {pair_offset.shape[0]} rows for "
+                    f"{prefix}units/phrase/pair_offset has {pair_offset.shape[0]} rows for "
                     f"{present['phrase']} phrases"
                 )
             elif "coref" in present and int(pair_offset[-1]) != present["coref"]:
                 problems.append(
-                    f"units/phrase/pair_offset ends at {int(pair_offset[-1])}, "
+                    f"{prefix}units/phrase/pair_offset ends at {int(pair_offset[-1])}, "
                     f"pairs/coref has {present['coref']} pairs"
                 )
     return problems
 
 
-def _axis_problems(f: h5py.File) -> list[str]:
+def _axis_problems(f: h5py.Group, prefix: str) -> list[str]:
     problems = []
     layers, heads = int(f.attrs.get("num_layers", -1)), int(f.attrs.get("num_heads", -1))
     for name in HIDDEN_DATASETS:
         if name in f and f[name].shape[0] != layers + 1:
-            problems.append(f"{name} has {f[name].shape[0]} hidden layers, attrs say {layers + 1}")
+            problems.append(
+                f"{prefix}{name} has {f[name].shape[0]} hidden layers, attrs say {layers + 1}"
+            )
     for name in HEAD_DATASETS:
         if name in f and tuple(f[name].shape[1:3]) != (layers, heads):
             problems.append(
-                f"{name} has (layers, heads) {tuple(f[name].shape[1:3])}, attrs say "
+                f"{prefix}{name} has (layers, heads) {tuple(f[name].shape[1:3])}, attrs say "
                 f"{(layers, heads)}"
             )
     return problems
@@ -186,6 +220,8 @@ def verify_cache(path: str | Path) -> list[str]:
             return ["no 'complete' flag: its extraction did not finish"]
         if int(f.attrs.get("schema_version", -1)) != SCHEMA_VERSION:
             return [f"cache schema {f.attrs.get('schema_version')}, expected {SCHEMA_VERSION}"]
+        if "shard_index" in f.attrs:
+            return [shard_problem(f)]
         problems = structure_problems(f)
         if problems:
             return problems

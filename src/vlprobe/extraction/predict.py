@@ -256,7 +256,7 @@ def extract(
     """Encode every example on ``trainer`` (Lightning Trainer settings) and write the cache.
 
     ``trainer`` defaults to one CPU process; ``devices``, ``num_nodes``, ``strategy`` and
-    ``precision`` are Lightning's. ``shards``: contiguous runs of examples written and
+    ``precision`` are Lightning's. ``shards``: contiguous runs of whole batches, written and
     resumed independently (``None``: one per process). ``parts``: the optional cache parts
     to write (None: every part; ``cache.schema.PARTS``). Every rank returns the cache path
     once rank 0 has published it.
@@ -284,6 +284,7 @@ def extract(
         ordered,
         num_shards,
         shard_fingerprint({**meta, "streams": streams}, labels, dtype),
+        batch_size,
     )
     parts = expand_parts(PARTS if parts is None else parts)
     maps = attention_map_positions(ordered, max_attention_maps if "maps" in parts else 0)
