@@ -81,9 +81,7 @@ def _token_spans(example: VLExample, word_index: np.ndarray) -> list[tuple[int, 
     return spans
 
 
-def link_spans(
-    phrases: Sequence[tuple[int, int, str]], longest: int = 3
-) -> list[tuple[int, int]]:
+def link_spans(phrases: Sequence[tuple[int, int, str]], longest: int = 3) -> list[tuple[int, int]]:
     """Token spans between two consecutive grounded phrases, at most ``longest`` tokens long.
 
     In ``a man riding a horse`` that is ``riding``: the words that say how two named regions
