@@ -287,3 +287,19 @@ def test_region_reconstruction_regresses_every_visible_region_and_nothing_else(d
                 errors.append(((module.feat_regress(state) - target) ** 2).mean())
     expected = 2.0 * torch.stack(errors).mean()
     torch.testing.assert_close(losses["recon"], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_zero_steps_saves_the_text_init_control(demo: Path, tmp_path: Path) -> None:
+    """``steps=0``: MiniLM's text side as it is, the region side untrained: no V+L training."""
+    from transformers import AutoModel
+
+    from vlprobe.models.tokenization import default_text_model_path
+    from vlprobe.pretrain.uniter_mini import ensure_pretrained
+
+    folder = ensure_pretrained(PretrainSettings(**_settings(demo, steps=0)), tmp_path, False)
+    state = torch.load(folder / CHECKPOINT)
+    bert = AutoModel.from_pretrained(str(default_text_model_path()), local_files_only=True)
+    for key, value in bert.state_dict().items():
+        if not key.startswith("encoder.layer.") or key.startswith("encoder.layer.0."):
+            assert torch.equal(state[f"uniter.{key}"], value.half()), key
+    assert json.loads((folder / RECORD).read_text())["final"] == {}

@@ -53,7 +53,7 @@ class PretrainSettings:
     feature_dim: int = 2048
     vg_split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
     layers: int = 4  # MiniLM's first ``layers`` layers
-    steps: int = 150
+    steps: int = 150  # 0: MiniLM's text side and an untrained region side (the text-init control)
     batch_size: int = 32
     lr: float = 2e-4
     region_lr_scale: float = 1.0  # the region embeddings start random: a larger step for them
@@ -73,7 +73,7 @@ class PretrainSettings:
             setattr(self, name, _number(name, getattr(self, name)))
         checks = {
             "layers": 1 <= self.layers <= 6,  # MiniLM has 6
-            "steps": self.steps >= 1,
+            "steps": self.steps >= 0,
             "batch_size": self.batch_size >= 2,
             "lr": self.lr > 0,
             "region_lr_scale": self.region_lr_scale > 0,
@@ -207,7 +207,8 @@ def _pretrain(settings: PretrainSettings, folder: Path, progress: bool) -> dict[
         " + MRFR" if settings.mrfr else "",
         " + WRA" if settings.wra else "",
     )
-    trainer.fit(module, loader)
+    if settings.steps:  # steps=0 saves the initialisation: text from MiniLM, regions untrained
+        trainer.fit(module, loader)
     record = {
         "settings": asdict(settings),
         "pairs": len(pairs),
