@@ -303,3 +303,36 @@ def test_zero_steps_saves_the_text_init_control(demo: Path, tmp_path: Path) -> N
         if not key.startswith("encoder.layer.") or key.startswith("encoder.layer.0."):
             assert torch.equal(state[f"uniter.{key}"], value.half()), key
     assert json.loads((folder / RECORD).read_text())["final"] == {}
+
+
+@pytest.mark.parametrize("encoder_scale", [0.1, 0.0])
+def test_learning_rates_of_the_region_side_the_encoder_and_the_heads(encoder_scale: float) -> None:
+    from types import SimpleNamespace
+
+    from vlprobe.models.uniter import build_random
+    from vlprobe.pretrain.module import UniterPretraining
+    from vlprobe.pretrain.uniter_mini import mini_config
+
+    module = UniterPretraining(
+        build_random(mini_config(1, DIM)),
+        lr=1e-3,
+        region_lr_scale=10,
+        encoder_lr_scale=encoder_scale,
+    )
+    module.trainer = SimpleNamespace(max_steps=10)
+    optimizer = module.configure_optimizers()["optimizer"]
+    # the warm-up schedule has set every "lr" to 0; "initial_lr" is the rate it scales
+    lr_of = {id(p): g["initial_lr"] for g in optimizer.param_groups for p in g["params"]}
+    for name, param in module.named_parameters():
+        if name.startswith("uniter.img_embeddings."):
+            expected = 1e-2
+        elif name.startswith("uniter."):
+            expected = 1e-3 * encoder_scale or None  # frozen: not optimised at all
+        else:
+            expected = 1e-3  # the heads start random
+        if name == "uniter.embeddings.word_embeddings.weight":
+            expected = None  # tied to the MLM decoder, always frozen
+        assert (
+            lr_of.get(id(param)) == pytest.approx(expected) if expected else id(param) not in lr_of
+        ), name
+        assert param.requires_grad == (expected is not None), name

@@ -32,6 +32,7 @@ class UniterPretraining(pl.LightningModule):
         wra: float = 0.0,
         region_lr_scale: float = 1.0,
         region_recon: float = 0.0,
+        encoder_lr_scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.uniter = model
@@ -51,6 +52,13 @@ class UniterPretraining(pl.LightningModule):
         self.lr, self.weight_decay, self.warmup_fraction = lr, weight_decay, warmup_fraction
         self.wra = wra  # weight of word-region alignment (UNITER: 0.1); 0 = off
         self.region_lr_scale = region_lr_scale
+        # the text-initialised encoder's learning rate is lr x this; 0 freezes it, so that only
+        # the region side learns to speak to the text model's heads (as in Frozen, 2021)
+        self.encoder_lr_scale = encoder_lr_scale
+        if encoder_lr_scale == 0:
+            for name, param in model.named_parameters():
+                if not name.startswith("img_embeddings."):
+                    param.requires_grad_(False)
         # weight of regressing every *visible* region's own features from its last state: keeps
         # what the detector saw in the region states, which masked objectives alone let fade
         self.region_recon = region_recon
@@ -106,23 +114,22 @@ class UniterPretraining(pl.LightningModule):
         return sum(v for k, v in losses.items() if k != "itm_acc")
 
     def configure_optimizers(self):  # noqa: ANN201 - Lightning's optimizer/scheduler dict
-        # (region embeddings?, weight decay?) -> parameters: the region side starts random,
-        # so it may take larger steps than the text side, which starts from MiniLM
-        groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+        # (learning-rate scale, weight decay?) -> parameters: the region side starts random,
+        # so it may take larger steps than the text side, which starts from MiniLM; the heads
+        # start random too and take the base rate
+        groups: dict[tuple[float, bool], list[nn.Parameter]] = {}
         for name, param in self.named_parameters():
             if param.requires_grad:
                 decays = param.ndim >= 2 and "LayerNorm" not in name
-                groups.setdefault((name.startswith("uniter.img_embeddings."), decays), []).append(
-                    param
-                )
+                groups.setdefault((self._lr_scale(name), decays), []).append(param)
         optimizer = torch.optim.AdamW(
             [
                 {
                     "params": params,
                     "weight_decay": self.weight_decay if decays else 0.0,
-                    "lr": self.lr * (self.region_lr_scale if region else 1.0),
+                    "lr": self.lr * scale,
                 }
-                for (region, decays), params in groups.items()
+                for (scale, decays), params in groups.items()
             ],
             lr=self.lr,
             foreach=True,
@@ -132,6 +139,11 @@ class UniterPretraining(pl.LightningModule):
             optimizer, int(self.warmup_fraction * total), total
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def _lr_scale(self, name: str) -> float:
+        if name.startswith("uniter.img_embeddings."):
+            return self.region_lr_scale
+        return self.encoder_lr_scale if name.startswith("uniter.") else 1.0
 
 
 def region_states(

@@ -57,6 +57,7 @@ class PretrainSettings:
     batch_size: int = 32
     lr: float = 2e-4
     region_lr_scale: float = 1.0  # the region embeddings start random: a larger step for them
+    encoder_lr_scale: float = 1.0  # the text-initialised encoder's step (0: frozen)
     mask_prob: float = 0.15
     phrase_mask_prob: float = 0.15  # words of phrases that name a region
     hard_negative_prob: float = 0.0  # share of ITM negatives made by swapping one phrase
@@ -69,7 +70,7 @@ class PretrainSettings:
     def __post_init__(self) -> None:
         # `model.pretrain.wra=1` and `=1.0` are one model: floats before the digest
         floats = ("lr", "region_lr_scale", "mask_prob", "phrase_mask_prob", "hard_negative_prob")
-        for name in (*floats, "link_mask_prob", "wra", "region_recon"):
+        for name in (*floats, "link_mask_prob", "wra", "region_recon", "encoder_lr_scale"):
             setattr(self, name, _number(name, getattr(self, name)))
         checks = {
             "layers": 1 <= self.layers <= 6,  # MiniLM has 6
@@ -77,6 +78,7 @@ class PretrainSettings:
             "batch_size": self.batch_size >= 2,
             "lr": self.lr > 0,
             "region_lr_scale": self.region_lr_scale > 0,
+            "encoder_lr_scale": self.encoder_lr_scale >= 0,
             "mask_prob": 0 < self.mask_prob < 1,
             "phrase_mask_prob": 0 < self.phrase_mask_prob < 1,
             "hard_negative_prob": 0 <= self.hard_negative_prob <= 1,
@@ -170,6 +172,7 @@ def _pretrain(settings: PretrainSettings, folder: Path, progress: bool) -> dict[
         wra=settings.wra,
         region_lr_scale=settings.region_lr_scale,
         region_recon=settings.region_recon,
+        encoder_lr_scale=settings.encoder_lr_scale,
     )
     collate = PairCollator(
         pairs,
