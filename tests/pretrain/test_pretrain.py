@@ -247,7 +247,7 @@ def test_vlprobe_pretrain_command(demo: Path, tmp_path: Path, capsys) -> None:
     assert main(["pretrain", *overrides]) == 0
     (folder,) = tmp_path.glob("uniter-mini-*")
     assert (folder / CHECKPOINT).is_file() and str(folder) in capsys.readouterr().out
-    assert main(["pretrain", *overrides, "model.pretrain.steps=0"]) == 2  # a bad setting: exit 2
+    assert main(["pretrain", *overrides, "model.pretrain.steps=-1"]) == 2  # a bad setting: exit 2
 
 
 def test_settings_that_are_the_same_number_name_one_model(demo: Path) -> None:
