@@ -147,6 +147,7 @@ def test_two_ddp_processes_give_the_one_process_cache(
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("cache written") == 1  # rank 0 reports, rank 1 stays quiet
+    assert proc.stderr.count("cache written: ") == 1  # in the log too
     assert not merged.with_name(merged.name + ".shards").exists()  # shards removed
     assert verify_cache(merged) == []
     assert_same_cache(single, merged)

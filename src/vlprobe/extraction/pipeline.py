@@ -272,12 +272,13 @@ def _extract(cfg: DictConfig, dataset: str, out: Path, inputs: dict, parts: froz
         shards=cfg.extraction.shards,
         parts=parts,
     )
-    log.info(
-        "cache written: %s (%d examples, %.1f s)",
-        path,
-        len(examples),
-        time.perf_counter() - started,
-    )
+    if rank_zero_only.rank == 0:  # the other ranks wrote shards, not the cache
+        log.info(
+            "cache written: %s (%d examples, %.1f s)",
+            path,
+            len(examples),
+            time.perf_counter() - started,
+        )
     return path
 
 
