@@ -168,8 +168,9 @@ class PairCollator:
     def _mask_words(self, pair: Pair) -> tuple[np.ndarray, np.ndarray]:
         ids, labels = pair.input_ids.copy(), np.full_like(pair.input_ids, -100)
         prob = np.full(len(ids), self.mask_prob)
-        for start, end in link_spans(pair.phrases):
-            prob[start:end] = max(self.link_mask_prob, self.mask_prob)
+        if self.link_mask_prob > self.mask_prob:
+            for start, end in link_spans(pair.phrases):
+                prob[start:end] = self.link_mask_prob
         for start, end, _ in pair.phrases:
             prob[start:end] = self.phrase_mask_prob
         candidates = [i for i, t in enumerate(ids) if int(t) not in self.special]

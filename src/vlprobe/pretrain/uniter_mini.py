@@ -69,8 +69,9 @@ class PretrainSettings:
 
     def __post_init__(self) -> None:
         # `model.pretrain.wra=1` and `=1.0` are one model: floats before the digest
-        floats = ("lr", "region_lr_scale", "mask_prob", "phrase_mask_prob", "hard_negative_prob")
-        for name in (*floats, "link_mask_prob", "wra", "region_recon", "encoder_lr_scale"):
+        floats = ("lr", "region_lr_scale", "encoder_lr_scale", "mask_prob", "phrase_mask_prob")
+        floats += ("hard_negative_prob", "link_mask_prob", "wra", "region_recon")
+        for name in floats:
             setattr(self, name, _number(name, getattr(self, name)))
         checks = {
             "layers": 1 <= self.layers <= 6,  # MiniLM has 6
