@@ -65,12 +65,16 @@ class PretrainSettings:
     mrfr: bool = True
     wra: float = 0.0  # weight of word-region alignment by optimal transport (UNITER: 0.1)
     region_recon: float = 0.0  # weight of regressing visible regions' own features
+    # steps of word-region contrastive learning of the region embeddings alone, before the
+    # joint objectives (0: none; vlprobe.pretrain.contrastive)
+    contrastive_steps: int = 0
+    contrastive_lr: float = 1e-3
     seed: int = 0
 
     def __post_init__(self) -> None:
         # `model.pretrain.wra=1` and `=1.0` are one model: floats before the digest
         floats = ("lr", "region_lr_scale", "encoder_lr_scale", "mask_prob", "phrase_mask_prob")
-        floats += ("hard_negative_prob", "link_mask_prob", "wra", "region_recon")
+        floats += ("hard_negative_prob", "link_mask_prob", "wra", "region_recon", "contrastive_lr")
         for name in floats:
             setattr(self, name, _number(name, getattr(self, name)))
         checks = {
@@ -86,6 +90,8 @@ class PretrainSettings:
             "link_mask_prob": 0 <= self.link_mask_prob < 1,
             "wra": self.wra >= 0,
             "region_recon": self.region_recon >= 0,
+            "contrastive_steps": self.contrastive_steps >= 0,
+            "contrastive_lr": self.contrastive_lr > 0,
         }
         for key, ok in checks.items():
             if not ok:
@@ -146,6 +152,7 @@ def pretrain(
 
 
 def _pretrain(settings: PretrainSettings, folder: Path, progress: bool) -> dict[str, Any]:
+    from vlprobe.pretrain.contrastive import train_region_embeddings
     from vlprobe.pretrain.data import PairCollator, training_pairs
     from vlprobe.pretrain.module import UniterPretraining
 
@@ -166,6 +173,14 @@ def _pretrain(settings: PretrainSettings, folder: Path, progress: bool) -> dict[
     pl.seed_everything(settings.seed, workers=True, verbose=False)
     model = build_random(mini_config(settings.layers, settings.feature_dim))
     init_from_minilm(model)
+    contrastive = train_region_embeddings(
+        model,
+        pairs,
+        tokenizer.all_special_ids,
+        settings.contrastive_steps,
+        lr=settings.contrastive_lr,
+        seed=settings.seed,
+    )
     module = UniterPretraining(
         model,
         lr=settings.lr,
@@ -222,6 +237,7 @@ def _pretrain(settings: PretrainSettings, folder: Path, progress: bool) -> dict[
         "threads": torch.get_num_threads(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "final": {k: round(float(v), 4) for k, v in trainer.callback_metrics.items()},
+        "contrastive_loss": [round(x, 4) for x in contrastive[:: max(1, len(contrastive) // 20)]],
     }
     save(module, tokenizer, folder, record)
     return record
