@@ -181,7 +181,7 @@ def test_pretraining_lowers_the_losses(demo: Path) -> None:
     )  # fmt: skip
     model = build_random(mini_config(1, DIM))
     init_from_minilm(model)
-    module = UniterPretraining(model, mrfr=True)
+    module = UniterPretraining(model, mrfr=True, contrastive=1.0)
     batch = PairCollator(pairs, tokenizer, seed=1, mrfr_share=0.5)(list(range(12)))
     params = [p for p in module.parameters() if p.requires_grad]
     assert not model.embeddings.word_embeddings.weight.requires_grad
@@ -193,16 +193,16 @@ def test_pretraining_lowers_the_losses(demo: Path) -> None:
             return {k: float(v) for k, v in module.losses(batch).items()}
 
     first = evaluate()
-    assert {"mlm", "itm", "mrfr"} <= set(first)  # the batch has every kind of pair
+    assert {"mlm", "itm", "mrfr", "contrastive"} <= set(first)  # every kind of pair
     for _ in range(25):
         module.train()
         losses = module.losses(batch)
         optimizer.zero_grad()
-        (losses["mlm"] + losses["itm"] + losses["mrfr"]).backward()
+        (losses["mlm"] + losses["itm"] + losses["mrfr"] + losses["contrastive"]).backward()
         optimizer.step()
     last = evaluate()
     assert last["mlm"] < 0.5 * first["mlm"] and last["itm"] < first["itm"]
-    assert last["mrfr"] < first["mrfr"]
+    assert last["mrfr"] < first["mrfr"] and last["contrastive"] < first["contrastive"]
 
 
 def test_uniter_mini_is_built_once_then_reused(demo: Path, tmp_path: Path) -> None:
@@ -290,19 +290,31 @@ def test_region_reconstruction_regresses_every_visible_region_and_nothing_else(d
 
 
 def test_zero_steps_saves_the_text_init_control(demo: Path, tmp_path: Path) -> None:
-    """``steps=0``: MiniLM's text side as it is, the region side untrained: no V+L training."""
+    """``steps=0``: MiniLM's text side as it is, the region side untrained: no V+L training.
+
+    With ``contrastive_steps`` only the region embeddings have learned.
+    """
     from transformers import AutoModel
 
     from vlprobe.models.tokenization import default_text_model_path
     from vlprobe.pretrain.uniter_mini import ensure_pretrained
 
-    folder = ensure_pretrained(PretrainSettings(**_settings(demo, steps=0)), tmp_path, False)
-    state = torch.load(folder / CHECKPOINT)
     bert = AutoModel.from_pretrained(str(default_text_model_path()), local_files_only=True)
-    for key, value in bert.state_dict().items():
-        if not key.startswith("encoder.layer.") or key.startswith("encoder.layer.0."):
-            assert torch.equal(state[f"uniter.{key}"], value.half()), key
-    assert json.loads((folder / RECORD).read_text())["final"] == {}
+    states, records = [], []
+    for contrastive_steps in (0, 5):
+        settings = PretrainSettings(**_settings(demo, steps=0, contrastive_steps=contrastive_steps))
+        folder = ensure_pretrained(settings, tmp_path, False)
+        states.append(torch.load(folder / CHECKPOINT))
+        records.append(json.loads((folder / RECORD).read_text()))
+        for key, value in bert.state_dict().items():
+            if not key.startswith("encoder.layer.") or key.startswith("encoder.layer.0."):
+                assert torch.equal(states[-1][f"uniter.{key}"], value.half()), key
+        assert records[-1]["final"] == {}
+    assert records[0]["contrastive_loss"] == [] and len(records[1]["contrastive_loss"]) == 5
+    # the encoder's tensors (the pre-training heads are drawn after the stage, from other draws)
+    encoder = [k for k in states[0] if k.startswith("uniter.")]
+    learned = [k for k in encoder if not torch.equal(states[0][k], states[1][k])]
+    assert learned and all(k.startswith("uniter.img_embeddings.") for k in learned)
 
 
 @pytest.mark.parametrize("encoder_scale", [0.1, 0.0])

@@ -51,15 +51,16 @@ def _batch(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     ids, text_mask = pad_rows([p.input_ids[:, None].astype(np.float32) for p in pairs], 1)
     ids = ids.long()[..., 0]
-    words = model.embeddings(input_ids=ids, token_type_ids=torch.zeros_like(ids))
+    with torch.no_grad():  # the text side is the target, it does not move
+        words = model.embeddings(input_ids=ids, token_type_ids=torch.zeros_like(ids))
+        image_type = model.embeddings.token_type_embeddings.weight[1]
     word_mask = text_mask.clone()
     for token in special:
         word_mask[ids == token] = 0
     feats, region_mask = pad_rows([p.feats for p in pairs], pairs[0].feats.shape[1])
     boxes, _ = pad_rows([p.boxes for p in pairs], 7)
-    image_type = torch.ones(feats.shape[:2], dtype=torch.long)
-    regions = model.img_embeddings(feats, boxes, model.embeddings.token_type_embeddings(image_type))
-    return words.detach(), word_mask, regions, region_mask
+    regions = model.img_embeddings(feats, boxes, image_type.expand(*feats.shape[:2], -1))
+    return words, word_mask, regions, region_mask
 
 
 def train_region_embeddings(

@@ -18,6 +18,7 @@ from transformers import get_linear_schedule_with_warmup
 from transformers.models.bert.modeling_bert import BertOnlyMLMHead
 
 from vlprobe.models.uniter import UniterModel
+from vlprobe.pretrain.contrastive import contrastive_loss, late_interaction
 from vlprobe.pretrain.wra import ot_distance
 
 
@@ -33,6 +34,8 @@ class UniterPretraining(pl.LightningModule):
         region_lr_scale: float = 1.0,
         region_recon: float = 0.0,
         encoder_lr_scale: float = 1.0,
+        contrastive: float = 0.0,
+        temperature: float = 0.05,
     ) -> None:
         super().__init__()
         self.uniter = model
@@ -62,6 +65,9 @@ class UniterPretraining(pl.LightningModule):
         # weight of regressing every *visible* region's own features from its last state: keeps
         # what the detector saw in the region states, which masked objectives alone let fade
         self.region_recon = region_recon
+        # weight of word-region contrastive learning on the embeddings during joint training
+        # (vlprobe.pretrain.contrastive): keeps the regions where the words can find them
+        self.contrastive, self.temperature = contrastive, temperature
 
     def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = self.uniter(
@@ -84,10 +90,7 @@ class UniterPretraining(pl.LightningModule):
         losses["itm_acc"] = (itm_logits.argmax(-1) == batch["itm_labels"]).float().mean()
         regions = region_states(out.last_hidden_state, batch["attention_mask"], batch["img_mask"])
         if self.wra:
-            word_mask = batch["attention_mask"].clone()
-            word_mask[:, 0] = 0  # [CLS]
-            word_mask.scatter_(1, batch["attention_mask"].sum(1, keepdim=True) - 1, 0)  # [SEP]
-            distance = ot_distance(words, regions, word_mask, batch["img_mask"])
+            distance = ot_distance(words, regions, _word_mask(batch), batch["img_mask"])
             sign = batch["itm_labels"].to(distance.dtype) * 2 - 1  # matched: pull, else push
             losses["wra"] = self.wra * (sign * distance).mean()
         if self.mrfr and batch["img_masked"].any():
@@ -100,7 +103,26 @@ class UniterPretraining(pl.LightningModule):
             losses["recon"] = self.region_recon * F.mse_loss(
                 predicted, batch["img_target"][visible]
             )
+        if self.contrastive and int(batch["itm_labels"].sum()) >= 2:  # a caption and a negative
+            losses["contrastive"] = self.contrastive * self._contrastive(batch)
         return losses
+
+    def _contrastive(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """InfoNCE between the matched pairs' captions and images, on the embeddings."""
+        matched = batch["itm_labels"] == 1
+        ids = batch["input_ids"][matched]
+        words = self.uniter.embeddings(input_ids=ids, token_type_ids=torch.zeros_like(ids))
+        word_mask = _word_mask(batch)[matched] * (batch["mlm_labels"][matched] == -100)
+        feats = batch["img_feat"][matched]
+        image_type = torch.ones(feats.shape[:2], dtype=torch.long, device=feats.device)
+        regions = self.uniter.img_embeddings(
+            feats,
+            batch["img_pos_feat"][matched],
+            self.uniter.embeddings.token_type_embeddings(image_type),
+            batch["img_masked"][matched],
+        )
+        scores = late_interaction(words.detach(), word_mask, regions, batch["img_mask"][matched])
+        return contrastive_loss(scores, self.temperature)
 
     def training_step(self, batch: dict[str, torch.Tensor], _: int) -> torch.Tensor:
         losses = self.losses(batch)
@@ -144,6 +166,14 @@ class UniterPretraining(pl.LightningModule):
         if name.startswith("uniter.img_embeddings."):
             return self.region_lr_scale
         return self.encoder_lr_scale if name.startswith("uniter.") else 1.0
+
+
+def _word_mask(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The caption's words: the attention mask without [CLS] and [SEP]."""
+    word_mask = batch["attention_mask"].clone()
+    word_mask[:, 0] = 0  # [CLS]
+    word_mask.scatter_(1, batch["attention_mask"].sum(1, keepdim=True) - 1, 0)  # [SEP]
+    return word_mask
 
 
 def region_states(

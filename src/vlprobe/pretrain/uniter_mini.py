@@ -69,12 +69,14 @@ class PretrainSettings:
     # joint objectives (0: none; vlprobe.pretrain.contrastive)
     contrastive_steps: int = 0
     contrastive_lr: float = 1e-3
+    contrastive: float = 0.0  # its weight during the joint objectives (0: off)
     seed: int = 0
 
     def __post_init__(self) -> None:
         # `model.pretrain.wra=1` and `=1.0` are one model: floats before the digest
         floats = ("lr", "region_lr_scale", "encoder_lr_scale", "mask_prob", "phrase_mask_prob")
-        floats += ("hard_negative_prob", "link_mask_prob", "wra", "region_recon", "contrastive_lr")
+        floats += ("hard_negative_prob", "link_mask_prob", "wra", "region_recon")
+        floats += ("contrastive_lr", "contrastive")
         for name in floats:
             setattr(self, name, _number(name, getattr(self, name)))
         checks = {
@@ -92,6 +94,7 @@ class PretrainSettings:
             "region_recon": self.region_recon >= 0,
             "contrastive_steps": self.contrastive_steps >= 0,
             "contrastive_lr": self.contrastive_lr > 0,
+            "contrastive": self.contrastive >= 0,
         }
         for key, ok in checks.items():
             if not ok:
@@ -189,6 +192,7 @@ def _pretrain(settings: PretrainSettings, folder: Path, progress: bool) -> dict[
         region_lr_scale=settings.region_lr_scale,
         region_recon=settings.region_recon,
         encoder_lr_scale=settings.encoder_lr_scale,
+        contrastive=settings.contrastive,
     )
     collate = PairCollator(
         pairs,
