@@ -91,7 +91,7 @@ def test_training_grounds_words_in_their_regions_from_captions_alone() -> None:
     torch.manual_seed(0)
     config = UniterConfig(
         vocab_size=32,
-        hidden_size=32,
+        hidden_size=64,  # 32 random word vectors can lie close enough to swap two words
         num_hidden_layers=1,
         num_attention_heads=2,
         intermediate_size=64,

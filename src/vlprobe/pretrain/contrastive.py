@@ -15,11 +15,13 @@ take seconds.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
+import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader, Sampler
 
 from vlprobe.models.regions import pad_rows
 from vlprobe.models.uniter import UniterModel
@@ -63,6 +65,57 @@ def _batch(
     return words, word_mask, regions, region_mask
 
 
+class DistinctImageBatches(Sampler[list[int]]):
+    """``steps`` batches of pair indices, one caption of each of ``size`` different images.
+
+    A caption's only positive is then its own image: two captions of one image in a batch
+    would be each other's false negatives.
+    """
+
+    def __init__(self, pairs: Sequence[Pair], size: int, steps: int, seed: int) -> None:
+        self.by_image: dict[str, list[int]] = {}
+        for i, pair in enumerate(pairs):
+            self.by_image.setdefault(pair.image_id, []).append(i)
+        self.images = list(self.by_image)
+        if len(self.images) < 2:
+            raise ValueError("word-region contrastive learning needs at least two images")
+        self.size, self.steps = min(size, len(self.images)), steps
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for _ in range(self.steps):
+            chosen = self.rng.choice(len(self.images), size=self.size, replace=False)
+            yield [int(self.rng.choice(self.by_image[self.images[i]])) for i in chosen]
+
+
+class RegionGrounding(pl.LightningModule):
+    """The stage as a Lightning module: Adam on the region embeddings, nothing else."""
+
+    def __init__(
+        self, model: UniterModel, special_ids: Sequence[int], lr: float, temperature: float
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.special = {int(t) for t in special_ids}
+        self.lr, self.temperature = lr, temperature
+        self.losses: list[float] = []
+
+    def training_step(self, batch: list[Pair], _: int) -> torch.Tensor:
+        words, word_mask, regions, region_mask = _batch(self.model, batch, self.special)
+        loss = contrastive_loss(
+            late_interaction(words, word_mask, regions, region_mask), self.temperature
+        )
+        self.log("contrastive", loss, prog_bar=True, batch_size=len(batch))
+        self.losses.append(float(loss.detach()))
+        return loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.model.img_embeddings.parameters(), lr=self.lr)
+
+
 def train_region_embeddings(
     model: UniterModel,
     pairs: Sequence[Pair],
@@ -72,38 +125,20 @@ def train_region_embeddings(
     lr: float = 1e-3,
     temperature: float = 0.05,
     seed: int = 0,
+    progress: bool = False,
 ) -> list[float]:
-    """``steps`` Adam steps on ``model.img_embeddings`` alone; returns the loss of each step.
-
-    A batch holds one caption of each of ``batch_size`` different images, so the only
-    positive of a caption is its own image.
-    """
-    by_image: dict[str, list[int]] = {}
-    for i, pair in enumerate(pairs):
-        by_image.setdefault(pair.image_id, []).append(i)
-    images = list(by_image)
-    if len(images) < 2:
-        raise ValueError("word-region contrastive learning needs at least two images")
-    size = min(batch_size, len(images))
-    rng = np.random.default_rng(seed)
-    params = list(model.img_embeddings.parameters())
-    optimizer = torch.optim.Adam(params, lr=lr)
-    special = set(int(t) for t in special_ids)
-    was_training = model.training
-    model.train()
-    losses = []
-    try:
-        for _ in range(steps):
-            chosen = rng.choice(len(images), size=size, replace=False)
-            batch = [pairs[int(rng.choice(by_image[images[i]]))] for i in chosen]
-            words, word_mask, regions, region_mask = _batch(model, batch, special)
-            loss = contrastive_loss(
-                late_interaction(words, word_mask, regions, region_mask), temperature
-            )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss.detach()))
-    finally:
-        model.train(was_training)
-    return losses
+    """``steps`` Adam steps on ``model.img_embeddings`` alone; returns the loss of each step."""
+    if steps == 0:
+        return []
+    batches = DistinctImageBatches(pairs, batch_size, steps, seed)
+    stage = RegionGrounding(model, special_ids, lr, temperature)
+    trainer = pl.Trainer(
+        max_steps=steps,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+    )
+    trainer.fit(stage, DataLoader(pairs, batch_sampler=batches, collate_fn=list))
+    return stage.losses

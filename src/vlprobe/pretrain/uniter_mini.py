@@ -183,6 +183,7 @@ def _pretrain(settings: PretrainSettings, folder: Path, progress: bool) -> dict[
         settings.contrastive_steps,
         lr=settings.contrastive_lr,
         seed=settings.seed,
+        progress=progress,
     )
     module = UniterPretraining(
         model,
