@@ -30,7 +30,8 @@ def fault_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def builder_cfg(compose_cfg, fault_demo: Path, tmp_path: Path) -> Callable[..., DictConfig]:
     """``make(dataset, root=fault_demo, cache_dir=tmp/cache, model=None, shards=None)``: a
     resolved extract config with a tiny random model (``model``: text for SentEval,
-    VisualBERT otherwise; ``lxmert``: every stream) written in ``shards`` shards."""
+    VisualBERT otherwise; ``lxmert``: every stream; ``uniter_mini``: pre-trained, 1 layer)
+    written in ``shards`` shards."""
 
     def make(
         dataset: str,
@@ -53,8 +54,15 @@ def builder_cfg(compose_cfg, fault_demo: Path, tmp_path: Path) -> Callable[..., 
             config_name="extract",
         )
         with open_dict(cfg):
-            cfg.model.pretrained = None
-            cfg.model.config = tiny_config(model, feature_dim=FEATURE_DIM)
+            if model == "uniter_mini":  # pre-trained for real, one layer, a few steps
+                cfg.model.out_dir = str(tmp_path / "models")
+                cfg.model.progress = False
+                cfg.model.pretrain.merge_with(
+                    {"layers": 1, "steps": 1, "batch_size": 4, "contrastive_steps": 1}
+                )
+            else:
+                cfg.model.pretrained = None
+                cfg.model.config = tiny_config(model, feature_dim=FEATURE_DIM)
             cfg.paths.cache_dir = str(cache_dir or tmp_path / "cache")
         keys = [k for k in cfg if k != "hydra"]
         return OmegaConf.create(

@@ -69,3 +69,46 @@ def test_builder_setting_change_rebuilds(builder_cfg, own_demo: Path, caplog) ->
     stale = [r.getMessage() for r in caplog.records if "is stale" in r.getMessage()]
     assert stale and "setting data.strict changed (True -> False)" in stale[0]
     assert not CacheReader(path).attr("input_fingerprint")["settings"]["data"]["strict"]
+
+
+def test_pretrained_again_uniter_mini_rebuilds(builder_cfg, caplog) -> None:
+    """The cache's name covers uniter-mini's settings, not its weights: a model trained again
+    under the same settings (``vlprobe pretrain --force``, a new vlprobe) must not be served
+    the old model's cache."""
+    import torch
+
+    from vlprobe.pretrain.uniter_mini import CHECKPOINT, pretrain_from_config
+
+    cfg = builder_cfg("flickr30k", model="uniter_mini")
+    path = ensure_cache(cfg, "flickr30k")
+    checkpoint = (pretrain_from_config(cfg.model) / CHECKPOINT).resolve()
+    assert str(checkpoint) in CacheReader(path).attr("input_fingerprint")["files"]
+    state = torch.load(checkpoint)
+    state["uniter.img_embeddings.img_linear.bias"] += 1  # trained again: other weights
+    torch.save(state, checkpoint)
+    with caplog.at_level(logging.INFO, logger="vlprobe.extraction.pipeline"):
+        assert ensure_cache(cfg, "flickr30k") == path
+    stale = [r.getMessage() for r in caplog.records if "is stale" in r.getMessage()]
+    assert len(stale) == 1 and f"input {checkpoint} changed" in stale[0]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="vlprobe.extraction.pipeline"):
+        assert ensure_cache(cfg, "flickr30k") == path  # the same weights again: reused
+    assert not [r for r in caplog.records if "extracting" in r.getMessage()]
+
+
+def test_local_weights_are_inputs_of_the_cache(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from vlprobe.extraction.pipeline import model_sources
+
+    folder, checkpoint = tmp_path / "visualbert-local", tmp_path / "uniter-base.pt"
+    folder.mkdir()
+    checkpoint.write_bytes(b"weights")
+    cases = [
+        ({"pretrained": str(folder)}, [(folder, True)]),
+        ({"pretrained": "uclanlp/visualbert-vqa-coco-pre"}, []),  # a hub name: no local file
+        ({"checkpoint": str(checkpoint), "config": None}, [(checkpoint, True)]),
+        ({"checkpoint": str(checkpoint), "random_init": True}, []),  # no weights are read
+    ]
+    for model, expected in cases:
+        assert model_sources(OmegaConf.create({"model": model})) == expected, model

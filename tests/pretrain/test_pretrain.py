@@ -245,7 +245,7 @@ def test_vlprobe_pretrain_command(demo: Path, tmp_path: Path, capsys) -> None:
         "model.pretrain.batch_size=4",
     ]
     assert main(["pretrain", *overrides]) == 0
-    (folder,) = tmp_path.glob("uniter-mini-*")
+    (folder,) = (p for p in tmp_path.glob("uniter-mini-*") if p.is_dir())  # not its .lock
     assert (folder / CHECKPOINT).is_file() and str(folder) in capsys.readouterr().out
     assert main(["pretrain", *overrides, "model.pretrain.steps=-1"]) == 2  # a bad setting: exit 2
 

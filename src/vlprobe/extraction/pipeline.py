@@ -121,8 +121,26 @@ def input_sources(cfg: DictConfig, dataset: str) -> list[tuple[Path, bool]]:
     raise ValueError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASET_KINDS)}")
 
 
+def model_sources(cfg: DictConfig) -> list[tuple[Path, bool]]:
+    """The model's weight files, so that a cache of other weights under the same settings (a
+    checkpoint replaced in place, uniter-mini pre-trained again) is noticed and rebuilt.
+
+    uniter-mini is pre-trained here when it is not yet: its weights are an input of the cache.
+    """
+    model = cfg.model
+    if model.get("random_init"):
+        return []
+    if model.get("pretrain") is not None:
+        from vlprobe.pretrain.uniter_mini import CHECKPOINT, pretrain_from_config
+
+        return [(pretrain_from_config(model) / CHECKPOINT, True)]
+    paths = [model.get(key) for key in ("pretrained", "checkpoint", "config", "tokenizer")]
+    return [(Path(p), True) for p in paths if isinstance(p, str) and Path(p).exists()]
+
+
 def fingerprint(cfg: DictConfig, dataset: str) -> dict:
-    """The inputs of ``dataset``'s cache: files, and every setting that builds it."""
+    """The inputs of ``dataset``'s cache: files (data and weights), and every setting that
+    builds it."""
     data = {k: v for k, v in _plain(cfg.data).items() if k != "cache"}
     settings = {
         "dataset": dataset,
@@ -131,7 +149,7 @@ def fingerprint(cfg: DictConfig, dataset: str) -> dict:
         "extraction": extraction_settings(cfg),
         "vlprobe": __version__,
     }
-    return input_fingerprint(input_sources(cfg, dataset), settings)
+    return input_fingerprint(input_sources(cfg, dataset) + model_sources(cfg), settings)
 
 
 def _held_parts(path: Path) -> frozenset[str]:

@@ -25,6 +25,7 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 from transformers import AutoModel
 
+from vlprobe.cache.lock import exclusive_lock
 from vlprobe.models.tokenization import default_text_model_path, load_tokenizer
 from vlprobe.models.uniter import (
     PREFIX,
@@ -279,7 +280,12 @@ def ensure_pretrained(
 ) -> Path:
     """The folder of these settings' model, pre-trained now if it does not exist yet."""
     folder = Path(out_dir) / f"uniter-mini-{settings.digest()}"
-    if force or not (folder / CHECKPOINT).is_file():
+    if not force and (folder / CHECKPOINT).is_file():
+        return folder
+    # two runs needing the same missing model (a parallel sweep): one trains, the other waits
+    with exclusive_lock(folder, "uniter-mini"):
+        if not force and (folder / CHECKPOINT).is_file():  # trained while this one waited
+            return folder
         log.info("no pre-trained uniter-mini at %s: pre-training it now (once)", folder)
         record = pretrain(settings, folder, progress, threads)
         log.info(
