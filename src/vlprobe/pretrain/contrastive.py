@@ -9,8 +9,8 @@ by the mean, over its words, of the word's best cosine similarity to any of the 
 regions (FILIP's token-wise late interaction, Yao et al. 2022), and InfoNCE over a batch of
 images teaches the embeddings which region features go with which words. Only caption-image
 pairs are used, never a phrase's box: the alignment has to come from co-occurrence, as in
-weakly supervised grounding. The stage costs no transformer forward, so thousands of steps
-take seconds.
+weakly supervised grounding. The stage costs no transformer forward: 1,000 steps take under a
+minute on one CPU thread.
 """
 
 from __future__ import annotations

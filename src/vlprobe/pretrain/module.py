@@ -1,11 +1,12 @@
-"""UNITER pre-training objectives as one LightningModule: MLM + ITM (+ MRFR, + WRA).
+"""UNITER pre-training objectives as one LightningModule: MLM + ITM (+ MRFR, WRA, contrastive).
 
 Each batch mixes matched and mismatched pairs (see :class:`~vlprobe.pretrain.data.PairCollator`)
 and runs one forward pass: masked words are predicted in matched pairs (MLM, decoder tied to
 the word embeddings as in BERT and UNITER), every pair is classified matched or not from the
 pooled [CLS] (ITM), masked regions' features are regressed (MRFR, optional) and word and
 region states are pulled together in matched pairs and apart in mismatched ones by optimal
-transport (WRA, optional).
+transport (WRA, optional); captions and images are told apart on the embeddings
+(word-region contrastive, optional; :mod:`vlprobe.pretrain.contrastive`).
 """
 
 from __future__ import annotations

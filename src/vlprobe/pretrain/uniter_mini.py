@@ -1,10 +1,12 @@
 """``model=uniter_mini``: a small UNITER pre-trained on the demo's images and captions.
 
 The demo's positive control: its text side starts from the real MiniLM (as UNITER starts from
-BERT), and MLM + ITM (+ MRFR) on the training images teach it to relate words and regions,
-which a random-init copy (``model.random_init=true``) has not learned. Built on first use
-(minutes on a CPU, with a progress bar), saved under ``out_dir`` in the released UNITER
-layout (``uniter-mini.pt``, ``config.json``, ``tokenizer/``) and reused by every later run.
+BERT); word-region contrastive learning on the training images' captions puts its region
+embeddings where the words can find them, then MLM + ITM (+ MRFR, WRA) teach it to relate
+words and regions, which a random-init copy (``model.random_init=true``) has not learned.
+Built on first use (minutes on a CPU, with a progress bar), saved under ``out_dir`` in the
+released UNITER layout (``uniter-mini.pt``, ``config.json``, ``tokenizer/``) and reused by
+every later run.
 """
 
 from __future__ import annotations
@@ -174,6 +176,17 @@ def _pretrain(settings: PretrainSettings, folder: Path, progress: bool) -> dict[
         raise ValueError(
             f"model.pretrain.batch_size={settings.batch_size}: only {len(pairs)} training pairs"
         )
+    log.info(
+        "pre-training uniter-mini: %d pairs, %d contrastive steps, then %d steps of %d "
+        "(MLM + ITM%s%s%s)",
+        len(pairs),
+        settings.contrastive_steps,
+        settings.steps,
+        settings.batch_size,
+        " + MRFR" if settings.mrfr else "",
+        " + WRA" if settings.wra else "",
+        " + contrastive" if settings.contrastive else "",
+    )
     pl.seed_everything(settings.seed, workers=True, verbose=False)
     model = build_random(mini_config(settings.layers, settings.feature_dim))
     init_from_minilm(model)
@@ -223,14 +236,6 @@ def _pretrain(settings: PretrainSettings, folder: Path, progress: bool) -> dict[
         enable_progress_bar=progress,
         enable_model_summary=False,
         log_every_n_steps=10,
-    )
-    log.info(
-        "pre-training uniter-mini: %d pairs, %d steps of %d (MLM + ITM%s%s)",
-        len(pairs),
-        settings.steps,
-        settings.batch_size,
-        " + MRFR" if settings.mrfr else "",
-        " + WRA" if settings.wra else "",
     )
     if settings.steps:  # steps=0 saves the initialisation: text from MiniLM, regions untrained
         trainer.fit(module, loader)
