@@ -132,6 +132,7 @@ def train_region_embeddings(
         return []
     batches = DistinctImageBatches(pairs, batch_size, steps, seed)
     stage = RegionGrounding(model, special_ids, lr, temperature)
+    stage.train()  # Lightning keeps the mode it is given: dropout on while learning
     trainer = pl.Trainer(
         max_steps=steps,
         accelerator="cpu",
