@@ -348,3 +348,35 @@ def test_learning_rates_of_the_region_side_the_encoder_and_the_heads(encoder_sca
             lr_of.get(id(param)) == pytest.approx(expected) if expected else id(param) not in lr_of
         ), name
         assert param.requires_grad == (expected is not None), name
+
+
+def test_two_runs_needing_the_same_model_train_it_once(demo: Path, tmp_path: Path, monkeypatch):
+    """A parallel sweep: the second run waits on the lock, then reuses what the first saved."""
+    import threading
+    import time
+
+    from vlprobe.pretrain import uniter_mini
+
+    calls = []
+
+    def slow_pretrain(settings, folder, progress, threads):  # noqa: ANN001, ANN202
+        calls.append(folder)
+        time.sleep(0.5)  # the other run arrives while this one trains
+        folder.mkdir(parents=True)
+        (folder / CHECKPOINT).write_bytes(b"weights")
+        return {"seconds": 0.5, "cpu_seconds": 0.5, "threads": 1, "final": {}}
+
+    monkeypatch.setattr(uniter_mini, "pretrain", slow_pretrain)
+    settings = PretrainSettings(**_settings(demo))
+    folders = []
+    runs = [
+        threading.Thread(
+            target=lambda: folders.append(uniter_mini.ensure_pretrained(settings, tmp_path, False))
+        )
+        for _ in range(2)
+    ]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join()
+    assert len(calls) == 1 and folders == [calls[0], calls[0]]
