@@ -110,6 +110,18 @@ class UniterModel(BertPreTrainedModel):
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embeddings.word_embeddings
 
+    def embed_text(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The text tokens' layer-0 input (token type 0)."""
+        return self.embeddings(input_ids=input_ids, token_type_ids=torch.zeros_like(input_ids))
+
+    def embed_regions(
+        self, feats: torch.Tensor, boxes7: torch.Tensor, masked: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The regions' layer-0 input (token type 1, as in the release)."""
+        image_type = torch.ones(feats.shape[:2], dtype=torch.long, device=feats.device)
+        type_emb = self.embeddings.token_type_embeddings(image_type)
+        return self.img_embeddings(feats, boxes7, type_emb, masked)
+
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -120,14 +132,12 @@ class UniterModel(BertPreTrainedModel):
         img_masked: torch.Tensor | None = None,
     ) -> UniterOutput:
         """Right-padded text ``(B, Lt)`` and regions ``(B, N, ·)`` with 0/1 masks."""
-        text = self.embeddings(input_ids=input_ids, token_type_ids=torch.zeros_like(input_ids))
+        text = self.embed_text(input_ids)
         if img_feat is None or img_feat.shape[1] == 0:
             sequence, mask = text, attention_mask
         else:
             assert img_pos_feat is not None and img_mask is not None
-            image_type = torch.ones(img_feat.shape[:2], dtype=torch.long, device=img_feat.device)
-            type_emb = self.embeddings.token_type_embeddings(image_type)
-            image = self.img_embeddings(img_feat, img_pos_feat, type_emb, img_masked)
+            image = self.embed_regions(img_feat, img_pos_feat, img_masked)
             sequence, mask = join_without_padding(text, attention_mask, image, img_mask)
         additive = (1.0 - mask[:, None, None, :].to(sequence.dtype)) * -10000.0
         hidden, attentions = [sequence], []

@@ -27,6 +27,8 @@ from vlprobe.models.regions import pad_rows
 from vlprobe.models.uniter import UniterModel
 from vlprobe.pretrain.data import Pair
 
+TEMPERATURE = 0.05  # of the InfoNCE logits, in the stage and beside the joint objectives
+
 
 def late_interaction(
     words: torch.Tensor, word_mask: torch.Tensor, regions: torch.Tensor, region_mask: torch.Tensor
@@ -54,14 +56,13 @@ def _batch(
     ids, text_mask = pad_rows([p.input_ids[:, None].astype(np.float32) for p in pairs], 1)
     ids = ids.long()[..., 0]
     with torch.no_grad():  # the text side is the target, it does not move
-        words = model.embeddings(input_ids=ids, token_type_ids=torch.zeros_like(ids))
-        image_type = model.embeddings.token_type_embeddings.weight[1]
+        words = model.embed_text(ids)
     word_mask = text_mask.clone()
     for token in special:
         word_mask[ids == token] = 0
     feats, region_mask = pad_rows([p.feats for p in pairs], pairs[0].feats.shape[1])
     boxes, _ = pad_rows([p.boxes for p in pairs], 7)
-    regions = model.img_embeddings(feats, boxes, image_type.expand(*feats.shape[:2], -1))
+    regions = model.embed_regions(feats, boxes)
     return words, word_mask, regions, region_mask
 
 
@@ -123,7 +124,7 @@ def train_region_embeddings(
     steps: int,
     batch_size: int = 64,
     lr: float = 1e-3,
-    temperature: float = 0.05,
+    temperature: float = TEMPERATURE,
     seed: int = 0,
     progress: bool = False,
 ) -> list[float]:

@@ -19,7 +19,7 @@ from transformers import get_linear_schedule_with_warmup
 from transformers.models.bert.modeling_bert import BertOnlyMLMHead
 
 from vlprobe.models.uniter import UniterModel
-from vlprobe.pretrain.contrastive import contrastive_loss, late_interaction
+from vlprobe.pretrain.contrastive import TEMPERATURE, contrastive_loss, late_interaction
 from vlprobe.pretrain.wra import ot_distance
 
 
@@ -36,7 +36,7 @@ class UniterPretraining(pl.LightningModule):
         region_recon: float = 0.0,
         encoder_lr_scale: float = 1.0,
         contrastive: float = 0.0,
-        temperature: float = 0.05,
+        temperature: float = TEMPERATURE,
     ) -> None:
         super().__init__()
         self.uniter = model
@@ -111,16 +111,10 @@ class UniterPretraining(pl.LightningModule):
     def _contrastive(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """InfoNCE between the matched pairs' captions and images, on the embeddings."""
         matched = batch["itm_labels"] == 1
-        ids = batch["input_ids"][matched]
-        words = self.uniter.embeddings(input_ids=ids, token_type_ids=torch.zeros_like(ids))
+        words = self.uniter.embed_text(batch["input_ids"][matched])
         word_mask = _word_mask(batch)[matched] * (batch["mlm_labels"][matched] == -100)
-        feats = batch["img_feat"][matched]
-        image_type = torch.ones(feats.shape[:2], dtype=torch.long, device=feats.device)
-        regions = self.uniter.img_embeddings(
-            feats,
-            batch["img_pos_feat"][matched],
-            self.uniter.embeddings.token_type_embeddings(image_type),
-            batch["img_masked"][matched],
+        regions = self.uniter.embed_regions(
+            batch["img_feat"][matched], batch["img_pos_feat"][matched], batch["img_masked"][matched]
         )
         scores = late_interaction(words.detach(), word_mask, regions, batch["img_mask"][matched])
         return contrastive_loss(scores, self.temperature)
