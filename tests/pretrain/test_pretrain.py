@@ -248,6 +248,8 @@ def test_vlprobe_pretrain_command(demo: Path, tmp_path: Path, capsys) -> None:
     (folder,) = (p for p in tmp_path.glob("uniter-mini-*") if p.is_dir())  # not its .lock
     assert (folder / CHECKPOINT).is_file() and str(folder) in capsys.readouterr().out
     assert main(["pretrain", *overrides, "model.pretrain.steps=-1"]) == 2  # a bad setting: exit 2
+    err = capsys.readouterr().err  # one line: the key, its value and the range to give
+    assert "model.pretrain.steps=-1 is out of range: give >= 0" in err
 
 
 def test_settings_that_are_the_same_number_name_one_model(demo: Path) -> None:

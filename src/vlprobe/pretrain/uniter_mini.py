@@ -82,26 +82,28 @@ class PretrainSettings:
         floats += ("contrastive_lr", "contrastive")
         for name in floats:
             setattr(self, name, _number(name, getattr(self, name)))
-        checks = {
-            "layers": 1 <= self.layers <= 6,  # MiniLM has 6
-            "steps": self.steps >= 0,
-            "batch_size": self.batch_size >= 2,
-            "lr": self.lr > 0,
-            "region_lr_scale": self.region_lr_scale > 0,
-            "encoder_lr_scale": self.encoder_lr_scale >= 0,
-            "mask_prob": 0 < self.mask_prob < 1,
-            "phrase_mask_prob": 0 < self.phrase_mask_prob < 1,
-            "hard_negative_prob": 0 <= self.hard_negative_prob <= 1,
-            "link_mask_prob": 0 <= self.link_mask_prob < 1,
-            "wra": self.wra >= 0,
-            "region_recon": self.region_recon >= 0,
-            "contrastive_steps": self.contrastive_steps >= 0,
-            "contrastive_lr": self.contrastive_lr > 0,
-            "contrastive": self.contrastive >= 0,
+        checks = {  # key: (valid?, the range to give)
+            "layers": (1 <= self.layers <= 6, "1 to 6 (MiniLM has 6)"),
+            "steps": (self.steps >= 0, ">= 0"),
+            "batch_size": (self.batch_size >= 2, ">= 2"),
+            "lr": (self.lr > 0, "> 0"),
+            "region_lr_scale": (self.region_lr_scale > 0, "> 0"),
+            "encoder_lr_scale": (self.encoder_lr_scale >= 0, ">= 0 (0 freezes the encoder)"),
+            "mask_prob": (0 < self.mask_prob < 1, "in (0, 1)"),
+            "phrase_mask_prob": (0 < self.phrase_mask_prob < 1, "in (0, 1)"),
+            "hard_negative_prob": (0 <= self.hard_negative_prob <= 1, "in [0, 1]"),
+            "link_mask_prob": (0 <= self.link_mask_prob < 1, "in [0, 1)"),
+            "wra": (self.wra >= 0, ">= 0 (0: off)"),
+            "region_recon": (self.region_recon >= 0, ">= 0 (0: off)"),
+            "contrastive_steps": (self.contrastive_steps >= 0, ">= 0 (0: no stage)"),
+            "contrastive_lr": (self.contrastive_lr > 0, "> 0"),
+            "contrastive": (self.contrastive >= 0, ">= 0 (0: off)"),
         }
-        for key, ok in checks.items():
+        for key, (ok, allowed) in checks.items():
             if not ok:
-                raise ValueError(f"model.pretrain.{key}={getattr(self, key)} is out of range")
+                raise ValueError(
+                    f"model.pretrain.{key}={getattr(self, key)} is out of range: give {allowed}"
+                )
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
