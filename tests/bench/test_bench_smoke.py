@@ -30,6 +30,7 @@ SCRIPTS = (
     "mdl_vs_sklearn",
     "one_pass",
     "lxmert_stream_sizes",
+    "region_contents",
 )
 
 
@@ -56,6 +57,9 @@ def test_quick_run(script: str, bench_dir: Path, monkeypatch: pytest.MonkeyPatch
         assert result["summary"]["max_control_diff"] < 1e-12
     if script == "lxmert_stream_sizes":  # the other streams add data, never remove any
         assert all(row["data ratio"] > 1 for row in result["rows"])
+    if script == "region_contents":  # the demo's features encode category and box linearly
+        first = result["per_layer"][0]
+        assert first["layer"] == "emb" and first["category_acc"] > 0.9 and first["box_r2"] > 0.5
     if script == "memory":
         assert result["summary"]["auto_picks_memory_only_when_it_fits"]
 

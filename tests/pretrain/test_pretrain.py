@@ -11,7 +11,7 @@ import torch
 
 from vlprobe.models.base import ModelInput
 from vlprobe.models.tokenization import load_tokenizer
-from vlprobe.pretrain.data import PairCollator, link_spans, training_pairs
+from vlprobe.pretrain.data import SCENE, PairCollator, link_spans, training_pairs
 from vlprobe.pretrain.uniter_mini import CHECKPOINT, RECORD, PretrainSettings
 from vlprobe.testing.models import build_adapter
 
@@ -111,6 +111,7 @@ def test_link_spans_are_the_words_between_two_grounded_phrases() -> None:
     assert link_spans(phrases, longest=3) == link_spans(phrases)
     assert link_spans(phrases, longest=4) == [(3, 5), (7, 8), (10, 14)]
     assert link_spans([(1, 3, "a"), (3, 5, "b")]) == []  # adjacent phrases link nothing
+    assert link_spans(phrases, skip=("scene",)) == [(3, 5)]  # "on [the beach]" places
 
 
 def test_grounded_phrases_and_their_links_are_masked_at_their_own_rates(demo: Path) -> None:
@@ -166,6 +167,39 @@ def test_hard_negatives_swap_one_phrase_for_another_images_phrase_of_its_type(de
                 matches.append(kind)
         swapped += bool(matches)
     assert swapped >= 0.9 * len(pairs)  # the rest fell back to another image's caption
+
+
+def test_relation_negatives_swap_the_words_linking_two_phrases(demo: Path) -> None:
+    tokenizer = load_tokenizer(None)
+    pairs = _pairs(demo)
+    collate = PairCollator(pairs, tokenizer, negative_prob=1.0, relation_prob=1.0, seed=4)
+    batch = collate(range(len(pairs)))
+    assert (batch["itm_labels"] == 0).all()
+    bank = {tuple(p.input_ids[s:e]) for p in pairs for s, e in link_spans(p.phrases, skip=SCENE)}
+    and_ = tokenizer.convert_tokens_to_ids("and")
+    assert (and_,) in bank and (and_,) not in {tuple(t) for t in collate.links}  # no relation
+    swapped = with_link = 0
+    for b, pair in enumerate(pairs):
+        spans = [
+            (s, e)
+            for s, e in link_spans(pair.phrases, skip=SCENE)
+            if tuple(pair.input_ids[s:e]) != (and_,)
+        ]
+        with_link += bool(spans)
+        caption = batch["input_ids"][b, : int(batch["attention_mask"][b].sum())].numpy()
+        for start, end in spans:
+            tail = len(pair.input_ids) - end
+            middle = tuple(caption[start : len(caption) - tail].tolist())
+            if (
+                np.array_equal(caption[:start], pair.input_ids[:start])
+                and np.array_equal(caption[len(caption) - tail :], pair.input_ids[end:])
+                and middle in bank
+                and middle != tuple(pair.input_ids[start:end])
+            ):
+                swapped += 1
+                break
+    assert with_link > 0.5 * len(pairs)
+    assert swapped >= 0.9 * with_link  # the rest fell back to another image's caption
 
 
 def test_pretraining_lowers_the_losses(demo: Path) -> None:
@@ -261,6 +295,10 @@ def test_settings_that_are_the_same_number_name_one_model(demo: Path) -> None:
     )
     with pytest.raises(ValueError, match=r"model.pretrain.wra='x' is not a number"):
         PretrainSettings(**settings, wra="x")
+    # the two kinds of hard negative share the negatives: together at most all of them
+    PretrainSettings(**settings, hard_negative_prob=0.5, relation_negative_prob=0.5)
+    with pytest.raises(ValueError, match=r"relation_negative_prob=0.6 .* \[0, 1 - hard_neg"):
+        PretrainSettings(**settings, hard_negative_prob=0.5, relation_negative_prob=0.6)
 
 
 def test_region_reconstruction_regresses_every_visible_region_and_nothing_else(demo: Path) -> None:

@@ -22,6 +22,9 @@ from vlprobe.models.regions import check_features, pad_rows
 from vlprobe.models.tokenization import tokenize_words
 from vlprobe.models.uniter import box7
 
+SCENE = ("scene",)  # Flickr30k Entities' type of the background a caption places things in
+COORDINATORS = ("and", "or", ",")  # `a man and a horse are`: a link that states no relation
+
 
 @dataclass
 class Pair:
@@ -81,17 +84,20 @@ def _token_spans(example: VLExample, word_index: np.ndarray) -> list[tuple[int, 
     return spans
 
 
-def link_spans(phrases: Sequence[tuple[int, int, str]], longest: int = 3) -> list[tuple[int, int]]:
+def link_spans(
+    phrases: Sequence[tuple[int, int, str]], longest: int = 3, skip: Sequence[str] = ()
+) -> list[tuple[int, int]]:
     """Token spans between two consecutive grounded phrases, at most ``longest`` tokens long.
 
     In ``a man riding a horse`` that is ``riding``: the words that say how two named regions
-    relate, the predicate of the relation when the caption states one.
+    relate, the predicate of the relation when the caption states one. Links to a phrase of a
+    type in ``skip`` are left out (``scene``: ``at the park`` places, it relates no objects).
     """
-    ordered = sorted((start, end) for start, end, _ in phrases)
+    ordered = sorted(phrases)
     return [
         (end, start)
-        for (_, end), (start, _) in zip(ordered, ordered[1:], strict=False)
-        if 0 < start - end <= longest
+        for (_, end, first), (start, _, second) in zip(ordered, ordered[1:], strict=False)
+        if 0 < start - end <= longest and first not in skip and second not in skip
     ]
 
 
@@ -122,6 +128,7 @@ class PairCollator:
         *,
         phrase_mask_prob: float | None = None,
         hard_prob: float = 0.0,
+        relation_prob: float = 0.0,
         link_mask_prob: float = 0.0,
         mrfr: bool = True,
         mrfr_share: float = 1 / 3,
@@ -132,12 +139,16 @@ class PairCollator:
         self.vocab = len(tokenizer)
         self.mask_prob, self.negative_prob = mask_prob, negative_prob
         self.phrase_mask_prob = mask_prob if phrase_mask_prob is None else phrase_mask_prob
-        self.hard_prob = hard_prob
+        self.hard_prob, self.relation_prob = hard_prob, relation_prob
         self.link_mask_prob = link_mask_prob
         self.mrfr_share = mrfr_share if mrfr else 0.0
         self.rng = np.random.default_rng(seed)
         self.by_type: dict[str, list[np.ndarray]] = {}
         self.image_tokens: dict[str, set[int]] = {}
+        self.coordinators = set(tokenizer.convert_tokens_to_ids(list(COORDINATORS)))
+        self.links = [
+            pair.input_ids[start:end] for pair in pairs for start, end in self._relation_spans(pair)
+        ]
         for pair in pairs:
             for start, end, kind in pair.phrases:
                 tokens = pair.input_ids[start:end]
@@ -162,6 +173,32 @@ class PairCollator:
         for _ in range(10):
             tokens = bank[int(self.rng.integers(len(bank)))]
             if not set(tokens.tolist()) <= own:
+                return np.concatenate([pair.input_ids[:start], tokens, pair.input_ids[end:]])
+        return None
+
+    def _relation_spans(self, pair: Pair) -> list[tuple[int, int]]:
+        """Links between two object phrases that are more than a coordinator."""
+        return [
+            (start, end)
+            for start, end in link_spans(pair.phrases, skip=SCENE)
+            if not set(pair.input_ids[start:end].tolist()) <= self.coordinators
+        ]
+
+    def _swapped_link(self, index: int) -> np.ndarray | None:
+        """The caption with the words linking two phrases swapped for another caption's.
+
+        ``a man riding a horse`` becomes ``a man below a horse``: telling it from the true
+        caption needs the two regions' relation (a relation negative, as ERNIE-ViL's scene-graph
+        objectives ask the predicate of the image).
+        """
+        pair = self.pairs[index]
+        spans = self._relation_spans(pair)
+        if not spans or not self.links:
+            return None
+        start, end = spans[int(self.rng.integers(len(spans)))]
+        for _ in range(10):
+            tokens = self.links[int(self.rng.integers(len(self.links)))]
+            if not np.array_equal(tokens, pair.input_ids[start:end]):
                 return np.concatenate([pair.input_ids[:start], tokens, pair.input_ids[end:]])
         return None
 
@@ -193,8 +230,10 @@ class PairCollator:
             region_mask = np.zeros(len(pair.feats), np.int64)
             word_labels = np.full_like(pair.input_ids, -100)
             if self.rng.random() < self.negative_prob:
-                caption = None
-                if self.rng.random() < self.hard_prob:
+                caption, roll = None, self.rng.random()
+                if roll < self.relation_prob:
+                    caption = self._swapped_link(index)
+                elif roll < self.relation_prob + self.hard_prob:
                     caption = self._swapped_phrase(index)
                 word_ids = self._other_caption(index) if caption is None else caption
                 word_labels = np.full_like(word_ids, -100)

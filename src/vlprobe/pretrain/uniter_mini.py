@@ -64,6 +64,7 @@ class PretrainSettings:
     mask_prob: float = 0.15
     phrase_mask_prob: float = 0.15  # words of phrases that name a region
     hard_negative_prob: float = 0.0  # share of ITM negatives made by swapping one phrase
+    relation_negative_prob: float = 0.0  # share made by swapping the words linking two phrases
     link_mask_prob: float = 0.0  # words linking two grounded phrases (0: as mask_prob)
     mrfr: bool = True
     wra: float = 0.0  # weight of word-region alignment by optimal transport (UNITER: 0.1)
@@ -78,8 +79,8 @@ class PretrainSettings:
     def __post_init__(self) -> None:
         # `model.pretrain.wra=1` and `=1.0` are one model: floats before the digest
         floats = ("lr", "region_lr_scale", "encoder_lr_scale", "mask_prob", "phrase_mask_prob")
-        floats += ("hard_negative_prob", "link_mask_prob", "wra", "region_recon")
-        floats += ("contrastive_lr", "contrastive")
+        floats += ("hard_negative_prob", "relation_negative_prob", "link_mask_prob", "wra")
+        floats += ("region_recon", "contrastive_lr", "contrastive")
         for name in floats:
             setattr(self, name, _number(name, getattr(self, name)))
         checks = {  # key: (valid?, the range to give)
@@ -92,6 +93,10 @@ class PretrainSettings:
             "mask_prob": (0 < self.mask_prob < 1, "in (0, 1)"),
             "phrase_mask_prob": (0 < self.phrase_mask_prob < 1, "in (0, 1)"),
             "hard_negative_prob": (0 <= self.hard_negative_prob <= 1, "in [0, 1]"),
+            "relation_negative_prob": (
+                0 <= self.relation_negative_prob <= 1 - self.hard_negative_prob,
+                "in [0, 1 - hard_negative_prob]",
+            ),
             "link_mask_prob": (0 <= self.link_mask_prob < 1, "in [0, 1)"),
             "wra": (self.wra >= 0, ">= 0 (0: off)"),
             "region_recon": (self.region_recon >= 0, ">= 0 (0: off)"),
@@ -218,6 +223,7 @@ def _pretrain(settings: PretrainSettings, folder: Path, progress: bool) -> dict[
         seed=settings.seed,
         phrase_mask_prob=settings.phrase_mask_prob,
         hard_prob=settings.hard_negative_prob,
+        relation_prob=settings.relation_negative_prob,
         link_mask_prob=settings.link_mask_prob,
         mrfr=settings.mrfr,
     )
