@@ -45,3 +45,14 @@ def test_interrupted_build_is_still_owned(tmp_path: Path) -> None:
     build_demo(root, **TINY)
     (root / STAMP).unlink()
     assert build_demo(root, **TINY) and (root / STAMP).exists()
+
+
+def test_a_smaller_rebuild_leaves_nothing_of_the_larger_one(tmp_path: Path) -> None:
+    """6 scenes, then 4: the files of images 4 and 5 go, and the folder equals a fresh build."""
+    root = tmp_path / "demo"
+    build_demo(root, **{**TINY, "scenes": 6})
+    assert (root / "flickr30k" / "Sentences" / "9000005.txt").exists()
+    build_demo(root, **TINY)
+    fresh = tmp_path / "fresh"
+    build_demo(fresh, **TINY)
+    assert _snapshot(root) == _snapshot(fresh)

@@ -12,7 +12,13 @@ import torch
 from vlprobe.models.base import ModelInput
 from vlprobe.models.tokenization import load_tokenizer
 from vlprobe.pretrain.data import SCENE, PairCollator, link_spans, training_pairs
-from vlprobe.pretrain.uniter_mini import CHECKPOINT, RECORD, PretrainSettings
+from vlprobe.pretrain.uniter_mini import (
+    CHECKPOINT,
+    RECORD,
+    PretrainSettings,
+    model_folder,
+    training_data_digest,
+)
 from vlprobe.testing.models import build_adapter
 
 DIM = 32
@@ -242,7 +248,7 @@ def test_pretraining_lowers_the_losses(demo: Path) -> None:
 def test_uniter_mini_is_built_once_then_reused(demo: Path, tmp_path: Path) -> None:
     settings = _settings(demo)
     adapter = build_adapter("uniter-mini", pretrain=settings, out_dir=tmp_path, progress=False)
-    folder = tmp_path / f"uniter-mini-{PretrainSettings(**settings).digest()}"
+    folder = model_folder(PretrainSettings(**settings), tmp_path)
     ckpt = folder / CHECKPOINT
     state = torch.load(ckpt)
     assert any(k.startswith("uniter.encoder.layer.0.") for k in state)
@@ -250,6 +256,7 @@ def test_uniter_mini_is_built_once_then_reused(demo: Path, tmp_path: Path) -> No
     assert all(v.dtype == torch.float16 for v in state.values())
     record = json.loads((folder / RECORD).read_text())
     assert record["settings"]["steps"] == 3 and record["seconds"] > 0
+    assert record["training_data_sha256"] == training_data_digest(PretrainSettings(**settings))
     assert adapter.name == "uniter-mini" and adapter.num_layers == 1
     assert adapter.provenance()["revision"] == "local"
 
@@ -284,6 +291,25 @@ def test_vlprobe_pretrain_command(demo: Path, tmp_path: Path, capsys) -> None:
     assert main(["pretrain", *overrides, "model.pretrain.steps=-1"]) == 2  # a bad setting: exit 2
     err = capsys.readouterr().err  # one line: the key, its value and the range to give
     assert "model.pretrain.steps=-1 is out of range: give >= 0" in err
+
+
+def test_the_same_settings_on_other_training_data_are_another_model(tmp_path: Path) -> None:
+    from vlprobe.synthetic import make_demo_data
+
+    root = tmp_path / "demo"
+    make_demo_data(root, scenes=20, seed=2, feature_dim=DIM, senteval_per_task=10)
+    settings = PretrainSettings(**_settings(root))
+    first = model_folder(settings, tmp_path)
+    make_demo_data(root, scenes=20, seed=2, feature_dim=DIM, senteval_per_task=10)
+    assert model_folder(settings, tmp_path) == first  # rewritten, same content: reused
+    # the demo rebuilt with more scenes at the same paths: other images in every split, so
+    # the old model may have trained on today's test images
+    make_demo_data(root, scenes=24, seed=2, feature_dim=DIM, senteval_per_task=10)
+    assert model_folder(settings, tmp_path) != first
+    features = root / "features" / "butd.tsv"
+    before = model_folder(settings, tmp_path)
+    features.write_text(features.read_text() + "\n")  # one byte more
+    assert model_folder(settings, tmp_path) != before
 
 
 def test_settings_that_are_the_same_number_name_one_model(demo: Path) -> None:

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader
 from transformers import AutoModel
 
 from vlprobe.cache.lock import exclusive_lock
+from vlprobe.extraction.fingerprint import file_entries
 from vlprobe.models.tokenization import default_text_model_path, load_tokenizer
 from vlprobe.models.uniter import (
     PREFIX,
@@ -249,6 +250,7 @@ def _pretrain(settings: PretrainSettings, folder: Path, progress: bool) -> dict[
         trainer.fit(module, loader)
     record = {
         "settings": asdict(settings),
+        "training_data_sha256": training_data_digest(settings),
         "pairs": len(pairs),
         "images": len({p.image_id for p in pairs}),
         "seconds": round(time.perf_counter() - started, 1),
@@ -284,6 +286,35 @@ def save(module: Any, tokenizer: Any, folder: Path, record: dict[str, Any]) -> N
     partial.rename(folder)
 
 
+def training_data(settings: PretrainSettings) -> dict[str, list[Any] | None]:
+    """What the model is trained on, by content: ``{input/file: [size, sha256 or mtime_ns]}``.
+
+    The same settings on other data are another model: rebuilding the demo with other
+    ``data.scenes`` keeps its paths but moves images between splits, so a model trained on
+    the old files could have seen today's test images. Files too large to hash
+    (fingerprint.HASHED_BYTES) count by size and modification time, as for caches.
+    """
+    entries: dict[str, list[Any] | None] = {}
+    for name in ("flickr30k", "visual_genome", "features"):
+        root = Path(getattr(settings, name)).resolve()
+        for file, entry in file_entries(root).items():
+            inside = Path(file).relative_to(root).as_posix()  # "." for a file or a missing path
+            key = name if inside == "." else f"{name}/{inside}"
+            entries[key] = None if entry is None else [entry[0], entry[2] or entry[1]]
+    return entries
+
+
+def training_data_digest(settings: PretrainSettings) -> str:
+    blob = json.dumps(training_data(settings), sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def model_folder(settings: PretrainSettings, out_dir: str | Path) -> Path:
+    """``uniter-mini-<hash of the settings and of the training data's content>``."""
+    blob = f"{settings.digest()}|{training_data_digest(settings)}"
+    return Path(out_dir) / f"uniter-mini-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
+
+
 def ensure_pretrained(
     settings: PretrainSettings,
     out_dir: str | Path,
@@ -291,8 +322,8 @@ def ensure_pretrained(
     force: bool = False,
     threads: int | None = 1,
 ) -> Path:
-    """The folder of these settings' model, pre-trained now if it does not exist yet."""
-    folder = Path(out_dir) / f"uniter-mini-{settings.digest()}"
+    """The folder of these settings' model on this data, pre-trained now if it does not exist."""
+    folder = model_folder(settings, out_dir)
     if not force and (folder / CHECKPOINT).is_file():
         return folder
     # two runs needing the same missing model (a parallel sweep): one trains, the other waits

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 from vlprobe import __version__
-from vlprobe.cache.lock import exclusive_lock
+from vlprobe.cache.lock import exclusive_lock, lock_path_for
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,15 @@ def claim(root: Path) -> None:
     (root / OWNER).write_text("written by vlprobe's demo builder: it may overwrite this folder\n")
 
 
+def clear_old_build(root: Path) -> None:
+    """Remove a previous build: one with more scenes left its extra images' files behind,
+    which readers and content hashes would take for data of this build."""
+    keep = {OWNER, lock_path_for(root / OWNER).name}
+    for child in root.iterdir():
+        if child.name not in keep:
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
 def build_demo(
     root: Path, scenes: int, seed: int, feature_dim: int, force: bool = False, **kwargs: object
 ) -> bool:
@@ -72,6 +82,7 @@ def build_demo(
         if not force and is_current(root, settings):
             return False
         (root / STAMP).unlink(missing_ok=True)
+        clear_old_build(root)
         log.info("building the demo data set (%d scenes) at %s", scenes, root)
         make_demo_data(root, scenes=scenes, seed=seed, feature_dim=feature_dim, **kwargs)
         write_stamp(root, settings)
