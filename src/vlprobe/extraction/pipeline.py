@@ -41,6 +41,7 @@ from vlprobe.extraction.extract import content_hash
 from vlprobe.extraction.fingerprint import differences, input_fingerprint, missing_inputs
 from vlprobe.extraction.predict import extract
 from vlprobe.models.hf_adapter import HFAdapter
+from vlprobe.models.tokenization import text_model_version
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,7 @@ def fingerprint(cfg: DictConfig, dataset: str) -> dict:
         "model": _plain(cfg.model),
         "extraction": extraction_settings(cfg),
         "vlprobe": __version__,
+        "text_model": text_model_version(),
     }
     return input_fingerprint(input_sources(cfg, dataset) + model_sources(cfg), settings)
 

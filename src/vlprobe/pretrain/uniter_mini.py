@@ -29,7 +29,11 @@ from transformers import AutoModel
 
 from vlprobe.cache.lock import exclusive_lock
 from vlprobe.extraction.fingerprint import file_entries
-from vlprobe.models.tokenization import default_text_model_path, load_tokenizer
+from vlprobe.models.tokenization import (
+    default_text_model_path,
+    load_tokenizer,
+    text_model_version,
+)
 from vlprobe.models.uniter import (
     PREFIX,
     UniterAdapter,
@@ -310,8 +314,9 @@ def training_data_digest(settings: PretrainSettings) -> str:
 
 
 def model_folder(settings: PretrainSettings, out_dir: str | Path) -> Path:
-    """``uniter-mini-<hash of the settings and of the training data's content>``."""
-    blob = f"{settings.digest()}|{training_data_digest(settings)}"
+    """``uniter-mini-<hash of the settings, the training data's content and the MiniLM it
+    starts from>``."""
+    blob = f"{settings.digest()}|{training_data_digest(settings)}|{text_model_version()}"
     return Path(out_dir) / f"uniter-mini-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
 
 
