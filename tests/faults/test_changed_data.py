@@ -114,9 +114,10 @@ def test_local_weights_are_inputs_of_the_cache(tmp_path: Path) -> None:
         assert model_sources(OmegaConf.create({"model": model})) == expected, model
 
 
-def test_another_minilm_is_another_model(builder_cfg, monkeypatch, caplog) -> None:
+def test_another_minilm_or_vlprobe_is_another_model(builder_cfg, monkeypatch, caplog) -> None:
     """Demo models start from the shipped MiniLM and most tokenizers are its vocabulary: an
-    upgraded package must not be served caches (or a uniter-mini) of the old one."""
+    upgraded package must not be served caches (or a uniter-mini) of the old one; nor an
+    upgraded vlprobe a uniter-mini its predecessor trained."""
     import vlprobe.extraction.pipeline as pipeline
     import vlprobe.pretrain.uniter_mini as uniter_mini
     from vlprobe.pretrain.uniter_mini import PretrainSettings, model_folder
@@ -135,3 +136,6 @@ def test_another_minilm_is_another_model(builder_cfg, monkeypatch, caplog) -> No
     stale = [r.getMessage() for r in caplog.records if "is stale" in r.getMessage()]
     assert len(stale) == 1 and f"-> {upgraded})" in stale[0]
     assert model_folder(settings, "models") != before
+    upgraded_folder = model_folder(settings, "models")
+    monkeypatch.setattr(uniter_mini, "__version__", "99.0")  # another vlprobe trains it
+    assert model_folder(settings, "models") != upgraded_folder

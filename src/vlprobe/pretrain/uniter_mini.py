@@ -27,6 +27,7 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 from transformers import AutoModel
 
+from vlprobe import __version__
 from vlprobe.cache.lock import exclusive_lock
 from vlprobe.extraction.fingerprint import file_entries
 from vlprobe.models.tokenization import (
@@ -314,9 +315,11 @@ def training_data_digest(settings: PretrainSettings) -> str:
 
 
 def model_folder(settings: PretrainSettings, out_dir: str | Path) -> Path:
-    """``uniter-mini-<hash of the settings, the training data's content and the MiniLM it
-    starts from>``."""
-    blob = f"{settings.digest()}|{training_data_digest(settings)}|{text_model_version()}"
+    """``uniter-mini-<hash of the settings, the training data's content, the MiniLM it starts
+    from and the vlprobe that trains it>`` (another version may train it otherwise, as it may
+    extract a cache otherwise)."""
+    parts = (settings.digest(), training_data_digest(settings), text_model_version(), __version__)
+    blob = "|".join(parts)
     return Path(out_dir) / f"uniter-mini-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
 
 
