@@ -58,10 +58,10 @@ def model_rows(spec: str, extra: list[str], args: argparse.Namespace) -> list[di
         category = reader.unit("region", "category")
         geometry = box_targets(reader.unit("region", "box").astype(np.float64))
         hidden = reader.file[unit_path("region", "embedding")]
+        by_split = {s: split == SPLIT_IDS[s] for s in ("train", "val", "test")}
         rows = []
         for layer, name in enumerate(reader.layer_names):
             states = hidden[layer].astype(np.float32)
-            by_split = {s: split == SPLIT_IDS[s] for s in ("train", "val", "test")}
             _, _, cat_acc, _ = tuned_logreg(
                 {s: (states[m], category[m]) for s, m in by_split.items()}, C_GRID, 2000
             )

@@ -17,7 +17,7 @@ from vlprobe.pretrain.uniter_mini import (
     RECORD,
     PretrainSettings,
     model_folder,
-    training_data_digest,
+    training_data_hash,
 )
 from vlprobe.testing.models import build_adapter
 
@@ -256,7 +256,7 @@ def test_uniter_mini_is_built_once_then_reused(demo: Path, tmp_path: Path) -> No
     assert all(v.dtype == torch.float16 for v in state.values())
     record = json.loads((folder / RECORD).read_text())
     assert record["settings"]["steps"] == 3 and record["seconds"] > 0
-    assert record["training_data_sha256"] == training_data_digest(PretrainSettings(**settings))
+    assert record["training_data_sha256"] == training_data_hash(PretrainSettings(**settings))
     assert adapter.name == "uniter-mini" and adapter.num_layers == 1
     assert adapter.provenance()["revision"] == "local"
 
@@ -291,6 +291,19 @@ def test_vlprobe_pretrain_command(demo: Path, tmp_path: Path, capsys) -> None:
     assert main(["pretrain", *overrides, "model.pretrain.steps=-1"]) == 2  # a bad setting: exit 2
     err = capsys.readouterr().err  # one line: the key, its value and the range to give
     assert "model.pretrain.steps=-1 is out of range: give >= 0" in err
+    missing = tmp_path / "nope.tsv"  # a training input that is not there: named, nothing saved
+    assert (
+        main(
+            ["pretrain", *overrides, "model.pretrain.steps=2", f"model.pretrain.features={missing}"]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(
+        f"model.pretrain.features={missing} does not exist: point it (or "
+        "data.features, which it follows by default) at the training data"
+    )
+    assert [p for p in tmp_path.glob("uniter-mini-*") if p.is_dir()] == [folder]
 
 
 def test_the_same_settings_on_other_training_data_are_another_model(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from transformers import AutoModel
 
 from vlprobe import __version__
 from vlprobe.cache.lock import exclusive_lock
-from vlprobe.extraction.fingerprint import file_entries
+from vlprobe.extraction.extract import content_hash
 from vlprobe.models.tokenization import (
     default_text_model_path,
     load_tokenizer,
@@ -50,6 +50,7 @@ CHECKPOINT, CONFIG, TOKENIZER, RECORD = (
     "tokenizer",
     "pretrain.json",
 )
+TRAINING_INPUTS = ("flickr30k", "visual_genome", "features")  # settings naming data paths
 
 
 @dataclass
@@ -176,6 +177,12 @@ def _pretrain(settings: PretrainSettings, folder: Path, progress: bool) -> dict[
     from vlprobe.pretrain.module import UniterPretraining
 
     started, cpu_started = time.perf_counter(), time.process_time()
+    for name in TRAINING_INPUTS:
+        if not Path(getattr(settings, name)).exists():
+            raise FileNotFoundError(
+                f"model.pretrain.{name}={getattr(settings, name)} does not exist: point it (or "
+                f"data.{name}, which it follows by default) at the training data"
+            )
     tokenizer = load_tokenizer(None)
     pairs = training_pairs(
         settings.flickr30k,
@@ -255,7 +262,7 @@ def _pretrain(settings: PretrainSettings, folder: Path, progress: bool) -> dict[
         trainer.fit(module, loader)
     record = {
         "settings": asdict(settings),
-        "training_data_sha256": training_data_digest(settings),
+        "training_data_sha256": training_data_hash(settings),
         "pairs": len(pairs),
         "images": len({p.image_id for p in pairs}),
         "seconds": round(time.perf_counter() - started, 1),
@@ -291,34 +298,23 @@ def save(module: Any, tokenizer: Any, folder: Path, record: dict[str, Any]) -> N
     partial.rename(folder)
 
 
-def training_data(settings: PretrainSettings) -> dict[str, list[Any] | None]:
-    """What the model is trained on, by content: ``{input/file: [size, sha256 or mtime_ns]}``.
+def training_data_hash(settings: PretrainSettings) -> str:
+    """sha256 over the bytes of the training data (as a cache's ``dataset_hash``).
 
     The same settings on other data are another model: rebuilding the demo with other
     ``data.scenes`` keeps its paths but moves images between splits, so a model trained on
-    the old files could have seen today's test images. Files too large to hash
-    (fingerprint.HASHED_BYTES) count by size and modification time, as for caches.
+    the old files could have seen today's test images. A missing input is left out here:
+    pre-training names it.
     """
-    entries: dict[str, list[Any] | None] = {}
-    for name in ("flickr30k", "visual_genome", "features"):
-        root = Path(getattr(settings, name)).resolve()
-        for file, entry in file_entries(root).items():
-            inside = Path(file).relative_to(root).as_posix()  # "." for a file or a missing path
-            key = name if inside == "." else f"{name}/{inside}"
-            entries[key] = None if entry is None else [entry[0], entry[2] or entry[1]]
-    return entries
-
-
-def training_data_digest(settings: PretrainSettings) -> str:
-    blob = json.dumps(training_data(settings), sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    paths = [Path(getattr(settings, name)) for name in TRAINING_INPUTS]
+    return content_hash(path for path in paths if path.exists())
 
 
 def model_folder(settings: PretrainSettings, out_dir: str | Path) -> Path:
     """``uniter-mini-<hash of the settings, the training data's content, the MiniLM it starts
     from and the vlprobe that trains it>`` (another version may train it otherwise, as it may
     extract a cache otherwise)."""
-    parts = (settings.digest(), training_data_digest(settings), text_model_version(), __version__)
+    parts = (settings.digest(), training_data_hash(settings), text_model_version(), __version__)
     blob = "|".join(parts)
     return Path(out_dir) / f"uniter-mini-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
 

@@ -62,8 +62,12 @@ def clear_old_build(root: Path) -> None:
     which readers and content hashes would take for data of this build."""
     keep = {OWNER, lock_path_for(root / OWNER).name}
     for child in root.iterdir():
-        if child.name not in keep:
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
+        if child.name in keep:
+            continue
+        if child.is_dir():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
 
 
 def build_demo(
