@@ -25,6 +25,7 @@ from probes.engine import ProbeEngine, wandb_loggers
 from probes.prepare import prepare, streams_asked
 from probes.tasks.base import Task, TaskOutput
 from probes.tasks.streams import execute
+from vlprobe.extraction.pipeline import weights_seed
 from vlprobe.reporting.table import format_table, write_results
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,14 @@ def build_loggers(cfg: DictConfig) -> list[Any]:
 
 def build_engine(cfg: DictConfig, loggers: list[Any]) -> ProbeEngine:
     """The probe, datamodule, trainer and callback constructors, and the probing settings."""
+    seeds = [int(s) for s in cfg.seeds] if cfg.get("seeds") else None
+    if seeds and weights_seed(cfg) is not None:
+        log.info(
+            "seeds=%s re-seed the probes of one model, whose random weights are drawn from "
+            "seed=%d; a multirun over seed probes one model per seed",
+            seeds,
+            cfg.seed,
+        )
     return ProbeEngine(
         probe=instantiate(cfg.probe),
         datamodule=instantiate(cfg.loader),
@@ -44,7 +53,7 @@ def build_engine(cfg: DictConfig, loggers: list[Any]) -> ProbeEngine:
         loggers=loggers,
         probing=instantiate(cfg.probing),
         seed=int(cfg.seed),
-        seeds=[int(s) for s in cfg.seeds] if cfg.get("seeds") else None,
+        seeds=seeds,
     )
 
 

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import same_cache
 from omegaconf import open_dict
 
 from vlprobe.cache.reader import CacheReader
@@ -139,3 +140,46 @@ def test_another_minilm_or_vlprobe_is_another_model(builder_cfg, monkeypatch, ca
     upgraded_folder = model_folder(settings, "models")
     monkeypatch.setattr(uniter_mini, "__version__", "99.0")  # another vlprobe trains it
     assert model_folder(settings, "models") != upgraded_folder
+
+
+def test_each_seed_of_a_random_model_is_its_own_cache(builder_cfg) -> None:
+    """A sweep over ``seed`` with random weights probes one model per seed: before, every seed
+    reused the cache of the first one built (``seed=1,2,3 model.random_init=true`` reported
+    three identical "seeds", a CI of 0)."""
+    paths = []
+    for seed in (1, 2, 1):
+        cfg = builder_cfg("flickr30k")  # a tiny `config` architecture: random weights
+        with open_dict(cfg):
+            cfg.seed = seed
+        paths.append(ensure_cache(cfg, "flickr30k"))
+    assert paths[0] != paths[1] and paths[0] == paths[2]
+    assert same_cache(paths[0], paths[1])  # other weights, other states
+
+
+def test_which_models_are_drawn_from_the_seed(compose_cfg) -> None:
+    from omegaconf import OmegaConf
+
+    from vlprobe.extraction.pipeline import weights_seed
+
+    cases = [
+        ({"random_init": True, "checkpoint": "u.pt"}, 7),
+        ({"pretrained": "/models/visualbert", "random_init": False, "config": {}}, None),
+        ({"pretrained": None, "config": {"hidden_size": 8}}, 7),  # an architecture only
+        ({"pretrained": None, "config": {}}, None),  # text: the shipped MiniLM
+        ({"pretrained": "/models/bert", "random_parts": True}, 7),
+        ({"checkpoint": "u.pt", "config": "u.json"}, None),  # UNITER: config is a file
+        ({"pretrain": {"steps": 1}, "random_init": False}, None),  # uniter-mini: its folder
+    ]
+    for model, expected in cases:
+        assert weights_seed(OmegaConf.create({"model": model, "seed": 7})) == expected, model
+    composed = {
+        name: weights_seed(compose_cfg([f"model={name}", "seed=7"]))
+        for name in ("visualbert_minilm", "text", "uniter_mini", "lxmert_small", "vilt_small")
+    }
+    assert composed == {
+        "visualbert_minilm": 7,  # its visual projection
+        "text": None,
+        "uniter_mini": None,  # pre-trained at model.pretrain.seed, part of its settings
+        "lxmert_small": 7,
+        "vilt_small": 7,
+    }

@@ -59,6 +59,28 @@ def extraction_settings(cfg: DictConfig) -> dict:
     return {k: v for k, v in _plain(cfg.extraction).items() if k not in RUNTIME_KEYS}
 
 
+def weights_seed(cfg: DictConfig) -> int | None:
+    """The ``seed`` the model's weights are drawn from, None when every weight is read from files.
+
+    A random-init model, an architecture given as ``config`` with no ``pretrained`` checkpoint
+    (random weights, ``HFAdapter.build``), and a model with random parts (``random_parts``:
+    visualbert-minilm's visual projection) is another model at another seed: it needs its own
+    cache, or a sweep over ``seed`` would probe the first seed's model at every seed.
+    """
+    model = cfg.model
+    architecture_only = "pretrained" in model and model.pretrained is None and model.get("config")
+    if model.get("random_init") or model.get("random_parts") or architecture_only:
+        return int(cfg.get("seed", 0))
+    return None
+
+
+def model_settings(cfg: DictConfig) -> dict:
+    """``model`` as it shapes the cache: its settings, and its weights' seed when it has one."""
+    model = _plain(cfg.model)
+    seed = weights_seed(cfg)
+    return model if seed is None else {**model, "weights_seed": seed}
+
+
 def cache_path(cfg: DictConfig, dataset: str) -> Path:
     """``<cache_dir>/<data>__<model>__<dataset>__<hash>.h5`` unless ``data.cache`` is set."""
     if cfg.data.get("cache"):
@@ -67,7 +89,7 @@ def cache_path(cfg: DictConfig, dataset: str) -> Path:
     key = json.dumps(
         {
             "data": data,
-            "model": _plain(cfg.model),
+            "model": model_settings(cfg),
             "extraction": extraction_settings(cfg),
             "vlprobe": __version__,  # a new release may write other demo data or units
             "schema": SCHEMA_VERSION,
@@ -146,7 +168,7 @@ def fingerprint(cfg: DictConfig, dataset: str) -> dict:
     settings = {
         "dataset": dataset,
         "data": data,
-        "model": _plain(cfg.model),
+        "model": model_settings(cfg),
         "extraction": extraction_settings(cfg),
         "vlprobe": __version__,
         "text_model": text_model_version(),
@@ -234,13 +256,15 @@ def load_examples(cfg: DictConfig, dataset: str) -> tuple[list[VLExample], list[
 
 
 def build_model(cfg: DictConfig) -> HFAdapter:
-    """The adapter ``cfg.model`` describes: its ``_target_`` called with every key but ``name``.
+    """The adapter ``cfg.model`` describes: its ``_target_`` called with every key but ``name``
+    and ``random_parts`` (labels, not arguments), and with ``seed``.
 
     Called directly rather than through ``instantiate``, which would wrap a missing checkpoint's
     ``FileNotFoundError`` (a one-line bad-input error, exit code 2) in its own exception.
     """
     model = _plain(cfg.model)
     model.pop("name", None)
+    model.pop("random_parts", None)
     if model.get("device", "auto") == "auto":
         model["device"] = auto_device()
     build = get_method(model.pop("_target_"))
