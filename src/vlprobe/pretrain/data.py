@@ -7,7 +7,7 @@ an image the model was pre-trained on.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,6 +84,15 @@ def _token_spans(example: VLExample, word_index: np.ndarray) -> list[tuple[int, 
     return spans
 
 
+def relation_spans(pair: Pair, coordinators: set[int]) -> list[tuple[int, int]]:
+    """Links between two object phrases (not a scene) that are more than a coordinator."""
+    return [
+        (start, end)
+        for start, end in link_spans(pair.phrases, skip=SCENE)
+        if not set(pair.input_ids[start:end].tolist()) <= coordinators
+    ]
+
+
 def link_spans(
     phrases: Sequence[tuple[int, int, str]], longest: int = 3, skip: Sequence[str] = ()
 ) -> list[tuple[int, int]]:
@@ -145,9 +154,12 @@ class PairCollator:
         self.rng = np.random.default_rng(seed)
         self.by_type: dict[str, list[np.ndarray]] = {}
         self.image_tokens: dict[str, set[int]] = {}
-        self.coordinators = set(tokenizer.convert_tokens_to_ids(list(COORDINATORS)))
+        coordinators = set(tokenizer.convert_tokens_to_ids(list(COORDINATORS)))
+        self.relation_spans = [relation_spans(pair, coordinators) for pair in pairs]
         self.links = [
-            pair.input_ids[start:end] for pair in pairs for start, end in self._relation_spans(pair)
+            pair.input_ids[start:end]
+            for pair, spans in zip(pairs, self.relation_spans, strict=True)
+            for start, end in spans
         ]
         for pair in pairs:
             for start, end, kind in pair.phrases:
@@ -169,20 +181,7 @@ class PairCollator:
             return None
         start, end, kind = pair.phrases[int(self.rng.integers(len(pair.phrases)))]
         own = self.image_tokens[pair.image_id]
-        bank = self.by_type[kind]
-        for _ in range(10):
-            tokens = bank[int(self.rng.integers(len(bank)))]
-            if not set(tokens.tolist()) <= own:
-                return np.concatenate([pair.input_ids[:start], tokens, pair.input_ids[end:]])
-        return None
-
-    def _relation_spans(self, pair: Pair) -> list[tuple[int, int]]:
-        """Links between two object phrases that are more than a coordinator."""
-        return [
-            (start, end)
-            for start, end in link_spans(pair.phrases, skip=SCENE)
-            if not set(pair.input_ids[start:end].tolist()) <= self.coordinators
-        ]
+        return self._splice(pair, start, end, self.by_type[kind], lambda t: not set(t) <= own)
 
     def _swapped_link(self, index: int) -> np.ndarray | None:
         """The caption with the words linking two phrases swapped for another caption's.
@@ -191,14 +190,26 @@ class PairCollator:
         caption needs the two regions' relation (a relation negative, as ERNIE-ViL's scene-graph
         objectives ask the predicate of the image).
         """
-        pair = self.pairs[index]
-        spans = self._relation_spans(pair)
+        pair, spans = self.pairs[index], self.relation_spans[index]
         if not spans or not self.links:
             return None
         start, end = spans[int(self.rng.integers(len(spans)))]
+        own = pair.input_ids[start:end].tolist()
+        return self._splice(pair, start, end, self.links, lambda t: t != own)
+
+    def _splice(
+        self,
+        pair: Pair,
+        start: int,
+        end: int,
+        bank: Sequence[np.ndarray],
+        accept: Callable[[list[int]], bool],
+    ) -> np.ndarray | None:
+        """The caption with tokens ``start:end`` replaced by the first of up to 10 draws from
+        ``bank`` that ``accept`` takes (None if none: the caller falls back)."""
         for _ in range(10):
-            tokens = self.links[int(self.rng.integers(len(self.links)))]
-            if not np.array_equal(tokens, pair.input_ids[start:end]):
+            tokens = bank[int(self.rng.integers(len(bank)))]
+            if accept(tokens.tolist()):
                 return np.concatenate([pair.input_ids[:start], tokens, pair.input_ids[end:]])
         return None
 
