@@ -26,6 +26,7 @@ from probes.prepare import prepare, streams_asked
 from probes.tasks.base import Task, TaskOutput
 from probes.tasks.streams import execute
 from vlprobe.extraction.pipeline import weights_seed
+from vlprobe.preflight import seed_of
 from vlprobe.reporting.table import format_table, write_results
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def build_engine(cfg: DictConfig, loggers: list[Any]) -> ProbeEngine:
             "seeds=%s re-seed the probes of one model, whose random weights are drawn from "
             "seed=%d; a multirun over seed probes one model per seed",
             seeds,
-            cfg.seed,
+            seed_of(cfg),
         )
     return ProbeEngine(
         probe=instantiate(cfg.probe),
@@ -52,7 +53,7 @@ def build_engine(cfg: DictConfig, loggers: list[Any]) -> ProbeEngine:
         callbacks=[instantiate(c, _partial_=True) for c in (cfg.get("callbacks") or {}).values()],
         loggers=loggers,
         probing=instantiate(cfg.probing),
-        seed=int(cfg.seed),
+        seed=seed_of(cfg),
         seeds=seeds,
     )
 
@@ -117,7 +118,7 @@ def _cell(value: Any) -> Any:
 
 def run(cfg: DictConfig) -> float | None:
     """Run the configured task; returns ``optimized_metric`` for Hydra sweepers."""
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    pl.seed_everything(seed_of(cfg), workers=True, verbose=False)
     out_dir = Path(cfg.paths.output_dir)
     rank = rank_zero_only.rank
     if rank:  # another process of a distributed run (Lightning re-runs this job per device)

@@ -34,6 +34,14 @@ def _groups() -> set[str]:
     return {p.name for p in config_dir().iterdir() if p.is_dir()} - {"hydra"}
 
 
+def seed_of(cfg: DictConfig) -> int:
+    """``cfg.seed`` as a whole number; anything else is refused (``seed=1.5`` was seed 1)."""
+    seed = cfg.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise BadInput(f"seed={seed}: the seed must be a whole number, e.g. seed=1")
+    return seed
+
+
 def _nearest_existing(path: Path) -> Path:
     while not path.exists() and path != path.parent:
         path = path.parent

@@ -103,6 +103,13 @@ def test_layers_out_of_range(run_cli, good_cache: Path) -> None:
     )
 
 
+@pytest.mark.parametrize("seed", ["abc", "1.5"])
+def test_a_seed_that_is_not_a_whole_number(run_cli, good_cache: Path, seed: str) -> None:
+    """``seed=1.5`` was silently seed 1 (the cache of seed 1, random weights of seed 1)."""
+    (line,) = run_cli(f"data.cache={good_cache}", f"seed={seed}")
+    assert line == f"train_probe: error: seed={seed}: the seed must be a whole number, e.g. seed=1"
+
+
 @pytest.mark.parametrize("grid", ["[]", "[-1]"])
 def test_bad_l2_grid_is_one_line(run_cli, good_cache: Path, grid: str) -> None:
     """Refused by a constructor built from config (``Probing``), not by the preflight."""

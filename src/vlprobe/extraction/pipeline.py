@@ -42,6 +42,7 @@ from vlprobe.extraction.fingerprint import differences, input_fingerprint, missi
 from vlprobe.extraction.predict import extract
 from vlprobe.models.hf_adapter import HFAdapter
 from vlprobe.models.tokenization import text_model_version
+from vlprobe.preflight import seed_of
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def weights_seed(cfg: DictConfig) -> int | None:
     model = cfg.model
     architecture_only = "pretrained" in model and model.pretrained is None and model.get("config")
     if model.get("random_init") or model.get("random_parts") or architecture_only:
-        return int(cfg.get("seed", 0))
+        return seed_of(cfg)
     return None
 
 
@@ -268,7 +269,7 @@ def build_model(cfg: DictConfig) -> HFAdapter:
     if model.get("device", "auto") == "auto":
         model["device"] = auto_device()
     build = get_method(model.pop("_target_"))
-    return build(**model, seed=cfg.get("seed", 0))
+    return build(**model, seed=seed_of(cfg))
 
 
 def parts_to_write(cfg: DictConfig, needed: Iterable[str]) -> frozenset[str]:
