@@ -23,7 +23,7 @@ from torch import Tensor
 
 from datamodules.views import FeatureView
 from probes.families import linear_init
-from probes.metrics import MultiProbeConfusion, accuracy_from_confusion, macro_f1_from_confusion
+from probes.metrics import MultiProbeConfusion
 from vlprobe.cache.schema import SPLIT_IDS
 
 Params = tuple[Tensor, Tensor]  # W (G, D, S, C), b (G, S, C)
@@ -98,34 +98,67 @@ def loss_and_grad(x: Tensor, onehot: Tensor, l2: Tensor, params: Params) -> tupl
 def lbfgs(
     x: Tensor, onehot: Tensor, l2: Tensor, init: Params, settings: LBFGSSettings
 ) -> tuple[Params, Tensor, Tensor]:
-    """Minimise every slot's objective from ``init``: parameters, iterations, final loss.
-
-    Batched L-BFGS: the two-loop recursion runs on (G, S) inner products, each slot keeps
-    its own curvature pairs (a pair failing the curvature test is ignored for that slot only)
-    and its own step, backtracked until its own Armijo condition holds. A slot that has
-    stopped in every probe leaves the working set, so later passes over ``x`` multiply only
-    the columns still moving (weak penalties take several times the iterations of strong ones).
-    """
-    out = (init[0].clone(), init[1].clone())
-    params = (init[0].clone(), init[1].clone())
-    f, grad = loss_and_grad(x, onehot, l2, params)
-    out_f = f.clone()
-    cols = torch.arange(f.shape[1], device=f.device)  # the slots in the working set
-    active = _absmax(grad) > settings.gtol
-    iters = torch.zeros_like(f, dtype=torch.long)
-    gamma = 1.0 / _absmax(grad).clamp_min(1.0)  # first step as torch.optim.LBFGS: <= 1 / |g|
-    memory: list[tuple[Params, Params, Tensor]] = []
+    """Minimise every slot's objective from ``init``: parameters, iterations, final loss
+    (``LBFGSRun`` stepped to the end; the Trainer-run solver steps it once per training step)."""
+    run = LBFGSRun(x, onehot, l2, init, settings)
     for _ in range(settings.max_iter):
-        live = active.any(0)
+        if not run.step():
+            break
+    return run.result()
+
+
+class LBFGSRun:
+    """Batched L-BFGS, one iteration per :meth:`step`.
+
+    The two-loop recursion runs on (G, S) inner products, each slot keeps its own curvature
+    pairs (a pair failing the curvature test is ignored for that slot only) and its own step,
+    backtracked until its own Armijo condition holds. A slot that has stopped in every probe
+    leaves the working set, so later passes over ``x`` multiply only the columns still moving
+    (weak penalties take several times the iterations of strong ones).
+    """
+
+    def __init__(
+        self, x: Tensor, onehot: Tensor, l2: Tensor, init: Params, settings: LBFGSSettings
+    ) -> None:
+        self.x, self.onehot, self.l2, self.settings = x, onehot, l2, settings
+        self.out = (init[0].clone(), init[1].clone())
+        self.params = (init[0].clone(), init[1].clone())
+        self.f, self.grad = loss_and_grad(x, onehot, l2, self.params)
+        self.out_f = self.f.clone()
+        self.cols = torch.arange(self.f.shape[1], device=self.f.device)  # the working set
+        self.active = _absmax(self.grad) > settings.gtol
+        self.iters = torch.zeros_like(self.f, dtype=torch.long)
+        # first step as torch.optim.LBFGS: <= 1 / |g|
+        self.gamma = 1.0 / _absmax(self.grad).clamp_min(1.0)
+        self.memory: list[tuple[Params, Params, Tensor]] = []
+        self.done = False
+
+    def step(self) -> bool:
+        """One iteration of every live slot; False (and nothing done) once none is live."""
+        if self.done:
+            return False
+        live = self.active.any(0)
         if not bool(live.all()):
-            _store(out, out_f, cols, params, f)
+            _store(self.out, self.out_f, self.cols, self.params, self.f)
             if not bool(live.any()):
-                break
-            keep = live.nonzero().squeeze(1)
-            params, grad = _take(params, keep), _take(grad, keep)
-            memory = [(_take(s_i, keep), _take(y_i, keep), r[:, keep]) for s_i, y_i, r in memory]
-            f, active, gamma = f[:, keep], active[:, keep], gamma[:, keep]
-            onehot, l2, cols = onehot[:, keep], l2[keep], cols[keep]
+                self.done = True
+                return False
+            self._shrink(live.nonzero().squeeze(1))
+        self._iterate()
+        return True
+
+    def _shrink(self, keep: Tensor) -> None:
+        """Only the slots ``keep`` stay in the working set."""
+        self.params, self.grad = _take(self.params, keep), _take(self.grad, keep)
+        self.memory = [
+            (_take(s_i, keep), _take(y_i, keep), r[:, keep]) for s_i, y_i, r in self.memory
+        ]
+        self.f, self.active, self.gamma = self.f[:, keep], self.active[:, keep], self.gamma[:, keep]
+        self.onehot, self.l2, self.cols = self.onehot[:, keep], self.l2[keep], self.cols[keep]
+
+    def _iterate(self) -> None:
+        settings, memory, active = self.settings, self.memory, self.active
+        params, f, grad, gamma = self.params, self.f, self.grad, self.gamma
         # two-loop recursion, batched over slots
         q = grad
         alphas = []
@@ -150,7 +183,7 @@ def lbfgs(
         new_params, new_f, new_grad = params, f, grad
         for _ in range(settings.max_line_search):
             trial = _axpy(step, direction, params)
-            tf, tg = loss_and_grad(x, onehot, l2, trial)
+            tf, tg = loss_and_grad(self.x, self.onehot, self.l2, trial)
             ok = pending & (tf <= f + 1e-4 * step * slope)
             if bool(ok.any()):
                 new_params = _where(ok, trial, new_params)
@@ -166,16 +199,19 @@ def lbfgs(
         sy = _dot(s_k, y_k)
         good = active & ~stuck & (sy > 1e-10)
         rho = torch.where(good, 1.0 / sy.clamp_min(1e-10), torch.zeros_like(sy))
-        gamma = torch.where(good, sy / _dot(y_k, y_k).clamp_min(1e-20), gamma)
+        self.gamma = torch.where(good, sy / _dot(y_k, y_k).clamp_min(1e-20), gamma)
         memory.append((s_k, y_k, rho))
         if len(memory) > settings.history:
             memory.pop(0)
-        iters[:, cols] += active.long()
+        self.iters[:, self.cols] += active.long()
         flat = (f - new_f) <= settings.ftol * torch.maximum(f.abs(), new_f.abs()).clamp_min(1.0)
-        params, f, grad = new_params, new_f, new_grad
-        active &= ~stuck & ~flat & (_absmax(grad) > settings.gtol)
-    _store(out, out_f, cols, params, f)
-    return out, iters, out_f
+        self.params, self.f, self.grad = new_params, new_f, new_grad
+        self.active = active & ~stuck & ~flat & (_absmax(new_grad) > settings.gtol)
+
+    def result(self) -> tuple[Params, Tensor, Tensor]:
+        """Every slot's parameters, iterations and final loss."""
+        _store(self.out, self.out_f, self.cols, self.params, self.f)
+        return self.out, self.iters, self.out_f
 
 
 def _take(p: Params, cols: Tensor) -> Params:
@@ -310,56 +346,3 @@ def view_dim(view: FeatureView) -> int:
     """Feature width D of a view (one row read)."""
     first = view.rows(SPLIT_IDS["train"])[:1]
     return int(view.read(first).shape[2])
-
-
-def fit_view(
-    view: FeatureView,
-    label_sets: list[np.ndarray],
-    slots: list[Slot],
-    settings: LBFGSSettings,
-    budget_bytes: float,
-    device: torch.device,
-) -> SlotMetrics:
-    """Solve every slot of every probe of ``view``; rows are the task's labelled rows (every
-    label set labels the same rows)."""
-    rows = {s: view.rows(SPLIT_IDS[s]) for s in SPLITS}
-    classes = view.num_classes
-    dim = view_dim(view)
-    which = [slot.labels for slot in slots]
-    targets = {
-        s: torch.from_numpy(np.stack([lab[rows[s]] for lab in label_sets], 1)[:, which])
-        for s in SPLITS
-    }
-    onehot = F.one_hot(targets["train"], classes).float().to(device)  # (N, S, C)
-    l2 = torch.tensor([sl.l2 for sl in slots], dtype=torch.float32, device=device)
-    total = sum(r.size for r in rows.values())
-    num_probes = len(view.probe_names)
-    shape = (num_probes, len(slots))
-    out = SlotMetrics(
-        *(np.zeros(shape) for _ in range(4)), np.zeros(shape, dtype=np.int64), np.zeros(shape)
-    )
-    for group in probe_groups(num_probes, total * dim * 4, budget_bytes):
-        x = read_standardised(view, rows, group, device)
-        names = [view.probe_names[k] for k in group]
-        w0, b0 = (t.to(device) for t in initial_params(names, slots, dim, classes))
-        step = max(1, SOLVE_FLOATS // max(1, rows["train"].size * dim))
-        solved = []
-        for a in range(0, len(group), step):
-            init = (w0[a : a + step], b0[a : a + step])
-            part, iters, loss = lbfgs(x["train"][a : a + step], onehot, l2, init, settings)
-            out.iterations[group[a : a + step]] = iters.cpu().numpy()
-            out.train_loss[group[a : a + step]] = loss.cpu().numpy()
-            solved.append(part)
-        params = (torch.cat([p[0] for p in solved]), torch.cat([p[1] for p in solved]))
-        for split, acc, f1 in (
-            ("val", out.val_acc, out.val_f1),
-            ("test", out.test_acc, out.test_f1),
-        ):
-            if rows[split].size == 0:
-                acc[group] = f1[group] = np.nan
-                continue
-            conf = confusion(x[split], targets[split].to(device), params, classes).cpu()
-            acc[group] = accuracy_from_confusion(conf).numpy()
-            f1[group] = macro_f1_from_confusion(conf).numpy()
-        del x
-    return out

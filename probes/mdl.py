@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from itertools import pairwise
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -32,12 +32,14 @@ from probes.full_batch import (
     Params,
     Slot,
     initial_params,
-    lbfgs,
     logits,
     probe_groups,
     read_standardised,
     view_dim,
 )
+from probes.settings import Settings
+from probes.solvers.adam import Fit, fit_probes, make_datamodule
+from probes.solvers.lbfgs import device_of, solve_problems
 from vlprobe.analysis.mdl import (
     MDL_C_GRID,
     PRIOR_C,
@@ -49,9 +51,6 @@ from vlprobe.analysis.mdl import (
 )
 from vlprobe.cache.schema import SPLIT_IDS
 
-if TYPE_CHECKING:
-    from probes.engine import ProbeEngine
-
 #: a block's bits need no more than 4 digits: on the demo's 17-class relations a relative loss
 #: decrease of 1e-6 (the engine's: 1e-9) changed a layer's code length by 0.01%, in half the time
 MDL_GTOL, MDL_FTOL = 1e-4, 1e-6
@@ -60,22 +59,22 @@ NO_VALIDATION = {"limit_val_batches": 0}  # BestValLoss measures the validation 
 
 
 def add_mdl(
-    rows: list[dict[str, Any]], view: FeatureView, engine: ProbeEngine, name_prefix: str
+    rows: list[dict[str, Any]], view: FeatureView, settings: Settings, name_prefix: str
 ) -> None:
     """``mdl_codelength_bits``, ``mdl_uniform_bits``, ``mdl_compression`` and ``mdl_block_C``
     (per block the chosen ``C``; ``PRIOR_C`` = 0 for the label prior) in every row."""
     train = view.rows(SPLIT_IDS["train"])
-    order, edges = online_blocks(train, engine.seed, engine.probing.mdl_fractions)
+    order, edges = online_blocks(train, settings.seed, settings.probing.mdl_fractions)
     val = view.rows(SPLIT_IDS["val"])
     if val.size == 0:
         raise ValueError(
             "probing.mdl=true chooses each block's penalty on validation rows, and this view "
             "has none: use a cache with a val split or run without probing.mdl"
         )
-    if engine.solver_for(view) == "lbfgs":
-        bits, chosen = _blocks_full_batch(view, engine, order, edges, val)
+    if settings.solver_for(view) == "lbfgs":
+        bits, chosen = _blocks_full_batch(view, settings, order, edges, val)
     else:
-        bits, chosen = _blocks_adam(view, engine, order, edges, name_prefix)
+        bits, chosen = _blocks_adam(view, settings, order, edges, name_prefix)
     for k, row in enumerate(rows):
         code = online_codelength(edges, bits[k].tolist(), edges[0], view.num_classes)
         row["mdl_codelength_bits"] = code["online_codelength"]
@@ -105,14 +104,14 @@ def _prior_bits(seen: np.ndarray, val: np.ndarray, coded: np.ndarray, classes: i
 
 def _blocks_full_batch(
     view: FeatureView,
-    engine: ProbeEngine,
+    settings: Settings,
     order: np.ndarray,
     edges: list[int],
     val: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(P, blocks - 1) bits of every later block and the chosen C, probes solved in groups
-    whose features fit the memory budget."""
-    device = engine.device()
+    whose features fit the memory budget, on the configured Trainer's device."""
+    device = device_of(settings)
     classes = view.num_classes
     train = np.sort(order)
     where = torch.from_numpy(np.searchsorted(train, order)).to(device)  # coding order
@@ -120,13 +119,13 @@ def _blocks_full_batch(
     y_val = torch.from_numpy(view.labels[val]).to(device)
     dim = view_dim(view)
     cs = [PRIOR_C, *sorted(MDL_C_GRID)]  # strongest penalty first
-    slots = [Slot(0, engine.seed, "mdl", c) for c in cs[1:]]
-    settings = LBFGSSettings(max_iter=engine.probing.max_iter, gtol=MDL_GTOL, ftol=MDL_FTOL)
+    slots = [Slot(0, settings.seed, "mdl", c) for c in cs[1:]]
+    lbfgs = LBFGSSettings(max_iter=settings.probing.max_iter, gtol=MDL_GTOL, ftol=MDL_FTOL)
     num_probes = len(view.probe_names)
     bits = np.zeros((num_probes, len(edges) - 1))
     chosen = np.zeros((num_probes, len(edges) - 1))
     per_probe = (train.size + val.size) * dim * 4
-    for group in probe_groups(num_probes, per_probe, engine.memory_budget()):
+    for group in probe_groups(num_probes, per_probe, settings.memory_budget()):
         split_rows = {"train": train, "val": val, "test": val[:0]}
         x = read_standardised(view, split_rows, group, device)
         x["train"] = x_train = x["train"][:, where]  # the sorted copy goes
@@ -134,7 +133,7 @@ def _blocks_full_batch(
         params = tuple(t.to(device) for t in initial_params(names, slots, dim, classes))
         for b, (lo, hi) in enumerate(pairwise(edges)):
             l2 = torch.tensor([l2_strength(c, lo) for c in cs[1:]], device=device)
-            params = _solve(x_train[:, :lo], y[:lo], l2, params, classes, settings)
+            params = _solve(settings, x_train[:, :lo], (y[:lo], l2, classes), params, lbfgs)
             prior_val, prior_block = _prior_bits(
                 view.labels[order[:lo]], view.labels[val], view.labels[order[lo:hi]], classes
             )
@@ -148,22 +147,23 @@ def _blocks_full_batch(
 
 
 def _solve(
-    x: Tensor, y: Tensor, l2: Tensor, init: Params, classes: int, settings: LBFGSSettings
+    settings: Settings,
+    x: Tensor,
+    target: tuple[Tensor, Tensor, int],
+    init: Params,
+    lbfgs: LBFGSSettings,
 ) -> Params:
-    """Every probe x penalty of ``x`` (G, n, D) solved, wide probes a few at a time."""
+    """Every probe x penalty of ``x`` (G, n, D) solved (``target``: labels, penalties,
+    classes), wide probes a few at a time, in one fit of the full-batch solver."""
+    y, l2, classes = target
     onehot = F.one_hot(y, classes).float()[:, None, :].expand(-1, l2.numel(), -1).contiguous()
     step = max(1, SOLVE_FLOATS // max(1, x.shape[1] * x.shape[2]))
-    parts = [
+    problems = [
         # a contiguous prefix: bmm would copy a strided one in every iteration
-        lbfgs(
-            x[a : a + step].contiguous(),
-            onehot,
-            l2,
-            (init[0][a : a + step], init[1][a : a + step]),
-            settings,
-        )
+        (x[a : a + step].contiguous(), onehot, l2, (init[0][a : a + step], init[1][a : a + step]))
         for a in range(0, x.shape[0], step)
     ]
+    parts = solve_problems(settings, problems, lbfgs)
     return torch.cat([p[0][0] for p in parts]), torch.cat([p[0][1] for p in parts])
 
 
@@ -179,16 +179,14 @@ def _bits(x: Tensor, y: Tensor, params: Params, classes: int) -> np.ndarray:
 
 def _blocks_adam(
     view: FeatureView,
-    engine: ProbeEngine,
+    settings: Settings,
     order: np.ndarray,
     edges: list[int],
     name_prefix: str,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(P, blocks - 1) bits and chosen C: per block and C one fused MultiProbe fit whose
     epoch is picked per probe by validation loss (``BestValLoss``)."""
-    from probes.engine import fit_probes, make_datamodule  # the engine calls this module
-
-    full = make_datamodule(view, engine, rows={"train": order})
+    full = make_datamodule(view, settings, rows={"train": order})
     stats = full.input_stats()
     names = [f"mdl/{name_prefix}/{n}" for n in view.probe_names]
     val_labels = view.labels[view.rows(SPLIT_IDS["val"])]
@@ -198,16 +196,22 @@ def _blocks_adam(
     for b, (lo, hi) in enumerate(pairwise(edges)):
         # at least MDL_MIN_BATCHES optimiser steps per epoch, however small the prefix
         batch = max(1, min(full.batch_size, lo // MDL_MIN_BATCHES))
-        dm = make_datamodule(view, engine, {"train": order[:lo], "test": order[lo:hi]}, batch)
+        dm = make_datamodule(view, settings, {"train": order[:lo], "test": order[lo:hi]}, batch)
         prior = _prior_bits(
             view.labels[order[:lo]], val_labels, view.labels[order[lo:hi]], view.num_classes
         )
         val_bits, block_bits = [np.full(len(names), v) for v in prior]
         for c in cs[1:]:
             select = BestValLoss(l2_strength(c, lo))
-            model = fit_probes(
-                view, dm, engine, [], names, engine.seed, False, stats, [select], NO_VALIDATION
+            fit = Fit(
+                names,
+                settings.seed,
+                input_stats=stats,
+                test=False,
+                callbacks=[select],
+                trainer_kwargs=NO_VALIDATION,
             )
+            model = fit_probes(view, dm, settings, fit)
             select.restore(model)
             val_bits = np.column_stack([val_bits, select.best.numpy()])
             block_bits = np.column_stack(

@@ -12,7 +12,6 @@ Every run writes, in its own output folder: the resolved config (Hydra), ``resul
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities import rank_zero_only
 
-from probes.engine import ProbeEngine, wandb_loggers
+from probes.engine import ProbeEngine
+from probes.loggers import log_results, wandb_loggers
 from probes.prepare import prepare, streams_asked
 from probes.tasks.base import Task, TaskOutput
 from probes.tasks.streams import execute
@@ -67,16 +67,7 @@ def family_name(cfg: DictConfig) -> str:
 def publish(output: TaskOutput, loggers: list[Any], out_dir: Path, title: str) -> str:
     """Write results files, send table/figures/summary to W&B, return the console table."""
     json_path, csv_path = write_results(output.rows, out_dir)
-    for wb in wandb_loggers(loggers):
-        import wandb
-
-        columns = list(dict.fromkeys(k for row in output.rows for k in row))
-        data = [[_cell(row.get(c)) for c in columns] for row in output.rows]
-        wb.experiment.log({"results": wandb.Table(columns=columns, data=data)})
-        wb.experiment.log({f"figures/{k}": wandb.Image(str(p)) for k, p in output.figures.items()})
-        wb.experiment.summary.update(output.summary)
-    for lg in loggers:
-        lg.log_hyperparams({"results_json": str(json_path)})
+    log_results(loggers, output, json_path)
     shown = output.console_rows or output.rows
     table = format_table(shown, console_columns(output.columns, shown), title=title)
     return f"{table}\n\nresults: {json_path}\n         {csv_path}\n" + "".join(
@@ -108,12 +99,6 @@ def console_columns(columns: list[str], rows: list[dict[str, Any]]) -> list[str]
         if c not in columns and any(r.get(c) if c in FLAG_COLUMNS else c in r for r in rows)
     ]
     return [*columns, *extra]
-
-
-def _cell(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def run(cfg: DictConfig) -> float | None:

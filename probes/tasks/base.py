@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -86,20 +85,6 @@ def attention_layer_names(reader: CacheReader) -> list[str]:
     if len(names) == reader.num_layers + 1:
         return names[1:]
     return [f"L{a + 1:02d}" for a in range(reader.num_layers)]
-
-
-def log_finite(loggers: list[Any], metrics: dict[str, float]) -> None:
-    """Send the finite values to every logger (NaN = not measurable, left out).
-
-    No Trainer runs here to flush buffered loggers (CSVLogger writes metrics.csv on ``save``),
-    so each one is saved right away.
-    """
-    clean = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
-    for lg in loggers:
-        lg.log_metrics(clean)
-        save = getattr(lg, "save", None)
-        if callable(save):
-            save()
 
 
 def select_layers(reader: CacheReader, layers: Any) -> list[int]:

@@ -25,6 +25,7 @@ import numpy as np
 
 from datamodules.views import head_probe_names
 from probes.engine import ProbeEngine
+from probes.loggers import log_finite
 from probes.tasks.base import (
     SPLITS,
     TaskInputs,
@@ -32,7 +33,6 @@ from probes.tasks.base import (
     attention_layer_names,
     cache_attr,
     examples_in_split,
-    log_finite,
 )
 from vlprobe.analysis.alignment import alignment_accuracy, cross_modal_share, top_heads
 from vlprobe.analysis.stats import wilson_interval

@@ -20,13 +20,13 @@ import numpy as np
 
 from datamodules.sources import contiguous_segments
 from probes.engine import ProbeEngine
+from probes.loggers import log_finite
 from probes.tasks.base import (
     SPLITS,
     TaskInputs,
     TaskOutput,
     cache_attr,
     examples_in_split,
-    log_finite,
 )
 from vlprobe.analysis.fusion import MIN_N_INIT, fusion_degree, select_examples
 from vlprobe.cache.reader import CacheReader

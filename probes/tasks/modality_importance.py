@@ -24,6 +24,7 @@ import numpy as np
 
 from datamodules.views import head_probe_names
 from probes.engine import ProbeEngine
+from probes.loggers import log_finite
 from probes.tasks.base import (
     SPLITS,
     TaskInputs,
@@ -31,7 +32,6 @@ from probes.tasks.base import (
     attention_layer_names,
     cache_attr,
     examples_in_split,
-    log_finite,
 )
 from vlprobe.analysis.modality import modality_importance
 from vlprobe.cache.reader import CacheReader

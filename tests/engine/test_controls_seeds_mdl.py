@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from probes.engine import DEFAULT_L2, _at_edge
 from probes.run import console_columns
+from probes.selection import at_edge as _at_edge
+from probes.settings import DEFAULT_L2
 from vlprobe.analysis.stats import mean_std_ci, wilson_interval
 from vlprobe.testing.planted import write_planted_relation_cache
 

@@ -69,11 +69,11 @@ def test_seeds_and_controls_in_one_run_equal_separate_runs(
 
 def _count_fits(monkeypatch) -> list:
     """The modules ``trainer.fit`` trains (one per pass over the data)."""
-    import probes.engine as engine
+    import probes.solvers.adam as adam
 
-    fits, fit_model = [], engine.fit_model
+    fits, fit_model = [], adam.fit_model
     monkeypatch.setattr(
-        engine, "fit_model", lambda m, *a, **kw: fits.append(m) or fit_model(m, *a, **kw)
+        adam, "fit_model", lambda m, *a, **kw: fits.append(m) or fit_model(m, *a, **kw)
     )
     return fits
 
