@@ -147,6 +147,11 @@ class LBFGSRun:
         self._iterate()
         return True
 
+    @property
+    def finished(self) -> bool:
+        """Whether every slot has stopped (the next :meth:`step` would do nothing)."""
+        return self.done or not bool(self.active.any())
+
     def _shrink(self, keep: Tensor) -> None:
         """Only the slots ``keep`` stay in the working set."""
         self.params, self.grad = _take(self.params, keep), _take(self.grad, keep)

@@ -84,7 +84,7 @@ class FullBatchLBFGS(pl.LightningModule):
             ]
 
     def on_train_batch_start(self, batch: int, batch_idx: int) -> int | None:
-        return -1 if all(run.done for run in self.runs) else None  # -1: the epoch ends
+        return -1 if all(run.finished for run in self.runs) else None  # -1: the epoch ends
 
     def training_step(self, batch: int, batch_idx: int) -> None:
         with float32(self.device.type):
