@@ -136,7 +136,7 @@ def solve_adam(view: FeatureView, plan: Plan, settings: Settings) -> Solved:
             member_slots += slots
         # shapes differ: one module each, all fed by the same batches in one training loop
         model = members[0] if len(members) == 1 else ProbeGroup(members)
-        fit_model(model, dm, settings, Fit([], seed, loggers=settings.loggers))
+        fit_model(model, dm, settings, Fit(model.probe_names, seed, loggers=settings.loggers))
         found: dict[tuple[int, int], list[dict[str, Any]]] = {}  # (label set, combo) -> rows
         for (j, c, _), row in zip(member_slots, model.results(), strict=True):
             found.setdefault((j, c), []).append({**row, **plan.combos[c], "solver": "sgd"})

@@ -112,23 +112,30 @@ def float32(device_type: str) -> Iterator[None]:
         torch.set_default_dtype(default)
 
 
+@contextlib.contextmanager
+def _quiet(quiet: bool) -> Iterator[None]:
+    """Lightning's info lines (devices, "fit stopped") held back when ``quiet``."""
+    logger = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    before = logger.level
+    if quiet:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
+
+
 def make_trainer(settings: Settings, loggers: list | None = None) -> pl.Trainer:
     """The configured Trainer for one full-batch solve (one epoch, no validation); refuses a
-    distributed strategy in one line, and says once that the solve keeps float32."""
-    quiet = "trainer" in _said  # the Trainer's device lines once per process
-    level = logging.getLogger("pytorch_lightning.utilities.rank_zero")
-    before = level.level
-    if quiet:
-        level.setLevel(logging.WARNING)
-    try:
+    distributed strategy in one line, and says once that the solve keeps float32. Its device
+    lines are shown once per process."""
+    with _quiet("trainer" in _said):
         trainer = settings.trainer(
             logger=loggers or False,
             callbacks=[make() for make in settings.callbacks],
             max_epochs=1,
             num_sanity_val_steps=0,
         )
-    finally:
-        level.setLevel(before)
     _said.add("trainer")
     if not isinstance(trainer.strategy, SingleDeviceStrategy):
         raise ValueError(
@@ -153,7 +160,9 @@ def solve_problems(
 ) -> list[tuple[Params, Tensor, Tensor]]:
     """Each problem solved by ``FullBatchLBFGS`` in one fit of a fresh Trainer."""
     module = FullBatchLBFGS(problems, lbfgs)
-    make_trainer(settings, loggers).fit(module)
+    trainer = make_trainer(settings, loggers)
+    with _quiet(True):  # the progress bar shows the iterations
+        trainer.fit(module)
     return module.solution
 
 
