@@ -192,11 +192,8 @@ RULES: dict[str, Rule] = {
     "data.tie_mode": Rule(one_of("iou", "add"), "the box tie mode", "iou"),
     "data.mismatched": Rule(flag, "data.mismatched", "true"),
     "data.strict": Rule(flag, "data.strict", "false"),
-    "data.vg_split": Rule(
-        list_of(number(0, 1, open_low=True), "fractions in (0, 1]", empty=False),
-        "split fractions",
-        "[0.8,0.1,0.1]",
-    ),
+    # their range (three, each > 0, summing to 1) is the pipeline's check_settings
+    "data.vg_split": Rule(list_of(number(), "numbers"), "split fractions", "[0.8,0.1,0.1]"),
     # the model (configs/model/) and its extraction (configs/extraction/)
     "model.device": Rule(device_name, "the model's device", "auto"),
     "model.random_init": Rule(flag, "model.random_init", "true"),
