@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import OmegaConf
@@ -44,3 +45,9 @@ def config_dir() -> Path:
         f"vlprobe's configs are neither at {PACKAGED_CONFIGS} nor at {CHECKOUT_CONFIGS}: "
         "reinstall vlprobe (`pip install .` ships them in the package)"
     )
+
+
+def config_default(group: str, key: str) -> Any:
+    """``key`` of ``configs/<group>/default.yaml``: the one place a default is written, read by
+    code that also builds its objects without Hydra (``Probing()``'s ``l2_grid``)."""
+    return OmegaConf.to_container(OmegaConf.load(config_dir() / group / "default.yaml"))[key]
