@@ -15,6 +15,8 @@ import pytest
 import torch
 
 from vlprobe.cli import main as vlprobe
+from vlprobe.preflight import group_options
+from vlprobe.settings_check import check_values
 from vlprobe.testing.planted import write_planted_relation_cache
 from vlprobe.train_probe import cli as train_probe
 
@@ -155,8 +157,6 @@ def test_wandb_online_without_a_login_is_one_line(
 def test_auto_and_good_values_pass(compose_cfg, no_gpu, good_cache: Path) -> None:
     """The shipped defaults and `auto` devices pass on a machine without a GPU; good values
     of every family pass too (the check refuses only what cannot work)."""
-    from vlprobe.settings_check import check_values
-
     for overrides in (
         [],
         ["probe=mlp", "probe.hidden_dim=8", "probe.dropout=0.0", "probing.layers=[0,2]"],
@@ -166,6 +166,10 @@ def test_auto_and_good_values_pass(compose_cfg, no_gpu, good_cache: Path) -> Non
     ):
         check_values(compose_cfg([f"data.cache={good_cache}", *overrides]))
     check_values(compose_cfg(["extraction.shards=2"], config_name="extract"))
+    for group in ("experiment", "task", "model", "probe", "trainer", "data"):
+        for option in group_options(group):
+            if (group, option) != ("trainer", "gpu"):  # asks for a GPU by name
+                check_values(compose_cfg([f"{group}={option}"]))
 
 
 @pytest.mark.parametrize(
