@@ -12,6 +12,7 @@ lacks (``trainer=gpu`` without a GPU) is refused too; ``auto`` takes what there 
 
 from __future__ import annotations
 
+import math
 import netrc
 import os
 from collections.abc import Callable
@@ -34,7 +35,8 @@ def _is_whole(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """An int or a finite float (``nan`` passes every range comparison, ``inf`` most)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def whole(low: int | None = None, high: int | None = None) -> Check:
@@ -63,7 +65,7 @@ def number(
 
     def check(value: Any) -> str | None:
         if not _is_number(value):
-            return "must be a number"
+            return "must be a finite number"
         if low is not None and (value <= low if open_low else value < low):
             return f"must be {'>' if open_low else '>='} {low}"
         if high is not None and (value >= high if open_high else value > high):

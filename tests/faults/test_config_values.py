@@ -96,6 +96,7 @@ CASES = {
         ["probe=mlp", "probe.dropout=1.0"],
         "probe.dropout=1.0: the dropout rate must be < 1",
     ),
+    "learning rate nan": (["probe.lr=nan"], "probe.lr=nan: the learning rate must be a finite"),
     "control as a word": (
         ["probing.control=maybe"],
         "probing.control=maybe: probing.control must be true or false",
