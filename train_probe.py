@@ -1,64 +1,14 @@
 """Train VALUE probes on a frozen V+L model: ``python train_probe.py task=visual_relation``.
 
 Configured by Hydra (configs/train_probe.yaml); see README for tasks, sweeps and real data.
+The app itself is :mod:`vlprobe.train_probe`, which ``vlprobe train`` runs too.
 """
 
 from __future__ import annotations
 
-import sys
+from vlprobe.train_probe import cli, exit_bad_input, main
 
-import hydra
-from omegaconf import DictConfig
-
-from vlprobe.config import register_resolvers
-
-register_resolvers()
-
-
-@hydra.main(version_base="1.3", config_path="configs", config_name="train_probe")
-def main(cfg: DictConfig) -> float | None:
-    from hydra.errors import InstantiationException
-
-    from probes.run import run
-    from vlprobe.cache.reader import CacheError
-
-    bad_input = (OSError, ValueError, CacheError)
-    try:
-        return run(cfg)
-    except bad_input as err:
-        # bad input (a path, a data file, a setting, a folder): one line naming it, exit 2
-        exit_bad_input(err)
-    except InstantiationException as err:
-        # a constructor built from config (e.g. probing.*) refused a setting: its own message
-        if not isinstance(err.__cause__, bad_input):
-            raise
-        exit_bad_input(err.__cause__)
-
-
-def exit_bad_input(err: BaseException) -> None:
-    """One line naming the file or key and the fix, exit code 2."""
-    from vlprobe.cache.reader import CacheError
-
-    if isinstance(err, PermissionError):
-        hint = ": point VLPROBE_ROOT or paths.* at a writable folder"
-    elif isinstance(err, (ValueError, CacheError, FileNotFoundError)):
-        hint = ""
-    else:
-        hint = " (a damaged cache? `vlprobe verify CACHE` checks)"
-    print(f"train_probe: error: {err}{hint}", file=sys.stderr)
-    sys.exit(2)
-
-
-def cli() -> None:
-    """Check the command line (groups, keys, folders) first, then run the Hydra app."""
-    from vlprobe.preflight import BadInput, check_command_line
-
-    try:
-        check_command_line(sys.argv[1:], "train_probe")
-    except BadInput as err:
-        exit_bad_input(err)
-    main()
-
+__all__ = ["cli", "exit_bad_input", "main"]
 
 if __name__ == "__main__":
     cli()

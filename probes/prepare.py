@@ -1,4 +1,5 @@
-"""The one step that writes data before any training: demo data, extraction, opening caches.
+"""The one step that writes data before any training: demo data, pre-training, extraction,
+opening caches.
 
 A task declares the data sets it reads (``task.datasets()``) and, optionally, a second model
 probed beside the run's (``task.baseline_model``, a name in ``configs/model/``) and caches given
@@ -19,7 +20,7 @@ from probes.tasks.streams import cache_streams, sequence_readers, usable_streams
 from vlprobe.cache.leakage import check_no_leakage
 from vlprobe.cache.reader import CacheReader
 from vlprobe.config import config_dir
-from vlprobe.extraction.pipeline import ensure_cache
+from vlprobe.extraction.pipeline import ensure_cache, ensure_demo_data, ensure_model
 from vlprobe.preflight import check_run_inputs
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,8 @@ def model_label(model: DictConfig) -> str:
 
 
 def cache_paths(cfg: DictConfig, task: Task) -> dict[str, dict[str, Path]]:
-    """role -> data set -> cache: from ``task.caches`` where given, else extracted now."""
+    """role -> data set -> cache: from ``task.caches`` where given, else extracted now (each
+    model that vlprobe pre-trains is pre-trained first, explicitly)."""
     given_cfg = getattr(task, "caches", None) or {}
     bad = [r for r in given_cfg if r not in ROLES]
     if bad:
@@ -80,6 +82,11 @@ def cache_paths(cfg: DictConfig, task: Task) -> dict[str, dict[str, Path]]:
         )
     paths: dict[str, dict[str, Path]] = {}
     for role, run_cfg in models:
+        if any(r == role for r, _ in missing) and not cfg.data.get("cache"):
+            # the data, then the model it pre-trains on it (uniter-mini, with its progress
+            # bar), before any cache's fingerprint reads the model's weights
+            ensure_demo_data(run_cfg)
+            ensure_model(run_cfg)
         for dataset in datasets:
             path = given.get(role, {}).get(short[dataset])
             if path is None:

@@ -19,6 +19,7 @@ from datamodules.views import FeatureView
 from probes.families import LinearProbe
 from probes.full_batch import view_dim
 from vlprobe.cache.schema import SPLIT_IDS
+from vlprobe.config import config_default
 
 SOLVERS = ("auto", "lbfgs", "sgd")
 #: SentEval's l2reg grid (its classifier's Adam weight decay = our per-example L2 penalty)
@@ -26,7 +27,7 @@ SOLVERS = ("auto", "lbfgs", "sgd")
 #: demo at the old top, 0.1. In scikit-learn's terms (C = 1 / (l2 n_train)) the top reaches
 #: LogisticRegressionCV's strongest C, 1e-4, for n_train >= 100. Strong penalties converge in
 #: a few iterations and leave the working set (``full_batch.LBFGSRun``): no extra passes.
-DEFAULT_L2 = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+DEFAULT_L2 = tuple(config_default("probing", "l2_grid"))  # configs/probing/default.yaml
 
 
 @dataclass(frozen=True)

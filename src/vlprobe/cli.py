@@ -1,5 +1,7 @@
-"""``vlprobe`` command line: make-demo-data, extract, pretrain, inspect, verify, report.
+"""``vlprobe`` command line: train, make-demo-data, extract, pretrain, inspect, verify, report.
 
+``train`` is ``python train_probe.py`` (the same Hydra app, :mod:`vlprobe.train_probe`):
+``vlprobe train task=visual_relation`` works from any folder once vlprobe is installed.
 ``extract`` takes Hydra overrides like ``train_probe.py`` (``vlprobe extract model=lxmert
 data=real data.root=/data dataset=flickr30k``), composed from configs/extract.yaml.
 """
@@ -35,11 +37,13 @@ def _extract(args: argparse.Namespace) -> int:
     from vlprobe.config import config_dir, register_resolvers
     from vlprobe.extraction.pipeline import cache_path, run_extraction
     from vlprobe.preflight import check_command_line
+    from vlprobe.settings_check import check_values
 
     check_command_line(args.overrides, "extract")
     register_resolvers()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose(config_name="extract", overrides=args.overrides)
+    check_values(cfg)
     out = Path(cfg.out) if cfg.get("out") else cache_path(cfg, cfg.dataset)
     path = run_extraction(cfg, cfg.dataset, out)
     if rank_zero_only.rank == 0:  # with extraction.devices > 1 every rank runs this command
@@ -54,12 +58,14 @@ def _pretrain(args: argparse.Namespace) -> int:
     from vlprobe.extraction.pipeline import ensure_demo_data
     from vlprobe.preflight import check_command_line
     from vlprobe.pretrain.uniter_mini import pretrain_from_config
+    from vlprobe.settings_check import check_values
 
     overrides = ["model=uniter_mini", *args.overrides]
     check_command_line(overrides, "extract")
     register_resolvers()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose(config_name="extract", overrides=overrides)
+    check_values(cfg)
     ensure_demo_data(cfg)
     folder = pretrain_from_config(cfg.model, force=args.force)
     print(f"uniter-mini: {folder}\nuse it with: python train_probe.py model=uniter_mini")
@@ -99,6 +105,13 @@ def _report(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlprobe", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser(
+        "train",
+        add_help=False,  # `vlprobe train --help` is Hydra's (groups, options, overrides)
+        help="train probes: `python train_probe.py ARGS` from any folder (Hydra overrides, "
+        "e.g. task=visual_relation; --multirun; --help)",
+    )
 
     demo = sub.add_parser(
         "make-demo-data", help="write the synthetic VALUE-mini set (real formats)"
@@ -157,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:  # Hydra reads the rest, its logging set up as for train_probe.py
+        from vlprobe.train_probe import cli
+
+        cli(argv[1:])
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import OmegaConf
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+#: the configs shipped inside an installed wheel (setup.py copies ``configs/`` there at build)
+PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
+#: the repository's top-level ``configs/``: a source checkout or an editable install
+CHECKOUT_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def auto_precision() -> str:
@@ -32,10 +36,18 @@ def register_resolvers() -> None:
 
 
 def config_dir() -> Path:
-    """The repository's ``configs/`` (vlprobe is installed editable, see README)."""
-    if not CONFIG_DIR.is_dir():
-        raise FileNotFoundError(
-            f"configs not found at {CONFIG_DIR}: install vlprobe from a checkout with "
-            "`pip install -e .` so the Hydra configs are next to the package"
-        )
-    return CONFIG_DIR
+    """The Hydra configs: the copy inside the installed package (``pip install .``), else the
+    repository's top-level ``configs/`` (a checkout or ``pip install -e .``)."""
+    for candidate in (PACKAGED_CONFIGS, CHECKOUT_CONFIGS):
+        if (candidate / "train_probe.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"vlprobe's configs are neither at {PACKAGED_CONFIGS} nor at {CHECKOUT_CONFIGS}: "
+        "reinstall vlprobe (`pip install .` ships them in the package)"
+    )
+
+
+def config_default(group: str, key: str) -> Any:
+    """``key`` of ``configs/<group>/default.yaml``: the one place a default is written, read by
+    code that also builds its objects without Hydra (``Probing()``'s ``l2_grid``)."""
+    return OmegaConf.to_container(OmegaConf.load(config_dir() / group / "default.yaml"))[key]

@@ -76,17 +76,34 @@ def _key_problem(cfg: dict[str, Any], key: str) -> str | None:
     return None
 
 
+def parse_overrides(args: list[str]) -> list[Any]:
+    """Hydra's overrides of ``args``; one that cannot be parsed is named, with the likely fix
+    (an unquoted ``probing.layers=[0, 3]`` reaches Python as ``probing.layers=[0,`` and ``3]``)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    for arg in args:
+        try:
+            parser.parse_overrides([arg])
+        except OverrideParseException as err:
+            reason = str(err).splitlines()[0] if str(err) else "not an override"
+            raise BadInput(
+                f"{arg}: cannot be read as key=value ({reason}); a value with spaces or "
+                "brackets split by the shell? write it without spaces or quote it, e.g. "
+                "'probing.layers=[0,3]'"
+            ) from None
+    return parser.parse_overrides(args)
+
+
 def check_command_line(args: list[str], config_name: str) -> None:
     """Group options, keys and output folders of a command line of Hydra overrides."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.override_parser.overrides_parser import OverridesParser
 
     if any(a.startswith("-") and a not in _HYDRA_FLAGS_CHECKED for a in args):
         return  # --help, --cfg, -cn ...: Hydra's own business
-    overrides = OverridesParser.create().parse_overrides(
-        [a for a in args if a not in _HYDRA_FLAGS_CHECKED]
-    )
+    overrides = parse_overrides([a for a in args if a not in _HYDRA_FLAGS_CHECKED])
     groups = _groups()
     chosen: list[str] = []
     keys: list[str] = []

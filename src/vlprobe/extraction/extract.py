@@ -5,11 +5,9 @@ The run itself is a Lightning predict stage (``extraction/predict.py``).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 from vlprobe.cache.records import LabelVocab
 from vlprobe.cache.schema import SPLIT_IDS
@@ -30,21 +28,6 @@ def build_label_vocab(examples: Sequence[VLExample]) -> LabelVocab:
         predicate=[p for p, _ in sorted(predicates.items(), key=lambda kv: (-kv[1], kv[0]))],
         sentence=sorted({ex.label for ex in examples if ex.label is not None}),
     )
-
-
-def content_hash(paths: Iterable[Path]) -> str:
-    """sha256 over the bytes of every file under ``paths`` (sorted), for provenance."""
-    digest = hashlib.sha256()
-    files: list[Path] = []
-    for path in paths:
-        path = Path(path)
-        files += sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        digest.update(str(file.name).encode())
-        with open(file, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 def _provenance_attrs(provenance: dict[str, str]) -> dict[str, str]:

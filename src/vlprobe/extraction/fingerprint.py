@@ -9,20 +9,13 @@ mtime (hashing GBs of features on every run would cost more than the run).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
+from vlprobe.hashing import file_sha256
+
 HASHED_BYTES = 16 << 20
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _files(path: Path) -> list[Path]:
@@ -39,7 +32,7 @@ def file_entries(path: Path, hash_contents: bool = True) -> dict[str, list[Any] 
     for file in _files(path):
         stat = file.stat()
         small = hash_contents and stat.st_size <= HASHED_BYTES
-        entries[str(file)] = [stat.st_size, stat.st_mtime_ns, _sha256(file) if small else None]
+        entries[str(file)] = [stat.st_size, stat.st_mtime_ns, file_sha256(file) if small else None]
     return entries
 
 

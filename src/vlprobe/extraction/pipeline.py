@@ -9,7 +9,6 @@ waits, then reuses what the first published.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -37,9 +36,9 @@ from vlprobe.data.errors import ProblemLog
 from vlprobe.data.examples import VLExample
 from vlprobe.data.region_features import load_region_features
 from vlprobe.data.senteval import SENTEVAL_TASKS
-from vlprobe.extraction.extract import content_hash
 from vlprobe.extraction.fingerprint import differences, input_fingerprint, missing_inputs
 from vlprobe.extraction.predict import extract
+from vlprobe.hashing import content_hash, text_sha256
 from vlprobe.models.hf_adapter import HFAdapter
 from vlprobe.models.tokenization import text_model_version
 from vlprobe.preflight import seed_of
@@ -97,7 +96,7 @@ def cache_path(cfg: DictConfig, dataset: str) -> Path:
         },
         sort_keys=True,
     )
-    digest = hashlib.sha256(f"{dataset}|{key}".encode()).hexdigest()[:10]
+    digest = text_sha256(f"{dataset}|{key}", 10)
     name = f"{cfg.data.name}__{cfg.model.name}__{dataset.replace('/', '-')}__{digest}.h5"
     return Path(cfg.paths.cache_dir) / name
 
@@ -145,19 +144,34 @@ def input_sources(cfg: DictConfig, dataset: str) -> list[tuple[Path, bool]]:
     raise ValueError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASET_KINDS)}")
 
 
+def ensure_model(cfg: DictConfig) -> None:
+    """Pre-train the model ``cfg`` names if vlprobe trains it (uniter-mini) and it is not yet
+    saved: an explicit step, with its progress bar, before any fingerprint reads its weights.
+
+    A second process wanting the same model waits for the first one's lock, then reuses it.
+    """
+    model = cfg.model
+    if model.get("pretrain") is not None and not model.get("random_init"):
+        from vlprobe.pretrain.uniter_mini import pretrain_from_config
+
+        pretrain_from_config(model)
+
+
 def model_sources(cfg: DictConfig) -> list[tuple[Path, bool]]:
     """The model's weight files, so that a cache of other weights under the same settings (a
     checkpoint replaced in place, uniter-mini pre-trained again) is noticed and rebuilt.
 
-    uniter-mini is pre-trained here when it is not yet: its weights are an input of the cache.
+    Only reads: uniter-mini's checkpoint is where :func:`ensure_model` saved it (not there
+    yet, it is a missing input, which the fingerprint records as such).
     """
     model = cfg.model
     if model.get("random_init"):
         return []
     if model.get("pretrain") is not None:
-        from vlprobe.pretrain.uniter_mini import CHECKPOINT, pretrain_from_config
+        from vlprobe.pretrain.uniter_mini import CHECKPOINT, PretrainSettings, model_folder
 
-        return [(pretrain_from_config(model) / CHECKPOINT, True)]
+        settings = PretrainSettings(**OmegaConf.to_container(model.pretrain, resolve=True))
+        return [(model_folder(settings, model.out_dir) / CHECKPOINT, True)]
     paths = [model.get(key) for key in ("pretrained", "checkpoint", "config", "tokenizer")]
     return [(Path(p), True) for p in paths if isinstance(p, str) and Path(p).exists()]
 
@@ -332,6 +346,7 @@ def run_extraction(cfg: DictConfig, dataset: str, out: Path | None = None) -> Pa
     ``extraction.parts`` (unset: every part; no task says what it reads here)."""
     check_settings(cfg, dataset)
     ensure_demo_data(cfg)
+    ensure_model(cfg)
     out = out or cache_path(cfg, dataset)
     inputs = fingerprint(cfg, dataset)  # before reading: a change during the build shows later
     parts = parts_to_write(cfg, PARTS if cfg.extraction.get("parts") is None else ())
@@ -355,6 +370,7 @@ def ensure_cache(cfg: DictConfig, dataset: str, parts: Iterable[str] = ()) -> Pa
         return path
     check_settings(cfg, dataset)
     ensure_demo_data(cfg)
+    ensure_model(cfg)  # done already when prepare() called it; here for other callers
     inputs = fingerprint(cfg, dataset)
     needed = parts_to_write(cfg, parts)
     if stale_reason(path, inputs, needed) is None:

@@ -11,7 +11,6 @@ every later run.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -29,7 +28,7 @@ from transformers import AutoModel
 
 from vlprobe import __version__
 from vlprobe.cache.lock import exclusive_lock
-from vlprobe.extraction.extract import content_hash
+from vlprobe.hashing import content_hash, text_sha256
 from vlprobe.models.tokenization import (
     default_text_model_path,
     load_tokenizer,
@@ -118,7 +117,7 @@ class PretrainSettings:
                 )
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+        return text_sha256(json.dumps(asdict(self), sort_keys=True), 10)
 
 
 def _number(key: str, value: Any) -> float:
@@ -316,7 +315,7 @@ def model_folder(settings: PretrainSettings, out_dir: str | Path) -> Path:
     extract a cache otherwise)."""
     parts = (settings.digest(), training_data_hash(settings), text_model_version(), __version__)
     blob = "|".join(parts)
-    return Path(out_dir) / f"uniter-mini-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
+    return Path(out_dir) / f"uniter-mini-{text_sha256(blob, 10)}"
 
 
 def ensure_pretrained(

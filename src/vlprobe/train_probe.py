@@ -1,0 +1,68 @@
+"""The ``train_probe`` Hydra app: ``vlprobe train ARGS`` and the repository's
+``python train_probe.py ARGS`` both run :func:`cli`.
+
+Its configs are :func:`vlprobe.config.config_dir` (the repository's ``configs/`` in a checkout,
+the copy shipped in the package after ``pip install .``); the job is named ``train_probe``
+after this module, so both entry points write the same run folders and log files.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from vlprobe.config import config_dir, register_resolvers
+
+register_resolvers()
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train_probe")
+def main(cfg: DictConfig) -> float | None:
+    from hydra.errors import InstantiationException
+
+    from probes.run import run
+    from vlprobe.cache.reader import CacheError
+    from vlprobe.settings_check import check_values
+
+    bad_input = (OSError, ValueError, CacheError)
+    try:
+        check_values(cfg)  # every value by type and range, before anything is built or written
+        return run(cfg)
+    except bad_input as err:
+        # bad input (a path, a data file, a setting, a folder): one line naming it, exit 2
+        exit_bad_input(err)
+    except InstantiationException as err:
+        # a constructor built from config (e.g. probing.*) refused a setting: its own message
+        if not isinstance(err.__cause__, bad_input):
+            raise
+        exit_bad_input(err.__cause__)
+
+
+def exit_bad_input(err: BaseException) -> None:
+    """One line naming the file or key and the fix, exit code 2."""
+    from vlprobe.cache.reader import CacheError
+
+    if isinstance(err, PermissionError):
+        hint = ": point VLPROBE_ROOT or paths.* at a writable folder"
+    elif isinstance(err, (ValueError, CacheError, FileNotFoundError)):
+        hint = ""
+    else:
+        hint = " (a damaged cache? `vlprobe verify CACHE` checks)"
+    print(f"train_probe: error: {err}{hint}", file=sys.stderr)
+    sys.exit(2)
+
+
+def cli(args: list[str] | None = None) -> None:
+    """Check the command line (groups, keys, folders) first, then run the Hydra app on
+    ``args`` (default: ``sys.argv[1:]``)."""
+    from vlprobe.preflight import BadInput, check_command_line
+
+    if args is not None:
+        sys.argv = [sys.argv[0], *args]
+    try:
+        check_command_line(sys.argv[1:], "train_probe")
+    except BadInput as err:
+        exit_bad_input(err)
+    main()
