@@ -21,21 +21,26 @@ import h5py
 import numpy as np
 
 from vlprobe import __version__
+from vlprobe.cache.fields import (
+    ACTIVATION,
+    COUNTED_TABLES,
+    FIELDS,
+    MAPS,
+    ROW_SYMBOL,
+    STRING,
+    Field,
+    field,
+)
 from vlprobe.cache.records import ExampleRecord, LabelVocab
 from vlprobe.cache.schema import (
     CORE_GROUPS,
     PARTS,
     SCHEMA_VERSION,
-    SPLIT_IDS,
-    example_path,
     expand_parts,
-    pair_path,
     part_of,
     partial_path,
     rows_per_chunk,
     stream_group,
-    token_path,
-    unit_path,
 )
 
 _STR = h5py.string_dtype()
@@ -57,6 +62,41 @@ def cast_activations(data: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return data.astype(dtype)
 
 
+def record_sizes(rec: ExampleRecord, name: str) -> dict[str, int]:
+    """Every shape symbol's size in ``rec`` (rows of each part, layers, heads ...), checked:
+    a field whose shape disagrees with its declaration is refused, naming cache and example."""
+    sizes = rec.sizes()
+    for f in FIELDS:
+        if f.source is None or f.kind == "offset" or f.dtype == STRING:
+            continue
+        rule, shape = f.record_shape(), np.shape(getattr(rec, f.source))
+        ok = len(rule) == len(shape)
+        for symbol, size in zip(rule, shape, strict=False):
+            want = symbol if isinstance(symbol, int) else sizes.setdefault(symbol, size)
+            ok = ok and want == size
+        if not ok:
+            raise ValueError(
+                f"{name}: example {rec.example_id}: {f.source} has shape {shape}, but "
+                f"{f.path} is ({', '.join(map(str, f.shape))}) with {sizes}"
+            )
+    return sizes
+
+
+def _check_finite(data: np.ndarray, f: Field, rec: ExampleRecord, name: str) -> None:
+    """Refuse NaN or infinity (a model fed bad input, or a value beyond float16's range
+    cast to infinity): one NaN row trains a probe at chance without a word."""
+    if f.nan_without_text and rec.n_text == 0:
+        data = np.nan_to_num(data, nan=0.0, posinf=np.inf, neginf=-np.inf)
+    if np.isfinite(data).all():
+        return
+    kinds = [k for k, bad in (("NaN", np.isnan(data)), ("infinite", np.isinf(data))) if bad.any()]
+    raise ValueError(
+        f"{name}: {f.path} of example {rec.example_id} holds {' and '.join(kinds)} values "
+        f"(stored as {data.dtype}; float16 holds at most 65504): check that example's inputs "
+        "(its region features) and model, or store float32 with extraction.dtype=float32"
+    )
+
+
 def _set_attrs(target: h5py.Group, attrs: Mapping[str, object]) -> None:
     """Numbers and strings as they are, anything else as JSON (the reader decodes it)."""
     for key, value in attrs.items():
@@ -75,11 +115,15 @@ def fsync_path(path: Path) -> None:
 class _Tables:
     """The growing datasets of one token sequence: the file itself, or one stream's group."""
 
-    def __init__(self, group: h5py.Group, parts: frozenset[str], dtype: np.dtype) -> None:
-        self.group, self.parts, self.dtype = group, parts, dtype
-        self.counts = {"examples": 0, "tokens": 0, "region": 0, "phrase": 0, "sentence": 0}
-        self.token_offsets = [0]
-        self.phrase_pair_counts: list[int] = []
+    def __init__(
+        self, group: h5py.Group, parts: frozenset[str], dtype: np.dtype, name: str
+    ) -> None:
+        """``name``: the cache (and stream) in messages."""
+        self.group, self.parts, self.dtype, self.name = group, parts, dtype, name
+        self.counts = dict.fromkeys(COUNTED_TABLES, 0)
+        self.offset_counts: dict[str, list[np.ndarray]] = {
+            f.path: [] for f in FIELDS if f.kind == "offset"
+        }
         self.dropped_phrases = 0
         self._pending: dict[str, tuple[int, object, list[np.ndarray]]] = {}
 
@@ -127,75 +171,51 @@ class _Tables:
         index[axis] = slice(start, start + data.shape[axis])
         ds[tuple(index)] = data.astype(dtype, copy=False) if dtype is not _STR else data
 
-    def _act(self, name: str, data: np.ndarray, axis: int) -> None:
-        self._append(name, cast_activations(data, self.dtype), axis=axis, dtype=self.dtype)
+    def _dtype(self, f: Field) -> np.dtype:
+        """How field ``f`` is stored: activations as the cache's dtype, strings as UTF-8."""
+        if f.dtype == ACTIVATION:
+            return self.dtype
+        return _STR if f.dtype == STRING else np.dtype(f.dtype)
 
     # -- records ------------------------------------------------------------------------
     def add(self, rec: ExampleRecord) -> None:
+        """Append every declared field of one example (vlprobe.cache.fields.FIELDS)."""
+        sizes = record_sizes(rec, self.name)
+        for f in FIELDS:
+            if f.kind == "offset":
+                self.offset_counts[f.path].append(np.atleast_1d(getattr(rec, f.source)))
+                continue
+            if f.kind == "owner":
+                data = np.zeros(sizes[ROW_SYMBOL[f.part]], np.dtype(f.dtype))
+            elif f.dtype == STRING:
+                data = np.array([getattr(rec, f.source)], dtype=object)
+            else:
+                data = np.asarray(getattr(rec, f.source))
+                data = data[None] if f.kind == "example" else data
+            if f.index_into:
+                data = data + self.counts[f.index_into]
+            if f.dtype == ACTIVATION:
+                data = cast_activations(data, self.dtype)
+            if f.floating:
+                _check_finite(data, f, rec, self.name)
+            self._append(f.path, data, axis=f.axis, dtype=self._dtype(f))
         e = self.counts["examples"]
-        n_image = int((rec.modality == 1).sum())
-        self._append(example_path("id"), np.array([rec.example_id], dtype=object), dtype=_STR)
-        self._append(example_path("group"), np.array([rec.group_id], dtype=object), dtype=_STR)
-        self._append(example_path("text"), np.array([rec.text], dtype=object), dtype=_STR)
-        self._append(example_path("split"), np.array([SPLIT_IDS[rec.split]], np.int8))
-        self._append(example_path("n_text"), np.array([rec.num_tokens - n_image], np.int32))
-        self._append(example_path("n_image"), np.array([n_image], np.int32))
-        self._act(token_path("hidden"), rec.hidden, axis=1)
-        self._append(token_path("modality"), rec.modality)
-        self._append(token_path("word_index"), rec.word_index)
-        self._act("attention/cls_mass", rec.cls_mass[None], axis=0)
-        self._act("attention/cls_special_mass", rec.cls_special_mass[None], axis=0)
-        self.counts["tokens"] += rec.num_tokens
-        self.token_offsets.append(self.counts["tokens"])
-
-        region0, phrase0 = self.counts["region"], self.counts["phrase"]
-        num_regions, num_phrases = rec.region_category.shape[0], rec.phrase_type.shape[0]
-        self._act(unit_path("region", "embedding"), rec.region_emb, axis=1)
-        self._append(unit_path("region", "example"), np.full(num_regions, e, np.int32))
-        self._append(unit_path("region", "category"), rec.region_category)
-        self._append(unit_path("region", "box"), rec.region_box)
-        self._act(unit_path("phrase", "embedding"), rec.phrase_emb, axis=1)
-        self._append(unit_path("phrase", "example"), np.full(num_phrases, e, np.int32))
-        self._append(unit_path("phrase", "type"), rec.phrase_type)
-        self._append(unit_path("phrase", "types"), rec.phrase_types)
-        self._append(unit_path("phrase", "word_span"), rec.phrase_span)
-        self._append(unit_path("phrase", "grounding"), rec.phrase_grounding.astype(np.float32))
-        self._append(unit_path("phrase", "grounding_chance"), rec.phrase_grounding_chance)
-        num_sentences = rec.sentence_label.shape[0]
-        self._act(unit_path("sentence", "cls"), rec.sentence_cls, axis=1)
-        self._act(unit_path("sentence", "mean"), rec.sentence_mean, axis=1)
-        self._append(unit_path("sentence", "example"), np.full(num_sentences, e, np.int32))
-        self._append(unit_path("sentence", "label"), rec.sentence_label)
-
-        self._append(pair_path("relation", "subject"), rec.rel_subject + region0)
-        self._append(pair_path("relation", "object"), rec.rel_object + region0)
-        self._append(pair_path("relation", "related"), rec.rel_related)
-        self._append(pair_path("relation", "predicate"), rec.rel_predicate)
-        self._act(pair_path("relation", "attention"), rec.rel_attention, axis=0)
-        self._append(pair_path("coref", "phrase"), rec.coref_phrase + phrase0)
-        self._append(pair_path("coref", "region"), rec.coref_region + region0)
-        self._append(pair_path("coref", "corefer"), rec.coref_corefer)
-        self._act(pair_path("coref", "attention"), rec.coref_attention, axis=0)
-        self.phrase_pair_counts.extend(np.bincount(rec.coref_phrase, minlength=num_phrases))
-
         if rec.attention_map is not None and "maps" in self.parts:
             self.group.create_dataset(
-                f"attention/maps/{e}",
+                f"{MAPS}/{e}",
                 data=cast_activations(rec.attention_map, self.dtype),
                 compression="gzip",
                 fletcher32=True,
             )
-        self.counts["examples"] += 1
-        self.counts["region"] += num_regions
-        self.counts["phrase"] += num_phrases
-        self.counts["sentence"] += num_sentences
+        for table in COUNTED_TABLES:
+            self.counts[table] += 1 if table == "examples" else sizes[ROW_SYMBOL[table]]
         self.dropped_phrases += rec.dropped_phrases
 
     def finish(self) -> None:
-        """The offset arrays (known only at the end), then everything still queued."""
-        self._append(example_path("token_offset"), np.asarray(self.token_offsets, np.int64))
-        pair_offset = np.concatenate([[0], np.cumsum(self.phrase_pair_counts)]).astype(np.int64)
-        self._append(unit_path("phrase", "pair_offset"), pair_offset)
+        """The running totals (known only at the end), then everything still queued."""
+        for path, counts in self.offset_counts.items():
+            totals = np.cumsum(np.concatenate([[0], *counts])).astype(np.int64)
+            self._append(path, totals, dtype=np.dtype(field(path).dtype))
         self.flush()
         self.group.attrs["dropped_phrases"] = self.dropped_phrases
 
@@ -236,14 +256,15 @@ class CacheWriter:
         }
         _set_attrs(self.file, {**common, "complete": 0})
         if not streams:
-            self.tables = {None: _Tables(self.file, self.parts, self.dtype)}
+            self.tables = {None: _Tables(self.file, self.parts, self.dtype, str(self.path))}
             return
         self.file.attrs["streams"] = json.dumps(list(streams))
         self.tables = {}
         for name, own in streams.items():
             group = self.file.create_group(stream_group(name))
             _set_attrs(group, {**common, **own, "stream": name})
-            self.tables[name] = _Tables(group, self.parts, self.dtype)
+            where = f"{self.path} (stream {name})"
+            self.tables[name] = _Tables(group, self.parts, self.dtype, where)
 
     @property
     def counts(self) -> dict:
