@@ -7,7 +7,7 @@ import secrets
 from collections.abc import Iterable
 from pathlib import Path
 
-from vlprobe.cache.fields import FIELDS, MAPS, ROW_SYMBOL, field, part_fields
+from vlprobe.cache.fields import BY_PATH, FIELDS, MAPS, ROW_SYMBOL, field, part_fields
 
 SCHEMA_VERSION = 2  # 2: phrase grounding over all input regions, [CLS] mass on specials
 SPLIT_IDS: dict[str, int] = {"train": 0, "val": 1, "test": 2}
@@ -62,32 +62,43 @@ HIDDEN_DATASETS = tuple(f.path for f in FIELDS if f.per_layer)
 HEAD_DATASETS = tuple(f.path for f in FIELDS if f.per_head)
 
 
-UNIT_KINDS = ("region", "phrase", "sentence")  # units/<kind>/<field>: one row per unit
-PAIR_KINDS = ("relation", "coref")  # pairs/<kind>/<field>: one row per pair of units
+# units/<kind>/<field>: one row per unit; pairs/<kind>/<field>: one row per pair of units
+UNIT_KINDS = tuple(dict.fromkeys(f.path.split("/")[1] for f in FIELDS if f.path[:6] == "units/"))
+PAIR_KINDS = tuple(dict.fromkeys(f.path.split("/")[1] for f in FIELDS if f.path[:6] == "pairs/"))
+
+
+def _declared(path: str) -> str:
+    """``path`` if the declaration (vlprobe.cache.fields) has it, else a KeyError listing the
+    fields of its group."""
+    if path in BY_PATH:
+        return path
+    group = path.rsplit("/", 1)[0]
+    valid = [f.path.rsplit("/", 1)[1] for f in FIELDS if f.path.rsplit("/", 1)[0] == group]
+    raise KeyError(f"no cache field {path!r}; {group}/ holds: {', '.join(valid)}")
 
 
 def unit_path(kind: str, field: str) -> str:
     """The dataset of a unit field, e.g. ``unit_path("region", "embedding")``."""
     if kind not in UNIT_KINDS:
         raise KeyError(f"unknown unit kind {kind!r}; valid: {', '.join(UNIT_KINDS)}")
-    return f"units/{kind}/{field}"
+    return _declared(f"units/{kind}/{field}")
 
 
 def pair_path(kind: str, field: str) -> str:
     """The dataset of a pair field, e.g. ``pair_path("relation", "attention")``."""
     if kind not in PAIR_KINDS:
         raise KeyError(f"unknown pair kind {kind!r}; valid: {', '.join(PAIR_KINDS)}")
-    return f"pairs/{kind}/{field}"
+    return _declared(f"pairs/{kind}/{field}")
 
 
 def example_path(field: str) -> str:
     """A per-example dataset, e.g. ``example_path("token_offset")``."""
-    return f"examples/{field}"
+    return _declared(f"examples/{field}")
 
 
 def token_path(field: str) -> str:
     """A per-token dataset of all examples, e.g. ``token_path("hidden")``."""
-    return f"tokens/{field}"
+    return _declared(f"tokens/{field}")
 
 
 def rows_per_chunk(row_bytes: int, total_rows_hint: int | None = None) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from bisect import bisect_right
 from collections.abc import Sequence
@@ -24,32 +23,19 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from vlprobe.cache.schema import (
-    STREAMS_GROUP,
-    example_path,
-    pair_path,
-    partial_path,
-    stream_group,
-    unit_path,
-)
-from vlprobe.cache.writer import fsync_path
+from vlprobe.cache.checksums import UNSEALED, seal_file
+from vlprobe.cache.fields import FIELDS, MAPS
+from vlprobe.cache.schema import STREAMS_GROUP, partial_path, stream_group
+from vlprobe.cache.writer import no_space_guard, publish
 from vlprobe.data.examples import VLExample
 
 SHARD_ATTRS = ("shard_index", "shard_count", "shard_fingerprint", "shard_counts")
-# datasets whose values are row numbers of another table (the writer's counter of that table,
-# kept per shard in ``shard_counts``): a later shard's values move by the rows before it
-INDEX_INTO = {
-    unit_path("region", "example"): "examples",
-    unit_path("phrase", "example"): "examples",
-    unit_path("sentence", "example"): "examples",
-    pair_path("relation", "subject"): "region",
-    pair_path("relation", "object"): "region",
-    pair_path("coref", "phrase"): "phrase",
-    pair_path("coref", "region"): "region",
-}
+# from the declaration (cache/fields.py): datasets whose values are row numbers of another
+# table (the writer's counter of that table, kept per shard in ``shard_counts``): a later
+# shard's values move by the rows before it
+INDEX_INTO = {f.path: f.index_into for f in FIELDS if f.index_into}
 # n + 1 running totals from 0: a later shard drops its leading 0 and adds the totals before it
-CUMULATIVE = (example_path("token_offset"), unit_path("phrase", "pair_offset"))
-MAPS = "attention/maps"  # one dataset per example, named by its row: renumbered
+CUMULATIVE = tuple(f.path for f in FIELDS if f.kind == "offset")
 COPY_BYTES = 64 << 20  # the merge copies at most this much of one dataset at a time
 
 
@@ -165,7 +151,7 @@ def _dataset_names(f: h5py.File) -> list[str]:
 def _merged_attrs(srcs: list[h5py.Group]) -> dict[str, object]:
     """Shard 0's attributes (of the file or of one stream's group); per-shard ones dropped,
     counts summed, the latest creation time."""
-    skip = (*SHARD_ATTRS, "created_utc", "dropped_phrases", "complete")
+    skip = (*SHARD_ATTRS, *UNSEALED, "created_utc", "dropped_phrases")
     attrs = {k: v for k, v in srcs[0].attrs.items() if k not in skip}
     for src in srcs[1:]:
         other = {k: v for k, v in src.attrs.items() if k not in skip}
@@ -261,7 +247,7 @@ def merge_shards(plan: ShardPlan) -> Path:
     paths = [plan.path(i) for i in range(len(plan.bounds))]
     partial = partial_path(out_path)
     try:
-        with ExitStack() as stack:
+        with no_space_guard(out_path), ExitStack() as stack:
             srcs = [stack.enter_context(h5py.File(p, "r")) for p in paths]
             out = stack.enter_context(h5py.File(partial, "w"))
             attrs = _merged_attrs(srcs)
@@ -275,11 +261,11 @@ def merge_shards(plan: ShardPlan) -> Path:
                 group = out.require_group(stream_group(stream))
                 group.attrs.update(_merged_attrs([s[stream_group(stream)] for s in srcs]))
             out.attrs.update(attrs)
+            seal_file(out, streams)  # the merged values and attributes, not a shard's
+        with no_space_guard(out_path):
+            publish(partial, out_path)  # like CacheWriter.close: whole on disk, then renamed
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    fsync_path(partial)  # published like CacheWriter.close: whole on disk, then renamed
-    os.replace(partial, out_path)
-    fsync_path(out_path.parent)
     shutil.rmtree(plan.directory, ignore_errors=True)
     return out_path

@@ -10,9 +10,11 @@ corrupted on disk fails to read instead of returning wrong numbers. A multi-stre
 
 from __future__ import annotations
 
+import errno
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
@@ -21,6 +23,7 @@ import h5py
 import numpy as np
 
 from vlprobe import __version__
+from vlprobe.cache.checksums import seal_file
 from vlprobe.cache.fields import (
     ACTIVATION,
     COUNTED_TABLES,
@@ -110,6 +113,40 @@ def fsync_path(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class DiskFullError(OSError):
+    """The disk filled while writing a cache: one line naming the file and the way out."""
+
+
+def _is_disk_full(err: OSError) -> bool:
+    """ENOSPC, as the OS reports it or as HDF5 words it inside its own error message."""
+    text = str(err)
+    return err.errno == errno.ENOSPC or "No space left on device" in text or "errno = 28" in text
+
+
+@contextmanager
+def no_space_guard(path: Path) -> Iterator[None]:
+    """Turn a full disk, however HDF5 reports it, into :class:`DiskFullError` (the caller
+    removes its partial file)."""
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except OSError as err:
+        if not _is_disk_full(err):
+            raise
+        raise DiskFullError(
+            f"no space left on device writing {path}: free space or set paths.cache_dir=... "
+            "(a folder on a disk with room)"
+        ) from None
+
+
+def publish(partial: Path, path: Path) -> None:
+    """Make a finished file whole on disk, then rename it onto ``path`` in one step."""
+    fsync_path(partial)
+    os.replace(partial, path)
+    fsync_path(path.parent)  # the rename itself survives a crash
 
 
 class _Tables:
@@ -243,9 +280,23 @@ class CacheWriter:
         self.path = Path(path)
         self.parts = expand_parts(PARTS if parts is None else parts)
         self.partial = partial_path(self.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = h5py.File(self.partial, "w")
+        self.file = None
         self.dtype = np.dtype(dtype)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with no_space_guard(self.path):
+                self._create(attrs, labels, streams or {})
+        except BaseException:
+            self.abort()
+            raise
+
+    def _create(
+        self,
+        attrs: Mapping[str, object],
+        labels: LabelVocab,
+        streams: Mapping[str, Mapping[str, object]],
+    ) -> None:
+        self.file = h5py.File(self.partial, "w")
         common = {
             **attrs,
             "schema_version": SCHEMA_VERSION,
@@ -277,11 +328,13 @@ class CacheWriter:
         """Append one example's record (to ``stream``'s group in a multi-stream cache)."""
         if stream not in self.tables:
             raise KeyError(f"stream {stream!r}: this cache holds {list(self.tables)}")
-        self.tables[stream].add(rec)
+        with no_space_guard(self.path):
+            self.tables[stream].add(rec)
 
     def flush(self) -> None:
-        for tables in self.tables.values():
-            tables.flush()
+        with no_space_guard(self.path):
+            for tables in self.tables.values():
+                tables.flush()
 
     def close(self) -> Path:
         """Finish the file and move it to its final path."""
@@ -289,22 +342,35 @@ class CacheWriter:
         rows = {tables.counts["examples"] for tables in self.tables.values()}
         if len(rows) > 1:
             raise RuntimeError(f"streams of {self.path} hold different example counts {rows}")
+        try:
+            with no_space_guard(self.path):
+                self._seal_and_publish()
+        except BaseException:
+            self.abort()  # nothing half-written stays behind (a full disk, an interrupt)
+            raise
+        return self.path
+
+    def _seal_and_publish(self) -> None:
+        assert self.file is not None
         for tables in self.tables.values():
             tables.finish()
         self.file.attrs["dropped_phrases"] = max(t.dropped_phrases for t in self.tables.values())
         self.file.attrs["created_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        seal_file(self.file, [name for name in self.tables if name is not None])
         self.file.attrs["complete"] = 1
         self.file.close()
         self.file = None
-        fsync_path(self.partial)
-        os.replace(self.partial, self.path)
-        fsync_path(self.path.parent)  # the rename itself survives a crash
-        return self.path
+        publish(self.partial, self.path)
 
     def abort(self) -> None:
-        """Drop the partial file: a failed extraction leaves nothing that looks like a cache."""
-        if self.file:
-            self.file.close()
+        """Drop the partial file: a failed extraction leaves nothing that looks like a cache
+        (closing may fail too, on a full disk: the file goes all the same)."""
+        file, self.file = self.file, None
+        try:
+            if file:
+                file.close()
+        except Exception:  # noqa: BLE001 - the file is deleted next; the first error counts
+            pass
         self.partial.unlink(missing_ok=True)
 
     def __enter__(self) -> CacheWriter:
