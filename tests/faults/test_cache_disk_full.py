@@ -110,3 +110,18 @@ def test_cli_says_it_in_one_line_with_exit_2(own_demo: Path, tmp_path: Path, mon
     )
     assert not any("Traceback" in line or "HDF5-DIAG" in line for line in err)
     assert _left_beside(out) == []
+
+
+def test_no_room_for_the_next_batch_stops_before_hdf5_writes(builder_cfg, monkeypatch) -> None:
+    """A disk with less room than a batch needs stops the writer before HDF5 fails a write
+    (after which its file cannot be closed cleanly: a segfault at exit, on a real disk)."""
+    cfg = builder_cfg("senteval/past_present")
+    out = cache_path(cfg, "senteval/past_present")
+    usage = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(p)._replace(free=1 << 20))
+    writes = []
+    original = h5py.Dataset.__setitem__
+    monkeypatch.setattr(h5py.Dataset, "__setitem__", lambda *a: writes.append(1) or original(*a))
+    with pytest.raises(OSError, match=f"^no space left on device writing {out}: free space"):
+        run_extraction(cfg, "senteval/past_present")
+    assert writes == [] and _left_beside(out) == []

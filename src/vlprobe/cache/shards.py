@@ -26,7 +26,7 @@ import numpy as np
 from vlprobe.cache.checksums import UNSEALED, seal_file
 from vlprobe.cache.fields import FIELDS, MAPS
 from vlprobe.cache.schema import STREAMS_GROUP, partial_path, stream_group
-from vlprobe.cache.writer import no_space_guard, publish
+from vlprobe.cache.writer import DiskFullError, discard, no_space_guard, publish
 from vlprobe.data.examples import VLExample
 
 SHARD_ATTRS = ("shard_index", "shard_count", "shard_fingerprint", "shard_counts")
@@ -218,6 +218,7 @@ def _copy_concatenated(out: h5py.File, name: str, srcs: list[h5py.File]) -> None
             shift += _counts(src, stream)[INDEX_INTO[table_name]]
         elif cumulative and data.shape[axis]:
             shift += int(data[data.shape[axis] - 1])
+    ds.flush()  # here, where a failed write raises (a destructor could only print it)
 
 
 def _copy_maps(out: h5py.File, srcs: list[h5py.File], stream: str | None) -> None:
@@ -237,6 +238,22 @@ def _copy_maps(out: h5py.File, srcs: list[h5py.File], stream: str | None) -> Non
         offset += _counts(src, stream)["examples"]
 
 
+def _merge_into(out: h5py.File, srcs: list[h5py.File]) -> None:
+    """Every dataset of the shards ``srcs``, concatenated, and their merged attributes."""
+    attrs = _merged_attrs(srcs)
+    out.attrs["complete"] = 0
+    for name in _dataset_names(srcs[0]):
+        _copy_concatenated(out, name, srcs)
+    streams = json.loads(srcs[0].attrs.get("streams", "[]"))
+    for stream in streams or [None]:
+        _copy_maps(out, srcs, stream)
+    for stream in streams:  # each stream's group has attributes of its own
+        group = out.require_group(stream_group(stream))
+        group.attrs.update(_merged_attrs([s[stream_group(stream)] for s in srcs]))
+    out.attrs.update(attrs)
+    seal_file(out, streams)  # the merged values and attributes, not a shard's
+
+
 def merge_shards(plan: ShardPlan) -> Path:
     """Publish the cache at ``plan.out_path`` from its complete shards, then remove them."""
     out_path = plan.out_path
@@ -246,26 +263,16 @@ def merge_shards(plan: ShardPlan) -> Path:
         raise RuntimeError(f"cannot merge {out_path}: shards not written: {plan.pending()}")
     paths = [plan.path(i) for i in range(len(plan.bounds))]
     partial = partial_path(out_path)
+    out = None
     try:
         with no_space_guard(out_path), ExitStack() as stack:
             srcs = [stack.enter_context(h5py.File(p, "r")) for p in paths]
-            out = stack.enter_context(h5py.File(partial, "w"))
-            attrs = _merged_attrs(srcs)
-            out.attrs["complete"] = 0
-            for name in _dataset_names(srcs[0]):
-                _copy_concatenated(out, name, srcs)
-            streams = json.loads(srcs[0].attrs.get("streams", "[]"))
-            for stream in streams or [None]:
-                _copy_maps(out, srcs, stream)
-            for stream in streams:  # each stream's group has attributes of its own
-                group = out.require_group(stream_group(stream))
-                group.attrs.update(_merged_attrs([s[stream_group(stream)] for s in srcs]))
-            out.attrs.update(attrs)
-            seal_file(out, streams)  # the merged values and attributes, not a shard's
-        with no_space_guard(out_path):
+            out = h5py.File(partial, "w")
+            _merge_into(out, srcs)
+            out.close()
             publish(partial, out_path)  # like CacheWriter.close: whole on disk, then renamed
-    except BaseException:
-        partial.unlink(missing_ok=True)
+    except BaseException as err:
+        discard(out, partial, isinstance(err, DiskFullError))
         raise
     shutil.rmtree(plan.directory, ignore_errors=True)
     return out_path

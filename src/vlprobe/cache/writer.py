@@ -13,8 +13,9 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
@@ -47,6 +48,7 @@ from vlprobe.cache.schema import (
 )
 
 _STR = h5py.string_dtype()
+METADATA_BYTES = 1 << 20  # room kept for HDF5's own structures on each flush
 
 
 def cast_activations(data: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -119,10 +121,13 @@ class DiskFullError(OSError):
     """The disk filled while writing a cache: one line naming the file and the way out."""
 
 
-def _is_disk_full(err: OSError) -> bool:
-    """ENOSPC, as the OS reports it or as HDF5 words it inside its own error message."""
+def _is_disk_full(err: Exception) -> bool:
+    """ENOSPC, as the OS reports it or as HDF5 words it inside its own error message (h5py
+    raises that as OSError or, from an id's release, RuntimeError)."""
     text = str(err)
-    return err.errno == errno.ENOSPC or "No space left on device" in text or "errno = 28" in text
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return True
+    return "No space left on device" in text or "errno = 28" in text
 
 
 @contextmanager
@@ -133,7 +138,7 @@ def no_space_guard(path: Path) -> Iterator[None]:
         yield
     except DiskFullError:
         raise
-    except OSError as err:
+    except (OSError, RuntimeError) as err:
         if not _is_disk_full(err):
             raise
         raise DiskFullError(
@@ -142,11 +147,38 @@ def no_space_guard(path: Path) -> Iterator[None]:
         ) from None
 
 
+def discard(file: h5py.File | None, partial: Path, disk_full: bool) -> None:
+    """Close and delete an unfinished file. On a full disk its own bytes are freed first
+    (truncated), so HDF5 can write out what it still buffers and close cleanly: closing a
+    file whose writes fail leaves HDF5 broken (tracebacks, then a segfault at exit)."""
+    if disk_full:
+        with suppress(OSError):
+            os.truncate(partial, 0)
+    with suppress(Exception):  # the file is deleted next; the first error is the one raised
+        if file:
+            file.close()
+    partial.unlink(missing_ok=True)
+
+
 def publish(partial: Path, path: Path) -> None:
     """Make a finished file whole on disk, then rename it onto ``path`` in one step."""
     fsync_path(partial)
     os.replace(partial, path)
     fsync_path(path.parent)  # the rename itself survives a crash
+
+
+def _itemsize(dtype: object, data: np.ndarray) -> int:
+    """Bytes per value as stored (a variable-length string: its 16-byte reference)."""
+    if dtype is _STR:
+        return 16
+    return np.dtype(data.dtype if dtype is None else dtype).itemsize  # type: ignore[arg-type]
+
+
+def _chunk_shape(shape: tuple[int, ...], axis: int, dtype: object) -> tuple[int, ...]:
+    """Chunks of whole rows along ``axis``, about ``TARGET_CHUNK_BYTES`` each."""
+    row_bytes = int(np.prod([s for i, s in enumerate(shape) if i > axis] or [1]))
+    row_bytes *= 16 if dtype is _STR else np.dtype(dtype).itemsize  # type: ignore[arg-type]
+    return (*[1] * axis, rows_per_chunk(row_bytes), *shape[axis + 1 :])
 
 
 class _Tables:
@@ -163,6 +195,9 @@ class _Tables:
         }
         self.dropped_phrases = 0
         self._pending: dict[str, tuple[int, object, list[np.ndarray]]] = {}
+        # open handles, kept: closing a dataset flushes its chunks from a destructor, where a
+        # failed write (a full disk) can only be printed, not raised to the caller
+        self._datasets: dict[str, h5py.Dataset] = {}
 
     # -- low level ------------------------------------------------------------------------
     def _append(self, name: str, data: np.ndarray, axis: int = 0, dtype=None) -> None:
@@ -171,6 +206,19 @@ class _Tables:
         if part_of(name) not in self.parts and part_of(name) not in CORE_GROUPS:
             return
         self._pending.setdefault(name, (axis, dtype, []))[2].append(np.asarray(data))
+
+    def bytes_to_write(self) -> int:
+        """At most what the next flush adds to the file: the queued bytes, and a new chunk
+        for each chunk column it may start (chunks are allocated whole)."""
+        total = 0
+        for axis, dtype, arrays in self._pending.values():
+            if not any(a.shape[axis] for a in arrays):
+                continue  # nothing to write: no chunk either
+            shape = arrays[0].shape
+            chunk, itemsize = _chunk_shape(shape, axis, dtype), _itemsize(dtype, arrays[0])
+            columns = int(np.prod(shape[:axis], dtype=np.int64))
+            total += sum(a.nbytes for a in arrays) + columns * int(np.prod(chunk)) * itemsize
+        return total
 
     def flush(self) -> None:
         """Write everything queued since the last flush (called once per extraction batch)."""
@@ -186,18 +234,17 @@ class _Tables:
             shape[axis] = 0
             maxshape = list(data.shape)
             maxshape[axis] = None
-            row_bytes = int(np.prod([s for i, s in enumerate(data.shape) if i > axis] or [1]))
-            row_bytes *= np.dtype(dtype).itemsize if dtype is not _STR else 16
-            chunks = [1] * axis + [rows_per_chunk(row_bytes)] + list(data.shape[axis + 1 :])
             self.group.create_dataset(
                 name,
                 shape=tuple(shape),
                 maxshape=tuple(maxshape),
                 dtype=dtype,
-                chunks=tuple(chunks),
+                chunks=_chunk_shape(data.shape, axis, dtype),
                 fletcher32=dtype is not _STR,  # HDF5 checksums fixed-size data only
             )
-        ds = self.group[name]
+        if name not in self._datasets:
+            self._datasets[name] = self.group[name]
+        ds = self._datasets[name]
         start = ds.shape[axis]
         if data.shape[axis] == 0:
             return
@@ -282,12 +329,23 @@ class CacheWriter:
         self.partial = partial_path(self.path)
         self.file = None
         self.dtype = np.dtype(dtype)
+        self.disk_full = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with no_space_guard(self.path):
+            with self._guard():
                 self._create(attrs, labels, streams or {})
         except BaseException:
             self.abort()
+            raise
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """:func:`no_space_guard`, remembering a full disk for :meth:`abort`."""
+        try:
+            with no_space_guard(self.path):
+                yield
+        except DiskFullError:
+            self.disk_full = True
             raise
 
     def _create(
@@ -328,13 +386,25 @@ class CacheWriter:
         """Append one example's record (to ``stream``'s group in a multi-stream cache)."""
         if stream not in self.tables:
             raise KeyError(f"stream {stream!r}: this cache holds {list(self.tables)}")
-        with no_space_guard(self.path):
+        with self._guard():
             self.tables[stream].add(rec)
 
     def flush(self) -> None:
-        with no_space_guard(self.path):
+        """Write what is queued, through HDF5's buffers onto the file: a full disk shows here,
+        with at most one batch still buffered (what :meth:`abort` must get out to close)."""
+        with self._guard():
+            self._check_room()
             for tables in self.tables.values():
                 tables.flush()
+            assert self.file is not None
+            self.file.flush()
+
+    def _check_room(self) -> None:
+        """Stop before a write the disk has no room for: HDF5 survives a failed write badly
+        (its file cannot be closed cleanly afterwards; a segfault at exit)."""
+        needed = sum(t.bytes_to_write() for t in self.tables.values()) + METADATA_BYTES
+        if shutil.disk_usage(self.partial.parent).free < needed:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.partial))
 
     def close(self) -> Path:
         """Finish the file and move it to its final path."""
@@ -343,7 +413,7 @@ class CacheWriter:
         if len(rows) > 1:
             raise RuntimeError(f"streams of {self.path} hold different example counts {rows}")
         try:
-            with no_space_guard(self.path):
+            with self._guard():
                 self._seal_and_publish()
         except BaseException:
             self.abort()  # nothing half-written stays behind (a full disk, an interrupt)
@@ -366,12 +436,7 @@ class CacheWriter:
         """Drop the partial file: a failed extraction leaves nothing that looks like a cache
         (closing may fail too, on a full disk: the file goes all the same)."""
         file, self.file = self.file, None
-        try:
-            if file:
-                file.close()
-        except Exception:  # noqa: BLE001 - the file is deleted next; the first error counts
-            pass
-        self.partial.unlink(missing_ok=True)
+        discard(file, self.partial, self.disk_full)
 
     def __enter__(self) -> CacheWriter:
         return self
