@@ -80,17 +80,14 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from vlprobe.cache.verify import verify_cache
+    from vlprobe.cache.verify import verify_lines
 
-    problems = verify_cache(args.cache)
-    if problems:
-        print(f"{args.cache}: BROKEN ({len(problems)} problem(s))", file=sys.stderr)
-        for problem in problems:
-            print(f"  {problem}", file=sys.stderr)
-        print("  delete it: a run rebuilds its cache (or `vlprobe extract`)", file=sys.stderr)
-        return 1
-    print(f"{args.cache}: OK (complete, every dataset present, read back, consistent)")
-    return 0
+    out, err, code = verify_lines(args.cache)
+    for line in out:
+        print(line)
+    for line in err:
+        print(line, file=sys.stderr)
+    return code
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -143,8 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify = sub.add_parser(
         "verify",
-        help="check a cache fully: complete flag, every dataset, shapes vs offsets, every byte "
-        "read back (exit 1 on a broken one)",
+        help="check a cache fully: complete flag, every dataset, shapes vs offsets, every dataset "
+        "and attribute read back against its checksum (exit 1 on a broken one)",
     )
     verify.add_argument("cache")
     verify.set_defaults(func=_verify)

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vlprobe.cache.fields import ACTIVATION, FIELDS, ROW_SYMBOL, STRING, Field
+from vlprobe.cache.schema import SPLIT_IDS
 from vlprobe.data.types import FLICKR_TYPES
 
 
@@ -30,104 +32,85 @@ class LabelVocab:
         }
 
 
-@dataclass
 class ExampleRecord:
-    """Per-example arrays; unit indices are local to the example (the writer offsets them)."""
+    """One example's arrays, by the ``source`` names of :data:`vlprobe.cache.fields.FIELDS`
+    (``region_emb``, ``rel_subject`` ...); unit indices are local to the example (the writer
+    offsets them). Fields of a part the example lacks may be left out: they are zeros with 0
+    rows (``text``: ""). Besides the fields: ``attention_map`` (A, H, T, T) for the first few
+    examples only, and ``dropped_phrases`` (phrases whose words were all truncated away)."""
 
-    example_id: str
-    group_id: str
-    split: str
-    hidden: np.ndarray  # (L, T, d)
-    modality: np.ndarray  # (T,) int8
-    word_index: np.ndarray  # (T,) int32
-    cls_mass: np.ndarray  # (A, H, 2)
-    cls_special_mass: np.ndarray  # (A, H): the part of the text mass on [CLS], [SEP], ...
-    region_emb: np.ndarray  # (L, R, d)
-    region_category: np.ndarray  # (R,) int32
-    region_box: np.ndarray  # (R, 4) float32
-    phrase_emb: np.ndarray  # (L, P, d)
-    phrase_type: np.ndarray  # (P,) int8
-    phrase_types: np.ndarray  # (P, 8) bool
-    phrase_span: np.ndarray  # (P, 2) int32
-    phrase_grounding: np.ndarray  # (P, A, H) float32: argmax credit over all input regions
-    phrase_grounding_chance: np.ndarray  # (P,) float32: #gold / #input regions
-    sentence_cls: np.ndarray  # (L, S, d), S in {0, 1}
-    sentence_mean: np.ndarray  # (L, S, d)
-    sentence_label: np.ndarray  # (S,) int32
-    rel_subject: np.ndarray  # (N,) int64 local region ids
-    rel_object: np.ndarray
-    rel_related: np.ndarray  # (N,) int8
-    rel_predicate: np.ndarray  # (N,) int32, -1 unrelated
-    rel_attention: np.ndarray  # (N, A, H, 2)
-    coref_phrase: np.ndarray  # (M,) int64 local phrase ids, sorted
-    coref_region: np.ndarray  # (M,) int64 local region ids
-    coref_corefer: np.ndarray  # (M,) int8
-    coref_attention: np.ndarray  # (M, A, H, 2)
-    attention_map: np.ndarray | None  # (A, H, T, T) for the first few examples only
-    dropped_phrases: int  # phrases whose words were all truncated away
-    text: str = ""  # the input words joined by spaces: lexical types for control tasks
+    def __init__(
+        self,
+        *,
+        attention_map: np.ndarray | None = None,
+        dropped_phrases: int = 0,
+        **fields: object,
+    ) -> None:
+        valid = ("split", *GIVEN)  # split: its name, stored as its id (split_id)
+        unknown = sorted(set(fields) - set(valid))
+        if unknown:
+            raise TypeError(f"ExampleRecord has no field(s) {unknown}; valid: {', '.join(valid)}")
+        required = ["split", *(name for name, f in GIVEN.items() if not f.optional)]
+        missing = [name for name in required if name not in fields]
+        if missing:
+            raise TypeError(f"ExampleRecord needs {missing}")
+        self.__dict__.update(fields)
+        self.attention_map = attention_map
+        self.dropped_phrases = dropped_phrases
+        sizes = self.sizes()
+        for name, f in GIVEN.items():
+            if name not in fields:
+                setattr(self, name, _empty(f, sizes))
 
     @classmethod
-    def with_units(
-        cls,
-        *,
-        example_id: str,
-        group_id: str,
-        split: str,
-        hidden: np.ndarray,
-        modality: np.ndarray,
-        word_index: np.ndarray,
-        cls_mass: np.ndarray,
-        **fields: object,
-    ) -> ExampleRecord:
-        """A record whose unit and pair fields not given are empty (0 rows, right shapes):
-        a data set has only some unit kinds (Visual Genome: regions and relations)."""
-        layers, _, dim = hidden.shape
-        heads = cls_mass.shape[:2]
+    def with_units(cls, **fields: object) -> ExampleRecord:
+        """The record of an example with only some unit kinds (Visual Genome: regions and
+        relations): the constructor itself, kept under the name callers know."""
+        return cls(**fields)  # type: ignore[arg-type]
 
-        def rows(*shape: int, dtype: type = np.float32) -> np.ndarray:
-            return np.zeros(shape, dtype)
+    def sizes(self) -> dict[str, int]:
+        """The sizes every record has (rows of an absent part are 0): ``L``, ``T``, ``d``
+        from ``hidden``, ``A``, ``H`` from ``cls_mass``."""
+        layers, tokens, dim = self.hidden.shape
+        heads = self.cls_mass.shape[:2]
+        return {"L": layers, "T": tokens, "d": dim, "A": heads[0], "H": heads[1]}
 
-        empty: dict[str, object] = {
-            "cls_special_mass": rows(*heads),
-            "region_emb": rows(layers, 0, dim),
-            "region_category": rows(0, dtype=np.int32),
-            "region_box": rows(0, 4),
-            "phrase_emb": rows(layers, 0, dim),
-            "phrase_type": rows(0, dtype=np.int8),
-            "phrase_types": rows(0, 8, dtype=bool),
-            "phrase_span": rows(0, 2, dtype=np.int32),
-            "phrase_grounding": rows(0, *heads),
-            "phrase_grounding_chance": rows(0),
-            "sentence_cls": rows(layers, 0, dim),
-            "sentence_mean": rows(layers, 0, dim),
-            "sentence_label": rows(0, dtype=np.int32),
-            "rel_subject": rows(0, dtype=np.int64),
-            "rel_object": rows(0, dtype=np.int64),
-            "rel_related": rows(0, dtype=np.int8),
-            "rel_predicate": rows(0, dtype=np.int32),
-            "rel_attention": rows(0, *heads, 2),
-            "coref_phrase": rows(0, dtype=np.int64),
-            "coref_region": rows(0, dtype=np.int64),
-            "coref_corefer": rows(0, dtype=np.int8),
-            "coref_attention": rows(0, *heads, 2),
-            "attention_map": None,
-            "dropped_phrases": 0,
-        }
-        unknown = sorted(set(fields) - set(empty) - {"text"})
-        if unknown:
-            raise TypeError(f"ExampleRecord has no field(s) {unknown}")
-        return cls(
-            example_id=example_id,
-            group_id=group_id,
-            split=split,
-            hidden=hidden,
-            modality=modality,
-            word_index=word_index,
-            cls_mass=cls_mass,
-            **{**empty, **fields},  # type: ignore[arg-type]
-        )
-
+    # -- values the writer stores that follow from the fields ----------------------------------
     @property
     def num_tokens(self) -> int:
         return int(self.modality.shape[0])
+
+    @property
+    def n_image(self) -> int:
+        return int((self.modality == 1).sum())
+
+    @property
+    def n_text(self) -> int:
+        return self.num_tokens - self.n_image
+
+    @property
+    def split_id(self) -> int:
+        return SPLIT_IDS[self.split]
+
+    @property
+    def pairs_per_phrase(self) -> np.ndarray:
+        """Coreference pairs of each phrase (its rows in ``pairs/coref``, sorted by phrase)."""
+        return np.bincount(self.coref_phrase, minlength=self.phrase_type.shape[0])
+
+
+def _empty(f: Field, sizes: dict[str, int]) -> object:
+    """A field an example lacks: "" for a string, else zeros with 0 rows of its part."""
+    if f.dtype == STRING:
+        return ""
+    row = ROW_SYMBOL[f.part]
+    shape = [0 if s == row else s if isinstance(s, int) else sizes[s] for s in f.record_shape()]
+    dtype = np.float32 if f.dtype == ACTIVATION else np.dtype(f.dtype)
+    return np.zeros(shape, dtype)
+
+
+# the fields a record is given: those with a source that is not derived above
+GIVEN: dict[str, Field] = {
+    f.source: f
+    for f in FIELDS
+    if f.source and f.kind in ("rows", "example") and not hasattr(ExampleRecord, f.source)
+}

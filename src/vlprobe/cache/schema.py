@@ -7,6 +7,8 @@ import secrets
 from collections.abc import Iterable
 from pathlib import Path
 
+from vlprobe.cache.fields import BY_PATH, FIELDS, MAPS, ROW_SYMBOL, field, part_fields
+
 SCHEMA_VERSION = 2  # 2: phrase grounding over all input regions, [CLS] mass on specials
 SPLIT_IDS: dict[str, int] = {"train": 0, "val": 1, "test": 2}
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
@@ -16,56 +18,11 @@ TARGET_CHUNK_BYTES = 1 << 18  # 256 KiB, full feature rows: about one shuffled b
 READ_CACHE_BYTES = 64 << 20  # rdcc_nbytes for readers: several chunks per dataset stay hot
 MAX_CHUNK_ROWS = 1 << 14  # small per-row fields: chunks are allocated whole, keep them modest
 
-# Datasets by group, with the axis that counts the group's rows. A group is all there or not
-# there at all (a reader checks); ``examples`` is always there. ``*_offset`` arrays have one row
-# more than what they index (examples/token_offset: examples + 1; pair_offset: phrases + 1).
+# Datasets by group (from the declaration, vlprobe.cache.fields), with the axis that counts the
+# group's rows. A group is all there or not there at all (a reader checks); ``examples`` is
+# always there. Running totals (``*_offset``: one row more than what they index) are left out.
 GROUPS: dict[str, dict[str, int]] = {
-    "examples": {
-        "examples/id": 0,
-        "examples/group": 0,
-        "examples/text": 0,
-        "examples/split": 0,
-        "examples/n_text": 0,
-        "examples/n_image": 0,
-        "attention/cls_mass": 0,
-        "attention/cls_special_mass": 0,
-    },
-    "tokens": {"tokens/modality": 0, "tokens/word_index": 0},
-    "token_states": {"tokens/hidden": 1},
-    "region": {
-        "units/region/embedding": 1,
-        "units/region/example": 0,
-        "units/region/category": 0,
-        "units/region/box": 0,
-    },
-    "phrase": {
-        "units/phrase/embedding": 1,
-        "units/phrase/example": 0,
-        "units/phrase/type": 0,
-        "units/phrase/types": 0,
-        "units/phrase/word_span": 0,
-        "units/phrase/grounding": 0,
-        "units/phrase/grounding_chance": 0,
-    },
-    "sentence": {
-        "units/sentence/cls": 1,
-        "units/sentence/mean": 1,
-        "units/sentence/example": 0,
-        "units/sentence/label": 0,
-    },
-    "relation": {
-        "pairs/relation/subject": 0,
-        "pairs/relation/object": 0,
-        "pairs/relation/related": 0,
-        "pairs/relation/predicate": 0,
-        "pairs/relation/attention": 0,
-    },
-    "coref": {
-        "pairs/coref/phrase": 0,
-        "pairs/coref/region": 0,
-        "pairs/coref/corefer": 0,
-        "pairs/coref/attention": 0,
-    },
+    part: {f.path: f.axis for f in part_fields(part)} for part in ROW_SYMBOL
 }
 # Parts a cache may hold beyond its core (examples incl. [CLS] mass, token modality and word
 # index): a task declares the parts it reads and extraction writes those (docs/cache_format.md).
@@ -95,61 +52,53 @@ def expand_parts(parts: Iterable[str]) -> frozenset[str]:
 
 def part_of(name: str) -> str:
     """The group or part a dataset belongs to (``examples``/``tokens`` for the core)."""
-    if name.startswith("attention/maps"):
+    if name.startswith(MAPS):
         return "maps"
-    if name == "examples/token_offset":
-        return "examples"
-    if name == "units/phrase/pair_offset":
-        return "phrase"
-    for group, members in GROUPS.items():
-        if name in members:
-            return group
-    raise KeyError(f"dataset {name!r} is not in the cache schema")
+    return field(name).part
 
 
 # per hidden layer (axis 0 = layers + 1) and per attention head (axes 1, 2 = layers, heads)
-HIDDEN_DATASETS = (
-    "tokens/hidden",
-    "units/region/embedding",
-    "units/phrase/embedding",
-    "units/sentence/cls",
-    "units/sentence/mean",
-)
-HEAD_DATASETS = (
-    "attention/cls_mass",
-    "attention/cls_special_mass",
-    "units/phrase/grounding",
-    "pairs/relation/attention",
-    "pairs/coref/attention",
-)
+HIDDEN_DATASETS = tuple(f.path for f in FIELDS if f.per_layer)
+HEAD_DATASETS = tuple(f.path for f in FIELDS if f.per_head)
 
 
-UNIT_KINDS = ("region", "phrase", "sentence")  # units/<kind>/<field>: one row per unit
-PAIR_KINDS = ("relation", "coref")  # pairs/<kind>/<field>: one row per pair of units
+# units/<kind>/<field>: one row per unit; pairs/<kind>/<field>: one row per pair of units
+UNIT_KINDS = tuple(dict.fromkeys(f.path.split("/")[1] for f in FIELDS if f.path[:6] == "units/"))
+PAIR_KINDS = tuple(dict.fromkeys(f.path.split("/")[1] for f in FIELDS if f.path[:6] == "pairs/"))
+
+
+def _declared(path: str) -> str:
+    """``path`` if the declaration (vlprobe.cache.fields) has it, else a KeyError listing the
+    fields of its group."""
+    if path in BY_PATH:
+        return path
+    group = path.rsplit("/", 1)[0]
+    valid = [f.path.rsplit("/", 1)[1] for f in FIELDS if f.path.rsplit("/", 1)[0] == group]
+    raise KeyError(f"no cache field {path!r}; {group}/ holds: {', '.join(valid)}")
 
 
 def unit_path(kind: str, field: str) -> str:
     """The dataset of a unit field, e.g. ``unit_path("region", "embedding")``."""
     if kind not in UNIT_KINDS:
         raise KeyError(f"unknown unit kind {kind!r}; valid: {', '.join(UNIT_KINDS)}")
-    return f"units/{kind}/{field}"
+    return _declared(f"units/{kind}/{field}")
 
 
 def pair_path(kind: str, field: str) -> str:
     """The dataset of a pair field, e.g. ``pair_path("relation", "attention")``."""
     if kind not in PAIR_KINDS:
         raise KeyError(f"unknown pair kind {kind!r}; valid: {', '.join(PAIR_KINDS)}")
-    return f"pairs/{kind}/{field}"
+    return _declared(f"pairs/{kind}/{field}")
 
 
 def example_path(field: str) -> str:
     """A per-example dataset, e.g. ``example_path("token_offset")``."""
-    return f"examples/{field}"
+    return _declared(f"examples/{field}")
 
 
 def token_path(field: str) -> str:
     """A per-token dataset of all examples, e.g. ``token_path("hidden")``."""
-    return f"tokens/{field}"
+    return _declared(f"tokens/{field}")
 
 
 def rows_per_chunk(row_bytes: int, total_rows_hint: int | None = None) -> int:

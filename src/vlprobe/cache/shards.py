@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from bisect import bisect_right
 from collections.abc import Sequence
@@ -24,32 +23,19 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from vlprobe.cache.schema import (
-    STREAMS_GROUP,
-    example_path,
-    pair_path,
-    partial_path,
-    stream_group,
-    unit_path,
-)
-from vlprobe.cache.writer import fsync_path
+from vlprobe.cache.checksums import UNSEALED, seal_file
+from vlprobe.cache.fields import FIELDS, MAPS
+from vlprobe.cache.schema import STREAMS_GROUP, partial_path, stream_group
+from vlprobe.cache.writer import DiskFullError, discard, no_space_guard, publish
 from vlprobe.data.examples import VLExample
 
 SHARD_ATTRS = ("shard_index", "shard_count", "shard_fingerprint", "shard_counts")
-# datasets whose values are row numbers of another table (the writer's counter of that table,
-# kept per shard in ``shard_counts``): a later shard's values move by the rows before it
-INDEX_INTO = {
-    unit_path("region", "example"): "examples",
-    unit_path("phrase", "example"): "examples",
-    unit_path("sentence", "example"): "examples",
-    pair_path("relation", "subject"): "region",
-    pair_path("relation", "object"): "region",
-    pair_path("coref", "phrase"): "phrase",
-    pair_path("coref", "region"): "region",
-}
+# from the declaration (cache/fields.py): datasets whose values are row numbers of another
+# table (the writer's counter of that table, kept per shard in ``shard_counts``): a later
+# shard's values move by the rows before it
+INDEX_INTO = {f.path: f.index_into for f in FIELDS if f.index_into}
 # n + 1 running totals from 0: a later shard drops its leading 0 and adds the totals before it
-CUMULATIVE = (example_path("token_offset"), unit_path("phrase", "pair_offset"))
-MAPS = "attention/maps"  # one dataset per example, named by its row: renumbered
+CUMULATIVE = tuple(f.path for f in FIELDS if f.kind == "offset")
 COPY_BYTES = 64 << 20  # the merge copies at most this much of one dataset at a time
 
 
@@ -165,7 +151,7 @@ def _dataset_names(f: h5py.File) -> list[str]:
 def _merged_attrs(srcs: list[h5py.Group]) -> dict[str, object]:
     """Shard 0's attributes (of the file or of one stream's group); per-shard ones dropped,
     counts summed, the latest creation time."""
-    skip = (*SHARD_ATTRS, "created_utc", "dropped_phrases", "complete")
+    skip = (*SHARD_ATTRS, *UNSEALED, "created_utc", "dropped_phrases")
     attrs = {k: v for k, v in srcs[0].attrs.items() if k not in skip}
     for src in srcs[1:]:
         other = {k: v for k, v in src.attrs.items() if k not in skip}
@@ -232,6 +218,7 @@ def _copy_concatenated(out: h5py.File, name: str, srcs: list[h5py.File]) -> None
             shift += _counts(src, stream)[INDEX_INTO[table_name]]
         elif cumulative and data.shape[axis]:
             shift += int(data[data.shape[axis] - 1])
+    ds.flush()  # here, where a failed write raises (a destructor could only print it)
 
 
 def _copy_maps(out: h5py.File, srcs: list[h5py.File], stream: str | None) -> None:
@@ -251,6 +238,22 @@ def _copy_maps(out: h5py.File, srcs: list[h5py.File], stream: str | None) -> Non
         offset += _counts(src, stream)["examples"]
 
 
+def _merge_into(out: h5py.File, srcs: list[h5py.File]) -> None:
+    """Every dataset of the shards ``srcs``, concatenated, and their merged attributes."""
+    attrs = _merged_attrs(srcs)
+    out.attrs["complete"] = 0
+    for name in _dataset_names(srcs[0]):
+        _copy_concatenated(out, name, srcs)
+    streams = json.loads(srcs[0].attrs.get("streams", "[]"))
+    for stream in streams or [None]:
+        _copy_maps(out, srcs, stream)
+    for stream in streams:  # each stream's group has attributes of its own
+        group = out.require_group(stream_group(stream))
+        group.attrs.update(_merged_attrs([s[stream_group(stream)] for s in srcs]))
+    out.attrs.update(attrs)
+    seal_file(out, streams)  # the merged values and attributes, not a shard's
+
+
 def merge_shards(plan: ShardPlan) -> Path:
     """Publish the cache at ``plan.out_path`` from its complete shards, then remove them."""
     out_path = plan.out_path
@@ -260,26 +263,16 @@ def merge_shards(plan: ShardPlan) -> Path:
         raise RuntimeError(f"cannot merge {out_path}: shards not written: {plan.pending()}")
     paths = [plan.path(i) for i in range(len(plan.bounds))]
     partial = partial_path(out_path)
+    out = None
     try:
-        with ExitStack() as stack:
+        with no_space_guard(out_path), ExitStack() as stack:
             srcs = [stack.enter_context(h5py.File(p, "r")) for p in paths]
-            out = stack.enter_context(h5py.File(partial, "w"))
-            attrs = _merged_attrs(srcs)
-            out.attrs["complete"] = 0
-            for name in _dataset_names(srcs[0]):
-                _copy_concatenated(out, name, srcs)
-            streams = json.loads(srcs[0].attrs.get("streams", "[]"))
-            for stream in streams or [None]:
-                _copy_maps(out, srcs, stream)
-            for stream in streams:  # each stream's group has attributes of its own
-                group = out.require_group(stream_group(stream))
-                group.attrs.update(_merged_attrs([s[stream_group(stream)] for s in srcs]))
-            out.attrs.update(attrs)
-    except BaseException:
-        partial.unlink(missing_ok=True)
+            out = h5py.File(partial, "w")
+            _merge_into(out, srcs)
+            out.close()
+            publish(partial, out_path)  # like CacheWriter.close: whole on disk, then renamed
+    except BaseException as err:
+        discard(out, partial, isinstance(err, DiskFullError))
         raise
-    fsync_path(partial)  # published like CacheWriter.close: whole on disk, then renamed
-    os.replace(partial, out_path)
-    fsync_path(out_path.parent)
     shutil.rmtree(plan.directory, ignore_errors=True)
     return out_path

@@ -2,19 +2,23 @@
 
 The structural check reads shapes and two offsets only: every group of datasets all there or
 absent, lengths that agree with the offsets, layer and head axes that agree with the
-attributes. The full check also reads every byte (each chunk's Fletcher-32 checksum, when the
-writer stored one) and checks the index arrays' values, so a cache damaged on disk, or edited
-by hand, is named before a run trains on it.
+attributes. The full check also reads every byte (each chunk's Fletcher-32 checksum; attributes and
+string datasets against their sha256 digests, ``cache/checksums.py``) and checks the index
+arrays' values, so a cache damaged on disk, or edited by hand, is named before a run trains
+on it. What it cannot check (digests of a cache written before they were stored) it lists.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from vlprobe.cache.checksums import digest_problems
+from vlprobe.cache.fields import BY_PATH, FIELDS
 from vlprobe.cache.schema import (
     CORE_GROUPS,
     GROUPS,
@@ -159,15 +163,16 @@ def _axis_problems(f: h5py.Group, prefix: str) -> list[str]:
 
 
 def _nan_by_design(group: h5py.Group, name: str) -> bool:
-    """The [CLS] mass of a sequence without text tokens (LXMERT's vision stream) is NaN."""
+    """NaN by design: a field so declared in a sequence without text tokens (the [CLS] mass
+    of LXMERT's vision stream)."""
     modalities = json.loads(group.attrs.get("modalities", '["text"]'))
-    return name == "attention/cls_mass" and "text" not in modalities
+    return name in BY_PATH and BY_PATH[name].nan_without_text and "text" not in modalities
 
 
 def _read_all(ds: h5py.Dataset, name: str, nan_ok: bool = False) -> np.ndarray | None:
     """Read every chunk (checksums are checked on read); small index arrays are returned.
     ``name``: the dataset's path within its token sequence's group."""
-    axis = 1 if name in HIDDEN_DATASETS else 0
+    axis = BY_PATH[name].axis if name in BY_PATH else 0
     total = ds.shape[axis] if ds.ndim else 0
     for lo in range(0, max(total, 1), _READ_ROWS):
         index = (slice(None),) * axis + (slice(lo, lo + _READ_ROWS),)
@@ -179,9 +184,8 @@ def _read_all(ds: h5py.Dataset, name: str, nan_ok: bool = False) -> np.ndarray |
     return ds[()] if ds.ndim == 1 and ds.dtype.kind in "iu" else None
 
 
-def _value_problems(f: h5py.File, index: dict[str, np.ndarray]) -> list[str]:
+def _value_problems(f: h5py.Group, index: dict[str, np.ndarray]) -> list[str]:
     problems = []
-    n_examples = int(f["examples/split"].shape[0])
     split = index["examples/split"]
     if ((split < 0) | (split > 2)).any():
         problems.append("examples/split holds values other than 0, 1, 2")
@@ -189,46 +193,86 @@ def _value_problems(f: h5py.File, index: dict[str, np.ndarray]) -> list[str]:
     counts = index["examples/n_text"].astype(np.int64) + index["examples/n_image"]
     if offsets[0] != 0 or not np.array_equal(np.diff(offsets), counts):
         problems.append("examples/token_offset disagrees with examples/n_text + n_image")
-    for unit in ("region", "phrase", "sentence"):
-        owner = index.get(f"units/{unit}/example")
-        if owner is not None and owner.size and (owner.min() < 0 or owner.max() >= n_examples):
-            problems.append(f"units/{unit}/example points outside the {n_examples} examples")
-    for pairs, field, unit in (
-        ("relation", "subject", "region"),
-        ("relation", "object", "region"),
-        ("coref", "phrase", "phrase"),
-        ("coref", "region", "region"),
-    ):
-        ids = index.get(f"pairs/{pairs}/{field}")
-        owner = index.get(f"units/{unit}/example")
-        if ids is not None and ids.size and (owner is None or ids.max() >= owner.size):
-            problems.append(f"pairs/{pairs}/{field} points outside units/{unit}")
+    for decl in FIELDS:  # row numbers of another table: inside it
+        ids = index.get(decl.path)
+        if decl.index_into is None or ids is None or not ids.size:
+            continue
+        table = next(iter(GROUPS[decl.index_into]))
+        rows = int(f[table].shape[GROUPS[decl.index_into][table]]) if table in f else 0
+        if ids.min() < 0 or ids.max() >= rows:
+            problems.append(f"{decl.path} points outside the {rows} rows of {decl.index_into}")
     return problems
+
+
+@dataclass
+class Verification:
+    """What ``vlprobe verify`` found: ``problems`` (empty: whole) and what it could not check
+    (string datasets and attributes of a cache written before their checksums were stored)."""
+
+    problems: list[str] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)
 
 
 def verify_cache(path: str | Path) -> list[str]:
     """Every problem of the cache at ``path`` (empty list: it is whole), reading all of it."""
+    return verify(path).problems
+
+
+def verify(path: str | Path) -> Verification:
+    """:func:`verify_cache`, with what it could not check."""
     path = Path(path)
     if not path.exists():
-        return [f"no file at {path}"]
+        return Verification([f"no file at {path}"])
     try:
         f = h5py.File(path, "r")
     except OSError as err:
-        return [f"not a readable HDF5 file (truncated or corrupted): {err}"]
+        return Verification([f"not a readable HDF5 file (truncated or corrupted): {err}"])
     with f:
         if int(f.attrs.get("complete", 0)) != 1:
-            return ["no 'complete' flag: its extraction did not finish"]
+            return Verification(["no 'complete' flag: its extraction did not finish"])
         if int(f.attrs.get("schema_version", -1)) != SCHEMA_VERSION:
-            return [f"cache schema {f.attrs.get('schema_version')}, expected {SCHEMA_VERSION}"]
+            return Verification(
+                [f"cache schema {f.attrs.get('schema_version')}, expected {SCHEMA_VERSION}"]
+            )
         if "shard_index" in f.attrs:
-            return [shard_problem(f)]
-        problems = structure_problems(f)
-        if problems:
-            return problems
-        for prefix, group in table_groups(f).items():
+            return Verification([shard_problem(f)])
+        result = Verification(structure_problems(f))
+        if result.problems:
+            return result
+        groups = table_groups(f)
+        if "" not in groups:  # a multi-stream file's own attributes
+            _add_digests(result, f, "", tables=False)
+        for prefix, group in groups.items():
             assert group is not None  # structure_problems names a missing stream
-            problems += _full_problems(group, prefix)
-    return problems
+            result.problems += _full_problems(group, prefix)
+            _add_digests(result, group, prefix)
+    return result
+
+
+def verify_lines(path: str | Path) -> tuple[list[str], list[str], int]:
+    """``vlprobe verify``: (stdout lines, stderr lines, exit code: 1 on a broken cache)."""
+    result = verify(path)
+    if result.problems:
+        lines = [f"{path}: BROKEN ({len(result.problems)} problem(s))"]
+        lines += [f"  {problem}" for problem in result.problems]
+        lines.append("  delete it: a run rebuilds its cache (or `vlprobe extract`)")
+        return [], lines, 1
+    out = [
+        f"{path}: OK (complete, every dataset present, consistent; every dataset and attribute "
+        "read back against its checksum" + (", but those below" if result.unchecked else "") + ")"
+    ]
+    if result.unchecked:
+        out.append(
+            "  not checked (no checksum stored: written by a vlprobe before they were; "
+            "rebuild it to have them): " + ", ".join(result.unchecked)
+        )
+    return out, [], 0
+
+
+def _add_digests(result: Verification, group: h5py.Group, prefix: str, tables=True) -> None:
+    problems, unchecked = digest_problems(group, prefix, tables)
+    result.problems += problems
+    result.unchecked += unchecked
 
 
 def _full_problems(group: h5py.Group, prefix: str) -> list[str]:
@@ -237,7 +281,7 @@ def _full_problems(group: h5py.Group, prefix: str) -> list[str]:
     index: dict[str, np.ndarray] = {}
 
     def visit(name: str, obj: object) -> None:
-        if isinstance(obj, h5py.Dataset):
+        if isinstance(obj, h5py.Dataset) and obj.dtype.kind != "O":  # strings: by digests
             try:
                 values = _read_all(obj, name, _nan_by_design(group, name))
             except (OSError, ValueError) as err:

@@ -138,6 +138,20 @@ def _shaped(
     return array.reshape(n, width)
 
 
+def _finite(array: np.ndarray, path: Path, where: str, column: str, image_id: str) -> None:
+    """Refuse NaN or infinity: one such region gives a cache of NaN and a probe at chance."""
+    bad = ~np.isfinite(array)
+    if bad.any():
+        region = int(np.argwhere(bad)[0][0])
+        raise DataFormatError(
+            path,
+            where,
+            f"image {image_id}: '{column}' of region {region} holds "
+            f"{'NaN' if np.isnan(array[region]).any() else 'infinite'} values",
+            "Re-extract that image's features (or data.strict=false skips its line)",
+        )
+
+
 def _rows(
     path: Path, ncols: int, strict: bool, problems: ProblemLog | None
 ) -> Iterator[tuple[int, list[str]]]:
@@ -181,6 +195,8 @@ def _butd_located(
             )
             feats = _decode(f[5], np.float32, path, where, "features")
             feats = _shaped(feats, num, 0, path, where, "features")
+            _finite(boxes, path, where, "boxes", f[0])
+            _finite(feats, path, where, "features", f[0])
         except DataFormatError as e:
             skip_or_raise(e, strict, problems)
             continue
@@ -220,6 +236,8 @@ def _lxmert_located(
             )
             feats = _decode(f[9], np.float32, path, where, "features")
             feats = _shaped(feats, num, 0, path, where, "features")
+            _finite(boxes, path, where, "boxes", f[0])
+            _finite(feats, path, where, "features", f[0])
         except DataFormatError as e:
             skip_or_raise(e, strict, problems)
             continue
@@ -340,6 +358,8 @@ def _h5_located(
                     )
                 w, h = int(g.attrs.get("width", 0)), int(g.attrs.get("height", 0))
                 image_id = str(g.attrs.get("image_id", name))
+                _finite(boxes, path, f"/{name}/boxes", "boxes", image_id)
+                _finite(feats, path, f"/{name}/features", "features", image_id)
             except DataFormatError as e:
                 skip_or_raise(e, strict, problems)
                 continue
