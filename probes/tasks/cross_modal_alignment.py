@@ -45,7 +45,15 @@ from vlprobe.cache.reader import CacheError, CacheReader
 from vlprobe.cache.schema import pair_path, unit_path
 from vlprobe.reporting.figures import plot_by_layer, plot_layer_head_heatmap
 
-COLUMNS = ["name", "layer_name", "alignment_acc", "cross_modal_share", "chance", "n_phrases"]
+COLUMNS = [
+    "name",
+    "layer_name",
+    "alignment_acc",
+    "alignment_acc_select",
+    "cross_modal_share",
+    "chance",
+]
+COLUMNS += ["n_phrases"]
 CANDIDATES = ("all", "mentioned")  # every region of the image (the paper) / the caption's
 NO_MAPS = (
     "no attention maps in the cache (extraction.max_attention_maps=0): cross_modal_share is NaN"
