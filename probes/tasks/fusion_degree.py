@@ -12,6 +12,7 @@ meet; the single-modality layers before them are not measured.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -33,11 +34,18 @@ from vlprobe.cache.reader import CacheReader
 from vlprobe.cache.schema import token_path
 from vlprobe.reporting.figures import plot_by_layer
 
+log = logging.getLogger(__name__)
+FEW_SEEDS = (
+    "task.kmeans_seeds={}: the k-means seed spread (nmi_*_seed_min/max) rests on fewer than 3 "
+    "seeds; give task.kmeans_seeds=3 or more before quoting it"
+)
 COLUMNS = [
     "name",
     "layer",
     "nmi_per_example_mean",
     "nmi_per_example_std",
+    "nmi_per_example_seed_min",
+    "nmi_per_example_seed_max",
     "nmi_pooled",
     "nmi_pooled_seed_min",
     "nmi_pooled_seed_max",
@@ -136,6 +144,10 @@ class FusionDegreeTask:
                 "layer": names[i],
                 "nmi_per_example_mean": float(result["per_example_mean"][i]),
                 "nmi_per_example_std": float(result["per_example_std"][i]),
+                **{
+                    f"nmi_per_example_seed_{k}": float(result[f"per_example_seed_{k}"][i])
+                    for k in ("std", "min", "max")
+                },
                 "nmi_pooled": float(result["pooled"][i]),
                 **{
                     f"nmi_pooled_seed_{k}": float(result[f"pooled_seed_{k}"][i])
@@ -152,16 +164,21 @@ class FusionDegreeTask:
             for i in range(len(names))
         ]
         mean, std = result["per_example_mean"], result["per_example_std"]
+        per_example = f"per example (mean; band ± std, bars: {self.kmeans_seeds} k-means seeds)"
+        pooled = f"pooled tokens (band: {self.kmeans_seeds} k-means seeds)"
         figure = plot_by_layer(
-            {"per example (mean ± std)": mean, "pooled tokens": result["pooled"]},
+            {per_example: mean, pooled: result["pooled"]},
             names,
             out_dir / "fusion_nmi_by_layer.png",
             title=f"fusion degree ({cache_attr(reader, 'model_name')}, {self.split}): "
             "NMI(k-means, modality)",
             ylabel="NMI",
             bands={
-                "per example (mean ± std)": (mean - std, mean + std),
-                "pooled tokens": (result["pooled_seed_min"], result["pooled_seed_max"]),
+                per_example: (mean - std, mean + std),
+                pooled: (result["pooled_seed_min"], result["pooled_seed_max"]),
+            },
+            errorbars={
+                per_example: (result["per_example_seed_min"], result["per_example_seed_max"])
             },
         )
         log_finite(
@@ -179,8 +196,18 @@ class FusionDegreeTask:
             "fusion/most_fused_layer": _argmin_name(result["pooled"], names),
             "fusion/n_examples": result["n_examples"],
             "fusion/model_kind": cache_attr(reader, "model_kind"),
+            "fusion/nmi_per_example/max_seed_range": _max_range(result),
         }
+        if self.kmeans_seeds < 3:
+            summary["fusion/kmeans_seeds_note"] = FEW_SEEDS.format(self.kmeans_seeds)
+            log.warning(summary["fusion/kmeans_seeds_note"])
         return TaskOutput(rows, COLUMNS, {"nmi_by_layer": figure}, summary)
+
+
+def _max_range(result: dict[str, Any]) -> float | None:
+    """The largest move of the per-example mean NMI between k-means seeds, over layers."""
+    width = result["per_example_seed_max"] - result["per_example_seed_min"]
+    return float(np.nanmax(width)) if np.isfinite(width).any() else None
 
 
 def _argmin_name(values: np.ndarray, names: list[str]) -> str | None:

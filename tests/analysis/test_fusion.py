@@ -127,3 +127,18 @@ def test_pooled_spread_over_kmeans_seeds_in_the_result():
         assert out[key].shape == (2,)
     assert np.all(out["pooled_seed_min"] <= out["pooled"] + 1e-12)
     assert np.all(out["pooled"] <= out["pooled_seed_max"] + 1e-12)
+
+
+def test_per_example_spread_over_kmeans_seeds(monkeypatch: pytest.MonkeyPatch):
+    import vlprobe.analysis.fusion as fusion
+
+    hidden, modality, offset = _two_layer_input()
+    # planted: a clustering whose NMI is the k-means seed / 10, so the per-seed means are known
+    monkeypatch.setattr(fusion, "modality_nmi", lambda x, y, method, seed, n_init: seed / 10)
+    out = fusion.fusion_degree(hidden, modality, offset, seed=4, kmeans_seeds=3)
+    np.testing.assert_allclose(out["per_example_mean"], [0.4, 0.4])  # the mean at `seed`
+    np.testing.assert_allclose(out["per_example_seed_min"], [0.4, 0.4])
+    np.testing.assert_allclose(out["per_example_seed_max"], [0.6, 0.6])  # seeds 4, 5, 6
+    np.testing.assert_allclose(out["per_example_seed_std"], np.std([0.4, 0.5, 0.6]))
+    one = fusion.fusion_degree(hidden, modality, offset, seed=4, kmeans_seeds=1)
+    np.testing.assert_allclose(one["per_example_seed_max"], one["per_example_seed_min"])

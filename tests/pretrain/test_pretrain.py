@@ -438,7 +438,7 @@ def test_two_runs_needing_the_same_model_train_it_once(demo: Path, tmp_path: Pat
 
     calls = []
 
-    def slow_pretrain(settings, folder, progress, threads):  # noqa: ANN001, ANN202
+    def slow_pretrain(settings, folder, progress, threads, logger):  # noqa: ANN001, ANN202
         calls.append(folder)
         time.sleep(0.5)  # the other run arrives while this one trains
         folder.mkdir(parents=True)

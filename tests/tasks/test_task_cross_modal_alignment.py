@@ -39,7 +39,11 @@ def _matrix(rows: list[dict], key: str) -> np.ndarray:
 
 
 def test_accuracy_per_head(compose_cfg: Compose, tiny_cache: Path, execute_task) -> None:
-    cfg = compose_cfg(_overrides(tiny_cache, "task.top_k=2", "task.candidates=mentioned"))
+    cfg = compose_cfg(
+        _overrides(
+            tiny_cache, "task.top_k=2", "task.candidates=mentioned", "task.select_split=train"
+        )
+    )
     out, logger = execute_task(cfg, tiny_cache)
     assert [r["name"] for r in out.rows] == ["L01H01", "L01H02", "L02H01", "L02H02"]
     np.testing.assert_allclose(_matrix(out.rows, "alignment_acc"), ACC_TEST_MENTIONED)
@@ -47,9 +51,11 @@ def test_accuracy_per_head(compose_cfg: Compose, tiny_cache: Path, execute_task)
     assert [r["chance"] for r in out.rows] == pytest.approx([CHANCE_MENTIONED] * 4)
     assert {r["candidates"] for r in out.rows} == {"mentioned"}
     assert {r["n_phrases"] for r in out.rows} == {3}
-    assert [r["name"] for r in out.console_rows] == ["L01H01", "L02H01"]  # top 2
-    assert out.summary["alignment/top_heads"] == ["L01H01=1.000", "L02H01=0.667"]
+    # top 2 on train (e0: every head right, ties in layer-major order), scored on test
+    assert [r["name"] for r in out.console_rows] == ["L01H01", "L01H02"]
+    assert out.summary["alignment/top_heads"] == ["L01H01=1.000", "L01H02=0.000"]
     assert out.summary["alignment/best_head"] == "L01H01"
+    assert [r["alignment_acc_select"] for r in out.rows] == [1.0] * 4
     assert out.summary["alignment/frac_heads_above_0.5"] == pytest.approx(0.5)
     assert out.summary["alignment/cross_share/n_maps"] == 2
     assert logger.metrics["alignment/acc/L02H02"] == pytest.approx(1 / 3)
@@ -66,8 +72,41 @@ def test_all_regions_is_the_default(compose_cfg: Compose, tiny_cache: Path, exec
     low, high = wilson_interval(np.array(ACC_TEST), 3)  # over the 3 scored phrases
     np.testing.assert_allclose(_matrix(out.rows, "alignment_acc_low"), low)
     np.testing.assert_allclose(_matrix(out.rows, "alignment_acc_high"), high)
-    assert out.summary["alignment/best_head"] == "L01H01"
     assert out.summary["alignment/candidates"] == "all"
+    # the tiny cache has no validation phrase: no best head is chosen, and that is said
+    assert out.summary["alignment/best_head"] is None and out.console_rows == out.rows[:5]
+    assert out.summary["alignment/select_note"].startswith("no val phrase with a gold region")
+    assert out.summary["alignment/test_best_head"] == "L01H01"  # labelled, beside it
+    assert out.summary["alignment/test_best_acc"] == pytest.approx(2 / 3)
+
+
+def test_best_heads_are_chosen_on_validation_and_scored_on_test(
+    compose_cfg: Compose, tiny_cache: Path, execute_task, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from probes.tasks.cross_modal_alignment import CrossModalAlignmentTask, chosen_by_layer
+
+    planted = {  # split -> (A, H) accuracy: L01H01 is best on test, L01H02 on val
+        "test": np.array([[0.9, 0.2], [0.3, 0.4]]),
+        "val": np.array([[0.1, 0.8], [0.2, 0.7]]),
+    }
+    original = CrossModalAlignmentTask.accuracy
+
+    def accuracy(self, reader, split=None):  # noqa: ANN001, ANN202
+        result = original(self, reader, split)
+        return {**result, "acc": planted[split or self.split]}
+
+    monkeypatch.setattr(CrossModalAlignmentTask, "accuracy", accuracy)
+    out, _ = execute_task(compose_cfg(_overrides(tiny_cache, "task.top_k=2")), tiny_cache)
+    summary = out.summary
+    assert summary["alignment/best_head"] == "L01H02" and summary["alignment/selected_on"] == "val"
+    assert summary["alignment/best_acc"] == pytest.approx(0.2)  # its test accuracy
+    assert summary["alignment/best_head_select_acc"] == pytest.approx(0.8)
+    assert summary["alignment/top_heads"] == ["L01H02=0.200", "L02H02=0.400"]
+    assert summary["alignment/test_best_head"] == "L01H01"
+    assert summary["alignment/test_best_acc"] == pytest.approx(0.9)
+    assert "alignment/select_note" not in summary
+    assert [r["name"] for r in out.console_rows] == ["L01H02", "L02H02"]
+    np.testing.assert_allclose(chosen_by_layer(planted["test"], planted["val"]), [0.2, 0.4])
 
 
 def test_all_splits(compose_cfg: Compose, tiny_cache: Path, execute_task) -> None:

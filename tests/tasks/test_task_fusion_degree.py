@@ -38,6 +38,20 @@ def test_test_split_nmi_by_layer(compose_cfg: Compose, tiny_cache: Path, execute
     for key in ("nmi_pooled_seed_min", "nmi_pooled_seed_max"):
         np.testing.assert_allclose([r[key] for r in out.rows], [1, 1, 0], atol=1e-9)
     assert {(r["kmeans_seeds"], r["n_init"]) for r in out.rows} == {(5, 10)}
+    for key in ("nmi_per_example_seed_min", "nmi_per_example_seed_max"):
+        np.testing.assert_allclose([r[key] for r in out.rows], [1, 1, 0], atol=1e-9)
+    assert out.summary["fusion/nmi_per_example/max_seed_range"] == pytest.approx(0, abs=1e-9)
+    assert "fusion/kmeans_seeds_note" not in out.summary
+
+
+def test_fewer_than_three_kmeans_seeds_are_flagged(
+    compose_cfg: Compose, tiny_cache: Path, execute_task, caplog: pytest.LogCaptureFixture
+) -> None:
+    out, _ = execute_task(compose_cfg(_overrides(tiny_cache, "task.kmeans_seeds=2")), tiny_cache)
+    note = out.summary["fusion/kmeans_seeds_note"]
+    assert note.startswith("task.kmeans_seeds=2: the k-means seed spread")
+    assert note in caplog.text  # said in the console too
+    assert {r["kmeans_seeds"] for r in out.rows} == {2}
 
 
 def test_all_splits_and_geometric(compose_cfg: Compose, tiny_cache: Path, execute_task) -> None:

@@ -103,6 +103,7 @@ class RegionGrounding(pl.LightningModule):
         self.special = {int(t) for t in special_ids}
         self.lr, self.temperature = lr, temperature
         self.losses: list[float] = []
+        self.step_values: dict[str, float] = {}  # this step's, for pretrain_log.csv
 
     def training_step(self, batch: list[Pair], _: int) -> torch.Tensor:
         words, word_mask, regions, region_mask = _batch(self.model, batch, self.special)
@@ -111,6 +112,7 @@ class RegionGrounding(pl.LightningModule):
         )
         self.log("contrastive", loss, prog_bar=True, batch_size=len(batch))
         self.losses.append(float(loss.detach()))
+        self.step_values = {"contrastive": self.losses[-1], "loss": self.losses[-1]}
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
@@ -127,6 +129,7 @@ def train_region_embeddings(
     temperature: float = TEMPERATURE,
     seed: int = 0,
     progress: bool = False,
+    callbacks: Sequence[pl.Callback] = (),
 ) -> list[float]:
     """``steps`` Adam steps on ``model.img_embeddings`` alone; returns the loss of each step."""
     if steps == 0:
@@ -141,6 +144,7 @@ def train_region_embeddings(
         enable_checkpointing=False,
         enable_progress_bar=progress,
         enable_model_summary=False,
+        callbacks=list(callbacks),
     )
     trainer.fit(stage, DataLoader(pairs, batch_sampler=batches, collate_fn=list))
     return stage.losses

@@ -61,6 +61,38 @@ def training_pairs(
     ]
     if not examples:
         raise ValueError(f"no training images with captions and regions under {flickr30k}")
+    return _pairs(examples, tokenizer, feature_dim, max_text_length)
+
+
+def held_out_pairs(
+    flickr30k: str | Path,
+    features: str | Path,
+    tokenizer: PreTrainedTokenizerBase,
+    feature_dim: int,
+    split: str = "val",
+    max_text_length: int = 64,
+) -> list[Pair]:
+    """Every caption of Flickr30k Entities' ``split`` images: never pre-trained on, since
+    :func:`training_pairs` takes Flickr30k's training images only."""
+    if split == "train":
+        raise ValueError("held-out pairs come from a split pre-training does not use: val or test")
+    regions = load_region_features(Path(features))
+    examples = [
+        ex
+        for ex in build_flickr_examples(Path(flickr30k), regions, splits=(split,))
+        if ex.inputs.region_features is not None
+    ]
+    return _pairs(examples, tokenizer, feature_dim, max_text_length)
+
+
+def _pairs(
+    examples: Sequence[VLExample],
+    tokenizer: PreTrainedTokenizerBase,
+    feature_dim: int,
+    max_text_length: int,
+) -> list[Pair]:
+    if not examples:
+        return []
     text = tokenize_words(tokenizer, [ex.inputs.words for ex in examples], max_text_length)
     return [
         Pair(

@@ -69,6 +69,7 @@ class UniterPretraining(pl.LightningModule):
         # weight of word-region contrastive learning on the embeddings during joint training
         # (vlprobe.pretrain.contrastive): keeps the regions where the words can find them
         self.contrastive, self.temperature = contrastive, temperature
+        self.step_values: dict[str, float] = {}  # this step's, for pretrain_log.csv
 
     def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = self.uniter(
@@ -128,7 +129,12 @@ class UniterPretraining(pl.LightningModule):
                 prog_bar=name in ("mlm", "itm"),
                 batch_size=len(batch["itm_labels"]),
             )
-        return sum(v for k, v in losses.items() if k != "itm_acc")
+        total = sum(v for k, v in losses.items() if k != "itm_acc")
+        # this step's values for pretrain_log.csv (vlprobe.pretrain.steplog)
+        self.step_values = {k: float(v.detach()) for k, v in losses.items()}
+        self.step_values["loss"] = float(total.detach())
+        self.step_values["itm_matched_share"] = float(batch["itm_labels"].float().mean())
+        return total
 
     def configure_optimizers(self):  # noqa: ANN201 - Lightning's optimizer/scheduler dict
         # (learning-rate scale, weight decay?) -> parameters: the region side starts random,

@@ -23,6 +23,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
+from pytorch_lightning.loggers import Logger
 from torch.utils.data import DataLoader
 from transformers import AutoModel
 
@@ -43,11 +44,12 @@ from vlprobe.models.uniter import (
 )
 
 log = logging.getLogger(__name__)
-CHECKPOINT, CONFIG, TOKENIZER, RECORD = (
+CHECKPOINT, CONFIG, TOKENIZER, RECORD, STEP_LOG = (
     "uniter-mini.pt",
     "config.json",
     "tokenizer",
     "pretrain.json",
+    "pretrain_log.csv",
 )
 TRAINING_INPUTS = ("flickr30k", "visual_genome", "features")  # settings naming data paths
 
@@ -153,9 +155,15 @@ def init_from_minilm(model: UniterModel) -> None:
 
 
 def pretrain(
-    settings: PretrainSettings, folder: Path, progress: bool = True, threads: int | None = 1
+    settings: PretrainSettings,
+    folder: Path,
+    progress: bool = True,
+    threads: int | None = 1,
+    logger: Logger | None = None,
 ) -> dict[str, Any]:
-    """Train and save; returns the record written to ``pretrain.json`` (losses, seconds).
+    """Train, evaluate on held-out captions and save; returns the record written to
+    ``pretrain.json`` (losses, held-out ITM and MLM, seconds). Every step's losses go to
+    ``pretrain_log.csv`` in ``folder`` and to ``logger`` when one is given.
 
     ``threads``: torch's intra-op threads while training (``None``: torch's default). One by
     default: on a shared 2-core machine two threads that wait for each other made a step
@@ -165,15 +173,19 @@ def pretrain(
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        return _pretrain(settings, folder, progress)
+        return _pretrain(settings, folder, progress, logger)
     finally:
         torch.set_num_threads(previous)
 
 
-def _pretrain(settings: PretrainSettings, folder: Path, progress: bool) -> dict[str, Any]:
+def _pretrain(
+    settings: PretrainSettings, folder: Path, progress: bool, logger: Logger | None
+) -> dict[str, Any]:
     from vlprobe.pretrain.contrastive import train_region_embeddings
-    from vlprobe.pretrain.data import PairCollator, training_pairs
+    from vlprobe.pretrain.data import PairCollator, held_out_pairs, training_pairs
+    from vlprobe.pretrain.evaluate import evaluate
     from vlprobe.pretrain.module import UniterPretraining
+    from vlprobe.pretrain.steplog import PretrainLog
 
     started, cpu_started = time.perf_counter(), time.process_time()
     for name in TRAINING_INPUTS:
@@ -206,6 +218,7 @@ def _pretrain(settings: PretrainSettings, folder: Path, progress: bool) -> dict[
         " + WRA" if settings.wra else "",
         " + contrastive" if settings.contrastive else "",
     )
+    steps = PretrainLog(logger)
     pl.seed_everything(settings.seed, workers=True, verbose=False)
     model = build_random(mini_config(settings.layers, settings.feature_dim))
     init_from_minilm(model)
@@ -217,6 +230,7 @@ def _pretrain(settings: PretrainSettings, folder: Path, progress: bool) -> dict[
         lr=settings.contrastive_lr,
         seed=settings.seed,
         progress=progress,
+        callbacks=[steps.callback("contrastive")],
     )
     module = UniterPretraining(
         model,
@@ -256,9 +270,18 @@ def _pretrain(settings: PretrainSettings, folder: Path, progress: bool) -> dict[
         enable_progress_bar=progress,
         enable_model_summary=False,
         log_every_n_steps=10,
+        callbacks=[steps.callback("joint")],
     )
     if settings.steps:  # steps=0 saves the initialisation: text from MiniLM, regions untrained
         trainer.fit(module, loader)
+    held_out = held_out_pairs(
+        settings.flickr30k, settings.features, tokenizer, settings.feature_dim, split="val"
+    )
+    evaluation = evaluate(module, held_out, int(tokenizer.mask_token_id), seed=settings.seed)
+    log.info("uniter-mini on held-out captions: %s", evaluation)
+    if logger is not None:
+        numbers = {f"pretrain/heldout/{k}": v for k, v in evaluation.items() if type(v) is float}
+        logger.log_metrics(numbers, len(steps.rows))
     record = {
         "settings": asdict(settings),
         "training_data_sha256": training_data_hash(settings),
@@ -270,13 +293,15 @@ def _pretrain(settings: PretrainSettings, folder: Path, progress: bool) -> dict[
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "final": {k: round(float(v), 4) for k, v in trainer.callback_metrics.items()},
         "contrastive_loss": [round(x, 4) for x in contrastive[:: max(1, len(contrastive) // 20)]],
+        "heldout": evaluation,
     }
-    save(module, tokenizer, folder, record)
+    save(module, tokenizer, folder, record, steps)
     return record
 
 
-def save(module: Any, tokenizer: Any, folder: Path, record: dict[str, Any]) -> None:
-    """The released layout: ``uniter.``-prefixed encoder beside its heads, float16."""
+def save(module: Any, tokenizer: Any, folder: Path, record: dict[str, Any], steps: Any) -> None:
+    """The released layout: ``uniter.``-prefixed encoder beside its heads, float16; the record
+    and every step's losses (a ``PretrainLog``) beside them."""
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -293,6 +318,7 @@ def save(module: Any, tokenizer: Any, folder: Path, record: dict[str, Any]) -> N
     (partial / CONFIG).write_text(json.dumps({k: getattr(config, k) for k in keys}, indent=1))
     tokenizer.save_pretrained(str(partial / TOKENIZER))
     (partial / RECORD).write_text(json.dumps(record, indent=1))
+    steps.write(partial / STEP_LOG)
     shutil.rmtree(folder, ignore_errors=True)
     partial.rename(folder)
 
@@ -324,8 +350,10 @@ def ensure_pretrained(
     progress: bool = True,
     force: bool = False,
     threads: int | None = 1,
+    logger: Logger | None = None,
 ) -> Path:
-    """The folder of these settings' model on this data, pre-trained now if it does not exist."""
+    """The folder of these settings' model on this data, pre-trained now if it does not exist
+    (its steps' losses then also go to ``logger``)."""
     folder = model_folder(settings, out_dir)
     if not force and (folder / CHECKPOINT).is_file():
         return folder
@@ -334,13 +362,14 @@ def ensure_pretrained(
         if not force and (folder / CHECKPOINT).is_file():  # trained while this one waited
             return folder
         log.info("no pre-trained uniter-mini at %s: pre-training it now (once)", folder)
-        record = pretrain(settings, folder, progress, threads)
+        record = pretrain(settings, folder, progress, threads, logger)
         log.info(
-            "uniter-mini pre-trained in %.0f s (%.0f s CPU, %d thread(s)): %s",
+            "uniter-mini pre-trained in %.0f s (%.0f s CPU, %d thread(s)): %s; every step in %s",
             record["seconds"],
             record["cpu_seconds"],
             record["threads"],
             record["final"],
+            folder / STEP_LOG,
         )
     return folder
 

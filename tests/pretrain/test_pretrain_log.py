@@ -1,0 +1,139 @@
+"""uniter-mini's pre-training is shown (every step, both stages) and evaluated on held-out
+captions with its own ITM and MLM heads."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pytorch_lightning.loggers import CSVLogger
+
+from vlprobe.models.tokenization import load_tokenizer
+from vlprobe.pretrain.data import held_out_pairs, training_pairs
+from vlprobe.pretrain.evaluate import evaluate
+from vlprobe.pretrain.uniter_mini import RECORD, STEP_LOG, PretrainSettings, pretrain
+
+DIM = 32
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from vlprobe.synthetic import make_demo_data
+
+    root = tmp_path_factory.mktemp("pretrain-log-demo")
+    make_demo_data(root, scenes=20, seed=2, feature_dim=DIM, senteval_per_task=10)
+    return root
+
+
+def _settings(demo: Path, **kw) -> PretrainSettings:
+    base = {
+        "flickr30k": str(demo / "flickr30k"),
+        "visual_genome": str(demo / "visual_genome"),
+        "features": str(demo / "features" / "butd.tsv"),
+        "feature_dim": DIM,
+        "layers": 1,
+        "steps": 3,
+        "batch_size": 4,
+        "contrastive_steps": 4,
+        "contrastive": 1.0,
+        "wra": 0.1,
+    }
+    return PretrainSettings(**{**base, **kw})
+
+
+def _held_out(demo: Path) -> list:
+    return held_out_pairs(
+        demo / "flickr30k", demo / "features" / "butd.tsv", load_tokenizer(None), DIM
+    )
+
+
+def test_held_out_pairs_are_validation_images_never_pre_trained_on(demo: Path) -> None:
+    tokenizer = load_tokenizer(None)
+    held_out = _held_out(demo)
+    train = training_pairs(
+        demo / "flickr30k", demo / "visual_genome", demo / "features" / "butd.tsv",
+        [0.8, 0.1, 0.1], tokenizer, DIM,
+    )  # fmt: skip
+    val_ids = set((demo / "flickr30k" / "val.txt").read_text().split())
+    assert held_out and {p.image_id for p in held_out} <= val_ids
+    assert not {p.image_id for p in held_out} & {p.image_id for p in train}
+    with pytest.raises(ValueError, match="val or test"):
+        held_out_pairs(demo / "flickr30k", demo / "features" / "butd.tsv", tokenizer, DIM, "train")
+
+
+def test_every_step_of_both_stages_is_logged_and_held_out_captions_evaluated(
+    demo: Path, tmp_path: Path
+) -> None:
+    logger = CSVLogger(tmp_path / "run", name="csv")
+    folder = tmp_path / "model"
+    record = pretrain(_settings(demo), folder, progress=False, logger=logger)
+    with open(folder / STEP_LOG) as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["stage"] for r in rows] == ["contrastive"] * 4 + ["joint"] * 3
+    assert [int(r["step"]) for r in rows] == list(range(7))  # one curve across both stages
+    for row in rows[:4]:
+        assert float(row["contrastive"]) > 0 and row["itm"] == ""
+    objectives = ("mlm", "itm", "mrfr", "wra", "contrastive")
+    for row in rows[4:]:
+        assert 0 <= float(row["itm_acc"]) <= 1 and float(row["itm"]) > 0
+        terms = sum(float(row[k]) for k in objectives if row.get(k))
+        assert float(row["loss"]) == pytest.approx(terms, rel=1e-5)  # the loss is their sum
+    final = record["final"]  # Lightning's own last values: the CSV's last row, not one before
+    assert float(rows[-1]["itm"]) == pytest.approx(final["train/itm"], abs=1e-4)
+    assert float(rows[-1]["itm_acc"]) == pytest.approx(final["train/itm_acc"], abs=1e-4)
+    assert json.loads((folder / RECORD).read_text())["heldout"] == record["heldout"]
+
+    held = record["heldout"]
+    n = len(_held_out(demo))
+    assert held["captions"] == min(300, n) and held["split"] == "val"
+    assert held["itm_acc"] == pytest.approx(
+        (held["itm_acc_matched"] + held["itm_acc_mismatched"]) / 2, abs=1e-3
+    )
+    for key in ("itm_acc", "itm_ranking", "mlm_true_image", "mlm_other_image"):
+        assert 0 <= held[key] <= 1
+    assert held["mlm_tokens"] >= held["captions"]  # one whole phrase per caption
+
+    with open(Path(logger.log_dir) / "metrics.csv") as handle:
+        logged = list(csv.DictReader(handle))
+    itm = [r for r in logged if r.get("pretrain/joint/itm")]
+    assert [int(r["step"]) for r in itm] == [4, 5, 6]
+    assert float(itm[-1]["pretrain/joint/itm"]) == pytest.approx(float(rows[-1]["itm"]))
+    assert any(r.get("pretrain/heldout/itm_acc") for r in logged)
+
+
+def _module(demo: Path):
+    from vlprobe.models.uniter import build_random
+    from vlprobe.pretrain.module import UniterPretraining
+    from vlprobe.pretrain.uniter_mini import init_from_minilm, mini_config
+
+    torch.manual_seed(0)
+    model = build_random(mini_config(1, DIM))
+    init_from_minilm(model)
+    return UniterPretraining(model)
+
+
+def test_an_itm_head_that_always_says_mismatched_scores_one_half(demo: Path) -> None:
+    module = _module(demo)
+    with torch.no_grad():  # planted: the reviewer's finding, every pair called mismatched
+        module.itm_output.weight.zero_()
+        module.itm_output.bias.copy_(torch.tensor([1.0, 0.0]))
+    held = evaluate(module, _held_out(demo), load_tokenizer(None).mask_token_id)
+    assert held["itm_acc"] == 0.5
+    assert held["itm_acc_matched"] == 0.0 and held["itm_acc_mismatched"] == 1.0
+    assert held["itm_ranking"] == 0.0  # equal scores: the matched pair never ranks higher
+    assert module.training  # evaluation leaves the module's mode as it found it
+
+
+def test_with_the_same_regions_in_every_image_the_image_cannot_help(demo: Path) -> None:
+    pairs = _held_out(demo)
+    for pair in pairs:  # planted: every "other image" is the true one in all but its name
+        pair.feats, pair.boxes = pairs[0].feats, pairs[0].boxes
+    held = evaluate(_module(demo), pairs, load_tokenizer(None).mask_token_id)
+    assert held["mlm_true_image"] == held["mlm_other_image"]
+    assert held["itm_ranking"] == 0.0
+    assert held["itm_acc_matched"] == pytest.approx(1 - held["itm_acc_mismatched"])
+    assert np.isfinite(held["itm_acc"])
