@@ -93,6 +93,11 @@ def site_for(model: nn.Module, layer: int) -> tuple[nn.Module, MaskFn]:
 def erasing(model: nn.Module, eraser: Eraser, layer: int) -> Iterator[None]:
     """Within the block, every forward of ``model`` erases its region states at ``layer``."""
     module, mask_of = site_for(model, layer)
+    if eraser.dim != int(model.config.hidden_size):
+        raise ValueError(
+            f"intervention: the eraser is {eraser.dim}-d, the model's states "
+            f"{model.config.hidden_size}-d (fitted on another model's cache?)"
+        )
     state: dict[str, torch.Tensor | None] = {"mask": None}
 
     def capture(_module: nn.Module, args: tuple, kwargs: dict) -> None:
