@@ -69,6 +69,20 @@ def plain_config(cfg: DictConfig) -> DictConfig:
     return out
 
 
+def with_intervention(cfg: DictConfig, settings: dict[str, Any]) -> DictConfig:
+    """``cfg`` with ``intervention`` = ``configs/intervention/<kind>.yaml`` updated by
+    ``settings`` (a task's interventions, e.g. ``{"kind": "random", "draw": 2}``)."""
+    from vlprobe.config import config_dir
+
+    node = OmegaConf.merge(
+        OmegaConf.load(config_dir() / "intervention" / f"{settings['kind']}.yaml"), settings
+    )
+    out = copy.deepcopy(cfg)
+    with open_dict(out):
+        out.intervention = node
+    return out
+
+
 def _model_class(reader: CacheReader) -> str:
     return str(reader.attr("model_class")) if "model_class" in reader.file.attrs else "?"
 
