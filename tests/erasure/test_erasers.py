@@ -46,7 +46,9 @@ def test_leace_leaves_a_linear_probe_at_the_majority_baseline() -> None:
 def test_leace_streamed_equals_leace_at_once() -> None:
     x, y = _planted()
     whole = leace(leace_fitter([(x, y)], x.shape[1], 3))
-    parts = leace(leace_fitter([(x[i : i + 100], y[i : i + 100]) for i in range(0, 600, 100)], 8, 3))
+    parts = leace(
+        leace_fitter([(x[i : i + 100], y[i : i + 100]) for i in range(0, 600, 100)], 8, 3)
+    )
     probe = torch.tensor(x[:20], dtype=torch.float32)
     np.testing.assert_allclose(whole.apply(probe), parts.apply(probe), atol=1e-4)
 
