@@ -6,7 +6,6 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import pytest
 from omegaconf import open_dict
 from sklearn.linear_model import LogisticRegression
 
@@ -18,26 +17,16 @@ from vlprobe.intervention.concepts import concept
 from vlprobe.intervention.erasers import Eraser
 from vlprobe.intervention.hooks import erasing
 from vlprobe.intervention.settings import fitted, plain_config
-from vlprobe.synthetic import make_demo_data
 from vlprobe.testing.models import tiny_config
 
-FEATURE_DIM = 16
 
-
-@pytest.fixture(scope="module")
-def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("value-mini")
-    make_demo_data(root, scenes=100, seed=1, feature_dim=FEATURE_DIM, senteval_per_task=20)
-    return root
-
-
-def _cfg(compose_cfg, root: Path, extra: list[str]):
+def _cfg(compose_cfg, root: Path, feature_dim: int, extra: list[str]):
     cfg = compose_cfg(
         [
             "model=visualbert",
             f"data.root={root}",
             "data.make_demo=false",
-            f"data.feature_dim={FEATURE_DIM}",
+            f"data.feature_dim={feature_dim}",
             "extraction.progress=false",
             "extraction.batch_size=8",
             *extra,
@@ -46,7 +35,7 @@ def _cfg(compose_cfg, root: Path, extra: list[str]):
     )
     with open_dict(cfg):
         cfg.model.pretrained = None
-        cfg.model.config = tiny_config("visualbert", feature_dim=FEATURE_DIM)
+        cfg.model.config = tiny_config("visualbert", feature_dim=feature_dim)
         cfg.paths.cache_dir = str(root.parent / f"cache-{root.name}")
     return cfg
 
@@ -64,9 +53,9 @@ def _datasets(path: Path) -> dict[str, np.ndarray]:
 
 
 def test_identity_eraser_gives_the_plain_cache(
-    compose_cfg, demo_root: Path, tmp_path: Path
+    compose_cfg, demo_root: Path, feature_dim: int, tmp_path: Path
 ) -> None:
-    cfg = _cfg(compose_cfg, demo_root, [])
+    cfg = _cfg(compose_cfg, demo_root, feature_dim, [])
     examples, _ = load_examples(cfg, "flickr30k")
     adapter = build_model(cfg)
     common = {"batch_size": 8, "progress": False, "max_attention_maps": 2}
@@ -80,11 +69,12 @@ def test_identity_eraser_gives_the_plain_cache(
 
 
 def test_leace_cache_named_by_its_eraser_and_erased_at_its_layer(
-    compose_cfg, demo_root: Path
+    compose_cfg, demo_root: Path, feature_dim: int
 ) -> None:
     cfg = _cfg(
         compose_cfg,
         demo_root,
+        feature_dim,
         ["intervention=leace", "intervention.layer=1", "intervention.top_k=4"],
     )
     what = concept("region_class")
@@ -100,6 +90,7 @@ def test_leace_cache_named_by_its_eraser_and_erased_at_its_layer(
     other = _cfg(
         compose_cfg,
         demo_root,
+        feature_dim,
         ["intervention=random", "intervention.layer=1", "intervention.top_k=4"],
     )
     assert ensure_cache(other, "visual_genome", parts=("region",)).name != path.name

@@ -9,20 +9,10 @@ import pytest
 from omegaconf import open_dict
 
 from probes.run import run
-from vlprobe.synthetic import make_demo_data
 from vlprobe.testing.models import tiny_config
 
-FEATURE_DIM = 16
 
-
-@pytest.fixture(scope="module")
-def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("value-mini")
-    make_demo_data(root, scenes=100, seed=1, feature_dim=FEATURE_DIM, senteval_per_task=20)
-    return root
-
-
-def _cfg(compose_cfg, root: Path, extra: list[str]):
+def _cfg(compose_cfg, root: Path, feature_dim: int, extra: list[str]):
     cfg = compose_cfg(
         [
             "task=concept_erasure",
@@ -32,7 +22,7 @@ def _cfg(compose_cfg, root: Path, extra: list[str]):
             "model=visualbert",
             f"data.root={root}",
             "data.make_demo=false",
-            f"data.feature_dim={FEATURE_DIM}",
+            f"data.feature_dim={feature_dim}",
             "extraction.progress=false",
             "logger=none",
             "trainer=cpu",
@@ -42,13 +32,13 @@ def _cfg(compose_cfg, root: Path, extra: list[str]):
     )
     with open_dict(cfg):
         cfg.model.pretrained = None
-        cfg.model.config = tiny_config("visualbert", feature_dim=FEATURE_DIM)
-        cfg.paths.cache_dir = str(root.parent / f"cache-{root.name}")
+        cfg.model.config = tiny_config("visualbert", feature_dim=feature_dim)
+        cfg.paths.cache_dir = str(root.parent / f"cache-study-{root.name}")
     return cfg
 
 
-def test_concept_erasure_study(compose_cfg, demo_root: Path) -> None:
-    cfg = _cfg(compose_cfg, demo_root, [])
+def test_concept_erasure_study(compose_cfg, demo_root: Path, feature_dim: int) -> None:
+    cfg = _cfg(compose_cfg, demo_root, feature_dim, [])
     run(cfg)
     out = Path(cfg.paths.output_dir)
     rows = json.loads((out / "results.json").read_text())
@@ -77,7 +67,9 @@ def test_concept_erasure_study(compose_cfg, demo_root: Path) -> None:
     assert sum("__random-region_class-L1-d1__" in name for name in cached) == 2
 
 
-def test_the_run_leaves_the_interventions_to_the_task(compose_cfg, demo_root: Path) -> None:
-    cfg = _cfg(compose_cfg, demo_root, ["intervention=leace"])
+def test_the_run_leaves_the_interventions_to_the_task(
+    compose_cfg, demo_root: Path, feature_dim: int
+) -> None:
+    cfg = _cfg(compose_cfg, demo_root, feature_dim, ["intervention=leace"])
     with pytest.raises(ValueError, match="runs its own interventions: leave intervention=none"):
         run(cfg)
