@@ -133,6 +133,7 @@ class ConceptErasureTask:
                     "name": f"alignment_best_head/{best['name']}",
                     "measure": "alignment_best_head",
                     "layer": layer,
+                    "hidden_layer": layer - 1,  # attention layer l reads hidden layer l - 1
                     "value": best["alignment_acc"],
                     "chance": best["chance"],
                     "n_test": best["n_phrases"],
@@ -178,7 +179,8 @@ class ConceptErasureTask:
 
 def compare(rows: list[dict[str, Any]], layer: int) -> list[dict[str, Any]]:
     """Per (measure, layer): plain, LEACE, random mean (95% CI over draws) and LEACE - random
-    with its 95% interval over the draws (each draw's difference)."""
+    with its 95% interval over the draws (each draw's difference). The row that reads the
+    erased hidden layer ``layer`` is marked (alignment: attention layer ``layer + 1``)."""
     out = []
     keys = dict.fromkeys((r["measure"], r["layer"]) for r in rows)
     for measure, at in keys:
@@ -187,9 +189,10 @@ def compare(rows: list[dict[str, Any]], layer: int) -> list[dict[str, Any]]:
         randoms = np.array([r["value"] for r in mine if r["intervention"] == "random"], float)
         mean, _, half = mean_std_ci(randoms)
         change, _, change_half = mean_std_ci(value["leace"] - randoms)
+        on_erased = mine[0].get("hidden_layer", at) == layer
         out.append(
             {
-                "name": f"{measure}/layer_{at:02d}" + (" (erased here)" if at == layer else ""),
+                "name": f"{measure}/layer_{at:02d}" + (" (on erased layer)" if on_erased else ""),
                 "measure": measure,
                 "layer": at,
                 "plain": value["plain"],
