@@ -21,6 +21,7 @@ from vlprobe.cache.leakage import check_no_leakage
 from vlprobe.cache.reader import CacheReader
 from vlprobe.config import config_dir
 from vlprobe.extraction.pipeline import ensure_cache, ensure_demo_data, ensure_model
+from vlprobe.intervention.settings import active, with_intervention
 from vlprobe.preflight import check_run_inputs
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,16 @@ ROLES = ("model", "baseline")
 
 
 def model_roles(cfg: DictConfig, task: Task) -> list[tuple[str, DictConfig]]:
-    """``(role, config)``: the run's model, then the task's baseline (its model group swapped)."""
+    """``(role, config)``: the run's model, then the task's baseline (its model group swapped),
+    then the same model under each intervention the task asks for (``task.interventions()``:
+    role -> ``configs/intervention/`` settings; task=concept_erasure)."""
     out = [("model", cfg)]
+    interventions = getattr(task, "interventions", dict)()
+    if interventions and active(cfg) is not None:
+        raise ValueError(
+            f"task={task.name} runs its own interventions: leave intervention=none "
+            f"(got intervention={cfg.intervention.kind})"
+        )
     baseline = getattr(task, "baseline_model", None)
     if baseline:
         base = baseline_config(cfg, baseline)
@@ -40,6 +49,7 @@ def model_roles(cfg: DictConfig, task: Task) -> list[tuple[str, DictConfig]]:
             log.info("baseline %s is the run's model: probed once", baseline)
         else:
             out.append(("baseline", base))
+    out += [(role, with_intervention(cfg, s)) for role, s in interventions.items()]
     return out
 
 
@@ -110,6 +120,8 @@ def prepare(cfg: DictConfig, task: Task) -> TaskInputs:
     labels = {role: model_label(run_cfg.model) for role, run_cfg in model_roles(cfg, task)}
     if labels.get("baseline") == labels["model"]:  # same name, other settings
         labels["baseline"] += "[baseline]"
+    for role in labels.keys() - set(ROLES):  # the task's interventions
+        labels[role] = f"{labels['model']}[{role}]"
     inputs = TaskInputs({}, labels)
     try:
         for role, by_dataset in paths.items():

@@ -36,6 +36,7 @@ def _extract(args: argparse.Namespace) -> int:
 
     from vlprobe.config import config_dir, register_resolvers
     from vlprobe.extraction.pipeline import cache_path, run_extraction
+    from vlprobe.intervention.settings import fitted
     from vlprobe.preflight import check_command_line
     from vlprobe.settings_check import check_values
 
@@ -44,6 +45,7 @@ def _extract(args: argparse.Namespace) -> int:
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose(config_name="extract", overrides=args.overrides)
     check_values(cfg)
+    cfg = fitted(cfg)  # an intervened cache is named by its eraser (none: cfg as it is)
     out = Path(cfg.out) if cfg.get("out") else cache_path(cfg, cfg.dataset)
     path = run_extraction(cfg, cfg.dataset, out)
     if rank_zero_only.rank == 0:  # with extraction.devices > 1 every rank runs this command

@@ -39,6 +39,7 @@ from vlprobe.data.senteval import SENTEVAL_TASKS
 from vlprobe.extraction.fingerprint import differences, input_fingerprint, missing_inputs
 from vlprobe.extraction.predict import extract
 from vlprobe.hashing import content_hash, text_sha256
+from vlprobe.intervention import settings as intervention
 from vlprobe.models.hf_adapter import HFAdapter
 from vlprobe.models.tokenization import text_model_version
 from vlprobe.preflight import seed_of
@@ -93,11 +94,13 @@ def cache_path(cfg: DictConfig, dataset: str) -> Path:
             "extraction": extraction_settings(cfg),
             "vlprobe": __version__,  # a new release may write other demo data or units
             "schema": SCHEMA_VERSION,
+            **intervention.cache_key(cfg),  # the eraser and the cache it was fitted on
         },
         sort_keys=True,
     )
     digest = text_sha256(f"{dataset}|{key}", 10)
-    name = f"{cfg.data.name}__{cfg.model.name}__{dataset.replace('/', '-')}__{digest}.h5"
+    kind = dataset.replace("/", "-") + intervention.name_tag(cfg)
+    name = f"{cfg.data.name}__{cfg.model.name}__{kind}__{digest}.h5"
     return Path(cfg.paths.cache_dir) / name
 
 
@@ -187,6 +190,7 @@ def fingerprint(cfg: DictConfig, dataset: str) -> dict:
         "extraction": extraction_settings(cfg),
         "vlprobe": __version__,
         "text_model": text_model_version(),
+        **intervention.cache_key(cfg),
     }
     return input_fingerprint(input_sources(cfg, dataset) + model_sources(cfg), settings)
 
@@ -318,19 +322,20 @@ def _extract(cfg: DictConfig, dataset: str, out: Path, inputs: dict, parts: froz
         "input_fingerprint": inputs,
         "extraction_settings": {**extraction_settings(cfg), "data": _plain(cfg.data)},
     }
-    path = extract(
-        examples,
-        adapter,
-        out,
-        attrs,
-        batch_size=cfg.extraction.batch_size,
-        dtype=cfg.extraction.dtype,
-        max_attention_maps=cfg.extraction.max_attention_maps,
-        progress=cfg.extraction.progress,
-        trainer={k: cfg.extraction[k] for k in RUNTIME_KEYS[:4] + ("precision",)},
-        shards=cfg.extraction.shards,
-        parts=parts,
-    )
+    with intervention.hook(cfg, adapter.model):  # erases at its layer (none: no hook)
+        path = extract(
+            examples,
+            adapter,
+            out,
+            attrs,
+            batch_size=cfg.extraction.batch_size,
+            dtype=cfg.extraction.dtype,
+            max_attention_maps=cfg.extraction.max_attention_maps,
+            progress=cfg.extraction.progress,
+            trainer={k: cfg.extraction[k] for k in RUNTIME_KEYS[:4] + ("precision",)},
+            shards=cfg.extraction.shards,
+            parts=parts,
+        )
     if rank_zero_only.rank == 0:  # the other ranks wrote shards, not the cache
         log.info(
             "cache written: %s (%d examples, %.1f s)",
@@ -347,6 +352,7 @@ def run_extraction(cfg: DictConfig, dataset: str, out: Path | None = None) -> Pa
     check_settings(cfg, dataset)
     ensure_demo_data(cfg)
     ensure_model(cfg)
+    cfg = intervention.fitted(cfg)
     out = out or cache_path(cfg, dataset)
     inputs = fingerprint(cfg, dataset)  # before reading: a change during the build shows later
     parts = parts_to_write(cfg, PARTS if cfg.extraction.get("parts") is None else ())
@@ -360,6 +366,8 @@ def ensure_cache(cfg: DictConfig, dataset: str, parts: Iterable[str] = ()) -> Pa
 
     A second process wanting the same cache waits for the first one's lock, then reuses it.
     """
+    if cfg.data.get("cache") is None:
+        cfg = intervention.fitted(cfg)  # an intervened cache is named by its eraser
     path = cache_path(cfg, dataset)
     if cfg.data.get("cache"):
         if not path.exists():

@@ -1,0 +1,243 @@
+"""Is the knowledge used? Amnesic probing (Elazar et al. 2021) with LEACE (Belrose et al. 2023).
+
+The run's model is probed three ways, each from its own cache: plain, with the concept erased
+by LEACE at hidden layer ``layer`` (the layers above compute on the erased states), and with
+a random subspace of the same rank erased there instead (``draws`` of them, the control).
+Per layer it reports the concept's own linear probe (at ``layer`` LEACE leaves it at the
+majority baseline; above it, does the concept come back?) and each measure (other VALUE tasks,
+run unchanged on each cache), with the change LEACE - random and its 95% interval over the
+random draws. Only a change beyond the random control says the model *used* what was erased.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from datamodules.sources import LayerRows
+from datamodules.views import UnitEmbeddingView, layer_probe_names
+from probes.engine import ProbeEngine
+from probes.tasks.base import TaskInputs, TaskOutput, select_layers
+from probes.tasks.cross_modal_alignment import CrossModalAlignmentTask
+from probes.tasks.pair_probing import check_choices
+from probes.tasks.visual_relation import VisualRelationTask
+from vlprobe.analysis.stats import mean_std_ci
+from vlprobe.cache.reader import CacheReader
+from vlprobe.intervention.concepts import concept
+from vlprobe.reporting.figures import plot_by_layer
+
+MEASURES = ("visual_relation", "cross_modal_alignment")
+COLUMNS = [
+    "name", "plain", "leace", "random", "random_ci95", "leace_minus_random", "change_low",
+    "change_high", "chance",
+]  # fmt: skip
+
+
+def _measure_task(measure: str) -> Any:
+    """The VALUE task a measure runs (relations: the per-layer embedding probes only)."""
+    if measure == "visual_relation":
+        return VisualRelationTask(inputs=("embedding",))
+    return CrossModalAlignmentTask()
+
+
+@dataclass
+class ConceptErasureTask:
+    mismatched_refusal: ClassVar[str | None] = (
+        "erasure is measured on the real image-caption pairs (alignment needs gold regions)"
+    )
+    # what the concept probe and every measure read (extraction writes these for every cache)
+    reads: ClassVar[tuple[str, ...]] = ("region", "relation", "phrase", "coref", "maps")
+    modalities: ClassVar[tuple[str, ...]] = ("text", "image")
+    name: str = "concept_erasure"
+    concept: str = "region_class"
+    layer: int = 3
+    measure: tuple[str, ...] = MEASURES
+    draws: int = 3
+    top_k: int = 10
+
+    def __post_init__(self) -> None:
+        concept(self.concept)  # one line for an unknown concept
+        check_choices("task.measure", tuple(self.measure), MEASURES)
+        if self.draws < 2:
+            raise ValueError(
+                f"task.draws={self.draws}: the random control needs at least 2 draws for an "
+                "interval"
+            )
+
+    def datasets(self) -> list[str]:
+        kinds = [concept(self.concept).dataset]
+        kinds += [_measure_task(m).dataset for m in self.measure]
+        return list(dict.fromkeys(kinds))
+
+    def interventions(self) -> dict[str, dict[str, Any]]:
+        """role -> intervention settings: LEACE, then each random draw (prepare builds them)."""
+        common = {"layer": self.layer, "concept": self.concept, "top_k": self.top_k}
+        out = {"leace": {"kind": "leace", **common}}
+        for draw in range(self.draws):
+            out[f"random_{draw}"] = {"kind": "random", **common, "draw": draw, "rank": None}
+        return out
+
+    # ------------------------------------------------------------------ per cache
+    def concept_rows(
+        self, reader: CacheReader, engine: ProbeEngine, role: str
+    ) -> list[dict[str, Any]]:
+        """The concept's linear (or configured) probe on its units' embeddings, every layer."""
+        what = concept(self.concept)
+        labels, names = what.labels(reader, self.top_k)
+        layers = select_layers(reader, engine.probing.layers)
+        view = UnitEmbeddingView(
+            reader=reader,
+            labels=labels,
+            probe_names=layer_probe_names(layers),
+            class_names=names,
+            row_split=what.unit_split(reader),
+            left=LayerRows(reader, what.features, layers),
+            left_index=np.arange(labels.size),
+        )
+        rows = engine.train_view(view, f"{role}/{self.concept}")
+        return [
+            {**r, "measure": self.concept, "layer": layer, "value": r["test_acc"]}
+            for r, layer in zip(rows, layers, strict=True)
+        ]
+
+    def measure_rows(
+        self, measure: str, readers: dict[str, CacheReader], engine: ProbeEngine, out_dir: Path
+    ) -> list[dict[str, Any]]:
+        """One value per (measure, layer): relation probes' test accuracy per subtask; the
+        best head's alignment accuracy per attention layer."""
+        task = _measure_task(measure)
+        out = task.execute(
+            TaskInputs({"model": {task.dataset: readers[task.dataset]}}), engine, out_dir
+        )
+        rows = []
+        if measure == "visual_relation":
+            for r in out.rows:
+                layer = int(r["probe"].rsplit("_", 1)[1])
+                rows.append(
+                    {
+                        **r,
+                        "measure": f"relation_{r['subtask']}",
+                        "layer": layer,
+                        "value": r["test_acc"],
+                    }
+                )
+            return rows
+        for layer in sorted({r["layer"] for r in out.rows}):
+            heads = [r for r in out.rows if r["layer"] == layer]
+            best = max(heads, key=lambda r: r["alignment_acc"])
+            rows.append(
+                {
+                    "name": f"alignment_best_head/{best['name']}",
+                    "measure": "alignment_best_head",
+                    "layer": layer,
+                    "hidden_layer": layer - 1,  # attention layer l reads hidden layer l - 1
+                    "value": best["alignment_acc"],
+                    "chance": best["chance"],
+                    "n_test": best["n_phrases"],
+                }
+            )
+        return rows
+
+    # ------------------------------------------------------------------ the study
+    def execute(self, inputs: TaskInputs, engine: ProbeEngine, out_dir: Path) -> TaskOutput:
+        roles = ["model", "leace", *(f"random_{d}" for d in range(self.draws))]
+        rows: list[dict[str, Any]] = []
+        for role in roles:
+            readers = inputs.readers[role]
+            kind = "plain" if role == "model" else role.split("_")[0]
+            found = self.concept_rows(readers[concept(self.concept).dataset], engine, role)
+            for measure in self.measure:
+                found += self.measure_rows(measure, readers, engine, out_dir / role / measure)
+            draw = int(role.split("_")[1]) if kind == "random" else None
+            for r in found:
+                name = r["name"] if r["name"].startswith(role) else f"{role}/{r['name']}"
+                rows.append({**r, "name": name, "intervention": kind, "draw": draw})
+        comparisons = compare(rows, self.layer)
+        layer_names = inputs.readers["model"][concept(self.concept).dataset].layer_names
+        figures = {
+            f"erasure_{m}": plot_erasure(
+                comparisons, m, layer_names, self.layer, out_dir, inputs.labels["model"]
+            )
+            for m in dict.fromkeys(c["measure"] for c in comparisons)
+        }
+        at = [c for c in comparisons if c["measure"] == self.concept and c["layer"] == self.layer]
+        summary: dict[str, Any] = {"erasure/layer": self.layer, "erasure/concept": self.concept}
+        if at:
+            summary |= {
+                f"erasure/{self.concept}_at_layer/{k}": at[0][k]
+                for k in ("plain", "leace", "random", "chance")
+            }
+        for c in comparisons:
+            summary[f"erasure/change/{c['measure']}/layer_{c['layer']:02d}"] = c[
+                "leace_minus_random"
+            ]
+        return TaskOutput(rows + comparisons, COLUMNS, figures, summary, console_rows=comparisons)
+
+
+def compare(rows: list[dict[str, Any]], layer: int) -> list[dict[str, Any]]:
+    """Per (measure, layer): plain, LEACE, random mean (95% CI over draws) and LEACE - random
+    with its 95% interval over the draws (each draw's difference). The row that reads the
+    erased hidden layer ``layer`` is marked (alignment: attention layer ``layer + 1``)."""
+    out = []
+    keys = dict.fromkeys((r["measure"], r["layer"]) for r in rows)
+    for measure, at in keys:
+        mine = [r for r in rows if (r["measure"], r["layer"]) == (measure, at)]
+        value = {r["intervention"]: r["value"] for r in mine if r["intervention"] != "random"}
+        randoms = np.array([r["value"] for r in mine if r["intervention"] == "random"], float)
+        mean, _, half = mean_std_ci(randoms)
+        change, _, change_half = mean_std_ci(value["leace"] - randoms)
+        on_erased = mine[0].get("hidden_layer", at) == layer
+        out.append(
+            {
+                "name": f"{measure}/layer_{at:02d}" + (" (on erased layer)" if on_erased else ""),
+                "measure": measure,
+                "layer": at,
+                "plain": value["plain"],
+                "leace": value["leace"],
+                "random": float(mean),
+                "random_ci95": float(half),
+                "random_per_draw": randoms.tolist(),
+                "leace_minus_random": float(change),
+                "change_low": float(change - change_half),
+                "change_high": float(change + change_half),
+                "chance": mine[0].get("chance"),
+                "n_test": mine[0].get("n_test"),
+            }
+        )
+    return out
+
+
+def plot_erasure(
+    comparisons: list[dict[str, Any]],
+    measure: str,
+    layer_names: list[str],
+    layer: int,
+    out_dir: Path,
+    model: str,
+) -> Path:
+    """``measure`` by layer, one line per intervention (random: mean, 95% CI over draws)."""
+    mine = {c["layer"]: c for c in comparisons if c["measure"] == measure}
+    xs = range(len(layer_names))
+    series = {
+        kind: [mine[i][kind] if i in mine else np.nan for i in xs]
+        for kind in ("plain", "leace", "random")
+    }
+    half = [mine[i]["random_ci95"] if i in mine else np.nan for i in xs]
+    low = [m - h for m, h in zip(series["random"], half, strict=True)]
+    high = [m + h for m, h in zip(series["random"], half, strict=True)]
+    chances = [c["chance"] for c in mine.values() if isinstance(c.get("chance"), float)]
+    return plot_by_layer(
+        {
+            "plain": series["plain"],
+            "LEACE": series["leace"],
+            "random (same rank)": series["random"],
+        },
+        layer_names,
+        out_dir / f"erasure_{measure}.png",
+        title=f"{measure}: {model}, erased at {layer_names[layer]}",
+        chance=float(np.mean(chances)) if chances else None,
+        errorbars={"random (same rank)": (low, high)},
+    )

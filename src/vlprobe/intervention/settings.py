@@ -1,0 +1,149 @@
+"""The intervention as an extraction setting: fitted before extraction, carried by the cache.
+
+``fitted(cfg)`` builds (or reuses) the plain cache of the concept's data set, fits the eraser
+on its train split, saves it under ``<cache_dir>/erasers/<sha256>.npz`` and returns the config
+with ``intervention.eraser`` (the parameters' hash) and ``intervention.fit_on`` (the plain
+cache's name) set. Those, with the settings, enter the intervened cache's name and input
+fingerprint (``cache_key``), so another eraser or another plain cache never reuses it.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from vlprobe.cache.reader import CacheReader
+from vlprobe.intervention.concepts import concept
+from vlprobe.intervention.erasers import KINDS, Eraser
+from vlprobe.intervention.fit import fit_eraser
+from vlprobe.intervention.hooks import erasing
+
+log = logging.getLogger(__name__)
+
+#: the model classes ``hooks.SITES`` can intervene on, as the plain cache records them
+SUPPORTED_CLASSES = ("VisualBertModel", "UniterModel")
+
+
+def active(cfg: DictConfig) -> DictConfig | None:
+    """``cfg.intervention`` unless absent or ``kind: none``."""
+    node = cfg.get("intervention")
+    if node is None or node.get("kind", "none") == "none":
+        return None
+    if node.kind not in KINDS:
+        raise ValueError(f"intervention.kind={node.kind!r}; valid: none, {', '.join(KINDS)}")
+    return node
+
+
+def cache_key(cfg: DictConfig) -> dict[str, Any]:
+    """``{"intervention": settings}`` for the cache name and fingerprint; ``{}`` without one
+    (plain caches keep the names they had)."""
+    node = active(cfg)
+    if node is None:
+        return {}
+    if not node.get("eraser"):
+        raise RuntimeError("intervention: the eraser is fitted before the cache is named")
+    settings = OmegaConf.to_container(node, resolve=True)
+    assert isinstance(settings, dict)
+    settings.pop("file", None)  # where it lies is not what it is
+    return {"intervention": settings}
+
+
+def name_tag(cfg: DictConfig) -> str:
+    """``__leace-region_class-L3`` (random: ``-d<draw>``) in the cache file name; ``""``."""
+    node = active(cfg)
+    if node is None:
+        return ""
+    draw = f"-d{node.draw}" if node.kind == "random" else ""
+    return f"__{node.kind}-{node.concept}-L{node.layer}{draw}"
+
+
+def plain_config(cfg: DictConfig) -> DictConfig:
+    out = copy.deepcopy(cfg)
+    with open_dict(out):
+        out.intervention = {"kind": "none"}
+    return out
+
+
+def with_intervention(cfg: DictConfig, settings: dict[str, Any]) -> DictConfig:
+    """``cfg`` with ``intervention`` = ``configs/intervention/<kind>.yaml`` updated by
+    ``settings`` (a task's interventions, e.g. ``{"kind": "random", "draw": 2}``)."""
+    from vlprobe.config import config_dir
+
+    node = OmegaConf.merge(
+        OmegaConf.load(config_dir() / "intervention" / f"{settings['kind']}.yaml"), settings
+    )
+    out = copy.deepcopy(cfg)
+    with open_dict(out):
+        out.intervention = node
+    return out
+
+
+def _model_class(reader: CacheReader) -> str:
+    return str(reader.attr("model_class")) if "model_class" in reader.file.attrs else "?"
+
+
+def fitted(cfg: DictConfig) -> DictConfig:
+    """``cfg`` with its eraser fitted and saved (unchanged without an intervention, or when
+    ``intervention.eraser`` is already set)."""
+    node = active(cfg)
+    if node is None or node.get("eraser"):
+        return cfg
+    from vlprobe.extraction.pipeline import ensure_cache  # it calls this module
+
+    what = concept(str(node.concept))
+    plain = ensure_cache(plain_config(cfg), what.dataset, parts=what.reads)
+    reader = CacheReader(plain)
+    try:
+        model_class = _model_class(reader)
+        if model_class not in SUPPORTED_CLASSES:
+            raise ValueError(
+                f"intervention: model {cfg.model.name} ({model_class}) cannot be intervened "
+                "on: its layers take two streams (LXMERT's cross-modality layers) or its image "
+                "tokens are not regions (ViLT); use visualbert-minilm, visualbert, uniter or "
+                "uniter-mini"
+            )
+        eraser = fit_eraser(
+            reader,
+            what,
+            str(node.kind),
+            int(node.layer),
+            int(node.top_k),
+            draw=int(node.get("draw", 0)),
+            iterations=int(node.get("iterations", 10)),
+            rank=node.get("rank"),
+        )
+    finally:
+        reader.close()
+    digest = eraser.digest()
+    file = eraser.save(Path(cfg.paths.cache_dir) / "erasers" / f"{digest[:16]}.npz")
+    log.info(
+        "intervention %s of %s at layer %s: rank %d, fitted on %s",
+        node.kind,
+        node.concept,
+        node.layer,
+        eraser.rank,
+        plain.name,
+    )
+    out = copy.deepcopy(cfg)
+    with open_dict(out):
+        out.intervention.eraser = digest
+        out.intervention.fit_on = plain.name
+        out.intervention.erased_rank = eraser.rank
+        out.intervention.file = str(file)
+    return out
+
+
+def hook(cfg: DictConfig, model: Any) -> AbstractContextManager[None]:
+    """The erasing hooks on ``model`` for the fitted intervention of ``cfg`` (none: nothing)."""
+    node = active(cfg)
+    if node is None:
+        return nullcontext()
+    eraser = Eraser.load(Path(node.file))
+    if eraser.digest() != node.eraser:
+        raise ValueError(f"intervention: {node.file} is not the eraser {node.eraser[:16]}")
+    return erasing(model, eraser, int(node.layer))

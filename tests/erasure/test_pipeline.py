@@ -1,0 +1,112 @@
+"""An intervention as an extraction setting: the cache it makes, its name and what it holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+from omegaconf import open_dict
+from sklearn.linear_model import LogisticRegression
+
+from vlprobe.cache.reader import CacheReader
+from vlprobe.cache.schema import SPLIT_IDS
+from vlprobe.extraction.pipeline import build_model, ensure_cache, load_examples
+from vlprobe.extraction.predict import extract
+from vlprobe.intervention.concepts import concept
+from vlprobe.intervention.erasers import Eraser
+from vlprobe.intervention.hooks import erasing
+from vlprobe.intervention.settings import fitted, plain_config
+from vlprobe.testing.models import tiny_config
+
+
+def _cfg(compose_cfg, root: Path, feature_dim: int, extra: list[str]):
+    cfg = compose_cfg(
+        [
+            "model=visualbert",
+            f"data.root={root}",
+            "data.make_demo=false",
+            f"data.feature_dim={feature_dim}",
+            "extraction.progress=false",
+            "extraction.batch_size=8",
+            *extra,
+        ],
+        config_name="extract",
+    )
+    with open_dict(cfg):
+        cfg.model.pretrained = None
+        cfg.model.config = tiny_config("visualbert", feature_dim=feature_dim)
+        cfg.paths.cache_dir = str(root.parent / f"cache-{root.name}")
+    return cfg
+
+
+def _datasets(path: Path) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+
+    def keep(name: str, obj: object) -> None:  # returning a value would stop the visit
+        if isinstance(obj, h5py.Dataset):
+            out[name] = obj[()]
+
+    with h5py.File(path, "r") as f:
+        f.visititems(keep)
+    return out
+
+
+def test_identity_eraser_gives_the_plain_cache(
+    compose_cfg, demo_root: Path, feature_dim: int, tmp_path: Path
+) -> None:
+    cfg = _cfg(compose_cfg, demo_root, feature_dim, [])
+    examples, _ = load_examples(cfg, "flickr30k")
+    adapter = build_model(cfg)
+    common = {"batch_size": 8, "progress": False, "max_attention_maps": 2}
+    plain = extract(examples, adapter, tmp_path / "plain.h5", {}, **common)
+    with erasing(adapter.model, Eraser.identity(adapter.hidden_size), 1):
+        same = extract(examples, adapter, tmp_path / "identity.h5", {}, **common)
+    a, b = _datasets(plain), _datasets(same)
+    assert a.keys() == b.keys() and len(a) > 10
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_leace_cache_named_by_its_eraser_and_erased_at_its_layer(
+    compose_cfg, demo_root: Path, feature_dim: int
+) -> None:
+    cfg = _cfg(
+        compose_cfg,
+        demo_root,
+        feature_dim,
+        ["intervention=leace", "intervention.layer=1", "intervention.top_k=4"],
+    )
+    what = concept("region_class")
+    path = ensure_cache(cfg, "visual_genome", parts=("region",))
+    plain = ensure_cache(plain_config(cfg), "visual_genome", parts=("region",))
+    assert "__leace-region_class-L1__" in path.name and "leace" not in plain.name
+    # the name and the fingerprint carry the eraser and the cache it was fitted on
+    fingerprint = CacheReader(path).attr("input_fingerprint")
+    node = fitted(cfg).intervention
+    assert fingerprint["settings"]["intervention"]["eraser"] == node.eraser
+    assert fingerprint["settings"]["intervention"]["fit_on"] == plain.name
+    # another eraser (a random draw) is another cache
+    other = _cfg(
+        compose_cfg,
+        demo_root,
+        feature_dim,
+        ["intervention=random", "intervention.layer=1", "intervention.top_k=4"],
+    )
+    assert ensure_cache(other, "visual_genome", parts=("region",)).name != path.name
+
+    erased, before = CacheReader(path), CacheReader(plain)
+    emb_e, emb_p = (r.file[what.features][()].astype(np.float64) for r in (erased, before))
+    np.testing.assert_array_equal(emb_e[0], emb_p[0])  # below the layer: untouched
+    labels, _ = what.labels(before, 4)
+    train = (what.unit_split(before) == SPLIT_IDS["train"]) & (labels >= 0)
+    y = labels[train]
+    assert y.size > 3 * emb_p.shape[-1]  # far more units than dimensions: not separable by luck
+    majority = np.bincount(y).max() / y.size
+
+    def train_acc(x: np.ndarray) -> float:
+        return float(LogisticRegression(max_iter=5000).fit(x, y).score(x, y))
+
+    assert train_acc(emb_p[1][train]) > majority + 0.2  # the plain layer encodes the class
+    assert train_acc(emb_e[1][train]) <= majority + 0.02  # erased: the majority baseline
+    assert np.abs(emb_e[2] - emb_p[2]).max() > 1e-2  # the layer above computed on it
