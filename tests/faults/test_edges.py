@@ -3,10 +3,18 @@ code before its fix."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from probes.run import run
+from vlprobe.reporting.aggregate import load_runs
+from vlprobe.reporting.run_results import read_run_results
 from vlprobe.synthetic.stamp import OWNER, STAMP, build_demo
 
 TINY = {"scenes": 4, "seed": 0, "feature_dim": 8, "senteval_per_task": 10, "render_images": False}
@@ -62,3 +70,120 @@ def test_files_added_to_a_demo_folder_are_not_deleted(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="annotations.json"):
         build_demo(root, **{**TINY, "scenes": 5}, force=True)
     assert (root / "annotations.json").exists()
+
+
+# ---------------------------------------------------------------- train_probe.py in-process
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def train_probe():
+    spec = importlib.util.spec_from_file_location("train_probe_edges", ROOT / "train_probe.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main.__wrapped__.__module__ = "__main__"  # Hydra finds configs/ beside the script
+    return module
+
+
+@pytest.fixture
+def cli(train_probe, monkeypatch, capsys) -> Callable[..., tuple[int, list[str]]]:
+    """``train_probe.py ARGS`` in this process: its exit code and stderr's lines."""
+
+    def run(*args: str) -> tuple[int, list[str]]:
+        monkeypatch.setattr(sys, "argv", ["train_probe.py", *args])
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_info:
+            train_probe.cli()
+        return exit_info.value.code, capsys.readouterr().err.strip().splitlines()
+
+    return run
+
+
+# ---------------------------------------------------------------- 2. demo numbers say so
+def test_demo_and_real_runs_are_marked(compose_cfg, planted_cache: Path, capsys) -> None:
+    """``data`` in every row and the header of results.json, in the title and the tags."""
+    base = [f"data.cache={planted_cache}", "logger=none", "debug=fast", "task.inputs=[attention]"]
+    for extra, kind in (([], "demo"), (["data=real", f"data.root={planted_cache.parent}"], "real")):
+        cfg = compose_cfg([*base, *extra])
+        run(cfg)
+        results = read_run_results(Path(cfg.paths.output_dir) / "results.json")
+        assert results.data == kind and results.rows
+        assert all(row["data"] == kind for row in results.rows)
+        title = next(ln for ln in capsys.readouterr().out.splitlines() if "| seed 0" in ln)
+        assert title.endswith(f"| {kind} data | DEBUG RUN (one batch per stage: not results)")
+        assert kind in cfg.tags  # the W&B run's tags, when a W&B logger is configured
+
+
+def test_demo_built_at_a_new_data_root_is_marked_demo(compose_cfg, tmp_path: Path) -> None:
+    """``data.root=/new/folder`` without data=real: the demo is built there and its rows say so."""
+    root = tmp_path / "my-data"
+    cfg = compose_cfg(
+        [
+            f"data.root={root}",
+            "data.scenes=12",
+            "data.feature_dim=16",
+            "model=text",
+            "task=linguistic/past_present",
+            "logger=none",
+            "debug=fast",
+            "probing.layers=[0]",
+        ]
+    )
+    run(cfg)
+    rows = read_run_results(Path(cfg.paths.output_dir) / "results.json").rows
+    assert (root / OWNER).exists() and rows and {r["data"] for r in rows} == {"demo"}
+
+
+# ---------------------------------------------------------------- 3. a missing real root
+def test_missing_real_data_root_is_named_first(cli, tmp_path: Path) -> None:
+    missing = tmp_path / "missing"
+    started = time.perf_counter()
+    code, lines = cli("data=real", f"data.root={missing}", "logger=none")
+    assert code == 2 and len(lines) == 1
+    assert lines[0].startswith(f"train_probe: error: data.root={missing} does not exist")
+    assert "damaged cache" not in lines[0]
+    assert not list(tmp_path.rglob("*.lock")) and not missing.exists()
+    assert time.perf_counter() - started < 30  # before any model or data is loaded
+
+
+# ---------------------------------------------------------------- 5. results.json last
+def _failing_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    import probes.run
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device", "results.csv")
+
+    monkeypatch.setattr(probes.run, "write_csv", fail)
+
+
+def test_a_run_failing_after_training_is_not_a_finished_result(
+    compose_cfg, planted_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """results.csv cannot be written: the run fails, results.json says so (status and error,
+    rows kept), and ``vlprobe report`` skips the run instead of reporting it."""
+    _failing_step(monkeypatch)
+    cfg = compose_cfg(
+        [f"data.cache={planted_cache}", "logger=none", "trainer=cpu", "trainer.max_epochs=1"]
+        + ["task.subtasks=[identification]", "task.inputs=[embedding]"]
+    )
+    with pytest.raises(OSError, match="No space left"):
+        run(cfg)
+    out = Path(cfg.paths.output_dir)
+    results = read_run_results(out / "results.json")
+    assert results.status == "failed" and "No space left on device" in results.error
+    assert results.rows and not list(out.glob("*.tmp"))
+    with pytest.raises(FileNotFoundError, match=r"1 skipped: failed: OSError"):
+        load_runs([out])
+
+
+def test_a_finished_run_says_finished(compose_cfg, planted_cache: Path) -> None:
+    cfg = compose_cfg(
+        [f"data.cache={planted_cache}", "logger=none", "trainer=cpu", "trainer.max_epochs=1"]
+        + ["task.subtasks=[identification]", "task.inputs=[embedding]"]
+    )
+    run(cfg)
+    out = Path(cfg.paths.output_dir)
+    raw = json.loads((out / "results.json").read_text())
+    assert raw["status"] == "finished" and raw["error"] is None and raw["data"] == "demo"
+    (loaded,), skipped = load_runs([out])
+    assert not skipped and loaded.rows == raw["rows"]

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from transformers import BertConfig, BertModel
 
 from vlprobe.models.uniter import CheckpointError, UniterAdapter
+from vlprobe.reporting.run_results import read_run_results
 from vlprobe.testing.models import build_adapter, tiny_config
 
 FEATURE_DIM = 16  # as tests/models/conftest.py
@@ -347,7 +348,7 @@ def test_every_value_task_runs_from_a_uniter_checkpoint(compose_cfg, demo_checkp
     extra = ["task.baseline_model=null"] if task.startswith("linguistic") else []
     cfg = compose_cfg([*_overrides(demo_checkpoint), f"task={task}", "debug=fast", *extra])
     run(cfg)
-    rows = json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())
+    rows = read_run_results(Path(cfg.paths.output_dir) / "results.json").rows
     assert rows and "L02" in json.dumps(rows)  # the UNITER's last layer was probed
 
 
