@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -13,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from probes.run import run
+from vlprobe.extraction.fingerprint import data_files, differences
+from vlprobe.extraction.pipeline import fingerprint
 from vlprobe.reporting.aggregate import load_runs
 from vlprobe.reporting.run_results import read_run_results
 from vlprobe.synthetic.stamp import OWNER, STAMP, build_demo
@@ -187,3 +190,32 @@ def test_a_finished_run_says_finished(compose_cfg, planted_cache: Path) -> None:
     assert raw["status"] == "finished" and raw["error"] is None and raw["data"] == "demo"
     (loaded,), skipped = load_runs([out])
     assert not skipped and loaded.rows == raw["rows"]
+
+
+# ---------------------------------------------------------------- 4. symlinked data folders
+def test_a_symlinked_data_folder_is_in_the_fingerprint(
+    builder_cfg, fault_demo: Path, tmp_path: Path
+) -> None:
+    """``Annotations/`` linked from elsewhere: an edit there makes the cache stale."""
+    root = tmp_path / "value-mini"
+    shutil.copytree(fault_demo, root)
+    annotations = root / "flickr30k" / "Annotations"
+    elsewhere = tmp_path / "big-disk" / "Annotations"
+    elsewhere.parent.mkdir()
+    shutil.move(annotations, elsewhere)
+    annotations.symlink_to(elsewhere, target_is_directory=True)
+    cfg = builder_cfg("flickr30k", root=root)
+    before = fingerprint(cfg, "flickr30k")
+    edited = sorted(elsewhere.glob("*.xml"))[0]
+    edited.write_text(edited.read_text().replace("<xmin>", "<xmin>1"))
+    changes = differences(before, fingerprint(cfg, "flickr30k"))
+    name = root.resolve() / "flickr30k" / "Annotations" / edited.name
+    assert len(changes) == 1 and changes[0].startswith(f"input {name} changed (size")
+
+
+def test_a_symlink_loop_in_a_data_folder_ends(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    (data / "sub" / "a.txt").write_text("a\n")
+    (data / "sub" / "back").symlink_to(data, target_is_directory=True)
+    assert data_files(data) == [data / "sub" / "a.txt"]

@@ -14,6 +14,7 @@ from pathlib import Path
 from vlprobe.cache.records import LabelVocab
 from vlprobe.cache.schema import SPLIT_IDS
 from vlprobe.data.examples import VLExample
+from vlprobe.extraction.fingerprint import data_files
 from vlprobe.models.base import Adapter
 from vlprobe.models.regions import num_regions
 
@@ -38,7 +39,7 @@ def content_hash(paths: Iterable[Path]) -> str:
     files: list[Path] = []
     for path in paths:
         path = Path(path)
-        files += sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        files += data_files(path)
     for file in files:
         digest.update(str(file.name).encode())
         with open(file, "rb") as fh:

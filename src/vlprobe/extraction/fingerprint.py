@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,22 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _files(path: Path) -> list[Path]:
-    return sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+def data_files(path: Path) -> list[Path]:
+    """Every file under ``path`` (or ``path`` itself), through symlinked folders too: a data
+    subfolder linked from elsewhere (``Annotations -> /big/disk/...``) is data like any other
+    (``Path.rglob`` does not follow it). A link back to a folder already walked is skipped."""
+    if not path.is_dir():
+        return [path]
+    files: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+    for folder, dirs, names in os.walk(path, followlinks=True):
+        stat = os.stat(folder)
+        if (stat.st_dev, stat.st_ino) in seen:  # a symlink loop: walked already
+            dirs[:] = []
+            continue
+        seen.add((stat.st_dev, stat.st_ino))
+        files += [Path(folder, n) for n in names if Path(folder, n).is_file()]
+    return sorted(files)
 
 
 def file_entries(path: Path, hash_contents: bool = True) -> dict[str, list[Any] | None]:
@@ -36,7 +51,7 @@ def file_entries(path: Path, hash_contents: bool = True) -> dict[str, list[Any] 
     if not path.exists():
         return {str(path): None}
     entries: dict[str, list[Any] | None] = {}
-    for file in _files(path):
+    for file in data_files(path):
         stat = file.stat()
         small = hash_contents and stat.st_size <= HASHED_BYTES
         entries[str(file)] = [stat.st_size, stat.st_mtime_ns, _sha256(file) if small else None]
