@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 
 from probes.run import run
 from vlprobe.extraction.fingerprint import data_files, differences
@@ -219,3 +220,26 @@ def test_a_symlink_loop_in_a_data_folder_ends(tmp_path: Path) -> None:
     (data / "sub" / "a.txt").write_text("a\n")
     (data / "sub" / "back").symlink_to(data, target_is_directory=True)
     assert data_files(data) == [data / "sub" / "a.txt"]
+
+
+# ---------------------------------------------------------------- 6. UNITER head count
+def test_a_uniter_checkpoint_of_another_size_needs_its_config(tmp_path: Path) -> None:
+    """4 heads of 16 (hidden 64) ran as 1 head of 64: without ``model.config`` it is refused;
+    with it, it loads with its 4 heads."""
+    from vlprobe.models.uniter import CheckpointError
+    from vlprobe.testing.models import build_adapter, tiny_config
+
+    config = {**tiny_config("uniter", feature_dim=16), "hidden_size": 64}
+    config.update(num_attention_heads=4, intermediate_size=128)
+    trained = build_adapter("uniter", config=config, seed=0)
+    ckpt = tmp_path / "uniter-4heads.pt"
+    torch.save({f"uniter.{k}": v for k, v in trained.model.state_dict().items()}, ckpt)
+    with pytest.raises(CheckpointError, match=r"neither UNITER-base.*pass model.config=") as err:
+        build_adapter("uniter", checkpoint=str(ckpt))
+    assert "\n" not in str(err.value) and str(ckpt) in str(err.value)
+    config_json = tmp_path / "uniter-4heads.json"
+    keys = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads")
+    keys += ("intermediate_size", "max_position_embeddings", "type_vocab_size")
+    config_json.write_text(json.dumps({k: getattr(trained.config, k) for k in keys}))
+    loaded = build_adapter("uniter", checkpoint=str(ckpt), config=str(config_json))
+    assert (loaded.num_heads, loaded.hidden_size) == (4, 64)
