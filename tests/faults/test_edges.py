@@ -243,3 +243,58 @@ def test_a_uniter_checkpoint_of_another_size_needs_its_config(tmp_path: Path) ->
     config_json.write_text(json.dumps({k: getattr(trained.config, k) for k in keys}))
     loaded = build_adapter("uniter", checkpoint=str(ckpt), config=str(config_json))
     assert (loaded.num_heads, loaded.hidden_size) == (4, 64)
+
+
+# ---------------------------------------------------------------- 7. say what is wrong
+@pytest.mark.parametrize("kind", ["a text file", "a folder"])
+def test_a_cache_that_is_not_one_is_named_for_what_it_is(cli, tmp_path: Path, kind: str) -> None:
+    """Not "corrupted, delete it": README.md or a folder is no cache at all."""
+    if kind == "a folder":
+        path, said = tmp_path / "caches", "is a folder, not a cache"
+        path.mkdir()
+    else:
+        path, said = tmp_path / "README.md", "is not an HDF5 file, so not a vlprobe cache"
+        path.write_text("# my notes\n")
+    code, (line,) = cli(f"data.cache={path}", "logger=none")
+    assert code == 2 and line.startswith(f"train_probe: error: {path} {said}")
+    assert "corrupted" not in line and "Delete" not in line and "damaged" not in line
+    assert path.exists()
+
+
+def test_an_output_write_error_is_not_blamed_on_the_cache(
+    cli, planted_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import probes.run
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(probes.run, "write_csv", full)
+    code, lines = cli(
+        f"data.cache={planted_cache}",
+        "logger=none",
+        "trainer=cpu",
+        "trainer.max_epochs=1",
+        "task.subtasks=[identification]",
+        "task.inputs=[embedding]",
+    )
+    (run_dir,) = {p.parent for p in (tmp_path / "logs").rglob("results.json")}
+    assert code == 2 and lines[-1] == (
+        "train_probe: error: [Errno 28] No space left on device "
+        f"(a file of the run's folder {run_dir})"
+    )
+    assert read_run_results(run_dir / "results.json").status == "failed"
+
+
+def test_a_skip_hint_names_the_config_key(builder_cfg, fault_demo: Path, tmp_path: Path) -> None:
+    """An image without features: the hint says data.strict=false, not strict=False."""
+    from vlprobe.data.errors import DataFormatError
+    from vlprobe.extraction.pipeline import load_examples
+
+    root = tmp_path / "value-mini"
+    shutil.copytree(fault_demo, root)
+    features = root / "features" / "butd.tsv"
+    features.write_text("".join(features.read_text().splitlines(keepends=True)[1:]))
+    with pytest.raises(DataFormatError, match="set data.strict=false to skip") as err:
+        load_examples(builder_cfg("flickr30k", root=root), "flickr30k")
+    assert "strict=False" not in str(err.value)
