@@ -298,3 +298,37 @@ def test_a_skip_hint_names_the_config_key(builder_cfg, fault_demo: Path, tmp_pat
     with pytest.raises(DataFormatError, match="set data.strict=false to skip") as err:
         load_examples(builder_cfg("flickr30k", root=root), "flickr30k")
     assert "strict=False" not in str(err.value)
+
+
+# ---------------------------------------------------------------- 8. SentEval files
+def test_a_non_utf8_senteval_line_is_named(builder_cfg, fault_demo: Path, tmp_path: Path) -> None:
+    from vlprobe.data.errors import DataFormatError
+    from vlprobe.extraction.pipeline import load_examples
+
+    root = tmp_path / "value-mini"
+    shutil.copytree(fault_demo, root)
+    file = root / "senteval" / "past_present.txt"
+    lines = file.read_bytes().splitlines(keepends=True)
+    lines[2] = b"tr\tPAST\tthe caf\xe9 closed .\n"  # latin-1
+    file.write_bytes(b"".join(lines))
+    cfg = builder_cfg("senteval/past_present", root=root)
+    with pytest.raises(DataFormatError) as err:
+        load_examples(cfg, "senteval/past_present")
+    assert str(err.value).startswith(
+        f"{file}, line 3: not UTF-8 text (byte 0xe9 at column 16). Save the file as UTF-8"
+    )
+    cfg.data.strict = False  # skipped and counted, the other lines read
+    examples, _ = load_examples(cfg, "senteval/past_present")
+    assert len(examples) == len(lines) - 1
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n", b"tr\tpres\tbad label .\n"])
+def test_an_empty_senteval_file_is_named(tmp_path: Path, content: bytes) -> None:
+    from vlprobe.data.errors import DataFormatError, ProblemLog
+    from vlprobe.data.senteval import read_senteval
+
+    file = tmp_path / "past_present.txt"
+    file.write_bytes(content)
+    with pytest.raises(DataFormatError, match=r"holds no example") as err:
+        read_senteval(file, strict=False, problems=ProblemLog())
+    assert str(err.value).startswith(f"{file}: holds no example")

@@ -64,6 +64,7 @@ SENTEVAL_LABELS: dict[str, LabelSet] = {
 """Task name -> the labels its file may hold (the real SentEval label sets)."""
 
 _SPLIT_CODES = {"tr": "train", "va": "val", "te": "test"}
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")  # undecodable bytes under errors="surrogateescape"
 
 
 def read_senteval(
@@ -82,13 +83,14 @@ def read_senteval(
     task = task or path.stem
     labels = SENTEVAL_LABELS.get(task)
     examples: list[SentEvalExample] = []
-    with open(path, encoding="utf-8") as f:
+    # bytes that are not UTF-8 are kept as surrogates, so that an error names its line
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
         for n, raw in enumerate(f, start=1):
-            line = raw.rstrip("\r\n")
-            if not line.strip():
-                continue
-            fields = line.split("\t")
             try:
+                line = _utf8_line(raw, path, n).rstrip("\r\n")
+                if not line.strip():
+                    continue
+                fields = line.split("\t")
                 if len(fields) < 3:
                     raise DataFormatError(
                         path,
@@ -122,4 +124,26 @@ def read_senteval(
                 skip_or_raise(e, strict, problems)
                 continue
             examples.append(SentEvalExample(_SPLIT_CODES[code], label, sentence, n))
+    if not examples:
+        skipped = f" ({len(problems)} line(s) skipped, data.strict=false)" if problems else ""
+        raise DataFormatError(
+            path,
+            "",
+            f"holds no example{skipped}",
+            "A SentEval file has one 'split<TAB>label<TAB>sentence' line per sentence; check "
+            "data.senteval",
+        )
     return examples
+
+
+def _utf8_line(line: str, path: Path, n: int) -> str:
+    bad = _NOT_UTF8.search(line)
+    if bad is None:
+        return line
+    raise DataFormatError(
+        path,
+        f"line {n}",
+        f"not UTF-8 text (byte 0x{ord(bad.group()) - 0xDC00:02x} at column {bad.start() + 1})",
+        "Save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8), or data.strict=false skips "
+        "such lines",
+    )
