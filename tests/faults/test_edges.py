@@ -332,3 +332,64 @@ def test_an_empty_senteval_file_is_named(tmp_path: Path, content: bytes) -> None
     with pytest.raises(DataFormatError, match=r"holds no example") as err:
         read_senteval(file, strict=False, problems=ProblemLog())
     assert str(err.value).startswith(f"{file}: holds no example")
+
+
+# ---------------------------------------------------------------- 9. the next ones
+def _copy_demo(fault_demo: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "value-mini"
+    shutil.copytree(fault_demo, root)
+    return root
+
+
+def _with_bom(path: Path) -> None:
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+
+
+def test_a_byte_order_mark_loses_no_line(builder_cfg, fault_demo: Path, tmp_path: Path) -> None:
+    """Files saved by a Windows editor (UTF-8 with a BOM) read like the same files without:
+    the BOM used to glue onto the first image id (``data.strict=false`` then dropped that
+    image silently) or the first SentEval split code (an error naming an invisible char)."""
+    from vlprobe.extraction.pipeline import load_examples
+
+    root = _copy_demo(fault_demo, tmp_path)
+    expected = {}
+    for dataset in ("flickr30k", "visual_genome", "senteval/past_present"):
+        cfg = builder_cfg(dataset, root=root)
+        cfg.data.strict = False
+        expected[dataset] = [e.example_id for e in load_examples(cfg, dataset)[0]]
+    for split in ("train", "val", "test"):
+        _with_bom(root / "flickr30k" / f"{split}.txt")
+    first = (root / "flickr30k" / "train.txt").read_text(encoding="utf-8-sig").split()[0]
+    _with_bom(root / "flickr30k" / "Sentences" / f"{first}.txt")
+    for name in ("objects.json", "relationships.json", "image_data.json"):
+        if (root / "visual_genome" / name).exists():
+            _with_bom(root / "visual_genome" / name)
+    _with_bom(root / "senteval" / "past_present.txt")
+    for dataset, ids in expected.items():
+        cfg = builder_cfg(dataset, root=root)
+        cfg.data.strict = False
+        assert [e.example_id for e in load_examples(cfg, dataset)[0]] == ids, dataset
+
+
+def test_non_utf8_flickr_and_vg_files_are_named(
+    builder_cfg, fault_demo: Path, tmp_path: Path
+) -> None:
+    from vlprobe.data.errors import DataFormatError
+    from vlprobe.extraction.pipeline import load_examples
+
+    root = _copy_demo(fault_demo, tmp_path)
+    first = (root / "flickr30k" / "train.txt").read_text().split()[0]
+    sentences = root / "flickr30k" / "Sentences" / f"{first}.txt"
+    good = sentences.read_bytes()
+    sentences.write_bytes(good + b"A caf\xe9 .\n")
+    with pytest.raises(DataFormatError) as err:
+        load_examples(builder_cfg("flickr30k", root=root), "flickr30k")
+    assert str(err.value).startswith(f"{sentences}, line ") and "not UTF-8 text" in str(err.value)
+    sentences.write_bytes(good)
+    relationships = root / "visual_genome" / "relationships.json"
+    relationships.write_bytes(relationships.read_bytes().replace(b'"', b'"\xe9', 1))
+    with pytest.raises(DataFormatError) as err:
+        load_examples(builder_cfg("visual_genome", root=root), "visual_genome")
+    assert str(err.value).startswith(
+        f"{relationships}, line 1, column 4: not UTF-8 text (byte 0xe9)"
+    )

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vlprobe.data.errors import DataFormatError, ProblemLog, skip_or_raise
+from vlprobe.data.text import check_utf8, open_text
 from vlprobe.data.types import SentEvalExample
 
 SENTEVAL_TASKS: dict[str, str] = {
@@ -64,7 +65,6 @@ SENTEVAL_LABELS: dict[str, LabelSet] = {
 """Task name -> the labels its file may hold (the real SentEval label sets)."""
 
 _SPLIT_CODES = {"tr": "train", "va": "val", "te": "test"}
-_NOT_UTF8 = re.compile("[\udc80-\udcff]")  # undecodable bytes under errors="surrogateescape"
 
 
 def read_senteval(
@@ -83,11 +83,10 @@ def read_senteval(
     task = task or path.stem
     labels = SENTEVAL_LABELS.get(task)
     examples: list[SentEvalExample] = []
-    # bytes that are not UTF-8 are kept as surrogates, so that an error names its line
-    with open(path, encoding="utf-8", errors="surrogateescape") as f:
+    with open_text(path) as f:
         for n, raw in enumerate(f, start=1):
             try:
-                line = _utf8_line(raw, path, n).rstrip("\r\n")
+                line = check_utf8(raw, path, f"line {n}").rstrip("\r\n")
                 if not line.strip():
                     continue
                 fields = line.split("\t")
@@ -134,16 +133,3 @@ def read_senteval(
             "data.senteval",
         )
     return examples
-
-
-def _utf8_line(line: str, path: Path, n: int) -> str:
-    bad = _NOT_UTF8.search(line)
-    if bad is None:
-        return line
-    raise DataFormatError(
-        path,
-        f"line {n}",
-        f"not UTF-8 text (byte 0x{ord(bad.group()) - 0xDC00:02x} at column {bad.start() + 1})",
-        "Save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8), or data.strict=false skips "
-        "such lines",
-    )
