@@ -41,10 +41,37 @@ def _extract(args: argparse.Namespace) -> int:
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose(config_name="extract", overrides=args.overrides)
     out = Path(cfg.out) if cfg.get("out") else cache_path(cfg, cfg.dataset)
+    check_extract_target(out)
     path = run_extraction(cfg, cfg.dataset, out)
     if rank_zero_only.rank == 0:  # with extraction.devices > 1 every rank runs this command
         print(f"cache written: {path}\ninspect it with: vlprobe inspect {path}")
     return 0
+
+
+def check_extract_target(out: Path) -> None:
+    """``out=`` must be new or a cache (a broken one is rebuilt): the cache replaces whatever
+    is at ``out``, and ``out=notes.txt`` replaced the user's file."""
+    import h5py
+
+    if out.is_dir():
+        raise IsADirectoryError(f"out={out} is a folder: give the cache's file name (<name>.h5)")
+    if not out.exists():
+        return
+    if not h5py.is_hdf5(out):
+        raise FileExistsError(
+            f"out={out} exists and is not a cache: extraction would replace it; give a new "
+            "file name (<name>.h5) or delete the file"
+        )
+    try:
+        with h5py.File(out, "r") as f:
+            ours = "schema_version" in f.attrs
+    except OSError:  # an unreadable (truncated) HDF5 file: a broken cache to rebuild
+        return
+    if not ours:
+        raise FileExistsError(
+            f"out={out} is an HDF5 file vlprobe did not write: extraction would replace it; "
+            "give a new file name (<name>.h5) or delete the file"
+        )
 
 
 def _pretrain(args: argparse.Namespace) -> int:

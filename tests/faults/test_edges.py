@@ -393,3 +393,62 @@ def test_non_utf8_flickr_and_vg_files_are_named(
     assert str(err.value).startswith(
         f"{relationships}, line 1, column 4: not UTF-8 text (byte 0xe9)"
     )
+
+
+def test_a_tilde_path_is_refused_not_built_in_a_folder_named_tilde(
+    compose_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``data.root='~/vl'`` (quoted, or ``root: ~/vl`` in an experiment file): the demo
+    went into ``./~/vl``."""
+    from vlprobe.extraction.pipeline import ensure_cache
+
+    monkeypatch.chdir(tmp_path)
+    cfg = compose_cfg(["data.root='~/vl'", "data.scenes=4", "data.feature_dim=8", "model=text"])
+    with pytest.raises(ValueError) as err:
+        ensure_cache(cfg, "senteval/past_present")
+    assert str(err.value).startswith("data.root=~/vl: '~' is not expanded in a config value")
+    assert "data.root=$HOME/vl" in str(err.value)
+    assert not (tmp_path / "~").exists()
+
+
+def test_a_cache_of_another_model_is_not_labelled_with_the_default(
+    cli, planted_cache: Path, tmp_path: Path
+) -> None:
+    """``data.cache=<lxmert's cache>`` without ``model=lxmert``: the rows, title and W&B named
+    visualbert-minilm (the default model) for lxmert's numbers."""
+    import h5py
+
+    cache = tmp_path / "lxmert.h5"
+    shutil.copy(planted_cache, cache)
+    with h5py.File(cache, "r+") as f:
+        f.attrs["model_name"] = "lxmert"
+    code, lines = cli(f"data.cache={cache}", "logger=none")
+    assert code == 2 and lines == [
+        f"train_probe: error: data.cache={cache} holds features of lxmert, but the run's model "
+        "is visualbert-minilm: add model=lxmert (the model of the cache) so that the results "
+        "are labelled with the model they come from"
+    ]
+    assert not list(tmp_path.rglob("results.json"))
+
+
+@pytest.mark.parametrize("kind", ["text", "hdf5"])
+def test_extract_does_not_replace_a_file_that_is_no_cache(
+    tmp_path: Path, capsys, kind: str
+) -> None:
+    """``vlprobe extract out=notes.txt`` replaced the user's file with a cache."""
+    import h5py
+
+    from vlprobe.cli import main as vlprobe
+
+    out = tmp_path / ("notes.txt" if kind == "text" else "mine.h5")
+    if kind == "text":
+        out.write_text("my notes\n")
+    else:
+        with h5py.File(out, "w") as f:
+            f["x"] = [1, 2, 3]
+    before = out.read_bytes()
+    args = ["extract", f"out={out}", "dataset=senteval/past_present", "model=text"]
+    assert vlprobe([*args, f"data.root={tmp_path / 'demo'}", "data.scenes=4"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"vlprobe extract: error: out={out} ") and "would replace it" in line
+    assert out.read_bytes() == before and not (tmp_path / "demo").exists()
