@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
+import os
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -452,3 +455,42 @@ def test_extract_does_not_replace_a_file_that_is_no_cache(
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith(f"vlprobe extract: error: out={out} ") and "would replace it" in line
     assert out.read_bytes() == before and not (tmp_path / "demo").exists()
+
+
+_RUN_DIR = """
+import sys, time
+from pathlib import Path
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from vlprobe.config import config_dir, register_resolvers
+register_resolvers()
+with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+    cfg = compose("train_probe", return_hydra_config=True)
+ready, go = Path(sys.argv[1]), Path(sys.argv[2])
+ready.touch()
+while not go.exists():
+    time.sleep(0.001)
+print(OmegaConf.select(cfg, "hydra.run.dir"))
+"""
+
+
+def test_two_runs_started_together_get_two_run_folders(tmp_path: Path) -> None:
+    """Two jobs started in the same second (two terminals, a SLURM array) shared one run
+    folder: the second's results.json and .hydra/ replaced the first's."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    jobs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _RUN_DIR, str(tmp_path / f"ready{i}"), str(tmp_path / "go")],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for i in range(2)
+    ]
+    while not all((tmp_path / f"ready{i}").exists() for i in range(2)):
+        time.sleep(0.01)
+    time.sleep(math.ceil(time.time()) - time.time() + 0.05)  # early in a second: both in it
+    (tmp_path / "go").touch()
+    folders = [job.communicate(timeout=120)[0].strip() for job in jobs]
+    assert all(job.returncode == 0 for job in jobs)
+    assert folders[0] != folders[1], folders
