@@ -171,11 +171,12 @@ def run(cfg: DictConfig) -> float | None:
             _finish_wandb(loggers, failed)
     except BaseException as err:  # a step after training failed: the rows say it did not finish
         if output is not None:
-            write_run_results(output.rows, out_dir, FAILED, data, f"{type(err).__name__}: {err}")
+            error = f"{type(err).__name__}: {err}"
+            write_run_results(output.rows, out_dir, FAILED, data, error, rank=rank)
         raise
     finally:
         inputs.close()
-    write_run_results(output.rows, out_dir, FINISHED, data)  # last: the run is finished
+    write_run_results(output.rows, out_dir, FINISHED, data, rank=rank)  # last: finished
     if shown:
         print(shown)
     return metric

@@ -494,3 +494,27 @@ def test_two_runs_started_together_get_two_run_folders(tmp_path: Path) -> None:
     folders = [job.communicate(timeout=120)[0].strip() for job in jobs]
     assert all(job.returncode == 0 for job in jobs)
     assert folders[0] != folders[1], folders
+
+
+def test_a_distributed_runs_rank_copy_is_not_a_second_run(
+    compose_cfg, planted_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rank 1 of a DDP run keeps its copy of the results under ``.rank1/``: ``vlprobe report``
+    took it for a second run (no config: of unknown model and seed)."""
+    from pytorch_lightning.utilities import rank_zero_only
+
+    cfg = compose_cfg(
+        [f"data.cache={planted_cache}", "logger=none", "trainer=cpu", "trainer.max_epochs=1"]
+        + ["task.subtasks=[identification]", "task.inputs=[embedding]"]
+    )
+    (Path(cfg.paths.output_dir) / ".hydra").mkdir(parents=True)
+    (Path(cfg.paths.output_dir) / ".hydra" / "config.yaml").write_text("seed: 0\n")
+    run(cfg)
+    monkeypatch.setattr(rank_zero_only, "rank", 1)  # what rank 1 of the same job writes
+    run(cfg)
+    monkeypatch.setattr(rank_zero_only, "rank", 0)
+    out = Path(cfg.paths.output_dir)
+    assert (out / ".rank1" / "results.json").exists()
+    runs, skipped = load_runs([out.parent])
+    assert [r.path for r in runs] == [out.resolve()]
+    assert [s.path.name for s in skipped] == [".rank1"]

@@ -81,6 +81,7 @@ class Run:
     exit_code: int | None = 0  # W&B runs: None without an exit record (killed)
     status: str = "finished"  # results.json's: "failed" when a step after training failed
     error: str | None = None
+    rank: int = 0  # a distributed run's rank-r copy of its results (``.rank<r>/``)
 
     def get(self, key: str, default: Any = None) -> Any:
         """``key`` (dotted) of the config; interpolations that cannot resolve here read as
@@ -150,7 +151,10 @@ def load_run(path: str | Path) -> Run:
     if _is_wandb_run(path):
         return load_wandb_run(path)
     results = read_run_results(path / "results.json")
-    return Run(path, _run_config(path), results.rows, status=results.status, error=results.error)
+    config = _run_config(path)
+    return Run(
+        path, config, results.rows, status=results.status, error=results.error, rank=results.rank
+    )
 
 
 def _run_config(run_dir: Path) -> DictConfig:
@@ -290,6 +294,8 @@ def unfinished_reason(run: Run) -> str | None:
         return "killed: its W&B run has no exit record and there is no results.json"
     if run.exit_code:
         return f"failed: W&B exit code {run.exit_code}"
+    if run.rank or run.path.name.startswith(".rank"):
+        return "another rank's copy of a distributed run's results (the run is the folder above)"
     if run.status != FINISHED:
         return f"{run.status}: {run.error or 'no error recorded'}"
     if is_debug(run):

@@ -29,6 +29,7 @@ class RunResults:
     status: str = FINISHED
     error: str | None = None
     data: str | None = None
+    rank: int = 0
     header: dict[str, Any] = field(default_factory=dict)
 
 
@@ -38,12 +39,15 @@ def write_run_results(
     status: str,
     data: str,
     error: str | None = None,
+    rank: int = 0,
 ) -> Path:
-    """``<out_dir>/results.json``: ``{"status", "error", "data", "rows"}``, atomically."""
+    """``<out_dir>/results.json``: ``{"status", "error", "data", "rows"}``, atomically; a
+    distributed run's other ranks add ``rank`` (their copy is no run of its own)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.json"
-    body = {"status": status, "error": error, "data": data, "rows": [_plain(dict(r)) for r in rows]}
+    body = {"status": status, "error": error, "data": data, **({"rank": rank} if rank else {})}
+    body["rows"] = [_plain(dict(r)) for r in rows]
     tmp = out / f".results.json.{os.getpid()}.tmp"
     try:
         tmp.write_text(json.dumps(body, indent=2, allow_nan=False) + "\n", encoding="utf-8")
@@ -70,4 +74,5 @@ def read_run_results(path: str | Path) -> RunResults:
         raise ValueError(f"{path}: expected a JSON list of row objects under 'rows'")
     if status not in (FINISHED, FAILED):
         raise ValueError(f"{path}: status {status!r} is neither {FINISHED!r} nor {FAILED!r}")
-    return RunResults(rows, status, header.get("error"), header.get("data"), header)
+    rank = int(header.get("rank", 0))
+    return RunResults(rows, status, header.get("error"), header.get("data"), rank, header)
