@@ -22,6 +22,7 @@ def _make_demo_data(args: argparse.Namespace) -> int:
         seed=args.seed,
         feature_dim=args.feature_dim,
         force=True,
+        key="--out",
         render_images=not args.no_images,
     )
     print(f"VALUE-mini demo data written to {out}")

@@ -108,15 +108,16 @@ def foreign_entry(root: Path) -> Path | None:
     return None
 
 
-def claim(root: Path) -> None:
-    """Make ``root`` the demo builder's own; refuse a folder that holds anything else."""
+def claim(root: Path, key: str = "data.root") -> None:
+    """Make ``root`` the demo builder's own; refuse a folder that holds anything else.
+    ``key``: where the user gave the folder (``data.root``, ``--out``)."""
     root = Path(root)
     if root.exists() and not root.is_dir():
-        raise ValueError(f"demo data folder {root} is a file: give data.root a folder")
+        raise ValueError(f"{key}={root} is a file: give a folder for the demo data")
     foreign = foreign_entry(root)
     if foreign is not None:
         raise ValueError(
-            f"data.root={root} holds files the demo builder did not write ({foreign}), and it "
+            f"{key}={root} holds files the demo builder did not write ({foreign}), and it "
             "would overwrite them: this is not vlprobe demo data; for your own data add "
             f"data=real (python train_probe.py data=real data.root={root}); for the demo give "
             "an empty or new folder"
@@ -138,19 +139,26 @@ def clear_old_build(root: Path) -> None:
 
 
 def build_demo(
-    root: Path, scenes: int, seed: int, feature_dim: int, force: bool = False, **kwargs: object
+    root: Path,
+    scenes: int,
+    seed: int,
+    feature_dim: int,
+    force: bool = False,
+    key: str = "data.root",
+    **kwargs: object,
 ) -> bool:
     """Write the demo set at ``root`` unless it is current (or ``force``); returns whether it
-    wrote. One builder at a time: a second one waits, then finds the folder current."""
+    wrote. One builder at a time: a second one waits, then finds the folder current. ``key``
+    names the folder's setting in errors."""
     from vlprobe.synthetic.demo import make_demo_data
 
     root = Path(root)
     settings = demo_settings(scenes, seed, feature_dim)
     if not force and is_current(root, settings) and foreign_entry(root) is None:
         return False
-    claim(root)
+    claim(root, key)
     with exclusive_lock(root / OWNER, what=f"the demo data at {root}"):
-        claim(root)  # again under the lock: what another builder left must be its own
+        claim(root, key)  # again under the lock: what another builder left must be its own
         if not force and is_current(root, settings):
             return False
         clear_old_build(root)
