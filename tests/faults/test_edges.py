@@ -518,3 +518,14 @@ def test_a_distributed_runs_rank_copy_is_not_a_second_run(
     runs, skipped = load_runs([out.parent])
     assert [r.path for r in runs] == [out.resolve()]
     assert [s.path.name for s in skipped] == [".rank1"]
+
+
+def test_a_file_browsers_litter_does_not_disown_the_demo(tmp_path: Path) -> None:
+    """The manifest is strict, but a .DS_Store (Finder) is no user data: the demo folder, and
+    a new folder opened in a file browser, are still the demo builder's."""
+    new = tmp_path / "new"
+    new.mkdir()
+    (new / ".DS_Store").write_bytes(b"\0")
+    assert build_demo(new, **TINY)
+    (new / "senteval" / ".DS_Store").write_bytes(b"\0")
+    assert build_demo(new, **{**TINY, "scenes": 5})

@@ -27,6 +27,8 @@ OWNER = ".vlprobe-demo"
 #: the top-level entries ``make_demo_data`` writes (its DemoDataPaths)
 ENTRIES = ("flickr30k", "visual_genome", "features", "images", "senteval")
 WRITER = "vlprobe demo builder"
+#: what file browsers leave in any folder they show: no user data, never a reason to refuse
+BROWSER_FILES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
 #: the OWNER text of vlprobe releases before the manifest: a build of unknown files
 LEGACY_OWNER = "written by vlprobe's demo builder: it may overwrite this folder\n"
 
@@ -90,20 +92,20 @@ def written_files(root: Path) -> list[str]:
 def foreign_entry(root: Path) -> Path | None:
     """The first thing in ``root`` the demo builder did not write (None: it owns it all)."""
     root = Path(root)
-    if not root.exists() or not any(root.iterdir()):
-        return None
+    if not root.exists() or all(p.name in BROWSER_FILES for p in root.iterdir()):
+        return None  # new or empty
     manifest = read_manifest(root)
     if manifest is False:  # name a data file rather than a stray stamp
         children = sorted(root.iterdir(), key=lambda p: (p.name in (STAMP, OWNER), p.name))
         return children[0]
-    own = {OWNER, f"{OWNER}.tmp", lock_path_for(root / OWNER).name, STAMP, *ENTRIES}
+    own = {OWNER, f"{OWNER}.tmp", lock_path_for(root / OWNER).name, STAMP, *ENTRIES, *BROWSER_FILES}
     for child in sorted(root.iterdir()):
         if child.name not in own or (child.name in ENTRIES and not child.is_dir()):
             return child
     if manifest is not None:
         known = set(manifest)
         for name in written_files(root):
-            if name not in known:
+            if name not in known and Path(name).name not in BROWSER_FILES:
                 return root / name
     return None
 
