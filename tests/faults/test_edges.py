@@ -3,7 +3,6 @@ code before its fix."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -15,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import test_bad_input
 import torch
 
 from probes.run import run
@@ -81,15 +81,7 @@ def test_files_added_to_a_demo_folder_are_not_deleted(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- train_probe.py in-process
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def train_probe():
-    spec = importlib.util.spec_from_file_location("train_probe_edges", ROOT / "train_probe.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.main.__wrapped__.__module__ = "__main__"  # Hydra finds configs/ beside the script
-    return module
+train_probe = test_bad_input.train_probe  # the fixture: train_probe.py loaded in-process
 
 
 @pytest.fixture
