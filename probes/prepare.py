@@ -109,6 +109,23 @@ def cache_paths(cfg: DictConfig, task: Task) -> dict[str, dict[str, Path]]:
     return paths
 
 
+def check_cache_model(cfg: DictConfig, reader: CacheReader) -> None:
+    """``data.cache`` holding another model's features is refused: the rows, the title and W&B
+    would name the configured model (the default, visualbert-minilm, when none was given)."""
+    held = str(reader.file.attrs.get("model_name", ""))
+    configs = {
+        p.stem: OmegaConf.load(p).get("name")
+        for p in sorted((config_dir() / "model").glob("*.yaml"))
+    }
+    if held != cfg.model.name and held in configs.values():  # a test cache's "planted" passes
+        choice = next(stem for stem, name in configs.items() if name == held)
+        raise ValueError(
+            f"data.cache={reader.path} holds features of {held}, but the run's model is "
+            f"{cfg.model.name}: add model={choice} (the model of the cache) so that the results "
+            "are labelled with the model they come from"
+        )
+
+
 def streams_asked(cfg: DictConfig) -> bool:
     """The run named the streams of a multi-stream model (``model.stream`` other than all)."""
     return OmegaConf.select(cfg, "model.stream", default="all") != "all"
@@ -128,6 +145,8 @@ def prepare(cfg: DictConfig, task: Task) -> TaskInputs:
             for dataset, path in by_dataset.items():
                 reader = CacheReader(path)
                 inputs.readers.setdefault(role, {})[dataset] = reader
+                if role == "model" and cfg.data.get("cache"):
+                    check_cache_model(cfg, reader)
                 reader.require(task.reads, task.name)
         if cache_streams(inputs):  # a stream asked for that the task cannot read: refused now
             usable_streams(task, inputs, streams_asked(cfg), report=lambda _line: None)

@@ -27,7 +27,8 @@ from probes.tasks.base import Task, TaskOutput
 from probes.tasks.streams import execute
 from vlprobe.extraction.pipeline import weights_seed
 from vlprobe.preflight import seed_of
-from vlprobe.reporting.table import format_table, write_results
+from vlprobe.reporting.run_results import FAILED, FINISHED, write_run_results
+from vlprobe.reporting.table import format_table, write_csv
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,9 @@ def family_name(cfg: DictConfig) -> str:
 
 
 def publish(output: TaskOutput, loggers: list[Any], out_dir: Path, title: str) -> str:
-    """Write results files, send table/figures/summary to W&B, return the console table."""
-    json_path, csv_path = write_results(output.rows, out_dir)
+    """Write results.csv, send table/figures/summary to W&B, return the console table
+    (results.json is written last, by :func:`run`, once every step has succeeded)."""
+    json_path, csv_path = out_dir / "results.json", write_csv(output.rows, out_dir / "results.csv")
     log_results(loggers, output, json_path)
     shown = output.console_rows or output.rows
     table = format_table(shown, console_columns(output.columns, shown), title=title)
@@ -121,6 +123,10 @@ def run(cfg: DictConfig) -> float | None:
     if debug:  # W&B and results.json say so: a smoke run's numbers are not results
         with open_dict(cfg):
             cfg.tags = [*(cfg.get("tags") or []), "debug"]
+    data = data_kind(cfg)  # demo or real: in the rows, results.json, the title and the tags
+    with open_dict(cfg):
+        cfg.tags = [*(cfg.get("tags") or []), data]
+    output: TaskOutput | None = None
     try:
         loggers = build_loggers(cfg)
         engine = build_engine(cfg, loggers)
@@ -128,28 +134,42 @@ def run(cfg: DictConfig) -> float | None:
         resolved = OmegaConf.to_container(OmegaConf.masked_copy(cfg, keys), resolve=True)
         for lg in loggers:
             lg.log_hyperparams(resolved)
-        failed = True
+        failed, shown = True, ""
         try:
             output = execute(task, inputs, engine, out_dir, asked=streams_asked(cfg))
-            if debug:
-                output.rows = [{**row, "debug": True} for row in output.rows]
+            marks = {"data": data, **({"debug": True} if debug else {})}
+            output.rows = [{**row, **marks} for row in output.rows]
             trained = any("val_acc" in row for row in output.rows)
             probe = f" | {family_name(cfg)} probe" if trained else ""
             seeds = engine.seed_list()
             seed = f"seeds {','.join(map(str, seeds))}" if len(seeds) > 1 else f"seed {seeds[0]}"
             title = f"{cfg.task.name} | {cfg.model.name}{probe} | {seed}"
+            title += f" | {data} data"
             title += " | DEBUG RUN (one batch per stage: not results)" if debug else ""
             if rank:  # its own copy only: every rank holds the same synced results
-                write_results(output.rows, out_dir)
+                write_csv(output.rows, out_dir / "results.csv")
             else:
-                print(publish(output, loggers, out_dir, title))
+                shown = publish(output, loggers, out_dir, title)
             metric = _optimized_value(output, cfg.get("optimized_metric"))
             failed = False
         finally:
             _finish_wandb(loggers, failed)
+    except BaseException as err:  # a step after training failed: the rows say it did not finish
+        if output is not None:
+            error = f"{type(err).__name__}: {err}"
+            write_run_results(output.rows, out_dir, FAILED, data, error, rank=rank)
+        raise
     finally:
         inputs.close()
+    write_run_results(output.rows, out_dir, FINISHED, data, rank=rank)  # last: finished
+    if shown:
+        print(shown)
     return metric
+
+
+def data_kind(cfg: DictConfig) -> str:
+    """``demo`` (the synthetic set, built by vlprobe) or ``real``: whose numbers these are."""
+    return "demo" if cfg.data.get("make_demo") else "real"
 
 
 def is_debug_run(cfg: DictConfig) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from omegaconf import DictConfig, open_dict
 
 from probes.run import run
 from vlprobe.config import config_dir, register_resolvers
+from vlprobe.reporting.run_results import read_run_results
 from vlprobe.testing.planted import write_planted_relation_cache
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -86,6 +86,6 @@ def planted_rows(compose_cfg, planted_cache: Path) -> Callable[..., list[dict]]:
             ]
         )
         run(cfg)
-        return json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())
+        return read_run_results(Path(cfg.paths.output_dir) / "results.json").rows
 
     return _run

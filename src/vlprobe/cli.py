@@ -24,6 +24,7 @@ def _make_demo_data(args: argparse.Namespace) -> int:
         seed=args.seed,
         feature_dim=args.feature_dim,
         force=True,
+        key="--out",
         render_images=not args.no_images,
     )
     print(f"VALUE-mini demo data written to {out}")
@@ -47,10 +48,37 @@ def _extract(args: argparse.Namespace) -> int:
     check_values(cfg)
     cfg = fitted(cfg)  # an intervened cache is named by its eraser (none: cfg as it is)
     out = Path(cfg.out) if cfg.get("out") else cache_path(cfg, cfg.dataset)
+    check_extract_target(out)
     path = run_extraction(cfg, cfg.dataset, out)
     if rank_zero_only.rank == 0:  # with extraction.devices > 1 every rank runs this command
         print(f"cache written: {path}\ninspect it with: vlprobe inspect {path}")
     return 0
+
+
+def check_extract_target(out: Path) -> None:
+    """``out=`` must be new or a cache (a broken one is rebuilt): the cache replaces whatever
+    is at ``out``, and ``out=notes.txt`` replaced the user's file."""
+    import h5py
+
+    if out.is_dir():
+        raise IsADirectoryError(f"out={out} is a folder: give the cache's file name (<name>.h5)")
+    if not out.exists():
+        return
+    if not h5py.is_hdf5(out):
+        raise FileExistsError(
+            f"out={out} exists and is not a cache: extraction would replace it; give a new "
+            "file name (<name>.h5) or delete the file"
+        )
+    try:
+        with h5py.File(out, "r") as f:
+            ours = "schema_version" in f.attrs
+    except OSError:  # an unreadable (truncated) HDF5 file: a broken cache to rebuild
+        return
+    if not ours:
+        raise FileExistsError(
+            f"out={out} is an HDF5 file vlprobe did not write: extraction would replace it; "
+            "give a new file name (<name>.h5) or delete the file"
+        )
 
 
 def _pretrain(args: argparse.Namespace) -> int:

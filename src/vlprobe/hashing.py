@@ -7,6 +7,7 @@ without importing one another (``pretrain`` took ``content_hash`` from ``extract
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -32,13 +33,31 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def data_files(path: Path) -> list[Path]:
+    """Every file under ``path`` (or ``path`` itself), through symlinked folders too: a data
+    subfolder linked from elsewhere (``Annotations -> /big/disk/...``) is data like any other
+    (``Path.rglob`` does not follow it). A link back to a folder already walked is skipped."""
+    if not path.is_dir():
+        return [path]
+    files: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+    for folder, dirs, names in os.walk(path, followlinks=True):
+        stat = os.stat(folder)
+        if (stat.st_dev, stat.st_ino) in seen:  # a symlink loop: walked already
+            dirs[:] = []
+            continue
+        seen.add((stat.st_dev, stat.st_ino))
+        files += [Path(folder, n) for n in names if Path(folder, n).is_file()]
+    return sorted(files)
+
+
 def content_hash(paths: Iterable[str | Path]) -> str:
     """Hex sha256 over the names and bytes of every file under ``paths`` (each folder's files
     sorted), for provenance: a cache's ``dataset_hash``, uniter-mini's training data."""
     digest = hashlib.sha256()
     files: list[Path] = []
     for path in map(Path, paths):
-        files += sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        files += data_files(path)
     for file in files:
         digest.update(str(file.name).encode())
         _update(digest, file)

@@ -48,10 +48,22 @@ def exit_bad_input(err: BaseException) -> None:
         hint = ": point VLPROBE_ROOT or paths.* at a writable folder"
     elif isinstance(err, (ValueError, CacheError, FileNotFoundError)):
         hint = ""
-    else:
+    elif isinstance(err, OSError) and err.errno is not None:  # the system refused a read/write
+        hint = "" if err.filename else f" (a file of the run's folder {_output_dir()})"
+    else:  # HDF5 read errors carry no errno: a chunk that fails its checksum, say
         hint = " (a damaged cache? `vlprobe verify CACHE` checks)"
     print(f"train_probe: error: {err}{hint}", file=sys.stderr)
     sys.exit(2)
+
+
+def _output_dir() -> str:
+    """The Hydra run's output folder (where a run writes), or ``?`` outside a Hydra run."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return str(HydraConfig.get().runtime.output_dir)
+    except ValueError:
+        return "?"
 
 
 def cli(args: list[str] | None = None) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from probes.run import run
+from vlprobe.reporting.run_results import read_run_results
 
 ROOT = Path(__file__).resolve().parents[2]
 # the Adam path: the full-batch L-BFGS solver runs in one process and starts no other rank
@@ -26,7 +26,7 @@ OVERRIDES = [
 def test_two_ddp_processes_match_one_process(compose_cfg, planted_cache: Path, tmp_path) -> None:
     cfg = compose_cfg([f"data.cache={planted_cache}", *OVERRIDES])
     run(cfg)
-    single = json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())
+    single = read_run_results(Path(cfg.paths.output_dir) / "results.json").rows
 
     result = subprocess.run(
         [
@@ -46,8 +46,8 @@ def test_two_ddp_processes_match_one_process(compose_cfg, planted_cache: Path, t
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("results: ") == 1  # rank 0 publishes, once
-    ddp = json.loads((tmp_path / "ddp" / "results.json").read_text())
-    rank1 = json.loads((tmp_path / "ddp" / ".rank1" / "results.json").read_text())
+    ddp = read_run_results(tmp_path / "ddp" / "results.json").rows
+    rank1 = read_run_results(tmp_path / "ddp" / ".rank1" / "results.json").rows
 
     # every rank ends with the same synced metrics and best epochs
     keys = ("name", "val_acc", "best_epoch", "test_acc", "test_f1")

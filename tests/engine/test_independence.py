@@ -7,13 +7,13 @@ slots riding along == separate runs, for both solvers (full-batch L-BFGS and Ada
 from __future__ import annotations
 
 import itertools
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from probes.run import run
+from vlprobe.reporting.run_results import read_run_results
 
 BASE = [
     "logger=none",
@@ -26,7 +26,7 @@ BASE = [
 def _rows(compose_cfg, cache: Path, extra: list[str]) -> dict[str, dict]:
     cfg = compose_cfg([f"data.cache={cache}", *BASE, *extra])
     run(cfg)
-    rows = json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())
+    rows = read_run_results(Path(cfg.paths.output_dir) / "results.json").rows
     return {r["probe"]: r for r in rows}
 
 

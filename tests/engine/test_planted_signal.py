@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from probes.run import run
+from vlprobe.reporting.run_results import read_run_results
 
 
 def test_planted_layer_and_head_win(compose_cfg, planted_cache: Path) -> None:
@@ -20,7 +20,7 @@ def test_planted_layer_and_head_win(compose_cfg, planted_cache: Path) -> None:
     )
     best = run(cfg)
     out = Path(cfg.paths.output_dir)
-    rows = json.loads((out / "results.json").read_text())
+    rows = read_run_results(out / "results.json").rows
     layer_acc = {r["probe"]: r["test_acc"] for r in rows if "/embedding/" in r["name"]}
     assert max(layer_acc, key=layer_acc.get) == "layer_02"
     others = [v for k, v in layer_acc.items() if k != "layer_02"]
@@ -47,5 +47,5 @@ def test_layer_selection(compose_cfg, planted_cache: Path) -> None:
         ]
     )
     run(cfg)
-    rows = json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())
+    rows = read_run_results(Path(cfg.paths.output_dir) / "results.json").rows
     assert [r["probe"] for r in rows] == ["layer_00", "layer_02"]

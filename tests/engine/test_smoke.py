@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from probes.run import run
+from vlprobe.reporting.run_results import read_run_results
 
 
 @pytest.mark.parametrize("probe", ["linear", "mlp"])
@@ -23,7 +23,7 @@ def test_fast_dev_run(compose_cfg, planted_cache: Path, probe: str, mode: str) -
         ]
     )
     run(cfg)
-    rows = json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())
+    rows = read_run_results(Path(cfg.paths.output_dir) / "results.json").rows
     # 2 subtasks x (5 layers + 1 all-heads probe + 16 heads)
     assert len(rows) == 2 * (5 + 1 + 16)
     assert all(0.0 <= r["test_acc"] <= 1.0 for r in rows)
@@ -47,7 +47,7 @@ def test_tensorboard_logger_writes_events(compose_cfg, planted_cache: Path) -> N
 def test_debug_run_is_marked_debug(compose_cfg, planted_cache: Path, capsys) -> None:
     cfg = compose_cfg([f"data.cache={planted_cache}", "debug=fast", "task.inputs=[attention]"])
     run(cfg)
-    rows = json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())
+    rows = read_run_results(Path(cfg.paths.output_dir) / "results.json").rows
     assert rows and all(r["debug"] is True for r in rows)
     assert "DEBUG RUN" in capsys.readouterr().out
     assert "debug" in cfg.tags  # W&B tags, when a W&B logger is configured

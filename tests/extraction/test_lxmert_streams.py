@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import h5py
@@ -16,6 +15,7 @@ from vlprobe.cache.reader import CacheReader
 from vlprobe.cache.verify import verify_cache
 from vlprobe.extraction.pipeline import build_model, load_examples, run_extraction
 from vlprobe.models.regions import normalised_boxes
+from vlprobe.reporting.run_results import read_run_results
 from vlprobe.synthetic import make_demo_data
 from vlprobe.testing.models import tiny_config
 
@@ -213,7 +213,7 @@ def _run_task(compose_cfg, root: Path, task: str, extra: tuple[str, ...] = ()) -
         compose_cfg, root, [f"task={task}", "debug=fast", "logger=none", *extra], "train_probe"
     )
     run(cfg)
-    return json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())
+    return read_run_results(Path(cfg.paths.output_dir) / "results.json").rows
 
 
 # task -> the streams it reads on image-text data (the others lack a modality it needs)

@@ -12,7 +12,9 @@ import torch
 import torch.nn.functional as F
 from transformers import BertConfig, BertModel
 
+from vlprobe.models import uniter
 from vlprobe.models.uniter import CheckpointError, UniterAdapter
+from vlprobe.reporting.run_results import read_run_results
 from vlprobe.testing.models import build_adapter, tiny_config
 
 FEATURE_DIM = 16  # as tests/models/conftest.py
@@ -79,14 +81,16 @@ def test_released_layout_loads(tiny, tmp_path: Path, prefix: bool) -> None:
     assert loaded.provenance()["architecture"] == f"config {config}"
 
 
-def test_base_or_large_follows_from_shapes(tmp_path: Path, make_input) -> None:
+def test_base_or_large_follows_from_shapes(tmp_path: Path, make_input, monkeypatch) -> None:
+    # a stand-in for base (12 x 768) and large (24 x 1024): 2 layers of 128 known as a size
+    monkeypatch.setattr(uniter, "SIZES", {(2, 128): "UNITER-test"})
     overrides = {"hidden_size": 128, "num_attention_heads": 2, "intermediate_size": 96}
     small = build_adapter("uniter", config={**tiny_config("uniter", FEATURE_DIM), **overrides})
     ckpt, _ = write_checkpoint(small, tmp_path)
     loaded = build_adapter("uniter", checkpoint=str(ckpt))
     assert (loaded.num_layers, loaded.num_heads, loaded.hidden_size) == (2, 2, 128)
     assert loaded.config.intermediate_size == 96 and loaded.feature_dim == FEATURE_DIM
-    assert loaded.provenance()["architecture"] == "inferred from shapes"
+    assert loaded.provenance()["architecture"] == "inferred from shapes (UNITER-test)"
     a, b = small.encode([make_input()])[0], loaded.encode([make_input()])[0]
     torch.testing.assert_close(a.hidden, b.hidden, atol=5e-2, rtol=0)  # fp16 weights
 
@@ -347,7 +351,7 @@ def test_every_value_task_runs_from_a_uniter_checkpoint(compose_cfg, demo_checkp
     extra = ["task.baseline_model=null"] if task.startswith("linguistic") else []
     cfg = compose_cfg([*_overrides(demo_checkpoint), f"task={task}", "debug=fast", *extra])
     run(cfg)
-    rows = json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())
+    rows = read_run_results(Path(cfg.paths.output_dir) / "results.json").rows
     assert rows and "L02" in json.dumps(rows)  # the UNITER's last layer was probed
 
 

@@ -6,7 +6,6 @@ layer per task); the baseline cache carries it at another layer. Mean vectors ar
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from probes.tasks.linguistic import LinguisticTask
 from vlprobe.cache.records import ExampleRecord, LabelVocab
 from vlprobe.cache.writer import CacheWriter
 from vlprobe.extraction.pipeline import cache_path
+from vlprobe.reporting.run_results import read_run_results
 
 A, H, D = 3, 2, 16
 L = A + 1
@@ -108,7 +108,7 @@ def test_linguistic_all_finds_each_models_layer(compose_cfg, senteval_caches) ->
     cfg = _cfg(compose_cfg, senteval_caches)
     run(cfg)
     out = Path(cfg.paths.output_dir)
-    rows = json.loads((out / "results.json").read_text())
+    rows = read_run_results(out / "results.json").rows
     model_name = cfg.model.name
     assert {r["model"] for r in rows} == {model_name, "text"}
     assert len(rows) == 2 * 2 * 2 * L  # roles x tasks x poolings x layers
@@ -150,7 +150,7 @@ def test_linguistic_single_task_without_baseline(compose_cfg, senteval_caches) -
     with open_dict(cfg):
         cfg.task.caches = caches
     run(cfg)
-    rows = json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())
+    rows = read_run_results(Path(cfg.paths.output_dir) / "results.json").rows
     assert [(r["role"], r["probing_task"], r["layer"]) for r in rows] == [
         ("model", "past_present", "emb"),
         ("model", "past_present", "L03"),

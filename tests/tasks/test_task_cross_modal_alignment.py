@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +13,7 @@ from omegaconf import DictConfig
 
 from probes.run import run
 from vlprobe.analysis.stats import wilson_interval
+from vlprobe.reporting.run_results import read_run_results
 
 Compose = Callable[..., DictConfig]
 
@@ -140,7 +140,7 @@ def test_through_run(compose_cfg: Compose, tiny_cache: Path) -> None:
     cfg = compose_cfg(_overrides(tiny_cache))
     run(cfg)
     out_dir = Path(cfg.paths.output_dir)
-    rows = json.loads((out_dir / "results.json").read_text())
+    rows = read_run_results(out_dir / "results.json").rows
     np.testing.assert_allclose(_matrix(rows, "alignment_acc"), ACC_TEST)
     assert (out_dir / "results.csv").exists()
     for name in ("accuracy_heads", "accuracy_by_layer", "cross_share_heads"):

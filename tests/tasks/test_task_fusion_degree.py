@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from probes.run import run
+from vlprobe.reporting.run_results import read_run_results
 
 Compose = Callable[..., DictConfig]
 
@@ -86,7 +86,7 @@ def test_through_run(compose_cfg: Compose, tiny_cache: Path) -> None:
     cfg = compose_cfg(_overrides(tiny_cache))
     run(cfg)
     out_dir = Path(cfg.paths.output_dir)
-    rows = json.loads((out_dir / "results.json").read_text())
+    rows = read_run_results(out_dir / "results.json").rows
     assert [r["nmi_pooled"] for r in rows] == pytest.approx([1, 1, 0], abs=1e-9)
     assert (out_dir / "results.csv").exists()
     assert (out_dir / "fusion_nmi_by_layer.png").stat().st_size > 0

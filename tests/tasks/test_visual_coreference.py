@@ -6,7 +6,6 @@ and only attention head ``COREF_HEAD`` carries coreference (phrase -> region att
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from probes.tasks.visual_coreference import VisualCoreferenceTask, balanced_iden
 from vlprobe.cache.reader import CacheReader
 from vlprobe.cache.records import ExampleRecord, LabelVocab
 from vlprobe.cache.writer import CacheWriter
+from vlprobe.reporting.run_results import read_run_results
 
 A, H, D = 3, 3, 16  # attention layers, heads, hidden size
 L = A + 1
@@ -172,7 +172,7 @@ def test_coref_planted_layer_and_head_win(compose_cfg, coref_cache: Path) -> Non
     )
     run(cfg)
     out = Path(cfg.paths.output_dir)
-    rows = json.loads((out / "results.json").read_text())
+    rows = read_run_results(out / "results.json").rows
     assert {(r["subtask"], r["input"]) for r in rows} == {
         (s, i) for s in ("type", "identification") for i in ("embedding", "attention", "head")
     }

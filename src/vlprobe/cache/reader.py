@@ -60,6 +60,15 @@ def open_cache_file(path: str | Path) -> h5py.File:
             else " Build it with `vlprobe extract` (see README)."
         )
         raise CacheError(f"no cache at {path}.{hint}")
+    if path.is_dir():
+        raise CacheError(
+            f"{path} is a folder, not a cache: give the .h5 file a run or `vlprobe extract` wrote"
+        )
+    if not h5py.is_hdf5(path):  # README.md given as a cache is not a corrupted cache
+        raise CacheError(
+            f"{path} is not an HDF5 file, so not a vlprobe cache: give the .h5 file a run or "
+            "`vlprobe extract` wrote"
+        )
     try:
         f = h5py.File(path, "r", rdcc_nbytes=READ_CACHE_BYTES, rdcc_nslots=10007)
     except OSError as err:

@@ -104,7 +104,7 @@ def _missing_features(path: PathLike, image_id: str) -> DataFormatError:
         path,
         f"image {image_id}",
         "no region features for this image",
-        "Extract features for every listed image, or pass strict=False to skip it",
+        "Extract features for every listed image, or set data.strict=false to skip it",
     )
 
 
@@ -148,7 +148,7 @@ def _load_flickr_image(
                     split_file,
                     f"image {image_id}",
                     f"{sub}/{image_id}.{ext} does not exist",
-                    "Check the root folder, or pass strict=False to skip the image",
+                    "Check the root folder, or set data.strict=false to skip the image",
                 )
         captions = ds.captions(image_id)
         ann = ds.annotation(image_id)

@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from vlprobe.data.errors import DataFormatError, ProblemLog, skip_or_raise
+from vlprobe.data.text import check_utf8, open_text
 from vlprobe.data.types import SPLITS, Box, Caption, EntityAnnotation, Phrase
 
 PathLike = str | os.PathLike[str]
@@ -74,11 +75,12 @@ def read_sentences(
     """
     path = Path(path)
     captions: list[Caption] = []
-    with open(path, encoding="utf-8") as f:
+    with open_text(path) as f:
         for i, line in enumerate(f):
             if not line.strip():
                 continue
             try:
+                check_utf8(line, path, f"line {i + 1}")
                 captions.append(parse_caption(line, path.stem, i, path))
             except DataFormatError as e:
                 skip_or_raise(e, strict, problems)
@@ -179,12 +181,13 @@ def read_split(
     path = Path(path)
     ids: list[str] = []
     seen: dict[str, int] = {}
-    with open(path, encoding="utf-8") as f:
+    with open_text(path) as f:
         for n, line in enumerate(f, start=1):
             image_id = line.strip()
             if not image_id:
                 continue
             try:
+                check_utf8(image_id, path, f"line {n}")
                 if len(image_id.split()) != 1:
                     raise DataFormatError(
                         path,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vlprobe.data.errors import DataFormatError, ProblemLog, skip_or_raise
+from vlprobe.data.text import check_utf8, open_text
 from vlprobe.data.types import SentEvalExample
 
 SENTEVAL_TASKS: dict[str, str] = {
@@ -82,13 +83,13 @@ def read_senteval(
     task = task or path.stem
     labels = SENTEVAL_LABELS.get(task)
     examples: list[SentEvalExample] = []
-    with open(path, encoding="utf-8") as f:
+    with open_text(path) as f:
         for n, raw in enumerate(f, start=1):
-            line = raw.rstrip("\r\n")
-            if not line.strip():
-                continue
-            fields = line.split("\t")
             try:
+                line = check_utf8(raw, path, f"line {n}").rstrip("\r\n")
+                if not line.strip():
+                    continue
+                fields = line.split("\t")
                 if len(fields) < 3:
                     raise DataFormatError(
                         path,
@@ -122,4 +123,13 @@ def read_senteval(
                 skip_or_raise(e, strict, problems)
                 continue
             examples.append(SentEvalExample(_SPLIT_CODES[code], label, sentence, n))
+    if not examples:
+        skipped = f" ({len(problems)} line(s) skipped, data.strict=false)" if problems else ""
+        raise DataFormatError(
+            path,
+            "",
+            f"holds no example{skipped}",
+            "A SentEval file has one 'split<TAB>label<TAB>sentence' line per sentence; check "
+            "data.senteval",
+        )
     return examples

@@ -26,8 +26,10 @@ def normalize_predicate(s: str) -> str:
 
 def _load_json_list(path: Path) -> list[Any]:
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:  # a byte-order mark is not an error
             data = json.load(f)
+    except UnicodeDecodeError:
+        raise _not_utf8(path) from None
     except json.JSONDecodeError as e:
         raise DataFormatError(
             path,
@@ -40,6 +42,23 @@ def _load_json_list(path: Path) -> list[Any]:
             path, "$", "expected a JSON list, one entry per image", "Use the official file layout"
         )
     return data
+
+
+def _not_utf8(path: Path) -> DataFormatError:
+    """Where the first undecodable byte is (the codec's offset is into a chunk, not the file)."""
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+        pos = 0
+    except UnicodeDecodeError as e:
+        pos = e.start
+    line, column = raw.count(b"\n", 0, pos) + 1, pos - (raw.rfind(b"\n", 0, pos) + 1) + 1
+    return DataFormatError(
+        path,
+        f"line {line}, column {column}",
+        f"not UTF-8 text (byte 0x{raw[pos]:02x})",
+        "Save the file as UTF-8 (JSON is UTF-8)",
+    )
 
 
 def _image_id(entry: Any, path: Path, where: str) -> str:

@@ -13,13 +13,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vlprobe.hashing import file_sha256
+from vlprobe.hashing import data_files, file_sha256
 
 HASHED_BYTES = 16 << 20
-
-
-def _files(path: Path) -> list[Path]:
-    return sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
 
 
 def file_entries(path: Path, hash_contents: bool = True) -> dict[str, list[Any] | None]:
@@ -29,7 +25,7 @@ def file_entries(path: Path, hash_contents: bool = True) -> dict[str, list[Any] 
     if not path.exists():
         return {str(path): None}
     entries: dict[str, list[Any] | None] = {}
-    for file in _files(path):
+    for file in data_files(path):
         stat = file.stat()
         small = hash_contents and stat.st_size <= HASHED_BYTES
         entries[str(file)] = [stat.st_size, stat.st_mtime_ns, file_sha256(file) if small else None]

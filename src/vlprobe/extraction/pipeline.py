@@ -35,6 +35,7 @@ from vlprobe.data.builders import (
 from vlprobe.data.errors import ProblemLog
 from vlprobe.data.examples import VLExample
 from vlprobe.data.region_features import load_region_features
+from vlprobe.data.root import check_data_root
 from vlprobe.data.senteval import SENTEVAL_TASKS
 from vlprobe.extraction.fingerprint import differences, input_fingerprint, missing_inputs
 from vlprobe.extraction.predict import extract
@@ -105,7 +106,9 @@ def cache_path(cfg: DictConfig, dataset: str) -> Path:
 
 
 def ensure_demo_data(cfg: DictConfig) -> None:
-    """Write the synthetic VALUE-mini set at ``data.root`` if it is the demo and not current."""
+    """Write the synthetic VALUE-mini set at ``data.root`` if it is the demo and not current;
+    a real data root must exist (checked before anything is read or locked)."""
+    check_data_root(cfg.data)
     if not cfg.data.get("make_demo"):
         return
     from vlprobe.synthetic.stamp import build_demo

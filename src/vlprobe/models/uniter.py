@@ -267,14 +267,17 @@ def load_checkpoint(
     state = encoder_state_dict(raw, str(path))
     inferred = infer_config(state, str(path))
     if config is None:
-        if inferred["num_attention_heads"] is None:
+        # the head count is in no tensor's shape: known only for the released sizes (a 4-head
+        # checkpoint of hidden 256 would run as 4 heads of 64, not as the 4 it was trained with)
+        layers, hidden = inferred["num_hidden_layers"], inferred["hidden_size"]
+        size = SIZES.get((layers, hidden))
+        if size is None:
             raise CheckpointError(
-                f"{path}: hidden size {inferred['hidden_size']} is not a multiple of {HEAD_DIM}, "
-                "so the number of heads cannot follow from the shapes; pass model.config=PATH.json"
+                f"{path}: {layers} layers of hidden size {hidden} are neither UNITER-base (12 x "
+                "768) nor UNITER-large (24 x 1024), so the number of attention heads cannot "
+                "follow from the shapes; pass model.config=PATH.json (its BERT-style config)"
             )
-        values, origin = inferred, "inferred from shapes"
-        size = SIZES.get((inferred["num_hidden_layers"], inferred["hidden_size"]))
-        origin += f" ({size})" if size else ""
+        values, origin = inferred, f"inferred from shapes ({size})"
     else:
         values = {"img_dim": inferred["img_dim"], **read_config_json(config)}
         origin = f"config {config}"

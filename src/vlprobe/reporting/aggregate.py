@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from scipy import stats
 
 from vlprobe.analysis.stats import mean_std_ci
+from vlprobe.reporting.run_results import FINISHED, read_run_results
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,9 @@ class Run:
     rows: list[dict[str, Any]]
     source: str = "results.json"
     exit_code: int | None = 0  # W&B runs: None without an exit record (killed)
+    status: str = "finished"  # results.json's: "failed" when a step after training failed
+    error: str | None = None
+    rank: int = 0  # a distributed run's rank-r copy of its results (``.rank<r>/``)
 
     def get(self, key: str, default: Any = None) -> Any:
         """``key`` (dotted) of the config; interpolations that cannot resolve here read as
@@ -146,14 +150,11 @@ def load_run(path: str | Path) -> Run:
     path = Path(path)
     if _is_wandb_run(path):
         return load_wandb_run(path)
-    results = path / "results.json"
-    try:
-        rows = json.loads(results.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{results}: not valid JSON ({err})") from err
-    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        raise ValueError(f"{results}: expected a JSON list of row objects")
-    return Run(path, _run_config(path), rows)
+    results = read_run_results(path / "results.json")
+    config = _run_config(path)
+    return Run(
+        path, config, results.rows, status=results.status, error=results.error, rank=results.rank
+    )
 
 
 def _run_config(run_dir: Path) -> DictConfig:
@@ -293,6 +294,10 @@ def unfinished_reason(run: Run) -> str | None:
         return "killed: its W&B run has no exit record and there is no results.json"
     if run.exit_code:
         return f"failed: W&B exit code {run.exit_code}"
+    if run.rank or run.path.name.startswith(".rank"):
+        return "another rank's copy of a distributed run's results (the run is the folder above)"
+    if run.status != FINISHED:
+        return f"{run.status}: {run.error or 'no error recorded'}"
     if is_debug(run):
         return "debug run (debug=fast / trainer.fast_dev_run: one batch per stage)"
     choices = run.path / ".hydra" / "hydra.yaml"

@@ -85,14 +85,20 @@ def write_results(
     plain = [_plain(dict(r)) for r in rows]
     json_path = out / f"{stem}.json"
     json_path.write_text(json.dumps(plain, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    return json_path, write_csv(plain, out / f"{stem}.csv")
 
+
+def write_csv(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
+    """``rows`` as CSV at ``path`` (header = union of the rows' keys in first-seen order;
+    missing values empty)."""
+    plain = [_plain(dict(r)) for r in rows]
     header: dict[str, None] = {}
     for row in plain:
         header.update(dict.fromkeys(row))
-    csv_path = out / f"{stem}.csv"
-    with csv_path.open("w", newline="", encoding="utf-8") as f:
+    path = Path(path)
+    with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(header), restval="")
         writer.writeheader()
         for row in plain:
             writer.writerow({k: "" if v is None else v for k, v in row.items()})
-    return json_path, csv_path
+    return path
