@@ -43,6 +43,7 @@ from vlprobe.analysis.controls import (
 )
 from vlprobe.analysis.stats import mean_std_ci, wilson_interval
 from vlprobe.cache.schema import SPLIT_IDS
+from vlprobe.reporting.identity import family_fields, stamp_rows
 
 log = logging.getLogger(__name__)
 
@@ -278,6 +279,7 @@ def train_view(view: FeatureView, engine: ProbeEngine, name_prefix: str) -> list
     for k, probe_name in enumerate(view.probe_names):
         first = runs["task"][0][k]
         rows.append({**first, "probe": probe_name, "name": f"{name_prefix}/{probe_name}", **sizes})
+    stamp_rows(rows, view.probe_ids, family_fields(engine.probe))  # identity, family: fields
     if len(seeds) > 1:
         for metric in SEED_METRICS:
             values = [[r[metric] for r in run] for run in runs["task"]]

@@ -16,6 +16,9 @@ def _rows(extra: bool) -> list[dict]:
         row = {
             "name": f"identification/embedding/layer_{k:02d}",
             "probe": f"layer_{k:02d}",
+            "subtask": "identification",
+            "kind": "layer",
+            "layer": k,
             "test_acc": acc,
             "val_acc": acc + 0.01,
             "chance": 0.5,
@@ -71,21 +74,21 @@ def test_linguistic_figures_carry_control_seed_ci_and_mdl(tmp_path, monkeypatch)
     import probes.tasks.linguistic as linguistic
 
     drawn = {}
-    real = linguistic.plot_curves_by_layer
+    real = linguistic.plot_by_layer
 
-    def capture(series, dashed, names, path, title, **kw):
-        drawn[path.stem] = {"series": series, "dashed": dashed, **kw}
-        return real(series, dashed, names, path, title, **kw)
+    def capture(series, names, path, title, **kw):
+        drawn[path.stem] = {"series": series, **kw}
+        return real(series, names, path, title, **kw)
 
-    monkeypatch.setattr(linguistic, "plot_curves_by_layer", capture)
+    monkeypatch.setattr(linguistic, "plot_by_layer", capture)
     rows = [
         {
             "probing_task": "bigram_shift",
             "model": "m",
             "pooling": "cls",
             "role": "model",
-            "layer_index": k,
-            "layer": f"l{k}",
+            "layer": k,
+            "layer_name": f"l{k}",
             "chance": 0.5,
             "test_acc": 0.7 + 0.1 * k,
             "test_acc_ci95": 0.01,

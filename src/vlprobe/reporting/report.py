@@ -33,7 +33,7 @@ from vlprobe.reporting.aggregate import (
     probe_label,
     summary_rows,
 )
-from vlprobe.reporting.figures import _new_figure, _save, plot_layer_head_heatmap
+from vlprobe.reporting.figures import new_figure, plot_layer_head_heatmap, save_figure
 from vlprobe.reporting.table import write_results
 
 DEFAULT_METRIC = "test_acc"
@@ -122,7 +122,7 @@ def plot_layer_curves(
     """One solid line and shaded CI band per group; its control task dotted in the same colour
     (the gap is the selectivity); chance as a grey dashed line."""
     x = np.arange(len(layer_names))
-    fig = _new_figure(max(5.5, 0.45 * len(x) + 2.5), 3.8)
+    fig = new_figure(max(5.5, 0.45 * len(x) + 2.5), 3.8)
     ax = fig.add_subplot()
     for name, (mean, low, high) in curves.items():
         (line,) = ax.plot(x, mean, marker="o", markersize=3, label=name)
@@ -143,7 +143,7 @@ def plot_layer_curves(
     ax.set_title(title, fontsize="medium")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="x-small")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _chance(cells: Sequence[Cell]) -> float | None:
@@ -253,7 +253,7 @@ def plot_complexity(
 ) -> Path:
     """One panel per measure (accuracy, selectivity), one line per layer over probe
     capacity: accuracy alone rewards big probes, selectivity shows what they memorise."""
-    fig = _new_figure(max(5.0, 4.2 * len(panels)), 3.8)
+    fig = new_figure(max(5.0, 4.2 * len(panels)), 3.8)
     fig.set_layout_engine("constrained")  # panels' axis labels must not overlap
     x = np.arange(len(capacities))
     for i, (ylabel, lines) in enumerate(panels.items()):
@@ -268,7 +268,7 @@ def plot_complexity(
         if i == len(panels) - 1:
             ax.legend(fontsize="x-small", title="probe", title_fontsize="x-small")
     fig.suptitle(title, fontsize="medium")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def complexity_figures(agg: Aggregate, out: Path) -> dict[str, Path]:
