@@ -24,6 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 from scipy import stats
 
 from vlprobe.analysis.stats import mean_std_ci
+from vlprobe.reporting.identity import ProbeId
+from vlprobe.reporting.labels import PROBE, ROW_MODEL, group_labels, hashable, probe_spec
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +50,6 @@ IGNORED_KEYS = (
     "loader.mode",
     "loader.memory_budget_mb",
 )
-# the keys of the probe's capacity: the probe-complexity figure runs along them
-PROBE_KEYS = ("probe.family.path", "probe.hidden_dim", "probe.rank")
 # metrics of training-free tasks, tried in order when a task's rows lack the asked metric
 FALLBACK_METRICS = (
     "alignment_acc",
@@ -59,13 +59,10 @@ FALLBACK_METRICS = (
     "text_share",
 )
 # numeric row columns that label a probe rather than measure it
-NOT_MEASURES = frozenset({"layer", "head", "layer_index", "seed", "seeds"})
+NOT_MEASURES = frozenset({"layer", "head", "seed", "seeds"})
 SEED_SUFFIXES = ("_std", "_ci95", "_per_seed")
 # measures whose spread over seeds the per-probe table reports (besides the metric)
 SPREAD_COLUMNS = ("control_test_acc", "selectivity", "mdl_compression")
-_LAYER = re.compile(r"^layer_(\d+)$")
-_HEAD = re.compile(r"^L(\d+)H(\d+)$")
-_SEED_SEGMENT = re.compile(r"^seed(\d+)$")
 
 
 # ---------------------------------------------------------------------------- runs
@@ -177,20 +174,19 @@ def _wandb_config(wandb_run: Path) -> DictConfig:
 
 
 def load_wandb_run(wandb_run: Path) -> Run:
-    """Best effort: rows from the logged ``results`` table if its file is there, else rebuilt
-    from summary keys ``test/acc/<name>`` (and ``val/acc``, ``test/f1``, ``val/f1``)."""
+    """Rows from the logged ``results`` table (its columns are the rows' fields). Without it
+    the run is unreadable: summary metrics carry no probe identity."""
     from vlprobe.reporting.wandb_offline import read_offline_run
 
     offline = read_offline_run(wandb_run)
     config = OmegaConf.create({k: v for k, v in offline.config.items() if not k.startswith("_")})
     rows = _rows_from_table(wandb_run, _table_path(offline.summary))
-    source = "W&B results table"
-    if rows is None:
-        rows = rows_from_summary(offline.summary, str(config.get("task", {}).get("name", "")))
-        source = "W&B summary"
     if not rows:
-        raise ValueError(f"{wandb_run}: no results table and no test/acc/* summary keys")
-    return Run(wandb_run, config, rows, source, offline.exit_code)
+        raise ValueError(
+            f"{wandb_run}: no logged results table (files/media/table/results_*.table.json) and "
+            "no results.json: re-run it, or report the run folder that holds its results.json"
+        )
+    return Run(wandb_run, config, rows, "W&B results table", offline.exit_code)
 
 
 def _table_path(summary: Mapping[str, Any]) -> str | None:
@@ -209,41 +205,6 @@ def _rows_from_table(wandb_run: Path, ref: str | None) -> list[dict[str, Any]] |
     content = json.loads(table.read_text(encoding="utf-8"))
     columns = content.get("columns", [])
     return [dict(zip(columns, values, strict=True)) for values in content.get("data", [])]
-
-
-def rows_from_summary(summary: Mapping[str, Any], task: str) -> list[dict[str, Any]]:
-    """Rows from W&B metric names: ``test/acc/identification/embedding/layer_07`` gives the row
-    ``identification/embedding/layer_07``; ``.../seed2/...`` segments become per-seed lists,
-    ``control/...`` the control accuracy; MDL block probes (``mdl/...``) are skipped."""
-    metrics = {"test/acc/": "test_acc", "val/acc/": "val_acc", "test/f1/": "test_f1"}
-    metrics["val/f1/"] = "val_f1"
-    rows: dict[str, dict[str, Any]] = {}
-    per_seed: dict[tuple[str, str], list[float]] = {}
-    for key, value in summary.items():
-        prefix = next((p for p in metrics if key.startswith(p)), None)
-        if prefix is None or not _is_number(value):
-            continue
-        column, parts = metrics[prefix], key[len(prefix) :].split("/")
-        if parts[0] in ("mdl", "shuffled") or len(parts) < 2:
-            continue
-        if parts[0] == "control":
-            column, parts = f"control_{column}", parts[1:]
-        seeds = [p for p in parts if _SEED_SEGMENT.match(p)]
-        parts = [p for p in parts if not _SEED_SEGMENT.match(p)]
-        name = "/".join(parts)
-        row = rows.setdefault(name, {"task": task, "subtask": parts[0], "name": name})
-        row["probe"] = parts[-1]
-        if seeds:
-            per_seed.setdefault((name, column), []).append(float(value))
-        else:
-            row[column] = float(value)
-    for (name, column), values in per_seed.items():
-        rows[name][f"{column}_per_seed"] = values
-        rows[name].setdefault(column, float(np.mean(values)))
-    for row in rows.values():
-        if "control_test_acc" in row and "test_acc" in row:
-            row["selectivity"] = row["test_acc"] - row["control_test_acc"]
-    return list(rows.values())
 
 
 def is_debug(run: Run) -> bool:
@@ -270,7 +231,7 @@ def load_runs(paths: Sequence[str | Path]) -> tuple[list[Run], list[Skipped]]:
         except (OSError, ValueError) as err:
             skipped.append(Skipped(path, f"unreadable: {err}"))
             continue
-        reason = unfinished_reason(run)
+        reason = unfinished_reason(run) or untyped_reason(run)
         if reason:
             skipped.append(Skipped(path, reason))
         else:
@@ -303,6 +264,17 @@ def unfinished_reason(run: Run) -> str | None:
     return None
 
 
+def untyped_reason(run: Run) -> str | None:
+    """Why ``run``'s rows cannot be reported (written before rows carried their probe identity
+    as fields), or None."""
+    if all(ProbeId.from_row(row) is not None and "family" in row for row in run.rows):
+        return None
+    return (
+        "its rows have no probe identity (kind, layer, head, family): written by an older "
+        "vlprobe; re-run it to include it"
+    )
+
+
 # ---------------------------------------------------------------------------- groups
 @dataclass(frozen=True)
 class Group:
@@ -316,7 +288,7 @@ class Group:
 
 
 def identity(run: Run, keys: Sequence[str]) -> tuple[tuple[str, Any], ...]:
-    return tuple((k, _hashable(run.get(k))) for k in keys)
+    return tuple((k, hashable(run.get(k))) for k in keys)
 
 
 def config_keys(run: Run) -> list[str]:
@@ -362,67 +334,23 @@ def check_duplicate_seeds(runs: Sequence[Run], keys: Sequence[str]) -> None:
                 )
 
 
-def _hashable(value: Any) -> Any:
-    if isinstance(value, list):
-        return tuple(_hashable(v) for v in value)
-    if isinstance(value, dict):
-        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
-    return value
-
-
 def varying_keys(keys: Sequence[tuple[tuple[str, Any], ...]]) -> list[str]:
-    """The identity keys whose value differs between some of ``keys``."""
-    if not keys:
-        return []
-    names = [k for k, _ in keys[0]]
-    return [n for i, n in enumerate(names) if len({key[i][1] for key in keys}) > 1]
+    """The group keys whose value differs between some of ``keys`` (absent reads as None)."""
+    values = [dict(key) for key in keys]
+    names = list(dict.fromkeys(name for key in keys for name, _ in key))
+    return [n for n in names if len({repr(v.get(n)) for v in values}) > 1]
 
 
-def group_label(key: tuple[tuple[str, Any], ...], shown: Sequence[str]) -> str:
-    """``visualbert-minilm (random init) (mismatched) [mlp h=256]``: the model always, the
-    baselines when on, the probe and other keys only when they vary in the report."""
-    values = dict(key)
-    label = str(values.get("model.name") or "run")
-    if values.get("model.random_init"):
-        label += " (random init)"
-    if values.get("data.mismatched"):
-        label += " (mismatched)"
-    if any(k in shown for k in PROBE_KEYS):
-        label += f" [{probe_label(values)}]"
-    base = {"model.name", "model.random_init", "data.mismatched", *PROBE_KEYS}
-    for k in shown:
-        if k not in base:
-            label += f" [{k}={values.get(k)}]"
-    return label
-
-
-def family_label(path: Any) -> str:
-    """``probes.families.LowRankProbe`` (``probe.family.path``) -> ``lowrank``."""
-    if not path:
-        return "probe"
-    return str(path).rsplit(".", 1)[-1].removesuffix("Probe").lower()
-
-
-def probe_label(values: Mapping[str, Any]) -> str:
-    """``linear``, ``mlp h=256``, ``lowrank r=16``."""
-    text = family_label(values.get("probe.family.path"))
-    if values.get("probe.hidden_dim") is not None and text != "linear":
-        text += f" h={values['probe.hidden_dim']}"
-    if values.get("probe.rank") is not None:
-        text += f" r={values['probe.rank']}"
-    return text
-
-
-def row_group_extra(run: Run, row: Mapping[str, Any]) -> tuple[str, str] | None:
-    """Rows of another model inside a run (the linguistic task's text baseline) form their own
-    group, tied to the run's group so that two runs' baselines are not pooled as seeds."""
+def row_group_keys(run: Run, row: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """What a row adds to its run's group: its probe (family and capacity, from the row's
+    fields) and, for rows of another model inside a run (the linguistic task's text
+    baseline), that model, tied to the run's group so two runs' baselines are not pooled."""
+    out: tuple[tuple[str, Any], ...] = ((PROBE, probe_spec(row)),)
     model = row.get("model")
     if not isinstance(model, str) or row.get("role") == "model":
-        return None
+        return out
     own = str(run.get("model.name"))
-    if model in (own, f"{own}[random-init]"):
-        return None
-    return ("row.model", model)
+    return out if model in (own, f"{own}[random-init]") else (*out, (ROW_MODEL, model))
 
 
 # ---------------------------------------------------------------------------- statistics
@@ -510,8 +438,8 @@ class Cell:
 
     group: Group
     task: str
-    series: str  # e.g. ``identification/embedding``; "" for un-prefixed probe names
-    probe: str  # ``layer_07``, ``L07H03``, ``all_heads``
+    series: str  # e.g. ``identification/embedding`` (the rows' ``series``, after their stream)
+    probe_id: ProbeId
     stats: dict[str, Stat] = field(default_factory=dict)
     seeds: tuple[Any, ...] = ()
 
@@ -519,31 +447,30 @@ class Cell:
         return self.stats.get(column, NAN_STAT)
 
     @property
+    def probe(self) -> str:
+        """The display name (``layer_07``, ``L07H03``, ``all_heads``)."""
+        return self.probe_id.name
+
+    @property
     def layer(self) -> int | None:
-        match = _LAYER.match(self.probe)
-        return int(match.group(1)) if match else None
+        """The hidden-state index of a per-layer probe (0 = embeddings), else None."""
+        return self.probe_id.layer if self.probe_id.kind == "layer" else None
 
     @property
     def head(self) -> tuple[int, int] | None:
-        match = _HEAD.match(self.probe)
-        return (int(match.group(1)), int(match.group(2))) if match else None
+        """``(layer, head)``, both 1-based, of a per-head probe, else None."""
+        pid = self.probe_id
+        return (pid.layer, pid.head) if pid.kind == "head" else None  # type: ignore[return-value]
 
 
-def split_name(row: Mapping[str, Any]) -> tuple[str, str]:
-    """``(series, probe)`` of a row: its name without the probe, and the probe. A leading role
-    segment (``model/``, ``baseline/``) is dropped: the group says which model it was; the
-    row's ``stream`` (LXMERT) leads the series."""
-    name = str(row.get("name") or row.get("probe") or "")
-    role = row.get("role")
-    if isinstance(role, str) and name.startswith(f"{role}/"):
-        name = name[len(role) + 1 :]
-    probe = str(row.get("probe") or name.rsplit("/", 1)[-1])
-    series = name[: -len(probe)].rstrip("/") if name.endswith(probe) else name.rsplit("/", 1)[0]
-    series = series if series != name else ""
-    stream = row.get("stream")  # one stream of a multi-stream model (LXMERT): its own series
+def series_of(row: Mapping[str, Any]) -> str:
+    """The row's ``series`` field (which probes of a task draw one curve), led by its
+    ``stream`` (one stream of a multi-stream model is its own series)."""
+    series = str(row.get("series") or "")
+    stream = row.get("stream")
     if isinstance(stream, str) and stream:
-        series = f"{stream}/{series}" if series else stream
-    return series, probe
+        return f"{stream}/{series}" if series else stream
+    return series
 
 
 def measure_columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -592,48 +519,44 @@ class Aggregate:
 def aggregate(
     runs: Sequence[Run], metric: str = "test_acc", compare_by: Sequence[str] = ()
 ) -> Aggregate:
-    """Group runs by identity (every config key but ``IGNORED_KEYS``, plus ``compare_by``),
-    then aggregate each probe over the group's runs: every numeric column becomes a
-    :class:`Stat`. Raises if two runs of a group share a seed."""
+    """Group runs by identity (every config key but ``IGNORED_KEYS``, plus ``compare_by``, plus
+    the rows' probe family and capacity), then aggregate each probe over the group's runs:
+    every numeric column becomes a :class:`Stat`. Raises if two runs of a group share a seed."""
     keys = sorted({*(k for run in runs for k in config_keys(run)), *compare_by})
     unknown = [k for k in compare_by if all(run.get(k) is None for run in runs)]
     if unknown:
         raise ValueError(f"compare-by key(s) {unknown} are in no run's config (a typo?)")
     check_duplicate_seeds(runs, keys)
     bucket: dict[tuple, list[tuple[Run, dict[str, Any]]]] = {}
+    run_keys: dict[Path, tuple] = {}
     for run in runs:
         base = identity(run, keys)
         for row in run.rows:
-            extra = row_group_extra(run, row)
-            group_key = (*base, extra) if extra else base
-            series, probe = split_name(row)
-            bucket.setdefault((group_key, run.task, series, probe), []).append((run, row))
+            extra = row_group_keys(run, row)
+            group_key = (*base, *extra)
+            if all(k != ROW_MODEL for k, _ in extra):
+                run_keys.setdefault(run.path, group_key)
+            probe_id = ProbeId.from_row(row)
+            bucket.setdefault((group_key, run.task, series_of(row), probe_id), []).append(
+                (run, row)
+            )
     group_keys = list(dict.fromkeys(k[0] for k in bucket))
-    varying = varying_keys([tuple(p for p in k if p[0] in keys) for k in group_keys])
-    groups = {k: Group(k, _label(k, varying)) for k in group_keys}
+    varying = [k for k in varying_keys(group_keys) if k != ROW_MODEL]
+    labels = group_labels([dict(k) for k in group_keys], varying)
+    groups = {k: Group(k, text) for k, text in zip(group_keys, labels, strict=True)}
     metrics = {
         task: pick_metric([row for run in runs if run.task == task for row in run.rows], metric)
         for task in dict.fromkeys(run.task for run in runs)
     }
     cells = []
-    for (group_key, task, series, probe), members in bucket.items():
+    for (group_key, task, series, probe_id), members in bucket.items():
         rows = [row for _, row in members]
-        cell = Cell(groups[group_key], task, series, probe)
+        cell = Cell(groups[group_key], task, series, probe_id)
         cell.stats = {c: column_stat(rows, c) for c in measure_columns(rows)}
         cell.seeds = tuple(run.seed for run, _ in members)
         cells.append(cell)
-    run_groups = {
-        run.path: groups[identity(run, keys)] for run in runs if identity(run, keys) in groups
-    }
+    run_groups = {path: groups[key] for path, key in run_keys.items()}
     return Aggregate(list(runs), list(groups.values()), cells, metrics, keys, varying, run_groups)
-
-
-def _label(key: tuple, varying: Sequence[str]) -> str:
-    """The group's label; a row-level model (text baseline) names the run's group after it."""
-    pairs = tuple(p for p in key if p[0] != "row.model")
-    extra = dict(key).get("row.model")
-    label = group_label(pairs, varying)
-    return f"{extra} (baseline of {label})" if extra else label
 
 
 # ---------------------------------------------------------------------------- tables
@@ -697,6 +620,7 @@ def cell_rows(agg: Aggregate) -> list[dict[str, Any]]:
             "task": cell.task,
             "series": cell.series,
             "probe": cell.probe,
+            **cell.probe_id.as_fields(),
             "group": cell.group.label,
             "n_runs": len(cell.seeds),
             "n_seeds": cell.get(metric).n,
@@ -720,28 +644,28 @@ class Comparison:
 
 def comparisons(agg: Aggregate, compare_by: Sequence[str] = ()) -> list[Comparison]:
     """Pairs of groups differing only in one key of ``compare_by`` (default: every varying
-    identity key); the probe keys (kind, hidden size, rank) count as one key, ``probe``. ``a``
-    is the group whose value sorts first (false before true, so pre-trained - random init and
-    matched - mismatched; numbers ascending; names alphabetically)."""
-    keysets: dict[tuple[str, ...], None] = {}
-    for key in compare_by or agg.varying:
-        keysets[PROBE_KEYS if key in PROBE_KEYS else (key,)] = None
+    identity key). The probe (the rows' family and capacity) is one key, ``probe``: two groups
+    that differ in it may also differ in any ``probe.*`` config key (an MLP has a dropout, a
+    linear probe none). ``a`` is the group whose value sorts first (false before true, so
+    pre-trained - random init and matched - mismatched; numbers ascending; names
+    alphabetically; smaller probes first)."""
     out = []
-    for keyset in keysets:
-        name = "probe" if keyset == PROBE_KEYS else keyset[0]
+    for key in dict.fromkeys(compare_by or agg.varying):
         for i, g in enumerate(agg.groups):
             for h in agg.groups[i + 1 :]:
-                if _differ_only_in(g, h, keyset):
-                    a, b = sorted((g, h), key=lambda grp: [_order(grp.value(k)) for k in keyset])
-                    out.append(Comparison(name, a, b))
+                if _differ_only_in(g, h, key):
+                    order = capacity_order if key == PROBE else _order
+                    a, b = sorted((g, h), key=lambda grp: order(grp.value(key)))
+                    out.append(Comparison(key, a, b))
     return out
 
 
-def _differ_only_in(g: Group, h: Group, keyset: Sequence[str]) -> bool:
+def _differ_only_in(g: Group, h: Group, key: str) -> bool:
     gv, hv = dict(g.key), dict(h.key)
-    if set(gv) != set(hv) or all(gv.get(k) == hv.get(k) for k in keyset):
+    if set(gv) != set(hv) or gv.get(key) == hv.get(key):
         return False
-    return all(gv[k] == hv[k] for k in gv if k not in keyset)
+    free = (lambda k: k == key or k.startswith(f"{PROBE}.")) if key == PROBE else key.__eq__
+    return all(gv[k] == hv[k] for k in gv if not free(k))
 
 
 def _order(value: Any) -> tuple[int, float, str]:
@@ -752,15 +676,23 @@ def _order(value: Any) -> tuple[int, float, str]:
     return (1, 0.0, str(value))
 
 
+def capacity_order(spec: tuple[str, tuple[tuple[str, Any], ...]]) -> tuple:
+    """Probes by size without knowing any family: fewer capacity keys first (a linear probe
+    has none), then by family name and capacity values as numbers (64 before 256)."""
+    family, capacity = spec
+    values = tuple(float(v) if _is_number(v) else math.inf for _, v in capacity)
+    return (float(len(capacity)), family, values)
+
+
 def comparison_rows(agg: Aggregate, comparison: Comparison) -> list[dict[str, Any]]:
     """Per task, series and probe both groups have: the two means and ``a - b`` with its
     Welch 95% CI; ``excludes_zero`` flags differences the seeds support."""
     out = []
     for task, series in agg.series():
         metric = agg.metrics[task]
-        b_cells = {c.probe: c for c in agg.select(task=task, series=series, group=comparison.b)}
+        b_cells = {c.probe_id: c for c in agg.select(task=task, series=series, group=comparison.b)}
         for cell in agg.select(task=task, series=series, group=comparison.a):
-            other = b_cells.get(cell.probe)
+            other = b_cells.get(cell.probe_id)
             if other is None:
                 continue
             a, b = cell.get(metric), other.get(metric)
@@ -773,6 +705,7 @@ def comparison_rows(agg: Aggregate, comparison: Comparison) -> list[dict[str, An
                     "task": task,
                     "series": series,
                     "probe": cell.probe,
+                    "kind": cell.probe_id.kind,
                     "metric": metric,
                     "a_mean": a.mean,
                     "a_ci95": a.ci95,
