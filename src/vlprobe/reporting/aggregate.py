@@ -25,7 +25,15 @@ from scipy import stats
 
 from vlprobe.analysis.stats import mean_std_ci
 from vlprobe.reporting.identity import ProbeId
-from vlprobe.reporting.labels import PROBE, ROW_MODEL, group_labels, hashable, probe_spec
+from vlprobe.reporting.labels import (
+    PROBE,
+    ROW_MODEL,
+    group_labels,
+    hashable,
+    probe_spec,
+    shown_keys,
+    varying_capacity,
+)
 
 log = logging.getLogger(__name__)
 
@@ -508,6 +516,8 @@ class Aggregate:
     varying: list[str]  # identity keys that differ between groups
     run_groups: dict[Path, Group] = field(default_factory=dict)
     skipped: list[Skipped] = field(default_factory=list)
+    #: the ablation axes: varying keys the labels need (not those implied by another)
+    axes: list[str] = field(default_factory=list)
 
     def select(self, **where: Any) -> list[Cell]:
         return [c for c in self.cells if all(getattr(c, k) == v for k, v in where.items())]
@@ -556,7 +566,11 @@ def aggregate(
         cell.seeds = tuple(run.seed for run, _ in members)
         cells.append(cell)
     run_groups = {path: groups[key] for path, key in run_keys.items()}
-    return Aggregate(list(runs), list(groups.values()), cells, metrics, keys, varying, run_groups)
+    specs = [dict(k)[PROBE] for k in group_keys]
+    axes = shown_keys([dict(k) for k in group_keys], varying, varying_capacity(specs))
+    return Aggregate(
+        list(runs), list(groups.values()), cells, metrics, keys, varying, run_groups, axes=axes
+    )
 
 
 # ---------------------------------------------------------------------------- tables

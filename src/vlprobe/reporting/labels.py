@@ -3,10 +3,11 @@
 A report may hold runs that differ in many config keys (an ablation over probe family x seed x
 learning rate x ...). A group's label names only what tells it apart: the model, then the keys
 that vary between groups, each by its shortest unambiguous suffix (``max_epochs=30`` for
-``trainer.max_epochs``). Keys that add nothing are left out: a key set in some groups and
-absent (None) in the others (``probe.dropout`` exists for MLP probes only) or a key of the
-probe's config (``probe.*``, named by the row's family and capacity), as long as every label
-stays unique. The full settings are in the report's settings table.
+``trainer.max_epochs``). Keys that add nothing are left out as long as every label stays
+unique: a key set in some groups and absent (None) in the others (``probe.dropout`` exists
+for MLP probes only), a key of the probe's config (``probe.*``, named by the rows' family and
+capacity), a key that changes together with another. The full settings are in the report's
+settings table.
 """
 
 from __future__ import annotations
@@ -84,18 +85,19 @@ def group_labels(keys: Sequence[Mapping[str, Any]], varying: Sequence[str]) -> l
 def shown_keys(
     keys: Sequence[Mapping[str, Any]], varying: Sequence[str], capacity: Sequence[str] = ()
 ) -> list[str]:
-    """``varying`` less the keys the labels do not need (see the module docstring)."""
-    shown = list(varying)
-    optional = [
-        k
-        for k in varying
-        if k not in (*MODEL_KEYS, PROBE, ROW_MODEL)
-        and (any(key.get(k) is None for key in keys) or k.startswith(f"{PROBE}."))
-    ]
-    optional.sort(key=lambda k: not any(key.get(k) is None for key in keys))  # None-keys first
+    """``varying`` less the keys the labels do not need: each key whose removal leaves every
+    label unique is dropped, first the keys absent (None) in some groups, then the probe's
+    config keys (``probe.*``, implied by its family and capacity), then the longest."""
+
+    def unset(k: str) -> bool:
+        return any(key.get(k) is None for key in keys)
+
+    optional = [k for k in varying if k not in (*MODEL_KEYS, PROBE, ROW_MODEL)]
+    optional.sort(key=lambda k: (not unset(k), not k.startswith(f"{PROBE}."), -len(k)))
+    shown, distinct = list(varying), len({_freeze(g) for g in keys})
     for key in optional:
         trial = [k for k in shown if k != key]
-        if len({label(g, trial, capacity) for g in keys}) == len({_freeze(g) for g in keys}):
+        if len({label(g, trial, capacity) for g in keys}) == distinct:
             shown = trial
     return shown
 

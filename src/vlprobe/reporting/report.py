@@ -212,14 +212,15 @@ def axis_values(agg: Aggregate, axis: str) -> list[Any]:
 
 
 def axis_figures(agg: Aggregate, out: Path) -> dict[str, Path]:
-    """With two or more ablation axes (keys that vary between groups): per axis, task and
+    """With two or more ablation axes (keys that vary between groups and that no other key
+    implies, ``Aggregate.axes``): per axis, task and
     series, one curve per value of the axis, the mean over every setting of the other axes
     with that value, the band their range (min to max)."""
-    if len(agg.varying) < 2:
+    if len(agg.axes) < 2:
         return {}
     figures = {}
     capacity = varying_capacity([g.value(PROBE) for g in agg.groups if g.value(PROBE)])
-    for axis in agg.varying:
+    for axis in agg.axes:
         for task, series in agg.series():
             cells = [c for c in agg.select(task=task, series=series) if c.layer is not None]
             layers = layer_axis(cells)
@@ -527,7 +528,7 @@ def seeds_warning(summary: Sequence[Mapping[str, Any]]) -> str | None:
     return (
         f"warning: {len(few)} setting(s) have fewer than {MIN_SEEDS} seeds (as few as {least}): "
         "their 95% CI is wide (n=2) or missing (n=1); run more seeds (seed=1,2,3) before "
-        "reading differences: " + ", ".join(few)
+        "reading differences: " + "; ".join(few[:3]) + ("; ..." if len(few) > 3 else "")
     )
 
 
