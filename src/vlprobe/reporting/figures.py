@@ -80,7 +80,7 @@ def plot_by_layer(
         colours[name] = line.get_color()
         if bands and name in bands:
             low, high = _clipped(bands[name], clip)
-            alpha = 0.1 if name in dashed else 0.2
+            alpha = (0.1 if name in dashed else 0.2) / (1 + len(bands) // 4)  # many overlap
             ax.fill_between(x, low, high, color=colours[name], alpha=alpha, linewidth=0)
         if errorbars and name in errorbars:
             draw_errorbars(ax, x, values, _clipped(errorbars[name], clip), colours[name])
@@ -154,11 +154,14 @@ def plot_layer_head_heatmap(
     fig = new_figure(max(4.0, 0.4 * n_heads + 2.0), max(3.0, 0.35 * n_layers + 1.5))
     ax = fig.add_subplot()
     image = ax.imshow(np.ma.masked_invalid(mat), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
-    marked = chance is not None and np.isfinite(chance)
-    label = f"{cbar_label} (red line: chance {chance:.2f})" if marked else cbar_label
+    label, line = cbar_label, None
+    if chance is not None and np.isfinite(chance):
+        low, high = image.norm.vmin, image.norm.vmax
+        line = chance if low is not None and high is not None and low <= chance <= high else None
+        label += f" (chance {chance:.2f}{': red line' if line is not None else ', off the scale'})"
     bar = fig.colorbar(image, ax=ax, label=label)
-    if marked:
-        bar.ax.axhline(chance, color="red", linewidth=1.5)
+    if line is not None:
+        bar.ax.axhline(line, color="red", linewidth=1.5)
     ax.set_xticks(np.arange(n_heads), [str(h + 1) for h in range(n_heads)])
     ax.set_yticks(np.arange(n_layers), names)
     ax.set_xlabel("head")
