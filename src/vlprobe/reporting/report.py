@@ -19,20 +19,7 @@ from typing import Any
 import matplotlib
 import numpy as np
 
-from vlprobe.reporting.aggregate import (
-    Aggregate,
-    Cell,
-    Comparison,
-    Group,
-    aggregate,
-    capacity_order,
-    cell_rows,
-    comparison_rows,
-    comparisons,
-    load_runs,
-    selection_column,
-    summary_rows,
-)
+from vlprobe.reporting.aggregate import Aggregate, Cell, Group, aggregate, load_runs
 from vlprobe.reporting.figures import (
     new_figure,
     place_legend,
@@ -41,6 +28,15 @@ from vlprobe.reporting.figures import (
     save_figure,
 )
 from vlprobe.reporting.labels import PROBE, format_value, probe_label, slug, varying_capacity
+from vlprobe.reporting.summary import (
+    Comparison,
+    capacity_order,
+    cell_rows,
+    comparison_rows,
+    comparisons,
+    selection_column,
+    summary_rows,
+)
 from vlprobe.reporting.table import write_results
 
 DEFAULT_METRIC = "test_acc"
