@@ -27,7 +27,14 @@ from vlprobe.reporting.figures import (
     plot_layer_head_heatmap,
     save_figure,
 )
-from vlprobe.reporting.labels import PROBE, format_value, probe_label, slug, varying_capacity
+from vlprobe.reporting.labels import (
+    PROBE,
+    format_value,
+    probe_label,
+    slug,
+    varying_capacity,
+)
+from vlprobe.reporting.labels import label as key_label
 from vlprobe.reporting.summary import (
     Comparison,
     capacity_order,
@@ -345,7 +352,8 @@ def plot_complexity(
 
 def complexity_figures(agg: Aggregate, out: Path) -> dict[str, Path]:
     """Where groups differ only in the probe (linear vs MLP, hidden size, rank): the metric
-    (and selectivity when present) per layer over probe capacity."""
+    (and selectivity when present) per layer over probe capacity; one figure per setting of
+    the other axes, named by them."""
     figures = {}
     families: dict[tuple, list[Group]] = {}
     for group in agg.groups:
@@ -368,7 +376,7 @@ def complexity_figures(agg: Aggregate, out: Path) -> dict[str, Path]:
             panels = {metric: _capacity_lines(cells, members, metric)}
             if any(math.isfinite(c.get("selectivity").mean) for c in cells):
                 panels["selectivity"] = _capacity_lines(cells, members, "selectivity")
-            model = members[0].label.split(" [")[0]
+            model = key_label(dict(members[0].key), [a for a in agg.axes if a != PROBE])
             key = slug("complexity", task, series, model)
             figures[key] = plot_complexity(
                 [probe_label(g.value(PROBE), capacity) for g in members],
