@@ -78,6 +78,14 @@ def test_report_over_five_varying_keys(
         filled.extend([np.asarray(low), np.asarray(high)])
         return real_fill(self, x, low, high, **kw)
 
+    capacities: list[list[str]] = []
+    real_complexity = report_module.plot_complexity
+
+    def complexity(probes: Any, *args: Any, **kw: Any) -> Path:
+        capacities.append(list(probes))
+        return real_complexity(probes, *args, **kw)
+
+    monkeypatch.setattr(report_module, "plot_complexity", complexity)
     monkeypatch.setattr(report_module, "plot_by_layer", record)
     monkeypatch.setattr(Axes, "fill_between", fill)
     out = tmp_path / "out"
@@ -116,6 +124,11 @@ def test_report_over_five_varying_keys(
     np.testing.assert_allclose(curves["series"]["false (5 settings)"], [0.646, 0.696, 0.746])
     probe_axis = drawn[f"axis__probe__{embedding}"]["series"]
     assert list(probe_axis) == ["linear (5 settings)", "mlp (2 settings)"]  # smaller first
+
+    # probe complexity per setting of the other axes: pre-trained and random init, each
+    # linear vs MLP at lr 0.01 (lr 0.1 is an axis of its own, not a third probe)
+    assert capacities == [["linear", "mlp"]] * 2 * 4  # 2 reports x 2 settings x 2 series
+    assert len([n for n in names if n.startswith("complexity__")]) == 4
 
     # CI bands over 2 seeds reach [-3.2, 4.6]: every band drawn stays within [0, 1]
     assert filled and all(np.all((b >= 0) & (b <= 1) | np.isnan(b)) for b in filled)

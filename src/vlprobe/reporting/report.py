@@ -311,9 +311,12 @@ def head_figures(agg: Aggregate, out: Path) -> dict[str, Path]:
     return figures
 
 
-def _base_key(group: Group) -> tuple:
-    """The group's key without its probe (the rows' family and capacity, ``probe.*``)."""
-    return tuple(p for p in group.key if p[0] != PROBE and not p[0].startswith(f"{PROBE}."))
+def _base_key(group: Group, axes: Sequence[str]) -> tuple:
+    """The group's key without its probe: the rows' family and capacity, and the ``probe.*``
+    config keys that come with them (not those that are axes of their own, ``probe.lr``)."""
+    return tuple(
+        p for p in group.key if p[0] != PROBE and (p[0] in axes or not p[0].startswith(f"{PROBE}."))
+    )
 
 
 def _size_order(group: Group, cells: Sequence[Cell]) -> tuple:
@@ -358,7 +361,7 @@ def complexity_figures(agg: Aggregate, out: Path) -> dict[str, Path]:
     families: dict[tuple, list[Group]] = {}
     for group in agg.groups:
         if group.value(PROBE) is not None:
-            families.setdefault(_base_key(group), []).append(group)
+            families.setdefault(_base_key(group, agg.axes), []).append(group)
     capacity = varying_capacity([g.value(PROBE) for g in agg.groups if g.value(PROBE)])
     for family in families.values():
         if len({g.value(PROBE) for g in family}) < 2:
