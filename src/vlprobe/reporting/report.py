@@ -8,7 +8,6 @@ Agg canvas of :mod:`.figures` (no display, nothing left registered after saving)
 
 from __future__ import annotations
 
-import logging
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -49,8 +48,6 @@ from vlprobe.reporting.table import write_results
 DEFAULT_METRIC = "test_acc"
 #: fewer seeds than this per setting earn a warning (console and report)
 MIN_SEEDS = 3
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -94,9 +91,6 @@ def build_report(
     tables["settings"] = write_results(settings_rows(agg), out, "settings")[1]
     if diffs:
         tables["comparisons"] = write_results(diffs, out, "comparisons")[1]
-    warning = seeds_warning(summary)
-    if warning:
-        log.warning(warning)
     markdown = out / "report.md"
     markdown.write_text(render_markdown(agg, summary, pairs, diffs, figures, out), encoding="utf-8")
     return Report(out, markdown, csv_path, figures, tables, agg, summary)
