@@ -67,6 +67,7 @@ def single_probe_view(path: Path, kind: str, k: int) -> Any:
     full = relation_views(path, ["head"])["head"]
     values = {f.name: getattr(full, f.name) for f in fields(full) if f.init}
     values["probe_names"] = [full.probe_names[k]]
+    values["probe_ids"] = [full.probe_ids[k]]
     return OneHeadView(**values, head=k)
 
 

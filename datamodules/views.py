@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
 
 from datamodules.sources import LayerRows, Rows, contiguous_segments
 from vlprobe.cache.reader import CacheReader
+from vlprobe.reporting.identity import ProbeId
+from vlprobe.reporting.identity import head_ids as head_probe_ids
+from vlprobe.reporting.identity import layer_ids as layer_probe_ids
 
 MAX_GAP = 256  # table rows further apart than this are read as separate slices
 
@@ -30,8 +33,14 @@ class FeatureView(ABC):
     row_split: np.ndarray  # (N_table,) int8 split id of every table row
     # (N_table,) the lexical/visual type of each row, for control tasks (Hewitt and Liang 2019)
     control_types: np.ndarray | None = None
+    #: what each probe reads (``probe_ids[k].name == probe_names[k]``): the rows' identity
+    probe_ids: list[ProbeId] = field(default_factory=list)
     #: ``_read_segment`` accepts its rows in any order (it reads their min..max span)
     segment_any_order: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        if self.probe_ids and [p.name for p in self.probe_ids] != list(self.probe_names):
+            raise ValueError("a view's probe_ids must name its probe_names, in order")
 
     def rows(self, split_id: int) -> np.ndarray:
         """Sorted table rows of a split that carry a label."""
@@ -161,9 +170,10 @@ def example_texts(reader: CacheReader) -> list[str]:
 
 
 def layer_probe_names(layers: list[int]) -> list[str]:
-    return [f"layer_{i:02d}" for i in layers]
+    """``layer_00`` ...: the display names of :func:`layer_probe_ids` (0 = embeddings)."""
+    return [p.name for p in layer_probe_ids(layers)]
 
 
 def head_probe_names(num_layers: int, num_heads: int) -> list[str]:
-    """``L01H01`` ...: 1-based like the figures (hidden layer 0 is the embeddings)."""
-    return [f"L{a + 1:02d}H{h + 1:02d}" for a in range(num_layers) for h in range(num_heads)]
+    """``L01H01`` ...: the display names of :func:`head_probe_ids`."""
+    return [p.name for p in head_probe_ids(num_layers, num_heads)]

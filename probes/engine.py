@@ -20,6 +20,7 @@ from probes.plan import make_plan
 from probes.selection import select
 from probes.settings import DEFAULT_L2, Probing, Settings
 from probes.solvers import SOLVERS
+from vlprobe.reporting.identity import family_fields, stamp_rows
 
 __all__ = ["DEFAULT_L2", "ProbeEngine", "Probing", "train_view"]
 
@@ -39,6 +40,7 @@ def train_view(view: FeatureView, settings: Settings, prefix: str) -> list[dict[
     plan = make_plan(view, settings, prefix)
     solved = SOLVERS[plan.solver](view, plan, settings)
     rows, choices = select(view, plan, solved)
+    stamp_rows(rows, view.probe_ids, family_fields(settings.probe))
     log_solve(settings.loggers, view, plan, solved, choices)
     if settings.probing.mdl:
         add_mdl(rows, view, settings, prefix)

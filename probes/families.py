@@ -101,7 +101,10 @@ def linear_init(seed: int, name: str, in_dim: int, num_classes: int) -> tuple[Te
 class ProbeFamily(nn.Module):
     """P classifiers over ``(B, P, D)`` features; every parameter is ``(P, ...)``."""
 
+    #: short name written into every result row (``family``)
     name: ClassVar[str]
+    #: constructor arguments that set the probe's capacity, written into rows (``capacity``)
+    capacity_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, num_probes: int, in_dim: int, num_classes: int) -> None:
         super().__init__()
@@ -203,6 +206,7 @@ class MLPProbe(_AffineStack):
     """``num_hidden_layers`` hidden layers of ``hidden_dim`` units with dropout, then a linear."""
 
     name = "mlp"
+    capacity_keys = ("hidden_dim", "num_hidden_layers")
 
     def __init__(
         self,
@@ -228,6 +232,7 @@ class LowRankProbe(ProbeFamily):
     """
 
     name = "lowrank"
+    capacity_keys = ("rank",)
 
     def __init__(self, num_probes: int, in_dim: int, num_classes: int, rank: int = 8) -> None:
         super().__init__(num_probes, in_dim, num_classes)

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from datamodules.views import head_probe_names
+from datamodules.views import head_probe_ids
 from probes.engine import ProbeEngine
 from probes.loggers import log_finite
 from probes.tasks.base import (
@@ -44,6 +44,7 @@ from vlprobe.analysis.stats import wilson_interval
 from vlprobe.cache.reader import CacheError, CacheReader
 from vlprobe.cache.schema import pair_path, unit_path
 from vlprobe.reporting.figures import plot_by_layer, plot_layer_head_heatmap
+from vlprobe.reporting.identity import measure_fields
 
 COLUMNS = [
     "name",
@@ -182,14 +183,13 @@ class CrossModalAlignmentTask:
         layer_names = attention_layer_names(reader)
         low, high = wilson_interval(acc, result["n_phrases"])
         rows = []
-        for i, name in enumerate(head_probe_names(num_layers, num_heads)):
-            a, h = divmod(i, num_heads)
+        for probe_id in head_probe_ids(num_layers, num_heads, reader.stream):
+            a, h = probe_id.layer - 1, probe_id.head - 1  # type: ignore[operator]
             rows.append(
                 {
                     "task": self.name,
-                    "name": name,
-                    "layer": a + 1,
-                    "head": h + 1,
+                    "name": probe_id.name,
+                    **measure_fields(probe_id),
                     "layer_name": layer_names[a],
                     "alignment_acc": float(acc[a, h]),
                     "alignment_acc_low": float(low[a, h]),

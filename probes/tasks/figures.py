@@ -1,7 +1,7 @@
 """Figures shared by the trained VALUE tasks (relations, coreference, linguistic probing).
 
-Rows are the engine's result rows, named ``<subtask>/<input>/<probe>``: per-layer embedding
-probes (``layer_XX``), one all-heads attention probe and per-head probes (``LxxHyy``).
+Rows are the engine's result rows; what each probe read is in their fields (``kind``,
+``layer``, ``head``: see :mod:`vlprobe.reporting.identity`), never parsed from ``name``.
 """
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from vlprobe.cache.reader import CacheReader
-from vlprobe.reporting.figures import draw_errorbars, plot_by_layer, plot_layer_head_heatmap
-
-DPI = 120
+from vlprobe.reporting.figures import (
+    new_figure,
+    plot_by_layer,
+    plot_layer_head_heatmap,
+    save_figure,
+)
 
 
 def probe_figures(
@@ -25,20 +26,19 @@ def probe_figures(
 ) -> dict[str, Path]:
     """Per subtask: accuracy by layer (with chance, the all-heads probe and what the run asked
     for: controls, selectivity, the seed CI; see :func:`accuracy_by_layer`), MDL compression by
-    layer (``probing.mdl``) and a layer x head heatmap of the per-head probes. ``title`` names
-    the task, e.g. ``visual relation``."""
+    layer (``probing.mdl``) and a layer x head heatmap of the per-head probes, the best heads
+    (by validation accuracy) outlined. ``title`` names the task, e.g. ``visual relation``."""
     figures: dict[str, Path] = {}
-    by_name: dict[str, list[dict]] = {}
-    for row in rows:
-        by_name.setdefault(row["name"].rsplit("/", 1)[0], []).append(row)
-    for subtask in dict.fromkeys(key.split("/")[0] for key in by_name):
-        layer_rows = by_name.get(f"{subtask}/embedding", [])
+    for subtask in dict.fromkeys(r["subtask"] for r in rows):
+        mine = [r for r in rows if r["subtask"] == subtask]
+        layer_rows = sorted((r for r in mine if r["kind"] == "layer"), key=lambda r: r["layer"])
         if layer_rows:
             series, bands, errorbars = accuracy_by_layer(layer_rows)
-            if f"{subtask}/attention" in by_name:
-                value = by_name[f"{subtask}/attention"][0]["test_acc"]
+            everything = [r for r in mine if r["kind"] == "all_heads"]
+            if everything:
+                value = everything[0]["test_acc"]
                 series["test acc (attention probe, all heads)"] = [value] * len(layer_rows)
-            names = [reader.layer_names[int(r["probe"].split("_")[1])] for r in layer_rows]
+            names = [reader.layer_names[r["layer"]] for r in layer_rows]
             spread = "band: Wilson 95% over test examples"
             spread += ", bars: 95% CI over seeds" if errorbars else ""
             figures[f"{subtask}_by_layer"] = plot_by_layer(
@@ -49,6 +49,7 @@ def probe_figures(
                 chance=layer_rows[0]["chance"],
                 bands=bands,
                 errorbars=errorbars,
+                clip=(0.0, 1.0),
             )
             mdl = mdl_by_layer(layer_rows)
             if mdl:
@@ -59,19 +60,31 @@ def probe_figures(
                     title=f"{title} {subtask}: MDL (online code) by layer",
                     ylabel=MDL_YLABEL,
                 )
-        head_rows = by_name.get(f"{subtask}/head", [])
+        head_rows = [r for r in mine if r["kind"] == "head"]
         if head_rows:
-            matrix = np.array([r["test_acc"] for r in head_rows], dtype=np.float64).reshape(
-                reader.num_layers, reader.num_heads
-            )
+            test, val = head_matrix(head_rows, "test_acc"), head_matrix(head_rows, "val_acc")
             figures[f"{subtask}_heads"] = plot_layer_head_heatmap(
-                matrix,
+                test,
                 out_dir / f"{subtask}_heads.png",
-                title=f"{title} {subtask}: per-head probe test accuracy",
-                layer_names=reader.layer_names[1:],
+                title=f"{title} {subtask}: per-head probe test accuracy\n"
+                "(outlined: the 5 best heads by validation accuracy)",
+                layer_names=reader.layer_names[1 : test.shape[0] + 1],
+                cbar_label="test accuracy",
                 annotate_top=5,
+                rank_by=val,
+                chance=head_rows[0].get("chance"),
             )
     return figures
+
+
+def head_matrix(rows: Sequence[Mapping], column: str) -> np.ndarray:
+    """``(layers, heads)`` of ``column`` over per-head rows (1-based ``layer`` and ``head``
+    fields); NaN where a head has no row or no value."""
+    matrix = np.full((max(r["layer"] for r in rows), max(r["head"] for r in rows)), np.nan)
+    for r in rows:
+        value = r.get(column)
+        matrix[r["layer"] - 1, r["head"] - 1] = np.nan if value is None else float(value)
+    return matrix
 
 
 TEST = "test acc (embedding probe)"
@@ -122,50 +135,6 @@ def test_band(rows: Sequence[Mapping]) -> tuple[list[float], list[float]]:
     return low, [float(r.get("test_acc_high", np.nan)) for r in rows]
 
 
-def plot_curves_by_layer(
-    series: Mapping[str, Sequence[float]],
-    dashed: Sequence[str],
-    layer_names: Sequence[str],
-    path: Path,
-    title: str,
-    chance: float | None = None,
-    bands: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
-    errorbars: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
-    ylabel: str = "test accuracy",
-) -> Path:
-    """Accuracy by layer; ``dashed`` series (e.g. a baseline's) are drawn thin and dashed over
-    the others, so a baseline identical to the model stays visible; ``bands[name]`` shades
-    ``(low, high)`` (the test-set interval) in the series' colour, ``errorbars[name]`` draws
-    another spread (the seeds' CI) as bars."""
-    x = np.arange(len(layer_names))
-    fig = _figure(max(5.0, 0.45 * len(x) + 2.0), 3.6)
-    ax = fig.add_subplot()
-    for name, values in series.items():
-        values = np.asarray(values, dtype=np.float64)
-        if values.shape != x.shape:
-            raise ValueError(f"series {name!r} has {values.size} values for {x.size} layers")
-        style = (
-            {"linestyle": "--", "linewidth": 1.2, "marker": "s", "markersize": 3, "zorder": 3}
-            if name in dashed
-            else {"linewidth": 2.5, "alpha": 0.7, "marker": "o", "markersize": 4}
-        )
-        (line,) = ax.plot(x, values, label=name, **style)
-        if bands and name in bands:
-            low, high = (np.asarray(b, dtype=np.float64) for b in bands[name])
-            ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
-        if errorbars and name in errorbars:
-            draw_errorbars(ax, x, values, errorbars[name], line.get_color())
-    if chance is not None:
-        ax.axhline(chance, color="grey", linestyle=":", linewidth=1, label="chance")
-    ax.set_xticks(x, list(layer_names), rotation=45 if len(x) > 8 else 0)
-    ax.set_xlabel("layer")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    return _save(fig, path)
-
-
 def plot_task_layer_heatmap(
     matrix: np.ndarray,
     task_names: Sequence[str],
@@ -178,7 +147,7 @@ def plot_task_layer_heatmap(
     if mat.shape != (len(task_names), len(layer_names)):
         raise ValueError(f"matrix {mat.shape} for {len(task_names)} x {len(layer_names)} names")
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="lightgrey")
-    fig = _figure(max(4.0, 0.6 * mat.shape[1] + 3.0), 0.4 * mat.shape[0] + 1.6)
+    fig = new_figure(max(4.0, 0.6 * mat.shape[1] + 3.0), 0.4 * mat.shape[0] + 1.6)
     ax = fig.add_subplot()
     image = ax.imshow(np.ma.masked_invalid(mat), cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
     fig.colorbar(image, ax=ax, label="test accuracy")
@@ -190,18 +159,4 @@ def plot_task_layer_heatmap(
         if np.isfinite(value):
             ink = "black" if value > 0.6 else "white"  # viridis is light at the top
             ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color=ink)
-    return _save(fig, path)
-
-
-def _figure(width: float, height: float) -> Figure:
-    """A bare Agg figure, never registered with pyplot (see vlprobe.reporting.figures)."""
-    fig = Figure(figsize=(width, height), dpi=DPI)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=DPI, bbox_inches="tight")
-    fig.clear()
-    return path
+    return save_figure(fig, path)

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from datamodules.sources import contiguous_segments
+from datamodules.views import layer_probe_ids
 from probes.engine import ProbeEngine
 from probes.loggers import log_finite
 from probes.tasks.base import (
@@ -33,6 +34,7 @@ from vlprobe.analysis.fusion import MIN_N_INIT, fusion_degree, select_examples
 from vlprobe.cache.reader import CacheReader
 from vlprobe.cache.schema import token_path
 from vlprobe.reporting.figures import plot_by_layer
+from vlprobe.reporting.identity import measure_fields
 
 log = logging.getLogger(__name__)
 FEW_SEEDS = (
@@ -41,7 +43,7 @@ FEW_SEEDS = (
 )
 COLUMNS = [
     "name",
-    "layer",
+    "layer_name",
     "nmi_per_example_mean",
     "nmi_per_example_std",
     "nmi_per_example_seed_min",
@@ -140,8 +142,9 @@ class FusionDegreeTask:
         rows = [
             {
                 "task": self.name,
-                "name": f"layer_{i:02d}",
-                "layer": names[i],
+                "name": probe_id.name,
+                **measure_fields(probe_id),
+                "layer_name": names[i],
                 "nmi_per_example_mean": float(result["per_example_mean"][i]),
                 "nmi_per_example_std": float(result["per_example_std"][i]),
                 **{
@@ -161,7 +164,7 @@ class FusionDegreeTask:
                 "average_method": self.average_method,
                 "split": self.split,
             }
-            for i in range(len(names))
+            for i, probe_id in enumerate(layer_probe_ids(list(range(len(names))), reader.stream))
         ]
         mean, std = result["per_example_mean"], result["per_example_std"]
         per_example = f"per example (mean; band ± std, bars: {self.kmeans_seeds} k-means seeds)"

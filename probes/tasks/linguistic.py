@@ -17,25 +17,21 @@ from typing import Any, ClassVar
 import numpy as np
 
 from datamodules.sources import LayerRows
-from datamodules.views import UnitEmbeddingView, example_texts, layer_probe_names, type_ids
+from datamodules.views import UnitEmbeddingView, example_texts, layer_probe_ids, type_ids
 from probes.engine import ProbeEngine
 from probes.tasks.base import TaskInputs, TaskOutput, select_layers
-from probes.tasks.figures import (
-    MDL_YLABEL,
-    plot_curves_by_layer,
-    plot_task_layer_heatmap,
-    test_band,
-)
+from probes.tasks.figures import MDL_YLABEL, plot_task_layer_heatmap, test_band
 from vlprobe.cache.reader import CacheReader
 from vlprobe.cache.schema import unit_path
 from vlprobe.data.senteval import SENTEVAL_TASKS
+from vlprobe.reporting.figures import plot_by_layer
 
 POOLINGS = ("cls", "mean")
 COLUMNS = [
     "model",
     "probing_task",
     "pooling",
-    "layer",
+    "layer_name",
     "val_acc",
     "test_acc",
     "test_acc_low",
@@ -78,10 +74,12 @@ class LinguisticTask:
         example = reader.unit("sentence", "example")
         all_texts = example_texts(reader)
         texts = [all_texts[e] for e in example]
+        ids = layer_probe_ids(layers, reader.stream)
         return UnitEmbeddingView(
             reader=reader,
             labels=reader.unit("sentence", "label").astype(np.int64),
-            probe_names=layer_probe_names(layers),
+            probe_names=[p.name for p in ids],
+            probe_ids=ids,
             class_names=list(reader.label_names["sentence"]),
             row_split=reader.example_split[example],
             left=LayerRows(reader, unit_path("sentence", pooling), layers),
@@ -109,8 +107,8 @@ class LinguisticTask:
                                 "model": inputs.labels[role],
                                 "role": role,
                                 "pooling": pooling,
-                                "layer": cache.layer_names[layer],
-                                "layer_index": layer,
+                                "series": f"{task}/{pooling}",
+                                "layer_name": cache.layer_names[layer],
                                 **row,
                             }
                         )
@@ -137,7 +135,7 @@ def summarise(rows: list[dict]) -> dict[str, Any]:
         group = [r for r in rows if (r["role"], r["probing_task"]) == key]
         best = max(group, key=lambda r: r["val_acc"] or -1.0)
         summary[f"best/{key[0]}/{key[1]}/test_acc"] = best["test_acc"]
-        summary[f"best/{key[0]}/{key[1]}/probe"] = f"{best['pooling']}/{best['layer']}"
+        summary[f"best/{key[0]}/{key[1]}/probe"] = f"{best['pooling']}/{best['layer_name']}"
     return summary
 
 
@@ -161,10 +159,10 @@ def linguistic_figures(rows: list[dict], tasks: tuple[str, ...], out_dir: Path) 
     compression by layer with ``probing.mdl``. Per model x pooling: a SentEval task x layer
     heatmap of test accuracy."""
     figures: dict[str, Path] = {}
-    indices = sorted({r["layer_index"] for r in rows})  # layer 0 = embeddings for every model
+    indices = sorted({r["layer"] for r in rows})  # layer 0 = embeddings for every model
     column = {layer: i for i, layer in enumerate(indices)}
-    deepest = max(rows, key=lambda r: r["layer_index"])["model"]
-    names = {r["layer_index"]: r["layer"] for r in rows if r["model"] == deepest}
+    deepest = max(rows, key=lambda r: r["layer"])["model"]
+    names = {r["layer"]: r["layer_name"] for r in rows if r["model"] == deepest}
     layer_names = [names.get(layer, str(layer)) for layer in indices]
     curves = dict.fromkeys((r["model"], r["pooling"]) for r in rows)
     baselines = {r["model"] for r in rows if r["role"] == "baseline"}
@@ -176,7 +174,7 @@ def linguistic_figures(rows: list[dict], tasks: tuple[str, ...], out_dir: Path) 
             curve: list[dict] = [{} for _ in indices]
             for r in rows:
                 if (r["probing_task"], r["model"], r["pooling"]) == (task, model, pooling):
-                    curve[column[r["layer_index"]]] = r
+                    curve[column[r["layer"]]] = r
             label = f"{model} ({pooling})"
             series[label] = [_nan(r.get("test_acc")) for r in curve]
             bands[label] = test_band(curve)
@@ -191,20 +189,21 @@ def linguistic_figures(rows: list[dict], tasks: tuple[str, ...], out_dir: Path) 
                 mdl[label] = [_nan(r.get("mdl_compression")) for r in curve]
         chance = next(r["chance"] for r in rows if r["probing_task"] == task)
         spread = "bands: Wilson 95%" + (", bars: 95% CI over seeds" if errorbars else "")
-        figures[f"{task}_by_layer"] = plot_curves_by_layer(
+        figures[f"{task}_by_layer"] = plot_by_layer(
             series,
-            dashed,
             layer_names,
             out_dir / f"{task}_by_layer.png",
             title=f"SentEval {task}: test accuracy by layer ({spread})",
+            ylabel="test accuracy",
             chance=chance,
             bands=bands,
             errorbars=errorbars,
+            dashed=dashed,
+            clip=(0.0, 1.0),
         )
         if mdl:
-            figures[f"{task}_mdl"] = plot_curves_by_layer(
+            figures[f"{task}_mdl"] = plot_by_layer(
                 mdl,
-                [],
                 layer_names,
                 out_dir / f"{task}_mdl.png",
                 title=f"SentEval {task}: MDL (online code) by layer",
@@ -214,7 +213,7 @@ def linguistic_figures(rows: list[dict], tasks: tuple[str, ...], out_dir: Path) 
         matrix = np.full((len(present), len(indices)), np.nan)
         for r in rows:
             if (r["model"], r["pooling"]) == (model, pooling):
-                cell = present.index(r["probing_task"]), column[r["layer_index"]]
+                cell = present.index(r["probing_task"]), column[r["layer"]]
                 matrix[cell] = _nan(r["test_acc"])
         key = re.sub(r"[^\w.-]+", "-", f"heatmap_{model}").strip("-") + f"_{pooling}"
         figures[key] = plot_task_layer_heatmap(

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from datamodules.views import head_probe_names
+from datamodules.views import head_probe_ids
 from probes.engine import ProbeEngine
 from probes.loggers import log_finite
 from probes.tasks.base import (
@@ -36,6 +36,7 @@ from probes.tasks.base import (
 from vlprobe.analysis.modality import modality_importance
 from vlprobe.cache.reader import CacheReader
 from vlprobe.reporting.figures import plot_by_layer, plot_layer_head_heatmap, plot_text_vs_image
+from vlprobe.reporting.identity import measure_fields
 
 MEASURES = (
     "text",
@@ -107,11 +108,11 @@ class ModalityImportanceTask:
         result, n_examples = self.measure(reader)
         num_layers, num_heads = result["text"].shape
         layer_names = attention_layer_names(reader)
-        names = head_probe_names(num_layers, num_heads)
         rows = []
-        for i, name in enumerate(names):
-            a, h = divmod(i, num_heads)
-            row: dict[str, Any] = {"task": self.name, "name": name, "layer": a + 1, "head": h + 1}
+        for probe_id in head_probe_ids(num_layers, num_heads, reader.stream):
+            a, h = probe_id.layer - 1, probe_id.head - 1  # type: ignore[operator]
+            row: dict[str, Any] = {"task": self.name, "name": probe_id.name}
+            row.update(measure_fields(probe_id))
             row["layer_name"] = layer_names[a]
             row.update({m: float(result[m][a, h]) for m in MEASURES})
             row.update({"n_examples": n_examples, "split": self.split})

@@ -18,13 +18,14 @@ from datamodules.views import (
     FeatureView,
     PairAttentionView,
     UnitEmbeddingView,
-    head_probe_names,
-    layer_probe_names,
+    head_probe_ids,
+    layer_probe_ids,
 )
 from probes.engine import ProbeEngine
 from probes.tasks.base import TaskInputs, TaskOutput, select_layers
 from probes.tasks.figures import probe_figures
 from vlprobe.cache.reader import CacheReader
+from vlprobe.reporting.identity import ProbeId
 
 PAIR_INPUTS = ("embedding", "attention", "head")
 PROBE_COLUMNS = [
@@ -91,19 +92,26 @@ class PairProbingTask:
             }
             for kind in self.inputs:
                 if kind == "embedding":
+                    ids = layer_probe_ids(layers, reader.stream)
                     view: FeatureView = UnitEmbeddingView(
                         **common,
-                        probe_names=layer_probe_names(layers),
+                        probe_names=[p.name for p in ids],
+                        probe_ids=ids,
                         left=left,
                         left_index=table.left_index,
                         right=right,
                         right_index=table.right_index,
                     )
                 else:
-                    heads = head_probe_names(reader.num_layers, reader.num_heads)
+                    ids = (
+                        head_probe_ids(reader.num_layers, reader.num_heads, reader.stream)
+                        if kind == "head"
+                        else [ProbeId("all_heads", stream=reader.stream)]
+                    )
                     view = PairAttentionView(
                         **common,
-                        probe_names=heads if kind == "head" else ["all_heads"],
+                        probe_names=[p.name for p in ids],
+                        probe_ids=ids,
                         attention=attention,
                         per_head=kind == "head",
                     )
@@ -119,7 +127,9 @@ class PairProbingTask:
         for name, view in self.views(reader, engine.probing.layers):
             subtask, kind = name.split("/")
             for row in engine.train_view(view, name):
-                rows.append({"task": self.name, "subtask": subtask, "input": kind, **row})
+                rows.append(
+                    {"task": self.name, "subtask": subtask, "input": kind, "series": name, **row}
+                )
         summary: dict[str, Any] = {}
         for subtask in dict.fromkeys(r["subtask"] for r in rows):
             best = max(
@@ -133,8 +143,8 @@ class PairProbingTask:
 
 def console_rows(rows: list[dict], top_heads: int = 5) -> list[dict]:
     """Every layer and all-heads row, but only the best few single heads per subtask."""
-    short = [r for r in rows if "/head/" not in r["name"]]
+    short = [r for r in rows if r["kind"] != "head"]
     for subtask in dict.fromkeys(r["subtask"] for r in rows):
-        heads = [r for r in rows if r["subtask"] == subtask and "/head/" in r["name"]]
+        heads = [r for r in rows if r["subtask"] == subtask and r["kind"] == "head"]
         short += sorted(heads, key=lambda r: -(r["val_acc"] or 0.0))[:top_heads]
     return short

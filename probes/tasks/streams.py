@@ -137,4 +137,11 @@ def merge(outputs: list[tuple[str, TaskOutput]]) -> TaskOutput:
 
 
 def _tag(row: dict[str, Any], stream: str) -> dict[str, Any]:
-    return row if row.get("role") == "baseline" else {"stream": stream, **row}
+    """The row with its ``stream`` field set (rows stamp it None when their reader was
+    opened without one); a baseline's rows keep theirs."""
+    if row.get("role") == "baseline":
+        return row
+    tagged = {"stream": stream, **row}
+    if tagged["stream"] is None:
+        tagged["stream"] = stream
+    return tagged

@@ -257,7 +257,9 @@ def test_linguistic_probes_the_text_streams(compose_cfg, demo_root: Path) -> Non
     rows = _run_task(
         compose_cfg, demo_root, "linguistic/past_present", ("task.baseline_model=null",)
     )
-    by_stream = {s: {r["layer"] for r in rows if r["stream"] == s} for s in ("cross", "language")}
+    by_stream = {
+        s: {r["layer_name"] for r in rows if r["stream"] == s} for s in ("cross", "language")
+    }
     assert by_stream == {
         "cross": {"X00", "X01", "X02", "X03"},
         "language": {"lang00", "lang01", "lang02"},

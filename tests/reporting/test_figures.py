@@ -54,3 +54,21 @@ def test_no_figures_left_open(tmp_path):
     for i in range(5):
         plot_layer_head_heatmap(np.eye(3), tmp_path / f"h{i}.png", "t")
     assert plt.get_fignums() == before
+
+
+def test_heatmap_outlines_the_best_heads_by_the_ranking_given(tmp_path, monkeypatch):
+    """Drawn: test accuracy; outlined: the best heads by validation accuracy, not by test."""
+    from matplotlib.axes import Axes
+
+    outlined = []
+    real = Axes.add_patch
+    monkeypatch.setattr(Axes, "add_patch", lambda ax, p: outlined.append(p.get_xy()) or real(ax, p))
+    test = np.array([[0.9, 0.1], [0.2, 0.3]])
+    val = np.array([[0.1, 0.9], [0.2, 0.3]])
+    plot_layer_head_heatmap(test, tmp_path / "a.png", "t", annotate_top=1, rank_by=val, chance=0.5)
+    assert outlined == [(0.5, -0.5)]  # layer 1, head 2: best on validation
+    outlined.clear()
+    plot_layer_head_heatmap(test, tmp_path / "b.png", "t", annotate_top=1)
+    assert outlined == [(-0.5, -0.5)]  # by default the drawn values rank
+    with pytest.raises(ValueError, match="rank_by"):
+        plot_layer_head_heatmap(test, tmp_path / "c.png", "t", annotate_top=1, rank_by=val[:1])

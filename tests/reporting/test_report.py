@@ -22,9 +22,10 @@ from vlprobe.reporting.aggregate import (
     find_runs,
     load_run,
     load_runs,
-    split_name,
+    series_of,
     welch_difference,
 )
+from vlprobe.reporting.identity import ProbeId
 from vlprobe.reporting.report import build_report
 
 # t(0.975, 2) * 0.1 / sqrt(3): the 95% CI half-width of [0.6, 0.7, 0.8]
@@ -53,14 +54,22 @@ def config(seed: int, random_init: bool = False, probe: str = "linear", hidden: 
     }
 
 
-def probe_rows(layer_acc: list[float], offset: float = 0.0, **extra: Any) -> list[dict]:
-    """Embedding probes per layer, a 2 x 2 grid of head probes and the all-heads probe."""
+def probe_rows(
+    layer_acc: list[float],
+    offset: float = 0.0,
+    family: str = "linear",
+    capacity: dict | None = None,
+    **extra: Any,
+) -> list[dict]:
+    """Embedding probes per layer, a 2 x 2 grid of head probes and the all-heads probe, with
+    their identity as fields (as the engine stamps them)."""
     rows = []
     for i, acc in enumerate(layer_acc):
         rows.append(
             {
                 "name": f"identification/embedding/layer_{i:02d}",
-                "probe": f"layer_{i:02d}",
+                "series": "identification/embedding",
+                **ProbeId("layer", i).as_fields(),
                 "val_acc": acc + 0.01,
                 "test_acc": acc,
                 "chance": 0.5,
@@ -71,14 +80,19 @@ def probe_rows(layer_acc: list[float], offset: float = 0.0, **extra: Any) -> lis
     for a in (1, 2):
         for h in (1, 2):
             acc = 0.5 + 0.1 * a + 0.01 * h + offset
-            probe = f"L{a:02d}H{h:02d}"
-            rows.append({"name": f"identification/head/{probe}", "probe": probe, "val_acc": acc})
-    rows.append({"name": "identification/attention/all_heads", "probe": "all_heads"})
-    rows[-1]["val_acc"] = 0.6 + offset
+            probe = ProbeId("head", a, h)
+            rows.append(
+                {"name": f"identification/head/{probe.name}", **probe.as_fields(), "val_acc": acc}
+            )
+            rows[-1]["series"] = "identification/head"
+    rows.append({"name": "identification/attention/all_heads", **ProbeId("all_heads").as_fields()})
+    rows[-1] |= {"val_acc": 0.6 + offset, "series": "identification/attention"}
     for row in rows[len(layer_acc) :]:
         row |= {"test_acc": row["val_acc"], "chance": 0.5}
     for row in rows:
         row |= {"task": "visual_relation", "subtask": "identification", "n_test": 200}
+        row |= {"probe": ProbeId.from_row(row).name, "family": family}
+        row["capacity"] = dict(capacity or {})
     return rows
 
 
@@ -173,16 +187,32 @@ def test_welch_difference_by_hand() -> None:
     assert diff.ci95 == pytest.approx(stats.t.ppf(0.975, df) * math.sqrt(va + vb))
 
 
-def test_row_names_split_into_series_and_probe() -> None:
-    assert split_name({"name": "identification/embedding/layer_07", "probe": "layer_07"}) == (
-        "identification/embedding",
-        "layer_07",
+def test_identity_is_read_from_fields_never_from_names(tmp_path: Path) -> None:
+    assert series_of({"series": "identification/head", "stream": "vision"}) == (
+        "vision/identification/head"
     )
-    baseline = {"name": "baseline/past_present/cls/layer_03", "role": "baseline"}
-    assert split_name(baseline) == ("past_present/cls", "layer_03")
-    assert split_name({"name": "L01H03"}) == ("", "L01H03")
-    streamed = {"name": "identification/head/L01H03", "probe": "L01H03", "stream": "vision"}
-    assert split_name(streamed) == ("vision/identification/head", "L01H03")
+    assert series_of({"name": "identification/head/L01H03"}) == ""  # the name is display only
+    rows = probe_rows([0.5, 0.6, 0.7])
+    for row in rows:  # names that say nothing: the report must not need them
+        row["name"] = row["probe"] = "?"
+    write_run(tmp_path / "run", config(0), rows)
+    report = build_report([tmp_path / "run"], tmp_path / "out")
+    best = {r["series"]: r for r in report.summary}
+    assert best["identification/embedding"]["best_probe"] == "layer_02"
+    assert best["identification/head"]["best_probe"] == "L02H02"
+    assert best["identification/attention"]["best_probe"] == "all_heads"
+
+
+def test_runs_written_before_typed_rows_are_skipped(tmp_path: Path, capsys) -> None:
+    write_run(tmp_path / "runs" / "new", config(1), probe_rows([0.5, 0.6]))
+    old = [{k: v for k, v in r.items() if k not in ("kind", "family")} for r in probe_rows([0.9])]
+    write_run(tmp_path / "runs" / "old", config(2), old)
+    runs, skipped = load_runs([tmp_path / "runs"])
+    assert [r.path.name for r in runs] == ["new"]
+    (skip,) = skipped
+    assert skip.path.name == "old" and "re-run it" in skip.reason and "kind" in skip.reason
+    assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    assert "skipped 1 run(s):" in capsys.readouterr().out
 
 
 def test_streams_of_one_run_are_reported_apart(tmp_path: Path) -> None:
@@ -212,6 +242,9 @@ def test_report_tables_markdown_and_figures(logs: Path, tmp_path: Path) -> None:
     assert best["n_seeds"] == "3"
     heads = rows[("identification/head", "visualbert-minilm (random init)")]
     assert heads["best_probe"] == "L02H02" and float(heads["mean"]) == pytest.approx(0.67)
+    probes = read_csv(report.tables["probes"])
+    head = next(r for r in probes if r["probe"] == "L02H01")
+    assert (head["kind"], head["layer"], head["head"]) == ("head", "2", "1")
 
     text = report.markdown.read_text()
     assert "| task | series | visualbert-minilm | visualbert-minilm (random init) |" in text
@@ -248,17 +281,18 @@ def test_controls_mdl_and_probe_complexity(tmp_path: Path) -> None:
     for job, (probe, hidden, seed) in enumerate(
         [("linear", 0, 1), ("linear", 0, 2), ("mlp", 64, 1), ("mlp", 256, 1)]
     ):
-        rows = probe_rows([0.6, 0.7 + 0.02 * seed + hidden / 1000], **extra)
+        capacity = {"hidden_dim": hidden, "num_hidden_layers": 1} if hidden else {}
+        rows = probe_rows([0.6, 0.7 + 0.02 * seed + hidden / 1000], 0, probe, capacity, **extra)
         for row in rows:
             if "control_test_acc" in row:
                 row["selectivity"] = row["test_acc"] - row["control_test_acc"]
         write_run(tmp_path / "sweep" / str(job), config(seed, False, probe, hidden), rows)
     report = build_report([tmp_path / "sweep"], tmp_path / "out")
     labels = [g.label for g in report.data.groups]
-    assert labels == [
+    assert labels == [  # the probe from the rows' family and capacity; probe.* keys implied
         "visualbert-minilm [linear]",
-        "visualbert-minilm [mlp h=64]",
-        "visualbert-minilm [mlp h=256]",
+        "visualbert-minilm [mlp hidden_dim=64]",
+        "visualbert-minilm [mlp hidden_dim=256]",
     ]
     assert report.figures[
         "complexity__visual_relation__identification_embedding__visualbert-minilm"
@@ -270,13 +304,17 @@ def test_controls_mdl_and_probe_complexity(tmp_path: Path) -> None:
     assert linear["mdl_compression"] == pytest.approx(1.5)
     assert "| 0.230 ± " in report.markdown.read_text()
     pairs = {(r["a"], r["b"]) for r in read_csv(report.tables["comparisons"])}
-    assert ("visualbert-minilm [mlp h=64]", "visualbert-minilm [mlp h=256]") in pairs
+    assert (
+        "visualbert-minilm [mlp hidden_dim=64]",
+        "visualbert-minilm [mlp hidden_dim=256]",
+    ) in pairs
     assert len(pairs) == 3  # probe kind and size count as one key: every pair of probes
 
 
 def test_training_free_task_uses_its_own_measure(tmp_path: Path) -> None:
     rows = [
-        {"task": "cross_modal_alignment", "name": f"L{a:02d}H{h:02d}", "layer": a, "head": h,
+        {"task": "cross_modal_alignment", "name": f"L{a:02d}H{h:02d}",
+         **ProbeId("head", a, h).as_fields(), "family": "none", "capacity": {},
          "alignment_acc": 0.1 * a + 0.01 * h, "chance": 0.2}
         for a in (1, 2, 3) for h in (1, 2)
     ]  # fmt: skip
@@ -295,7 +333,8 @@ def test_text_baseline_rows_form_their_own_group(tmp_path: Path) -> None:
         for layer in (0, 1):
             rows.append(
                 {"task": "linguistic", "name": f"{role}/past_present/cls/layer_{layer:02d}",
-                 "probe": f"layer_{layer:02d}", "model": model, "role": role,
+                 "series": "past_present/cls", **ProbeId("layer", layer).as_fields(),
+                 "family": "linear", "capacity": {}, "model": model, "role": role,
                  "val_acc": acc + layer / 10, "test_acc": acc + layer / 10, "chance": 0.5}
             )  # fmt: skip
     write_run(tmp_path / "run", config(0) | {"task": {"name": "linguistic/all"}}, rows)
@@ -316,36 +355,43 @@ def _write_wandb_log(path: Path, records: list[bytes]) -> None:
     path.write_bytes(data)
 
 
+def _table_record(run_dir: Path, rows: list[dict]) -> bytes:
+    """The run's logged ``results`` table: its file under ``files/`` and the summary entry."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    ref = "media/table/results_0_abc.table.json"
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    table = {"columns": columns, "data": [[r.get(c) for c in columns] for r in rows]}
+    (run_dir / "files" / ref).parent.mkdir(parents=True)
+    (run_dir / "files" / ref).write_text(json.dumps(table))
+    record = pb.Record()
+    record.summary.update.add(key="results", value_json=json.dumps({"path": ref}))
+    return record.SerializeToString()
+
+
 def test_offline_wandb_run_without_results_json(tmp_path: Path) -> None:
     from wandb.proto import wandb_internal_pb2 as pb
 
     run_dir = tmp_path / "logs" / "run" / "wandb" / "offline-run-20240101_000000-abc"
     run_dir.mkdir(parents=True)
-    history = pb.Record()
-    metrics = {
-        "test/acc/identification/embedding/layer_00": 0.55,
-        "test/acc/identification/embedding/layer_01": 0.75,
-        "val/acc/identification/embedding/layer_01": 0.8,
-        "test/acc/control/identification/embedding/layer_01": 0.5,
-        "test/acc/mdl/identification/embedding/layer_01": 0.1,
-        "train/loss": 0.3,
-    }
-    for key, value in metrics.items():
-        history.history.item.add(key=key, value_json=json.dumps(value))
     cfg = pb.Record()
     for key, value in config(7, random_init=True).items():
         cfg.config.update.add(key=key, value_json=json.dumps(value))
-    _write_wandb_log(
-        run_dir / "run-abc.wandb", [cfg.SerializeToString(), history.SerializeToString()]
-    )
-
+    history = pb.Record()  # summary metrics alone carry no probe identity
+    history.history.item.add(key="test/acc/identification/embedding/layer_00", value_json="0.5")
+    records = [cfg.SerializeToString(), history.SerializeToString()]
+    _write_wandb_log(run_dir / "run-abc.wandb", records)
     assert find_runs([tmp_path / "logs"]) == [run_dir.resolve()]
+    with pytest.raises(ValueError, match="no logged results table"):
+        load_run(run_dir)
+
+    rows = probe_rows([0.55, 0.75], control_test_acc=0.5)
+    _write_wandb_log(run_dir / "run-abc.wandb", [*records, _table_record(run_dir, rows)])
     run = load_run(run_dir)
-    assert run.source == "W&B summary" and run.seed == 7 and run.get("model.random_init")
-    rows = {r["probe"]: r for r in run.rows}
-    assert set(rows) == {"layer_00", "layer_01"}
-    assert rows["layer_01"]["selectivity"] == pytest.approx(0.25)
-    assert rows["layer_01"]["val_acc"] == 0.8 and rows["layer_01"]["task"] == "visual_relation"
+    assert run.source == "W&B results table" and run.seed == 7 and run.get("model.random_init")
+    by_probe = {r["probe"]: r for r in run.rows}
+    assert by_probe["layer_01"]["test_acc"] == 0.75 and by_probe["L02H01"]["head"] == 1
+    assert by_probe["layer_01"]["kind"] == "layer" and by_probe["layer_01"]["family"] == "linear"
     write_run(run_dir.parent.parent, config(7), probe_rows([0.5]))  # results.json wins
     assert find_runs([tmp_path / "logs"]) == [run_dir.parent.parent.resolve()]
 
@@ -369,11 +415,10 @@ def _wandb_run(folder: Path, seed: int, exit_code: int | None) -> Path:
     from wandb.proto import wandb_internal_pb2 as pb
 
     folder.mkdir(parents=True)
-    history, cfg = pb.Record(), pb.Record()
-    history.history.item.add(key="test/acc/identification/embedding/layer_00", value_json="0.9")
+    cfg = pb.Record()
     for key, value in config(seed).items():
         cfg.config.update.add(key=key, value_json=json.dumps(value))
-    records = [cfg.SerializeToString(), history.SerializeToString()]
+    records = [cfg.SerializeToString(), _table_record(folder, probe_rows([0.9]))]
     if exit_code is not None:
         end = pb.Record()
         end.exit.exit_code = exit_code
@@ -398,9 +443,9 @@ def test_groups_by_full_config_and_names_the_differing_keys(tmp_path: Path) -> N
     assert agg.varying == ["data.name", "trainer.max_epochs"]
     labels = sorted(g.label for g in agg.groups)
     assert labels == [
-        "visualbert-minilm [data.name=None] [trainer.max_epochs=30]",
-        "visualbert-minilm [data.name=None] [trainer.max_epochs=3]",
-        "visualbert-minilm [data.name=real] [trainer.max_epochs=3]",
+        "visualbert-minilm [name=none] [max_epochs=30]",  # short keys, unique labels
+        "visualbert-minilm [name=none] [max_epochs=3]",
+        "visualbert-minilm [name=real] [max_epochs=3]",
     ]
     [cell] = [c for c in agg.select(probe="layer_00") if "max_epochs=30" in c.group.label]
     assert cell.get("test_acc").n == 2 and cell.get("test_acc").mean == pytest.approx(0.65)

@@ -114,7 +114,7 @@ def test_linguistic_all_finds_each_models_layer(compose_cfg, senteval_caches) ->
     assert len(rows) == 2 * 2 * 2 * L  # roles x tasks x poolings x layers
     for (role, task), layer in SIGNAL.items():
         cls = {
-            r["layer_index"]: r["test_acc"]
+            r["layer"]: r["test_acc"]
             for r in rows
             if (r["role"], r["probing_task"], r["pooling"]) == (role, task, "cls")
         }
@@ -126,7 +126,15 @@ def test_linguistic_all_finds_each_models_layer(compose_cfg, senteval_caches) ->
             if (r["role"], r["probing_task"], r["pooling"]) == (role, task, "mean")
         ]
         assert max(mean) < 0.75  # the mean vectors are noise
-    assert rows[0]["layer"] == "emb" and {r["task"] for r in rows} == {"linguistic"}
+    assert rows[0]["layer_name"] == "emb" and {r["task"] for r in rows} == {"linguistic"}
+    first = rows[0]  # identity as fields: hidden state 0 = the embeddings
+    assert (first["kind"], first["layer"], first["head"], first["family"]) == (
+        "layer",
+        0,
+        None,
+        "linear",
+    )
+    assert first["capacity"] == {} and first["series"] == "bigram_shift/cls"
     for key in ("bigram_shift_by_layer", "past_present_by_layer"):
         assert (out / f"{key}.png").stat().st_size > 0
     for model in (model_name, "text"):
@@ -151,9 +159,9 @@ def test_linguistic_single_task_without_baseline(compose_cfg, senteval_caches) -
         cfg.task.caches = caches
     run(cfg)
     rows = read_run_results(Path(cfg.paths.output_dir) / "results.json").rows
-    assert [(r["role"], r["probing_task"], r["layer"]) for r in rows] == [
-        ("model", "past_present", "emb"),
-        ("model", "past_present", "L03"),
+    assert [(r["role"], r["probing_task"], r["layer_name"], r["layer"]) for r in rows] == [
+        ("model", "past_present", "emb", 0),
+        ("model", "past_present", "L03", 3),
     ]
 
 

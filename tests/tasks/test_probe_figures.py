@@ -16,6 +16,9 @@ def _rows(extra: bool) -> list[dict]:
         row = {
             "name": f"identification/embedding/layer_{k:02d}",
             "probe": f"layer_{k:02d}",
+            "subtask": "identification",
+            "kind": "layer",
+            "layer": k,
             "test_acc": acc,
             "val_acc": acc + 0.01,
             "chance": 0.5,
@@ -71,21 +74,21 @@ def test_linguistic_figures_carry_control_seed_ci_and_mdl(tmp_path, monkeypatch)
     import probes.tasks.linguistic as linguistic
 
     drawn = {}
-    real = linguistic.plot_curves_by_layer
+    real = linguistic.plot_by_layer
 
-    def capture(series, dashed, names, path, title, **kw):
-        drawn[path.stem] = {"series": series, "dashed": dashed, **kw}
-        return real(series, dashed, names, path, title, **kw)
+    def capture(series, names, path, title, **kw):
+        drawn[path.stem] = {"series": series, **kw}
+        return real(series, names, path, title, **kw)
 
-    monkeypatch.setattr(linguistic, "plot_curves_by_layer", capture)
+    monkeypatch.setattr(linguistic, "plot_by_layer", capture)
     rows = [
         {
             "probing_task": "bigram_shift",
             "model": "m",
             "pooling": "cls",
             "role": "model",
-            "layer_index": k,
-            "layer": f"l{k}",
+            "layer": k,
+            "layer_name": f"l{k}",
             "chance": 0.5,
             "test_acc": 0.7 + 0.1 * k,
             "test_acc_ci95": 0.01,
@@ -104,3 +107,23 @@ def test_linguistic_figures_carry_control_seed_ci_and_mdl(tmp_path, monkeypatch)
     np.testing.assert_allclose(low, [0.69, 0.79])
     np.testing.assert_allclose(high, [0.71, 0.81])
     assert drawn["bigram_shift_mdl"]["series"] == {"m (cls)": [1.2, 2.2]}
+
+
+def test_head_heatmap_ranks_heads_on_validation_and_states_chance(tmp_path, monkeypatch) -> None:
+    import probes.tasks.figures as figures
+
+    drawn = {}
+    monkeypatch.setattr(
+        figures, "plot_layer_head_heatmap", lambda m, path, **kw: drawn.update(m=m, **kw) or path
+    )
+    rows = [
+        {"subtask": "identification", "kind": "head", "layer": a, "head": h, "chance": 0.25,
+         "test_acc": 0.1 * a + 0.01 * h, "val_acc": 0.5 - 0.1 * a - 0.01 * h}
+        for a in (1, 2) for h in (1, 2, 3)
+    ]  # fmt: skip
+    reader = SimpleNamespace(layer_names=["emb", "L1", "L2"])
+    assert set(probe_figures(rows, reader, tmp_path, "relation")) == {"identification_heads"}
+    np.testing.assert_allclose(drawn["m"], [[0.11, 0.12, 0.13], [0.21, 0.22, 0.23]])
+    np.testing.assert_allclose(drawn["rank_by"], [[0.39, 0.38, 0.37], [0.29, 0.28, 0.27]])
+    assert drawn["chance"] == 0.25 and drawn["layer_names"] == ["L1", "L2"]
+    assert "validation" in drawn["title"]

@@ -46,6 +46,9 @@ def test_accuracy_per_head(compose_cfg: Compose, tiny_cache: Path, execute_task)
     )
     out, logger = execute_task(cfg, tiny_cache)
     assert [r["name"] for r in out.rows] == ["L01H01", "L01H02", "L02H01", "L02H02"]
+    assert [(r["kind"], r["layer"], r["head"], r["family"]) for r in out.rows] == [
+        ("head", a, h, "none") for a in (1, 2) for h in (1, 2)
+    ]  # identity as fields: 1-based layer and head, a training-free measure
     np.testing.assert_allclose(_matrix(out.rows, "alignment_acc"), ACC_TEST_MENTIONED)
     np.testing.assert_allclose(_matrix(out.rows, "cross_modal_share"), CROSS_SHARE)
     assert [r["chance"] for r in out.rows] == pytest.approx([CHANCE_MENTIONED] * 4)

@@ -24,7 +24,10 @@ def _overrides(path: Path, *extra: str) -> list[str]:
 def test_test_split_nmi_by_layer(compose_cfg: Compose, tiny_cache: Path, execute_task) -> None:
     out, logger = execute_task(compose_cfg(_overrides(tiny_cache)), tiny_cache)
     assert [r["name"] for r in out.rows] == ["layer_00", "layer_01", "layer_02"]
-    assert [r["layer"] for r in out.rows] == ["emb", "L01", "L02"]
+    assert [r["layer_name"] for r in out.rows] == ["emb", "L01", "L02"]
+    assert [(r["kind"], r["layer"], r["family"]) for r in out.rows] == [
+        ("layer", i, "none") for i in range(3)
+    ]
     np.testing.assert_allclose([r["nmi_pooled"] for r in out.rows], [1, 1, 0], atol=1e-9)
     np.testing.assert_allclose([r["nmi_per_example_mean"] for r in out.rows], [1, 1, 0], atol=1e-9)
     np.testing.assert_allclose([r["nmi_per_example_std"] for r in out.rows], [0, 0, 0], atol=1e-9)
@@ -71,7 +74,7 @@ def test_two_stream_layer_names(
 ) -> None:
     path = make_tiny_cache(model_kind="two-stream")
     out, _ = execute_task(compose_cfg(_overrides(path)), path)
-    assert [r["layer"] for r in out.rows] == ["X00", "X01", "X02"]
+    assert [r["layer_name"] for r in out.rows] == ["X00", "X01", "X02"]
     assert out.summary["fusion/model_kind"] == "two-stream"
 
 

@@ -185,6 +185,11 @@ def test_coref_planted_layer_and_head_win(compose_cfg, coref_cache: Path) -> Non
         key=lambda r: -r["val_acc"],
     )
     assert heads[0]["probe"] == "L02H02"
+    assert (heads[0]["kind"], heads[0]["layer"], heads[0]["head"]) == ("head", 2, 2)
+    assert {(r["family"], r["series"]) for r in rows if r["kind"] == "all_heads"} == {
+        ("linear", "identification/attention"),
+        ("linear", "type/attention"),
+    }
     assert heads[0]["test_acc"] > 0.95 and heads[1]["test_acc"] < 0.75
     attention = next(r for r in rows if r["name"] == "identification/attention/all_heads")
     assert attention["test_acc"] > 0.9 and abs(attention["chance"] - 0.5) < 1e-9

@@ -24,6 +24,16 @@ from omegaconf import DictConfig, OmegaConf
 from scipy import stats
 
 from vlprobe.analysis.stats import mean_std_ci
+from vlprobe.reporting.identity import ProbeId
+from vlprobe.reporting.labels import (
+    PROBE,
+    ROW_MODEL,
+    group_labels,
+    hashable,
+    probe_spec,
+    shown_keys,
+    varying_capacity,
+)
 from vlprobe.reporting.run_results import FINISHED, read_run_results
 
 log = logging.getLogger(__name__)
@@ -49,8 +59,6 @@ IGNORED_KEYS = (
     "loader.mode",
     "loader.memory_budget_mb",
 )
-# the keys of the probe's capacity: the probe-complexity figure runs along them
-PROBE_KEYS = ("probe.family.path", "probe.hidden_dim", "probe.rank")
 # metrics of training-free tasks, tried in order when a task's rows lack the asked metric
 FALLBACK_METRICS = (
     "alignment_acc",
@@ -60,13 +68,8 @@ FALLBACK_METRICS = (
     "text_share",
 )
 # numeric row columns that label a probe rather than measure it
-NOT_MEASURES = frozenset({"layer", "head", "layer_index", "seed", "seeds"})
+NOT_MEASURES = frozenset({"layer", "head", "seed", "seeds"})
 SEED_SUFFIXES = ("_std", "_ci95", "_per_seed")
-# measures whose spread over seeds the per-probe table reports (besides the metric)
-SPREAD_COLUMNS = ("control_test_acc", "selectivity", "mdl_compression")
-_LAYER = re.compile(r"^layer_(\d+)$")
-_HEAD = re.compile(r"^L(\d+)H(\d+)$")
-_SEED_SEGMENT = re.compile(r"^seed(\d+)$")
 
 
 # ---------------------------------------------------------------------------- runs
@@ -178,20 +181,19 @@ def _wandb_config(wandb_run: Path) -> DictConfig:
 
 
 def load_wandb_run(wandb_run: Path) -> Run:
-    """Best effort: rows from the logged ``results`` table if its file is there, else rebuilt
-    from summary keys ``test/acc/<name>`` (and ``val/acc``, ``test/f1``, ``val/f1``)."""
+    """Rows from the logged ``results`` table (its columns are the rows' fields). Without it
+    the run is unreadable: summary metrics carry no probe identity."""
     from vlprobe.reporting.wandb_offline import read_offline_run
 
     offline = read_offline_run(wandb_run)
     config = OmegaConf.create({k: v for k, v in offline.config.items() if not k.startswith("_")})
     rows = _rows_from_table(wandb_run, _table_path(offline.summary))
-    source = "W&B results table"
-    if rows is None:
-        rows = rows_from_summary(offline.summary, str(config.get("task", {}).get("name", "")))
-        source = "W&B summary"
     if not rows:
-        raise ValueError(f"{wandb_run}: no results table and no test/acc/* summary keys")
-    return Run(wandb_run, config, rows, source, offline.exit_code)
+        raise ValueError(
+            f"{wandb_run}: no logged results table (files/media/table/results_*.table.json) and "
+            "no results.json: re-run it, or report the run folder that holds its results.json"
+        )
+    return Run(wandb_run, config, rows, "W&B results table", offline.exit_code)
 
 
 def _table_path(summary: Mapping[str, Any]) -> str | None:
@@ -210,41 +212,6 @@ def _rows_from_table(wandb_run: Path, ref: str | None) -> list[dict[str, Any]] |
     content = json.loads(table.read_text(encoding="utf-8"))
     columns = content.get("columns", [])
     return [dict(zip(columns, values, strict=True)) for values in content.get("data", [])]
-
-
-def rows_from_summary(summary: Mapping[str, Any], task: str) -> list[dict[str, Any]]:
-    """Rows from W&B metric names: ``test/acc/identification/embedding/layer_07`` gives the row
-    ``identification/embedding/layer_07``; ``.../seed2/...`` segments become per-seed lists,
-    ``control/...`` the control accuracy; MDL block probes (``mdl/...``) are skipped."""
-    metrics = {"test/acc/": "test_acc", "val/acc/": "val_acc", "test/f1/": "test_f1"}
-    metrics["val/f1/"] = "val_f1"
-    rows: dict[str, dict[str, Any]] = {}
-    per_seed: dict[tuple[str, str], list[float]] = {}
-    for key, value in summary.items():
-        prefix = next((p for p in metrics if key.startswith(p)), None)
-        if prefix is None or not _is_number(value):
-            continue
-        column, parts = metrics[prefix], key[len(prefix) :].split("/")
-        if parts[0] in ("mdl", "shuffled") or len(parts) < 2:
-            continue
-        if parts[0] == "control":
-            column, parts = f"control_{column}", parts[1:]
-        seeds = [p for p in parts if _SEED_SEGMENT.match(p)]
-        parts = [p for p in parts if not _SEED_SEGMENT.match(p)]
-        name = "/".join(parts)
-        row = rows.setdefault(name, {"task": task, "subtask": parts[0], "name": name})
-        row["probe"] = parts[-1]
-        if seeds:
-            per_seed.setdefault((name, column), []).append(float(value))
-        else:
-            row[column] = float(value)
-    for (name, column), values in per_seed.items():
-        rows[name][f"{column}_per_seed"] = values
-        rows[name].setdefault(column, float(np.mean(values)))
-    for row in rows.values():
-        if "control_test_acc" in row and "test_acc" in row:
-            row["selectivity"] = row["test_acc"] - row["control_test_acc"]
-    return list(rows.values())
 
 
 def is_debug(run: Run) -> bool:
@@ -271,7 +238,7 @@ def load_runs(paths: Sequence[str | Path]) -> tuple[list[Run], list[Skipped]]:
         except (OSError, ValueError) as err:
             skipped.append(Skipped(path, f"unreadable: {err}"))
             continue
-        reason = unfinished_reason(run)
+        reason = unfinished_reason(run) or untyped_reason(run)
         if reason:
             skipped.append(Skipped(path, reason))
         else:
@@ -308,6 +275,17 @@ def unfinished_reason(run: Run) -> str | None:
     return None
 
 
+def untyped_reason(run: Run) -> str | None:
+    """Why ``run``'s rows cannot be reported (written before rows carried their probe identity
+    as fields), or None."""
+    if all(ProbeId.from_row(row) is not None and "family" in row for row in run.rows):
+        return None
+    return (
+        "its rows have no probe identity (kind, layer, head, family): written by an older "
+        "vlprobe; re-run it to include it"
+    )
+
+
 # ---------------------------------------------------------------------------- groups
 @dataclass(frozen=True)
 class Group:
@@ -321,7 +299,7 @@ class Group:
 
 
 def identity(run: Run, keys: Sequence[str]) -> tuple[tuple[str, Any], ...]:
-    return tuple((k, _hashable(run.get(k))) for k in keys)
+    return tuple((k, hashable(run.get(k))) for k in keys)
 
 
 def config_keys(run: Run) -> list[str]:
@@ -367,67 +345,23 @@ def check_duplicate_seeds(runs: Sequence[Run], keys: Sequence[str]) -> None:
                 )
 
 
-def _hashable(value: Any) -> Any:
-    if isinstance(value, list):
-        return tuple(_hashable(v) for v in value)
-    if isinstance(value, dict):
-        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
-    return value
-
-
 def varying_keys(keys: Sequence[tuple[tuple[str, Any], ...]]) -> list[str]:
-    """The identity keys whose value differs between some of ``keys``."""
-    if not keys:
-        return []
-    names = [k for k, _ in keys[0]]
-    return [n for i, n in enumerate(names) if len({key[i][1] for key in keys}) > 1]
+    """The group keys whose value differs between some of ``keys`` (absent reads as None)."""
+    values = [dict(key) for key in keys]
+    names = list(dict.fromkeys(name for key in keys for name, _ in key))
+    return [n for n in names if len({repr(v.get(n)) for v in values}) > 1]
 
 
-def group_label(key: tuple[tuple[str, Any], ...], shown: Sequence[str]) -> str:
-    """``visualbert-minilm (random init) (mismatched) [mlp h=256]``: the model always, the
-    baselines when on, the probe and other keys only when they vary in the report."""
-    values = dict(key)
-    label = str(values.get("model.name") or "run")
-    if values.get("model.random_init"):
-        label += " (random init)"
-    if values.get("data.mismatched"):
-        label += " (mismatched)"
-    if any(k in shown for k in PROBE_KEYS):
-        label += f" [{probe_label(values)}]"
-    base = {"model.name", "model.random_init", "data.mismatched", *PROBE_KEYS}
-    for k in shown:
-        if k not in base:
-            label += f" [{k}={values.get(k)}]"
-    return label
-
-
-def family_label(path: Any) -> str:
-    """``probes.families.LowRankProbe`` (``probe.family.path``) -> ``lowrank``."""
-    if not path:
-        return "probe"
-    return str(path).rsplit(".", 1)[-1].removesuffix("Probe").lower()
-
-
-def probe_label(values: Mapping[str, Any]) -> str:
-    """``linear``, ``mlp h=256``, ``lowrank r=16``."""
-    text = family_label(values.get("probe.family.path"))
-    if values.get("probe.hidden_dim") is not None and text != "linear":
-        text += f" h={values['probe.hidden_dim']}"
-    if values.get("probe.rank") is not None:
-        text += f" r={values['probe.rank']}"
-    return text
-
-
-def row_group_extra(run: Run, row: Mapping[str, Any]) -> tuple[str, str] | None:
-    """Rows of another model inside a run (the linguistic task's text baseline) form their own
-    group, tied to the run's group so that two runs' baselines are not pooled as seeds."""
+def row_group_keys(run: Run, row: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """What a row adds to its run's group: its probe (family and capacity, from the row's
+    fields) and, for rows of another model inside a run (the linguistic task's text
+    baseline), that model, tied to the run's group so two runs' baselines are not pooled."""
+    out: tuple[tuple[str, Any], ...] = ((PROBE, probe_spec(row)),)
     model = row.get("model")
     if not isinstance(model, str) or row.get("role") == "model":
-        return None
+        return out
     own = str(run.get("model.name"))
-    if model in (own, f"{own}[random-init]"):
-        return None
-    return ("row.model", model)
+    return out if model in (own, f"{own}[random-init]") else (*out, (ROW_MODEL, model))
 
 
 # ---------------------------------------------------------------------------- statistics
@@ -454,14 +388,14 @@ NAN_STAT = Stat(math.nan, n=0)
 
 def seed_stat(values: Iterable[Any], confidence: float = 0.95) -> Stat:
     """:func:`mean_std_ci` over the finite values (missing and NaN ones are dropped)."""
-    x = np.array([float(v) for v in values if _is_number(v) and math.isfinite(float(v))])
+    x = np.array([float(v) for v in values if is_number(v) and math.isfinite(float(v))])
     if x.size == 0:
         return NAN_STAT
     mean, std, half = mean_std_ci(x, confidence)
     return Stat(float(mean), float(std), float(half), int(x.size))
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     return isinstance(value, int | float | np.number) and not isinstance(value, bool)
 
 
@@ -473,7 +407,7 @@ def column_stat(rows: Sequence[Mapping[str, Any]], column: str) -> Stat:
     """
     if (
         len(rows) == 1
-        and _is_number(rows[0].get(f"{column}_std"))
+        and is_number(rows[0].get(f"{column}_std"))
         and not isinstance(rows[0].get(f"{column}_per_seed"), list)
     ):
         row = rows[0]
@@ -481,9 +415,9 @@ def column_stat(rows: Sequence[Mapping[str, Any]], column: str) -> Stat:
         ci = row.get(f"{column}_ci95")
         mean = row.get(column)
         return Stat(
-            float(mean) if _is_number(mean) else math.nan,
+            float(mean) if is_number(mean) else math.nan,
             float(row[f"{column}_std"]),
-            float(ci) if _is_number(ci) else math.nan,
+            float(ci) if is_number(ci) else math.nan,
             n,
         )
     values: list[Any] = []
@@ -515,8 +449,8 @@ class Cell:
 
     group: Group
     task: str
-    series: str  # e.g. ``identification/embedding``; "" for un-prefixed probe names
-    probe: str  # ``layer_07``, ``L07H03``, ``all_heads``
+    series: str  # e.g. ``identification/embedding`` (the rows' ``series``, after their stream)
+    probe_id: ProbeId
     stats: dict[str, Stat] = field(default_factory=dict)
     seeds: tuple[Any, ...] = ()
 
@@ -524,31 +458,30 @@ class Cell:
         return self.stats.get(column, NAN_STAT)
 
     @property
+    def probe(self) -> str:
+        """The display name (``layer_07``, ``L07H03``, ``all_heads``)."""
+        return self.probe_id.name
+
+    @property
     def layer(self) -> int | None:
-        match = _LAYER.match(self.probe)
-        return int(match.group(1)) if match else None
+        """The hidden-state index of a per-layer probe (0 = embeddings), else None."""
+        return self.probe_id.layer if self.probe_id.kind == "layer" else None
 
     @property
     def head(self) -> tuple[int, int] | None:
-        match = _HEAD.match(self.probe)
-        return (int(match.group(1)), int(match.group(2))) if match else None
+        """``(layer, head)``, both 1-based, of a per-head probe, else None."""
+        pid = self.probe_id
+        return (pid.layer, pid.head) if pid.kind == "head" else None  # type: ignore[return-value]
 
 
-def split_name(row: Mapping[str, Any]) -> tuple[str, str]:
-    """``(series, probe)`` of a row: its name without the probe, and the probe. A leading role
-    segment (``model/``, ``baseline/``) is dropped: the group says which model it was; the
-    row's ``stream`` (LXMERT) leads the series."""
-    name = str(row.get("name") or row.get("probe") or "")
-    role = row.get("role")
-    if isinstance(role, str) and name.startswith(f"{role}/"):
-        name = name[len(role) + 1 :]
-    probe = str(row.get("probe") or name.rsplit("/", 1)[-1])
-    series = name[: -len(probe)].rstrip("/") if name.endswith(probe) else name.rsplit("/", 1)[0]
-    series = series if series != name else ""
-    stream = row.get("stream")  # one stream of a multi-stream model (LXMERT): its own series
+def series_of(row: Mapping[str, Any]) -> str:
+    """The row's ``series`` field (which probes of a task draw one curve), led by its
+    ``stream`` (one stream of a multi-stream model is its own series)."""
+    series = str(row.get("series") or "")
+    stream = row.get("stream")
     if isinstance(stream, str) and stream:
-        series = f"{stream}/{series}" if series else stream
-    return series, probe
+        return f"{stream}/{series}" if series else stream
+    return series
 
 
 def measure_columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -556,14 +489,14 @@ def measure_columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:
     columns: dict[str, None] = {}
     for row in rows:
         for key, value in row.items():
-            if _is_number(value) and key not in NOT_MEASURES and not key.endswith(SEED_SUFFIXES):
+            if is_number(value) and key not in NOT_MEASURES and not key.endswith(SEED_SUFFIXES):
                 columns[key] = None
     return list(columns)
 
 
 def pick_metric(rows: Sequence[Mapping[str, Any]], metric: str) -> str:
     """``metric`` when the task's rows have it; else a training-free task's own measure."""
-    present = {k for r in rows for k, v in r.items() if _is_number(v)}
+    present = {k for r in rows for k, v in r.items() if is_number(v)}
     if metric in present:
         return metric
     for candidate in FALLBACK_METRICS:
@@ -586,6 +519,8 @@ class Aggregate:
     varying: list[str]  # identity keys that differ between groups
     run_groups: dict[Path, Group] = field(default_factory=dict)
     skipped: list[Skipped] = field(default_factory=list)
+    #: the ablation axes: varying keys the labels need (not those implied by another)
+    axes: list[str] = field(default_factory=list)
 
     def select(self, **where: Any) -> list[Cell]:
         return [c for c in self.cells if all(getattr(c, k) == v for k, v in where.items())]
@@ -597,197 +532,45 @@ class Aggregate:
 def aggregate(
     runs: Sequence[Run], metric: str = "test_acc", compare_by: Sequence[str] = ()
 ) -> Aggregate:
-    """Group runs by identity (every config key but ``IGNORED_KEYS``, plus ``compare_by``),
-    then aggregate each probe over the group's runs: every numeric column becomes a
-    :class:`Stat`. Raises if two runs of a group share a seed."""
+    """Group runs by identity (every config key but ``IGNORED_KEYS``, plus ``compare_by``, plus
+    the rows' probe family and capacity), then aggregate each probe over the group's runs:
+    every numeric column becomes a :class:`Stat`. Raises if two runs of a group share a seed."""
     keys = sorted({*(k for run in runs for k in config_keys(run)), *compare_by})
     unknown = [k for k in compare_by if all(run.get(k) is None for run in runs)]
     if unknown:
         raise ValueError(f"compare-by key(s) {unknown} are in no run's config (a typo?)")
     check_duplicate_seeds(runs, keys)
     bucket: dict[tuple, list[tuple[Run, dict[str, Any]]]] = {}
+    run_keys: dict[Path, tuple] = {}
     for run in runs:
         base = identity(run, keys)
         for row in run.rows:
-            extra = row_group_extra(run, row)
-            group_key = (*base, extra) if extra else base
-            series, probe = split_name(row)
-            bucket.setdefault((group_key, run.task, series, probe), []).append((run, row))
+            extra = row_group_keys(run, row)
+            group_key = (*base, *extra)
+            if all(k != ROW_MODEL for k, _ in extra):
+                run_keys.setdefault(run.path, group_key)
+            probe_id = ProbeId.from_row(row)
+            bucket.setdefault((group_key, run.task, series_of(row), probe_id), []).append(
+                (run, row)
+            )
     group_keys = list(dict.fromkeys(k[0] for k in bucket))
-    varying = varying_keys([tuple(p for p in k if p[0] in keys) for k in group_keys])
-    groups = {k: Group(k, _label(k, varying)) for k in group_keys}
+    varying = [k for k in varying_keys(group_keys) if k != ROW_MODEL]
+    labels = group_labels([dict(k) for k in group_keys], varying)
+    groups = {k: Group(k, text) for k, text in zip(group_keys, labels, strict=True)}
     metrics = {
         task: pick_metric([row for run in runs if run.task == task for row in run.rows], metric)
         for task in dict.fromkeys(run.task for run in runs)
     }
     cells = []
-    for (group_key, task, series, probe), members in bucket.items():
+    for (group_key, task, series, probe_id), members in bucket.items():
         rows = [row for _, row in members]
-        cell = Cell(groups[group_key], task, series, probe)
+        cell = Cell(groups[group_key], task, series, probe_id)
         cell.stats = {c: column_stat(rows, c) for c in measure_columns(rows)}
         cell.seeds = tuple(run.seed for run, _ in members)
         cells.append(cell)
-    run_groups = {
-        run.path: groups[identity(run, keys)] for run in runs if identity(run, keys) in groups
-    }
-    return Aggregate(list(runs), list(groups.values()), cells, metrics, keys, varying, run_groups)
-
-
-def _label(key: tuple, varying: Sequence[str]) -> str:
-    """The group's label; a row-level model (text baseline) names the run's group after it."""
-    pairs = tuple(p for p in key if p[0] != "row.model")
-    extra = dict(key).get("row.model")
-    label = group_label(pairs, varying)
-    return f"{extra} (baseline of {label})" if extra else label
-
-
-# ---------------------------------------------------------------------------- tables
-def selection_column(metric: str, columns: Iterable[str]) -> str:
-    """Pick the best probe on validation (``test_acc`` -> ``val_acc``) when there is one, so the
-    reported test number is not the maximum of many noisy test numbers."""
-    val = metric.replace("test_", "val_", 1)
-    return val if metric.startswith("test_") and val in set(columns) else metric
-
-
-def best_cell(cells: Sequence[Cell], metric: str) -> Cell | None:
-    """The cell with the highest mean selection metric (validation when present)."""
-    columns = {c for cell in cells for c in cell.stats}
-    select = selection_column(metric, columns)
-    finite = [c for c in cells if math.isfinite(c.get(select).mean)]
-    return max(finite, key=lambda c: c.get(select).mean) if finite else None
-
-
-def summary_rows(agg: Aggregate) -> list[dict[str, Any]]:
-    """Per task, series and group: the best probe's metric (mean, std, CI, seeds), its
-    selectivity and MDL compression when present, and chance."""
-    out = []
-    for task, series in agg.series():
-        metric = agg.metrics[task]
-        for group in agg.groups:
-            cells = agg.select(task=task, series=series, group=group)
-            best = best_cell(cells, metric)
-            if best is None:
-                continue
-            stat = best.get(metric)
-            out.append(
-                {
-                    "task": task,
-                    "series": series,
-                    "group": group.label,
-                    "metric": metric,
-                    "best_probe": best.probe,
-                    "selected_by": selection_column(metric, best.stats),
-                    "mean": stat.mean,
-                    "std": stat.std,
-                    "ci95": stat.ci95,
-                    "n_seeds": stat.n,
-                    "selectivity": best.get("selectivity").mean,
-                    "selectivity_ci95": best.get("selectivity").ci95,
-                    "mdl_compression": best.get("mdl_compression").mean,
-                    "chance": best.get("chance").mean,
-                }
-            )
-    return out
-
-
-def cell_rows(agg: Aggregate) -> list[dict[str, Any]]:
-    """Every probe of every group (long form): the mean of each numeric column, and std and CI
-    of the measures that vary by seed (the metric, its validation twin, control, selectivity,
-    MDL compression)."""
-    out = []
-    for cell in agg.cells:
-        metric = agg.metrics[cell.task]
-        spread = {metric, selection_column(metric, cell.stats), *SPREAD_COLUMNS}
-        row: dict[str, Any] = {
-            "task": cell.task,
-            "series": cell.series,
-            "probe": cell.probe,
-            "group": cell.group.label,
-            "n_runs": len(cell.seeds),
-            "n_seeds": cell.get(metric).n,
-        }
-        for column, stat in cell.stats.items():
-            row[column] = stat.mean
-            if column in spread:
-                row |= {f"{column}_std": stat.std, f"{column}_ci95": stat.ci95}
-        out.append(row)
-    return out
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """Two groups that differ in exactly one identity key."""
-
-    key: str
-    a: Group
-    b: Group
-
-
-def comparisons(agg: Aggregate, compare_by: Sequence[str] = ()) -> list[Comparison]:
-    """Pairs of groups differing only in one key of ``compare_by`` (default: every varying
-    identity key); the probe keys (kind, hidden size, rank) count as one key, ``probe``. ``a``
-    is the group whose value sorts first (false before true, so pre-trained - random init and
-    matched - mismatched; numbers ascending; names alphabetically)."""
-    keysets: dict[tuple[str, ...], None] = {}
-    for key in compare_by or agg.varying:
-        keysets[PROBE_KEYS if key in PROBE_KEYS else (key,)] = None
-    out = []
-    for keyset in keysets:
-        name = "probe" if keyset == PROBE_KEYS else keyset[0]
-        for i, g in enumerate(agg.groups):
-            for h in agg.groups[i + 1 :]:
-                if _differ_only_in(g, h, keyset):
-                    a, b = sorted((g, h), key=lambda grp: [_order(grp.value(k)) for k in keyset])
-                    out.append(Comparison(name, a, b))
-    return out
-
-
-def _differ_only_in(g: Group, h: Group, keyset: Sequence[str]) -> bool:
-    gv, hv = dict(g.key), dict(h.key)
-    if set(gv) != set(hv) or all(gv.get(k) == hv.get(k) for k in keyset):
-        return False
-    return all(gv[k] == hv[k] for k in gv if k not in keyset)
-
-
-def _order(value: Any) -> tuple[int, float, str]:
-    if value is None:
-        return (2, 0.0, "")
-    if _is_number(value):
-        return (0, float(value), "")
-    return (1, 0.0, str(value))
-
-
-def comparison_rows(agg: Aggregate, comparison: Comparison) -> list[dict[str, Any]]:
-    """Per task, series and probe both groups have: the two means and ``a - b`` with its
-    Welch 95% CI; ``excludes_zero`` flags differences the seeds support."""
-    out = []
-    for task, series in agg.series():
-        metric = agg.metrics[task]
-        b_cells = {c.probe: c for c in agg.select(task=task, series=series, group=comparison.b)}
-        for cell in agg.select(task=task, series=series, group=comparison.a):
-            other = b_cells.get(cell.probe)
-            if other is None:
-                continue
-            a, b = cell.get(metric), other.get(metric)
-            diff = welch_difference(a, b)
-            out.append(
-                {
-                    "key": comparison.key,
-                    "a": comparison.a.label,
-                    "b": comparison.b.label,
-                    "task": task,
-                    "series": series,
-                    "probe": cell.probe,
-                    "metric": metric,
-                    "a_mean": a.mean,
-                    "a_ci95": a.ci95,
-                    "b_mean": b.mean,
-                    "b_ci95": b.ci95,
-                    "diff": diff.mean,
-                    "diff_ci95": diff.ci95,
-                    "excludes_zero": abs(diff.mean) > diff.ci95
-                    if math.isfinite(diff.ci95)
-                    else None,
-                }
-            )
-    return out
+    run_groups = {path: groups[key] for path, key in run_keys.items()}
+    specs = [dict(k)[PROBE] for k in group_keys]
+    axes = shown_keys([dict(k) for k in group_keys], varying, varying_capacity(specs))
+    return Aggregate(
+        list(runs), list(groups.values()), cells, metrics, keys, varying, run_groups, axes=axes
+    )

@@ -9,7 +9,7 @@ Agg canvas of :mod:`.figures` (no display, nothing left registered after saving)
 from __future__ import annotations
 
 import math
-import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,25 +18,36 @@ from typing import Any
 import matplotlib
 import numpy as np
 
-from vlprobe.reporting.aggregate import (
-    PROBE_KEYS,
-    Aggregate,
-    Cell,
+from vlprobe.reporting.aggregate import Aggregate, Cell, Group, aggregate, load_runs
+from vlprobe.reporting.figures import (
+    new_figure,
+    place_legend,
+    plot_by_layer,
+    plot_layer_head_heatmap,
+    save_figure,
+)
+from vlprobe.reporting.labels import (
+    PROBE,
+    format_value,
+    probe_label,
+    slug,
+    varying_capacity,
+)
+from vlprobe.reporting.labels import label as key_label
+from vlprobe.reporting.summary import (
     Comparison,
-    Group,
-    aggregate,
+    capacity_order,
     cell_rows,
     comparison_rows,
     comparisons,
-    family_label,
-    load_runs,
-    probe_label,
+    selection_column,
     summary_rows,
 )
-from vlprobe.reporting.figures import _new_figure, _save, plot_layer_head_heatmap
 from vlprobe.reporting.table import write_results
 
 DEFAULT_METRIC = "test_acc"
+#: fewer seeds than this per setting earn a warning (console and report)
+MIN_SEEDS = 3
 
 
 @dataclass
@@ -69,6 +80,7 @@ def build_report(
     pairs = comparisons(agg, compare_by)
     figures = {
         **by_layer_figures(agg, out / "figures"),
+        **axis_figures(agg, out / "figures"),
         **head_figures(agg, out / "figures"),
         **complexity_figures(agg, out / "figures"),
     }
@@ -76,6 +88,7 @@ def build_report(
     diffs = [row for pair in pairs for row in comparison_rows(agg, pair)]
     _, csv_path = write_results(summary, out, "report")
     tables = {"report": csv_path, "probes": write_results(cell_rows(agg), out, "probes")[1]}
+    tables["settings"] = write_results(settings_rows(agg), out, "settings")[1]
     if diffs:
         tables["comparisons"] = write_results(diffs, out, "comparisons")[1]
     markdown = out / "report.md"
@@ -84,10 +97,17 @@ def build_report(
 
 
 # ---------------------------------------------------------------------------- figures
-def slug(*parts: str) -> str:
-    """A file-name-safe join of ``parts``."""
-    text = "__".join(p for p in parts if p)
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "all"
+#: a by-layer figure draws one curve per group up to this many groups; more groups are drawn
+#: per ablation axis only (a legend of 30 settings reads as noise)
+MAX_CURVES = 8
+#: measures that are proportions: their seed CI bands are clipped to [0, 1]
+PROPORTIONS = frozenset(
+    {"alignment_acc", "nmi_pooled", "nmi_per_example_mean", "text_share", "content_text_share"}
+)
+
+
+def is_proportion(column: str) -> bool:
+    return column.endswith(("_acc", "_f1")) or column in PROPORTIONS or column == "chance"
 
 
 def _title(task: str, series: str) -> str:
@@ -110,99 +130,154 @@ def layer_values(
     return mean, low, high
 
 
-def plot_layer_curves(
-    curves: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
-    controls: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
-    layer_names: Sequence[str],
-    path: str | Path,
-    title: str,
-    ylabel: str,
-    chance: float | None = None,
-) -> Path:
-    """One solid line and shaded CI band per group; its control task dotted in the same colour
-    (the gap is the selectivity); chance as a grey dashed line."""
-    x = np.arange(len(layer_names))
-    fig = _new_figure(max(5.5, 0.45 * len(x) + 2.5), 3.8)
-    ax = fig.add_subplot()
-    for name, (mean, low, high) in curves.items():
-        (line,) = ax.plot(x, mean, marker="o", markersize=3, label=name)
-        if np.any(high > low):
-            ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
-        if name in controls:
-            c_mean, c_low, c_high = controls[name]
-            colour = line.get_color()
-            label = f"{name}: control task"
-            ax.plot(x, c_mean, ":", marker="x", markersize=3, color=colour, label=label)
-            if np.any(c_high > c_low):
-                ax.fill_between(x, c_low, c_high, color=colour, alpha=0.1, linewidth=0)
-    if chance is not None and math.isfinite(chance):
-        ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label="chance")
-    ax.set_xticks(x, list(layer_names), rotation=45 if len(x) > 12 else 0)
-    ax.set_xlabel("layer (0 = embeddings)")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize="medium")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="x-small")
-    return _save(fig, path)
-
-
 def _chance(cells: Sequence[Cell]) -> float | None:
     values = [c.get("chance").mean for c in cells if math.isfinite(c.get("chance").mean)]
     return float(np.mean(values)) if values else None
 
 
+def draw_curves(
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    controls: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    layers: Sequence[int],
+    path: Path,
+    title: str,
+    metric: str,
+    chance: float | None,
+) -> Path:
+    """Curves with bands through the one by-layer plotter; each group's control task dashed
+    in its colour (the gap is the selectivity); bands of proportions clipped to [0, 1]."""
+    series: dict[str, np.ndarray] = {}
+    bands: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    colour_of: dict[str, str] = {}
+    for name, (mean, low, high) in curves.items():
+        series[name], bands[name] = mean, (low, high)
+        if name in controls:
+            control = f"{name}: control task"
+            series[control], bands[control] = controls[name][0], controls[name][1:]
+            colour_of[control] = name
+    return plot_by_layer(
+        series,
+        [str(i) for i in layers],
+        path,
+        title,
+        ylabel=metric,
+        chance=chance,
+        bands=bands,
+        dashed=list(colour_of),
+        colour_of=colour_of,
+        xlabel="layer (0 = embeddings)",
+        clip=(0.0, 1.0) if is_proportion(metric) else None,
+    )
+
+
 def by_layer_figures(agg: Aggregate, out: Path) -> dict[str, Path]:
     """Per task and series with per-layer probes: one curve per group with its 95% CI band
-    over seeds, the control curve when present, and chance."""
+    over seeds, the control curve when present, and chance (up to ``MAX_CURVES`` groups)."""
     figures = {}
     for task, series in agg.series():
         cells = [c for c in agg.select(task=task, series=series) if c.layer is not None]
         layers = layer_axis(cells)
-        if len(layers) < 2:
+        groups = [g for g in agg.groups if any(c.group == g for c in cells)]
+        if len(layers) < 2 or len(groups) > MAX_CURVES:
             continue
         metric = agg.metrics[task]
         curves, controls = {}, {}
-        for group in agg.groups:
+        for group in groups:
             mine = [c for c in cells if c.group == group]
-            if not mine:
-                continue
             curves[group.label] = layer_values(mine, layers, metric)
             if any(math.isfinite(c.get("control_test_acc").mean) for c in mine):
                 controls[group.label] = layer_values(mine, layers, "control_test_acc")
         key = slug("by_layer", task, series)
-        figures[key] = plot_layer_curves(
+        figures[key] = draw_curves(
             curves,
             controls,
-            [str(i) for i in layers],
+            layers,
             out / f"{key}.png",
-            title=f"{_title(task, series)}: {metric} by layer (mean, 95% CI over seeds)",
-            ylabel=metric,
-            chance=_chance(cells),
+            f"{_title(task, series)}: {metric} by layer\n(mean, 95% CI over seeds)",
+            metric,
+            _chance(cells),
         )
     return figures
 
 
+def axis_values(agg: Aggregate, axis: str) -> list[Any]:
+    """The values ``axis`` takes over the groups, smallest (or smallest probe) first."""
+    values = list(dict.fromkeys(g.value(axis) for g in agg.groups))
+    if axis == PROBE:
+        return sorted(values, key=capacity_order)
+    return sorted(values, key=lambda v: (v is None, not isinstance(v, int | float), repr(v)))
+
+
+def axis_figures(agg: Aggregate, out: Path) -> dict[str, Path]:
+    """With two or more ablation axes (keys that vary between groups and that no other key
+    implies, ``Aggregate.axes``): per axis, task and
+    series, one curve per value of the axis, the mean over every setting of the other axes
+    with that value, the band their range (min to max)."""
+    if len(agg.axes) < 2:
+        return {}
+    figures = {}
+    capacity = varying_capacity([g.value(PROBE) for g in agg.groups if g.value(PROBE)])
+    for axis in agg.axes:
+        for task, series in agg.series():
+            cells = [c for c in agg.select(task=task, series=series) if c.layer is not None]
+            layers = layer_axis(cells)
+            if len(layers) < 2:
+                continue
+            metric = agg.metrics[task]
+            curves = {}
+            for value in axis_values(agg, axis):
+                groups = [g for g in agg.groups if g.value(axis) == value]
+                means = np.array(
+                    [layer_values([c for c in cells if c.group == g], layers, metric)[0]
+                     for g in groups]
+                )  # fmt: skip
+                if not np.isfinite(means).any():
+                    continue
+                name = probe_label(value, capacity) if axis == PROBE else format_value(value)
+                with np.errstate(all="ignore"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN layers stay NaN
+                    curves[f"{name} ({len(groups)} settings)"] = (
+                        np.nanmean(means, axis=0),
+                        np.nanmin(means, axis=0),
+                        np.nanmax(means, axis=0),
+                    )
+            if len(curves) < 2:
+                continue
+            key = slug("axis", axis, task, series)
+            figures[key] = draw_curves(
+                curves,
+                {},
+                layers,
+                out / f"{key}.png",
+                f"{_title(task, series)}: {metric} by layer and {axis}\n"
+                "(mean over the other settings; band: their range)",
+                metric,
+                _chance(cells),
+            )
+    return figures
+
+
 def head_matrix(cells: Sequence[Cell], column: str) -> np.ndarray:
-    """``(layers, heads)`` means of the per-head cells (``LxxHyy``, 1-based); NaN if absent."""
-    heads = [c for c in cells if c.head is not None]
-    n_layers = max(c.head[0] for c in heads)  # type: ignore[index]
-    n_heads = max(c.head[1] for c in heads)  # type: ignore[index]
-    matrix = np.full((n_layers, n_heads), np.nan)
-    for c in heads:
-        layer, head = c.head  # type: ignore[misc]
-        matrix[layer - 1, head - 1] = c.get(column).mean
+    """``(layers, heads)`` means of the per-head cells (1-based fields); NaN if absent."""
+    heads = [c.head for c in cells if c.head is not None]
+    matrix = np.full((max(h[0] for h in heads), max(h[1] for h in heads)), np.nan)
+    for c in cells:
+        if c.head is not None:
+            matrix[c.head[0] - 1, c.head[1] - 1] = c.get(column).mean
     return matrix
 
 
 def head_figures(agg: Aggregate, out: Path) -> dict[str, Path]:
     """Per task, series and group with per-head probes: the layer x head heatmap of the mean
-    over seeds, on one colour scale per series so groups compare by eye."""
+    over seeds, on one colour scale per series so groups compare by eye; the 5 best heads by
+    the selection measure (validation when the rows have it) outlined; chance marked."""
     figures = {}
     for task, series in agg.series():
         cells = [c for c in agg.select(task=task, series=series) if c.head is not None]
         if not cells:
             continue
         metric = agg.metrics[task]
+        select = selection_column(metric, {col for c in cells for col in c.stats})
         matrices = {
             g: head_matrix([c for c in cells if c.group == g], metric)
             for g in agg.groups
@@ -211,38 +286,39 @@ def head_figures(agg: Aggregate, out: Path) -> dict[str, Path]:
         finite = np.concatenate([m[np.isfinite(m)] for m in matrices.values()])
         vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (None, None)
         for group, matrix in matrices.items():
-            n = max((c.get(metric).n for c in cells if c.group == group), default=0)
+            mine = [c for c in cells if c.group == group]
+            n = max((c.get(metric).n for c in mine), default=0)
             key = slug("heads", task, series, group.label)
             figures[key] = plot_layer_head_heatmap(
                 matrix,
                 out / f"{key}.png",
-                title=f"{_title(task, series)}: {metric} per head\n{group.label} ({n} seeds)",
+                title=f"{_title(task, series)}: {metric} per head ({n} seeds)\n{group.label}\n"
+                f"outlined: the 5 best heads by {select}",
                 layer_names=[str(i + 1) for i in range(matrix.shape[0])],
                 cbar_label=metric,
                 vmin=vmin,
                 vmax=vmax,
                 annotate_top=5,
+                rank_by=head_matrix(mine, select),
+                chance=_chance(mine),
             )
     return figures
 
 
-def _base_key(group: Group) -> tuple:
-    return tuple(p for p in group.key if p[0] not in PROBE_KEYS)
+def _base_key(group: Group, axes: Sequence[str]) -> tuple:
+    """The group's key without its probe: the rows' family and capacity, and the ``probe.*``
+    config keys that come with them (not those that are axes of their own, ``probe.lr``)."""
+    return tuple(
+        p for p in group.key if p[0] != PROBE and (p[0] in axes or not p[0].startswith(f"{PROBE}."))
+    )
 
 
-def _capacity_order(group: Group, cells: Sequence[Cell]) -> tuple:
-    """Probes in order of size: mean parameter count when the rows have it, then linear before
-    MLP, then hidden size and rank as numbers (not as text: 64 before 256)."""
+def _size_order(group: Group, cells: Sequence[Cell]) -> tuple:
+    """Probes in order of size: mean parameter count when the rows have it, then the
+    family-free :func:`capacity_order`."""
     params = [c.get("num_params").mean for c in cells if c.group == group]
     finite = [p for p in params if math.isfinite(p)]
-    values = dict(group.key)
-    sizes = [values.get(k) for k in ("probe.hidden_dim", "probe.rank")]
-    return (
-        float(np.mean(finite)) if finite else math.inf,
-        family_label(values.get("probe.family.path")) != "linear",
-        family_label(values.get("probe.family.path")),
-        *(float(v) if isinstance(v, int | float) else math.inf for v in sizes),
-    )
+    return (float(np.mean(finite)) if finite else math.inf, *capacity_order(group.value(PROBE)))
 
 
 def plot_complexity(
@@ -253,7 +329,7 @@ def plot_complexity(
 ) -> Path:
     """One panel per measure (accuracy, selectivity), one line per layer over probe
     capacity: accuracy alone rewards big probes, selectivity shows what they memorise."""
-    fig = _new_figure(max(5.0, 4.2 * len(panels)), 3.8)
+    fig = new_figure(max(5.0, 4.2 * len(panels)), 3.8)
     fig.set_layout_engine("constrained")  # panels' axis labels must not overlap
     x = np.arange(len(capacities))
     for i, (ylabel, lines) in enumerate(panels.items()):
@@ -266,20 +342,23 @@ def plot_complexity(
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         if i == len(panels) - 1:
-            ax.legend(fontsize="x-small", title="probe", title_fontsize="x-small")
+            place_legend(ax)
     fig.suptitle(title, fontsize="medium")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def complexity_figures(agg: Aggregate, out: Path) -> dict[str, Path]:
     """Where groups differ only in the probe (linear vs MLP, hidden size, rank): the metric
-    (and selectivity when present) per layer over probe capacity."""
+    (and selectivity when present) per layer over probe capacity; one figure per setting of
+    the other axes, named by them."""
     figures = {}
     families: dict[tuple, list[Group]] = {}
     for group in agg.groups:
-        families.setdefault(_base_key(group), []).append(group)
+        if group.value(PROBE) is not None:
+            families.setdefault(_base_key(group, agg.axes), []).append(group)
+    capacity = varying_capacity([g.value(PROBE) for g in agg.groups if g.value(PROBE)])
     for family in families.values():
-        if len({probe_label(dict(g.key)) for g in family}) < 2:
+        if len({g.value(PROBE) for g in family}) < 2:
             continue
         for task, series in agg.series():
             cells = [
@@ -287,17 +366,17 @@ def complexity_figures(agg: Aggregate, out: Path) -> dict[str, Path]:
                 for c in agg.select(task=task, series=series)
                 if c.group in family and c.head is None
             ]
-            members = sorted({c.group for c in cells}, key=lambda g: _capacity_order(g, cells))
+            members = sorted({c.group for c in cells}, key=lambda g: _size_order(g, cells))
             if len(members) < 2:
                 continue
             metric = agg.metrics[task]
             panels = {metric: _capacity_lines(cells, members, metric)}
             if any(math.isfinite(c.get("selectivity").mean) for c in cells):
                 panels["selectivity"] = _capacity_lines(cells, members, "selectivity")
-            model = members[0].label.split(" [")[0]
+            model = key_label(dict(members[0].key), [a for a in agg.axes if a != PROBE])
             key = slug("complexity", task, series, model)
             figures[key] = plot_complexity(
-                [probe_label(dict(g.key)) for g in members],
+                [probe_label(g.value(PROBE), capacity) for g in members],
                 panels,
                 out / f"{key}.png",
                 title=f"{_title(task, series)} ({model}): probe complexity",
@@ -381,7 +460,7 @@ def details_table(summary: Sequence[Mapping[str, Any]]) -> str:
 
 def comparison_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """Per layer (and single probes such as ``all_heads``; per-head rows are in the CSV)."""
-    shown = [r for r in rows if not re.match(r"^L\d+H\d+$", r["probe"])]
+    shown = [r for r in rows if r["kind"] != "head"]
     lines = [
         [
             r["task"],
@@ -416,6 +495,44 @@ def _relative(path: Path, start: Path) -> str:
         return str(path)
 
 
+def settings_rows(agg: Aggregate) -> list[dict[str, Any]]:
+    """Every group with its value of each varying key (full key names), seeds and runs."""
+    out = []
+    for group in agg.groups:
+        cells = [c for c in agg.cells if c.group == group]
+        seeds = sorted({repr(s) for c in cells for s in c.seeds})
+        row: dict[str, Any] = {"group": group.label}
+        for key in agg.varying:
+            value = group.value(key)
+            row[key] = probe_text(value) if key == PROBE else format_value(value)
+        runs = [r for r, g in agg.run_groups.items() if g == group]
+        out.append(row | {"n_seeds": len(seeds), "n_runs": len(runs)})
+    return out
+
+
+def probe_text(spec: Any) -> str:
+    return probe_label(spec) if spec is not None else ""
+
+
+def settings_table(agg: Aggregate) -> str:
+    rows = settings_rows(agg)
+    header = ["group", *agg.varying, "seeds", "runs"]
+    return markdown_table([list(r.values()) for r in rows], header)
+
+
+def seeds_warning(summary: Sequence[Mapping[str, Any]]) -> str | None:
+    """One line when a setting has fewer than ``MIN_SEEDS`` seeds (its CI is wide or none)."""
+    few = sorted({r["group"] for r in summary if r["n_seeds"] < MIN_SEEDS})
+    if not few:
+        return None
+    least = min(r["n_seeds"] for r in summary)
+    return (
+        f"warning: {len(few)} setting(s) have fewer than {MIN_SEEDS} seeds (as few as {least}): "
+        "their 95% CI is wide (n=2) or missing (n=1); run more seeds (seed=1,2,3) before "
+        "reading differences: " + "; ".join(few[:3]) + ("; ..." if len(few) > 3 else "")
+    )
+
+
 def render_markdown(
     agg: Aggregate,
     summary: Sequence[Mapping[str, Any]],
@@ -435,6 +552,7 @@ def render_markdown(
         f"mean of {', '.join(sorted(select)) or 'the metric'} over seeds. "
         "± is the 95% confidence half-width over seeds (Student t, n - 1 degrees of freedom); "
         "none is shown for one seed.",
+        *([f"**{warning}**"] if (warning := seeds_warning(summary)) else []),
         "## Best probe per task",
         best_table(summary, agg.groups),
         "## Details",
@@ -450,7 +568,7 @@ def render_markdown(
                 "groups' seeds.",
                 comparison_table(rows),
             ]
-    parts += ["## Runs", runs_table(agg, out)]
+    parts += ["## Settings", settings_table(agg), "## Runs", runs_table(agg, out)]
     if agg.skipped:
         parts += [
             "## Skipped runs",
@@ -468,6 +586,9 @@ def summary_text(report: Report) -> str:
     """The console summary: the best-probe table and where everything went."""
     groups = report.data.groups if report.data else []
     lines = [best_table(report.summary, groups), ""]
+    warning = seeds_warning(report.summary)
+    if warning:
+        lines += [warning, ""]
     if report.data and report.data.varying:
         lines += [f"groups differ in: {', '.join(report.data.varying)}", ""]
     if report.data and report.data.skipped:
