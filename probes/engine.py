@@ -471,8 +471,8 @@ def _solve_full_batch(
         )
     losses = [v for key, v in logged.items() if key.startswith("train/loss/")]
     logged["train/loss"] = float(np.sum(losses))  # as the Adam path: summed over probes
-    for lg in engine.loggers:
-        lg.log_metrics(logged, step=0)
+    for lg in engine.loggers:  # per-probe values reach W&B as tables (wandb_publish)
+        lg.log_metrics({"train/loss": logged["train/loss"]}, step=0)
     _log_penalty_path(engine.loggers, view, prefix, sets, slots, metrics)
     return runs
 
@@ -493,24 +493,15 @@ def _log_penalty_path(
     slots: list[Slot],
     metrics: SlotMetrics,
 ) -> None:
-    """What the penalty search saw: for every logger, step ``i`` holds each probe's
-    validation accuracy at the ``i``-th penalty (``val/acc_by_l2/<labels>/<probe>``) and the
-    penalty itself (``l2_grid``, an x-axis to pick; not the chosen penalty, which is
-    ``l2/<labels>/<probe>``); W&B also gets one table of every slot and a
-    line chart of validation accuracy over log10 of the penalty per probe (task labels)."""
+    """What the penalty search saw, for W&B: one table of every slot and a line chart of
+    validation accuracy over log10 of the penalty per probe (task labels); two keys per
+    probed input, however many probes (no per-probe history keys)."""
     paths = []  # (row prefix, slot indices in increasing penalty) per solved label set
     for i, labels in enumerate(sets):
         idx = [s for s, slot in enumerate(slots) if slot.labels == i]
         tag = labels.prefix(prefix) + (f"/seed{labels.seed}" if labels.kind == "shuffled" else "")
         paths.append((tag, idx))
     grid = [slots[s].l2 for s in paths[0][1]]
-    for step, l2 in enumerate(grid):
-        curve = {"l2_grid": l2}
-        for tag, idx in paths:
-            for k, name in enumerate(view.probe_names):
-                curve[f"val/acc_by_l2/{tag}/{name}"] = float(metrics.val_acc[k, idx[step]])
-        for lg in loggers:
-            lg.log_metrics(curve, step=step)
     wandb_runs = [lg.experiment for lg in wandb_loggers(loggers)]
     if not wandb_runs:
         return

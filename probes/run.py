@@ -12,7 +12,6 @@ Every run writes, in its own output folder: the resolved config (Hydra), ``resul
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +22,13 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from probes.engine import ProbeEngine, wandb_loggers
 from probes.prepare import prepare, streams_asked
-from probes.tasks.base import Task, TaskOutput
+from probes.tasks.base import Task, TaskInputs, TaskOutput
 from probes.tasks.streams import execute
 from vlprobe.extraction.pipeline import weights_seed
 from vlprobe.preflight import seed_of
 from vlprobe.reporting.table import format_table, write_results
+from vlprobe.reporting.wandb_publish import publish_run
+from vlprobe.sweeps import run_tags
 
 log = logging.getLogger(__name__)
 
@@ -64,17 +65,22 @@ def family_name(cfg: DictConfig) -> str:
     return str(instantiate(family).name) if family is not None else "linear"
 
 
-def publish(output: TaskOutput, loggers: list[Any], out_dir: Path, title: str) -> str:
-    """Write results files, send table/figures/summary to W&B, return the console table."""
+def publish(
+    output: TaskOutput, loggers: list[Any], out_dir: Path, title: str, inputs: TaskInputs
+) -> str:
+    """Write results files, send rows/figures/summary/artifacts to W&B, return the console
+    table."""
     json_path, csv_path = write_results(output.rows, out_dir)
     for wb in wandb_loggers(loggers):
-        import wandb
-
-        columns = list(dict.fromkeys(k for row in output.rows for k in row))
-        data = [[_cell(row.get(c)) for c in columns] for row in output.rows]
-        wb.experiment.log({"results": wandb.Table(columns=columns, data=data)})
-        wb.experiment.log({f"figures/{k}": wandb.Image(str(p)) for k, p in output.figures.items()})
-        wb.experiment.summary.update(output.summary)
+        publish_run(
+            wb.experiment,
+            output.rows,
+            output.figures,
+            output.summary,
+            out_dir,
+            inputs.readers,
+            [json_path, csv_path],
+        )
     for lg in loggers:
         lg.log_hyperparams({"results_json": str(json_path)})
     shown = output.console_rows or output.rows
@@ -110,12 +116,6 @@ def console_columns(columns: list[str], rows: list[dict[str, Any]]) -> list[str]
     return [*columns, *extra]
 
 
-def _cell(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def run(cfg: DictConfig) -> float | None:
     """Run the configured task; returns ``optimized_metric`` for Hydra sweepers."""
     pl.seed_everything(seed_of(cfg), workers=True, verbose=False)
@@ -132,10 +132,9 @@ def run(cfg: DictConfig) -> float | None:
         )
     # the data first: bad data or a missing cache fails before any logger run exists
     inputs = prepare(cfg, task)
-    debug = is_debug_run(cfg)
-    if debug:  # W&B and results.json say so: a smoke run's numbers are not results
-        with open_dict(cfg):
-            cfg.tags = [*(cfg.get("tags") or []), "debug"]
+    debug = is_debug_run(cfg)  # W&B and results.json say so: a smoke run's numbers are not results
+    with open_dict(cfg):
+        cfg.tags = run_tags(cfg, family_name(cfg), debug)
     try:
         loggers = build_loggers(cfg)
         engine = build_engine(cfg, loggers)
@@ -157,7 +156,7 @@ def run(cfg: DictConfig) -> float | None:
             if rank:  # its own copy only: every rank holds the same synced results
                 write_results(output.rows, out_dir)
             else:
-                print(publish(output, loggers, out_dir, title))
+                print(publish(output, loggers, out_dir, title, inputs))
             metric = _optimized_value(output, cfg.get("optimized_metric"))
             failed = False
         finally:
