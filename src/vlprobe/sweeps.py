@@ -16,10 +16,6 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
-#: W&B cuts run names at 128 characters
-MAX_NAME = 128
-
-
 def wandb_group(task_name: str) -> str:
     """``<task>-<multirun folder>`` in a multirun job, else ``<task>``.
 
@@ -42,7 +38,7 @@ def wandb_name(task_name: str) -> str:
         return task_name
     overrides = [short_override(o) for o in HydraConfig.get().overrides.task]
     parts = [task_name, *(o for o in overrides if o)]
-    return " ".join(parts)[:MAX_NAME]
+    return " ".join(parts)
 
 
 def short_override(override: str) -> str:

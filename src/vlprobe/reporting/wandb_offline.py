@@ -43,9 +43,12 @@ class OfflineRun:
     step_metrics: dict[str, str] = field(default_factory=dict)  # key -> its x-axis key
     artifacts: list[dict[str, Any]] = field(default_factory=list)
 
+    top_keys: set[str] = field(default_factory=set)  # history keys before flattening
+
     def history_keys(self) -> set[str]:
-        """Every key logged to the history (W&B's own ``_step``, ``_runtime`` ... left out)."""
-        return {k for row in self.history for k in row if not k.startswith("_")}
+        """Every key logged to the history, a table or an image counted once (W&B's own
+        ``_step``, ``_runtime`` ... left out): what a workspace makes panels of."""
+        return {k for k in self.top_keys if not k.startswith("_")}
 
 
 def _records(data: bytes) -> list[bytes]:
@@ -109,6 +112,7 @@ def read_offline_run(run_dir: str | Path) -> OfflineRun:
         kind = record.WhichOneof("record_type")
         if kind == "history":
             row = _items(record.history.item)
+            run.top_keys.update(i.key or i.nested_key[0] for i in record.history.item)
             run.history.append(row)
             run.summary.update({k: v for k, v in row.items() if not k.startswith("_")})
         elif kind == "summary":
