@@ -16,6 +16,7 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
+
 def wandb_group(task_name: str) -> str:
     """``<task>-<multirun folder>`` in a multirun job, else ``<task>``.
 

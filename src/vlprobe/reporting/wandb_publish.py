@@ -4,7 +4,9 @@ A run probes hundreds of layers and heads; one history key per probe floods a wo
 one-dot panels. Here the rows become, per subtask, one table (every row's identity fields and
 metrics), native charts with the layer on the x-axis (accuracy with its interval and chance,
 selectivity, MDL compression), a layer x head heatmap, and a few summary numbers a sweep can
-optimise. The number of keys grows with subtasks and probe kinds, never with probes.
+optimise. The number of keys grows with subtasks and probe kinds, never with probes: per
+subtask a table and a heatmap, per subtask and probe kind (and stream) up to three charts and
+three by-layer history keys.
 
 Rows are read by their typed identity fields (``subtask``, ``kind``, ``layer``, ``head``,
 ``stream``, ``family``, ``capacity``), never by parsing probe names.
@@ -23,9 +25,13 @@ import numpy as np
 #: what a row is; the first columns of every table
 IDENTITY = ("task", "subtask", "kind", "layer", "head", "stream", "family", "capacity")
 
-#: per-layer metrics charted (when the rows hold them), with the x-axis ``layer``
+#: the lines of the accuracy-by-layer chart (when the rows hold them)
 LAYER_METRICS = ("test_acc", "test_acc_low", "test_acc_high", "val_acc", "chance")
+#: charted by layer too, each its own chart
 EXTRA_LAYER_METRICS = ("selectivity", "mdl_compression")
+#: also history keys with the x-axis ``layer`` (line plots a workspace can overlay across runs);
+#: the rest stay in the charts' tables, so keys per subtask and series are at most 3
+HISTORY_METRICS = ("test_acc", *EXTRA_LAYER_METRICS)
 
 #: the step metric of every per-layer history key
 LAYER_STEP = "layer"
@@ -83,7 +89,7 @@ def layer_history(subtask: str, rows: list[dict[str, Any]]) -> dict[int, dict[st
     history: dict[int, dict[str, float]] = {}
     for series, by_layer in layer_rows(rows).items():
         for layer, row in by_layer.items():
-            for metric in (*LAYER_METRICS, *EXTRA_LAYER_METRICS):
+            for metric in HISTORY_METRICS:
                 value = _number(row.get(metric))
                 if value is not None:
                     key = f"by_layer/{subtask}/{series}/{metric}"
@@ -155,7 +161,9 @@ def draw_head_heatmap(subtask: str, rows: list[dict[str, Any]], path: Path) -> P
     chances = [c for r in rows if r.get("head") is not None if (c := _number(r.get("chance")))]
     fig, ax = plt.subplots(figsize=(1.0 + 0.45 * grid.shape[1], 1.2 + 0.4 * len(layers)))
     image = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
-    fig.colorbar(image, ax=ax, label="test accuracy")
+    bar = fig.colorbar(image, ax=ax, label="test accuracy")
+    if chances:  # the chance level marked on the colour scale
+        bar.ax.axhline(float(np.mean(chances)), color="white", lw=2, ls="--")
     flat = np.where(np.isnan(val[0]), -np.inf, val[0]).ravel()
     for index in np.argsort(-flat, kind="stable")[: min(5, np.isfinite(flat).sum())]:
         i, h = divmod(int(index), grid.shape[1])
