@@ -1,4 +1,5 @@
-"""``vlprobe`` command line: make-demo-data, extract, pretrain, inspect, verify, report.
+"""``vlprobe`` command line: make-demo-data, extract, pretrain, inspect, verify, report,
+dashboard.
 
 ``extract`` takes Hydra overrides like ``train_probe.py`` (``vlprobe extract model=lxmert
 data=real data.root=/data dataset=flickr30k``), composed from configs/extract.yaml.
@@ -96,6 +97,14 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dashboard(args: argparse.Namespace) -> int:
+    from vlprobe.dashboard import dashboard
+
+    dry_run = Path(args.out) if args.dry_run else None
+    print(dashboard(args.runs, args.project, args.entity, dry_run, args.name))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlprobe", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -153,6 +162,21 @@ def build_parser() -> argparse.ArgumentParser:
         "comma-separated; default: every key that differs between runs)",
     )
     report.set_defaults(func=_report)
+
+    board = sub.add_parser(
+        "dashboard",
+        help="build a W&B workspace from a sweep's runs: a section per task, panels grouped by "
+        "the swept keys (docs/dashboards.md)",
+    )
+    board.add_argument("runs", nargs="+", help="sweep or run folders, or offline-run-* folders")
+    board.add_argument("--project", required=True, help="the W&B project the runs are in")
+    board.add_argument("--entity", help="W&B entity (default: your default entity)")
+    board.add_argument("--name", default="vlprobe sweep", help="the workspace's name")
+    board.add_argument(
+        "--dry-run", action="store_true", help="write the panels as JSON (--out), save nothing"
+    )
+    board.add_argument("--out", default="dashboard.json", help="--dry-run's JSON file")
+    board.set_defaults(func=_dashboard)
     return parser
 
 
