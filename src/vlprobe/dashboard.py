@@ -74,10 +74,12 @@ def flat_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def swept_keys(configs: Sequence[dict[str, Any]]) -> list[str]:
-    """Config keys whose value differs between runs: what the sweep varied. Where and how a
-    run logs (``IGNORED_KEYS`` but the seed) and per-run paths are left out; a group's other
-    keys are left out when its naming key varies (``CANONICAL``)."""
-    names = list(dict.fromkeys(k for c in configs for k in c))
+    """Config keys that every run has and whose value differs between runs: what the sweep
+    varied. Where and how a run logs (``IGNORED_KEYS`` but the seed) and per-run paths are left
+    out; a group's other keys are left out when its naming key varies (``CANONICAL``)."""
+    names = [
+        k for k in dict.fromkeys(k for c in configs for k in c) if all(k in c for c in configs)
+    ]
     ignored = [k for k in IGNORED_KEYS if k != "seed"]
 
     def varies(key: str) -> bool:

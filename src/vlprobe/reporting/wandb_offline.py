@@ -127,6 +127,7 @@ def read_offline_run(run_dir: str | Path) -> OfflineRun:
             run.name = record.run.display_name
             run.job_type = record.run.job_type
             run.tags = list(record.run.tags)
+            run.config.update(_items(record.run.config.update))  # wandb.init(config=...)
         elif kind == "metric" and record.metric.name and record.metric.step_metric:
             run.step_metrics[record.metric.name] = record.metric.step_metric
         elif kind == "artifact":
