@@ -43,6 +43,7 @@ from vlprobe.analysis.controls import (
 )
 from vlprobe.analysis.stats import mean_std_ci, wilson_interval
 from vlprobe.cache.schema import SPLIT_IDS
+from vlprobe.console import progress
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,10 @@ class ProbeEngine:
 
     def train_view(self, view: FeatureView, name_prefix: str) -> list[dict[str, Any]]:
         """Rows for every probe of ``view``: task accuracy over seeds, controls, MDL."""
-        return train_view(view, self, name_prefix)
+        detail = f"{len(view.probe_names)} probes, {self.solver_for(view)}, "
+        detail += f"{view.rows(SPLIT_IDS['train']).size} training rows"
+        with progress(f"probing {name_prefix}", detail):
+            return train_view(view, self, name_prefix)
 
     def seed_list(self) -> list[int]:
         return [int(s) for s in (self.seeds or [self.seed])]

@@ -24,6 +24,7 @@ from probes.engine import ProbeEngine, wandb_loggers
 from probes.prepare import prepare, streams_asked
 from probes.tasks.base import Task, TaskInputs, TaskOutput
 from probes.tasks.streams import execute
+from vlprobe.console import quiet_third_party, quiet_wandb_logger, set_threads
 from vlprobe.extraction.pipeline import weights_seed
 from vlprobe.preflight import seed_of
 from vlprobe.reporting.table import format_table, write_results
@@ -34,7 +35,10 @@ log = logging.getLogger(__name__)
 
 
 def build_loggers(cfg: DictConfig) -> list[Any]:
-    return [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    for lg in loggers:
+        quiet_wandb_logger(lg)
+    return loggers
 
 
 def build_engine(cfg: DictConfig, loggers: list[Any]) -> ProbeEngine:
@@ -118,6 +122,8 @@ def console_columns(columns: list[str], rows: list[dict[str, Any]]) -> list[str]
 
 def run(cfg: DictConfig) -> float | None:
     """Run the configured task; returns ``optimized_metric`` for Hydra sweepers."""
+    quiet_third_party()
+    set_threads(cfg.get("threads"))
     pl.seed_everything(seed_of(cfg), workers=True, verbose=False)
     out_dir = Path(cfg.paths.output_dir)
     rank = rank_zero_only.rank

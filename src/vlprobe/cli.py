@@ -181,7 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from vlprobe.console import quiet_third_party
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    quiet_third_party()
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
