@@ -120,8 +120,11 @@ def best_row(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def describe(row: dict[str, Any]) -> str:
-    """``head L3 H5`` / ``embedding L2`` (``stream:`` first when there is one)."""
-    text = f"{row.get('kind') or 'probe'} L{row.get('layer')}"
+    """``head L3 H5`` / ``embedding L2`` (``stream:`` first when there is one); a row without
+    a layer (a measured unit, not a layer's probe) by its name."""
+    if row.get("layer") is None:
+        return str(row.get("name") or row.get("kind") or "probe")
+    text = f"{row.get('kind') or 'probe'} L{row['layer']}"
     if row.get("head") is not None:
         text += f" H{row['head']}"
     return f"{row['stream']}: {text}" if row.get("stream") else text
