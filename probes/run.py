@@ -70,10 +70,15 @@ def family_name(cfg: DictConfig) -> str:
 
 
 def publish(
-    output: TaskOutput, loggers: list[Any], out_dir: Path, title: str, inputs: TaskInputs
+    output: TaskOutput,
+    loggers: list[Any],
+    out_dir: Path,
+    title: str,
+    inputs: TaskInputs,
+    images: Path | None = None,
 ) -> str:
-    """Write results files, send rows/figures/summary/artifacts to W&B, return the console
-    table."""
+    """Write results files, send rows/figures/summary/artifacts to W&B (attention drawn over
+    the images in ``images``), return the console table."""
     json_path, csv_path = write_results(output.rows, out_dir)
     for wb in wandb_loggers(loggers):
         publish_run(
@@ -84,6 +89,7 @@ def publish(
             out_dir,
             inputs.readers,
             [json_path, csv_path],
+            images,
         )
     for lg in loggers:
         lg.log_hyperparams({"results_json": str(json_path)})
@@ -162,7 +168,8 @@ def run(cfg: DictConfig) -> float | None:
             if rank:  # its own copy only: every rank holds the same synced results
                 write_results(output.rows, out_dir)
             else:
-                print(publish(output, loggers, out_dir, title, inputs))
+                images = Path(cfg.data.images) if cfg.data.get("images") else None
+                print(publish(output, loggers, out_dir, title, inputs, images))
             metric = _optimized_value(output, cfg.get("optimized_metric"))
             failed = False
         finally:

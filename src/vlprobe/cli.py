@@ -1,5 +1,5 @@
 """``vlprobe`` command line: make-demo-data, extract, pretrain, inspect, verify, report,
-dashboard.
+dashboard, show.
 
 ``extract`` takes Hydra overrides like ``train_probe.py`` (``vlprobe extract model=lxmert
 data=real data.root=/data dataset=flickr30k``), composed from configs/extract.yaml.
@@ -105,6 +105,15 @@ def _dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _show(args: argparse.Namespace) -> int:
+    from vlprobe.show import show
+
+    images = Path(args.images) if args.images else None
+    out = Path(args.out) if args.out else None
+    print(f"figure: {show(Path(args.cache), args.example, args.layer, args.head, images, out)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlprobe", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -177,6 +186,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     board.add_argument("--out", default="dashboard.json", help="--dry-run's JSON file")
     board.set_defaults(func=_dashboard)
+
+    look = sub.add_parser(
+        "show",
+        help="draw one head's attention from each phrase of an example over its image "
+        "(boxes shaded by weight, gold regions outlined)",
+    )
+    look.add_argument("cache", help="a cache with phrases, regions and coref pairs (Flickr30k)")
+    look.add_argument("--example", required=True, help="example id (examples/id) or row number")
+    look.add_argument("--layer", type=int, required=True, help="attention layer, 1-based (L01)")
+    look.add_argument("--head", type=int, required=True, help="head, 1-based (H01)")
+    look.add_argument("--images", help="folder of <image id>.png/.jpg (default: boxes only)")
+    look.add_argument("--out", help="PNG path (default: attention_<id>_LxxHyy.png)")
+    look.set_defaults(func=_show)
     return parser
 
 

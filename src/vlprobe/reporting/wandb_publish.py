@@ -228,19 +228,51 @@ def publish_run(
     out_dir: Path,
     readers: dict[str, dict[str, Any]],
     results: list[Path],
+    images: Path | None = None,
 ) -> None:
-    """Everything a run sends to W&B at its end: the rows (:func:`publish_rows`), the task's
-    figures as images, its summary numbers, and the artifacts (results, caches read)."""
+    """Everything a run sends to W&B at its end: the rows (:func:`publish_rows`), the chosen
+    heads' attention on a few validation examples, the task's figures as images, its summary
+    numbers, and the artifacts (results, caches read)."""
     import wandb
 
     from vlprobe.reporting.wandb_artifacts import log_lineage
 
     heatmaps = publish_rows(experiment, rows, out_dir)
+    attention = attention_figures(rows, readers, images, out_dir)
+    if attention:
+        experiment.log({"attention": [wandb.Image(str(p), caption=p.stem) for p in attention]})
     experiment.log({f"figures/{k}": wandb.Image(str(p)) for k, p in figures.items()})
     experiment.summary.update(summary)
     task = str(rows[0].get("task") or "run") if rows else "run"
-    files = [*results, *figures.values(), *heatmaps]
+    files = [*results, *figures.values(), *heatmaps, *attention]
     log_lineage(experiment, readers, files, task, {"rows": len(rows), "task": task})
+
+
+def chosen_heads(rows: list[dict[str, Any]], top: int = 2) -> list[tuple[int, int]]:
+    """The ``top`` single-head probes best on validation, as (layer, head) (never on test)."""
+    heads = [r for r in rows if isinstance(r.get("head"), int) and isinstance(r.get("layer"), int)]
+    heads = [r for r in heads if _number(r.get("val_acc")) is not None]
+    ranked = sorted(heads, key=lambda r: -r["val_acc"])
+    return list(dict.fromkeys((r["layer"], r["head"]) for r in ranked))[:top]
+
+
+def attention_figures(
+    rows: list[dict[str, Any]],
+    readers: dict[str, dict[str, Any]],
+    images: Path | None,
+    out_dir: Path,
+) -> list[Path]:
+    """The chosen heads' phrase -> region attention on a few validation examples, drawn when a
+    cache the run read holds phrases, regions and their pairs (Flickr30k); else none."""
+    from vlprobe.show import validation_figures
+
+    heads = chosen_heads(rows)
+    drawn: list[Path] = []
+    for by_dataset in readers.values():
+        for reader in by_dataset.values():
+            if heads and {"phrase", "region", "coref"} <= set(reader.parts):
+                drawn += validation_figures(reader, heads, images, out_dir)
+    return drawn
 
 
 def _layer_charts(subtask: str, series: str, by_layer: dict[int, dict[str, Any]]) -> dict[str, Any]:
