@@ -62,3 +62,28 @@ def test_cli_show(tiny_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main([*args[:4], "--layer", "9", "--head", "1", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("vlprobe show: error: --layer 9 --head 1:") and "\n" not in err
+
+
+def test_a_run_draws_the_heads_chosen_on_validation(tiny_cache: Path, tmp_path: Path) -> None:
+    from vlprobe.reporting.wandb_publish import attention_figures, chosen_heads
+
+    rows = [
+        {"kind": "head", "layer": 1, "head": 2, "val_acc": 0.9, "test_acc": 0.1},
+        {"kind": "head", "layer": 2, "head": 1, "val_acc": 0.2, "test_acc": 0.99},
+        {"kind": "head", "layer": 1, "head": 1, "val_acc": 0.8, "test_acc": 0.5},
+        {"kind": "embedding", "layer": 1, "head": None, "val_acc": 1.0, "test_acc": 1.0},
+    ]
+    assert chosen_heads(rows) == [(1, 2), (1, 1)]  # by validation, never by test
+    reader = CacheReader(tiny_cache)
+    try:
+        reader.__dict__["example_split"] = np.array([0, 1, 1], np.int8)  # e1, e2 validation
+        drawn = attention_figures(rows, {"model": {"flickr30k": reader}}, None, tmp_path)
+    finally:
+        reader.close()
+    assert [p.name for p in drawn] == [
+        "e1_L01H02.png",
+        "e2_L01H02.png",
+        "e1_L01H01.png",
+        "e2_L01H01.png",
+    ]
+    assert all(p.parent == tmp_path / "attention" and p.is_file() for p in drawn)
