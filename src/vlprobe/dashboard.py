@@ -5,7 +5,8 @@ written here instead of clicked together: one section per task; per subtask a ba
 probe chosen on validation (its validation and test accuracy) and, per probe kind, test accuracy
 by layer; each grouped by one swept key (mean over the runs of a group, their spread shaded).
 The panels name only keys the runs logged (read from their offline W&B folders), so a workspace
-never shows empty panels; ``--dry-run`` writes them as JSON without touching the W&B server.
+never shows empty panels; ``--dry-run`` writes them as JSON, and a PNG preview of what they
+draw, without touching the W&B server.
 """
 
 from __future__ import annotations
@@ -160,6 +161,71 @@ def check_panels(panels: Sequence[Panel], runs: Sequence[OfflineRun]) -> None:
             raise ValueError(f"panel {panel.title!r}: a run has no config key {panel.groupby}")
 
 
+def group_values(panel: Panel, runs: Sequence[OfflineRun]) -> dict[str, list[OfflineRun]]:
+    """The runs of the panel's section by their value of its group key (one group without)."""
+    groups: dict[str, list[OfflineRun]] = {}
+    for run in runs:
+        if task_of(run) == panel.section:
+            value = flat_config(run.config).get(panel.groupby) if panel.groupby else "all runs"
+            groups.setdefault(str(value).rsplit(".", 1)[-1], []).append(run)
+    return groups
+
+
+def draw_preview(panels: Sequence[Panel], runs: Sequence[OfflineRun], out: Path) -> Path:
+    """A PNG of what the panels draw, from the runs' own values: bars (mean, min-max whiskers
+    over a group's runs) and lines over the layer (mean, min-max band). The first 6 panels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    shown = list(panels[:6])
+    cols = min(3, len(shown))
+    rows = -(-len(shown) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
+    for ax, panel in zip(axes.flat, shown, strict=False):
+        groups = group_values(panel, runs)
+        for g, (value, members) in enumerate(sorted(groups.items())):
+            if panel.kind == "bar":
+                for k, key in enumerate(panel.keys):
+                    vals = np.array([float(r.summary[key]) for r in members])
+                    x = k + (g - (len(groups) - 1) / 2) * 0.8 / len(groups)
+                    err = [[vals.mean() - vals.min()], [vals.max() - vals.mean()]]
+                    ax.bar(
+                        x,
+                        vals.mean(),
+                        0.8 / len(groups),
+                        yerr=err,
+                        color=f"C{g}",
+                        label=value if k == 0 else None,
+                    )
+                ax.set_xticks(range(len(panel.keys)), [k.rsplit("/", 1)[-1] for k in panel.keys])
+            else:
+                curves = [_curve(r, panel.keys[0]) for r in members]
+                layers = sorted(set.intersection(*(set(c) for c in curves)))
+                values = np.array([[c[layer] for layer in layers] for c in curves])
+                ax.plot(layers, values.mean(0), marker="o", color=f"C{g}", label=value)
+                ax.fill_between(layers, values.min(0), values.max(0), color=f"C{g}", alpha=0.2)
+                ax.set_xlabel(panel.x or "")
+                ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.set_ylim(0, 1)
+        ax.set_title(panel.title, fontsize=8)
+        ax.legend(fontsize=7, loc="lower right", title=panel.groupby, title_fontsize=7)
+    for ax in list(axes.flat)[len(shown) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
+
+
+def _curve(run: OfflineRun, key: str) -> dict[int, float]:
+    """``layer -> value`` of a by-layer history key."""
+    return {int(h[LAYER_STEP]): float(h[key]) for h in run.history if key in h and LAYER_STEP in h}
+
+
 def build_workspace(panels: Sequence[Panel], project: str, entity: str, name: str) -> Any:
     """The ``wandb_workspaces`` workspace of ``panels``: one open section per task."""
     import wandb_workspaces.reports.v2 as wr
@@ -204,8 +270,12 @@ def dashboard(
     if dry_run is not None:
         dry_run.parent.mkdir(parents=True, exist_ok=True)
         dry_run.write_text(json.dumps({"panels": [asdict(p) for p in panels]}, indent=2) + "\n")
+        preview = draw_preview(panels, runs, dry_run.with_suffix(".png"))
         sections = len(workspace.sections)
-        return f"{len(panels)} panels in {sections} section(s) from {len(runs)} runs: {dry_run}"
+        return (
+            f"{len(panels)} panels in {sections} section(s) from {len(runs)} runs: {dry_run}\n"
+            f"preview of the first panels: {preview}"
+        )
     if entity is None:
         import wandb
 

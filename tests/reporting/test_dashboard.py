@@ -70,7 +70,9 @@ def test_swept_keys_name_what_varied_once() -> None:
 def test_dry_run_panels_name_only_logged_keys(sweep: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "dashboard.json"
     assert main(["dashboard", str(sweep), "--project", "p", "--dry-run", "--out", str(out)]) == 0
-    assert str(out) in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert str(out) in printed and str(out.with_suffix(".png")) in printed
+    assert out.with_suffix(".png").stat().st_size > 10_000  # the preview of what panels draw
     panels = json.loads(out.read_text())["panels"]
     runs = [read_offline_run(p) for p in find_wandb_runs([sweep])]
     assert len(runs) == 4
@@ -97,6 +99,10 @@ def test_dry_run_panels_name_only_logged_keys(sweep: Path, tmp_path: Path, capsy
         ["by_layer/identification/embedding/test_acc"],
     ]
     assert {p["x"] for p in lines} == {"layer"}
+    assert {p["keys"][0] for p in panels if p["kind"] == "bar"} == {
+        "summary/identification/best_val_acc",
+        "summary/classification/best_val_acc",
+    }
     # the same panels as a wandb-workspaces workspace (built, not saved)
     workspace = build_workspace(build_panels(runs), "p", "e", "sweep")
     (section,) = workspace.sections
