@@ -76,8 +76,10 @@ def flat_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def swept_keys(configs: Sequence[dict[str, Any]]) -> list[str]:
     """Config keys that every run has and whose value differs between runs: what the sweep
-    varied. Where and how a run logs (``IGNORED_KEYS`` but the seed) and per-run paths are left
-    out; a group's other keys are left out when its naming key varies (``CANONICAL``)."""
+    varied, the seed last. Where and how a run logs (``IGNORED_KEYS`` but the seed) and per-run
+    paths are left out; a group's other keys are left out when its naming key varies
+    (``CANONICAL``); a key whose values copy another's (``task.sample_seed: ${seed}``, resolved
+    in the logged config) is that axis once."""
     names = [
         k for k in dict.fromkeys(k for c in configs for k in c) if all(k in c for c in configs)
     ]
@@ -96,7 +98,12 @@ def swept_keys(configs: Sequence[dict[str, Any]]) -> list[str]:
         canonical = CANONICAL.get(key.split(".")[0])
         return key == canonical or canonical is None or not varies(canonical)
 
-    return [k for k in names if varies(k) and kept(k)]
+    swept: dict[str, tuple[str, ...]] = {}  # key -> its values over the runs
+    for key in (k for k in names if varies(k) and kept(k)):
+        values = tuple(json.dumps(c.get(key), sort_keys=True) for c in configs)
+        if values not in swept.values():  # a copy of another axis (task.sample_seed: ${seed})
+            swept[key] = values
+    return sorted(swept, key=lambda k: k == "seed")  # the replicate axis last
 
 
 def task_of(run: OfflineRun) -> str:

@@ -57,8 +57,13 @@ def test_swept_keys_name_what_varied_once() -> None:
     mlp = {"probe.family.path": "M", "probe.lr": 0.003, "probe.hidden_dim": 256, "seed": 2}
     mlp["model.name"] = "m"
     paths = {"trainer.default_root_dir": "/a/0", "logger.wandb.name": "x"}
+    linear["task.sample_seed"], mlp["task.sample_seed"] = 1, 2  # ${seed}, resolved
     assert swept_keys([linear | paths, mlp | paths | {"trainer.default_root_dir": "/a/1"}]) == [
         "probe.family.path",
+        "seed",
+    ]
+    assert swept_keys([{"seed": 1, "model.name": "a"}, {"seed": 2, "model.name": "b"}]) == [
+        "model.name",
         "seed",
     ]
     # within one family its arguments are what varied; a key some runs lack is no axis
