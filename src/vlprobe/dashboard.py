@@ -216,9 +216,10 @@ def draw_preview(panels: Sequence[Panel], runs: Sequence[OfflineRun], out: Path)
                 ax.fill_between(layers, values.min(0), values.max(0), color=f"C{g}", alpha=0.2)
                 ax.set_xlabel(panel.x or "")
                 ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.set_ylim(0, 1)
-        ax.set_title(panel.title, fontsize=8)
-        ax.legend(fontsize=7, loc="lower right", title=panel.groupby, title_fontsize=7)
+        ax.set_ylim(0, 1.2)  # the legend above the [0, 1] range, clear of the bars
+        ax.set_yticks(np.linspace(0, 1, 6))
+        ax.set_title(f"{panel.section}: {panel.title}", fontsize=8)
+        ax.legend(fontsize=7, loc="upper center", ncol=max(1, len(groups)), frameon=False)
     for ax in list(axes.flat)[len(shown) :]:
         ax.axis("off")
     fig.tight_layout()
