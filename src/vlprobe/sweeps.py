@@ -1,8 +1,8 @@
 """What a run is called in W&B and what jobs of one Hydra multirun share.
 
 A multirun (local joblib processes, SLURM jobs, Optuna trials) is one experiment; its W&B runs
-share a group named after the multirun's folder, so the W&B UI and ``vlprobe report`` see them
-together and apart from other multiruns of the same task. A single run's group is the task.
+share a group named after the multirun's folder, so the W&B UI sees them together and apart
+from other multiruns, whatever tasks they ran. A single run's group is the task.
 Each run is named after what was changed on its command line, so the runs of an ablation can be
 told apart at a glance (``visual_relation probe=mlp seed=2``), and tagged with what a
 dashboard filters on (task, model, probe family, data, debug).
@@ -18,17 +18,20 @@ from hydra.types import RunMode
 
 
 def wandb_group(task_name: str) -> str:
-    """``<task>-<multirun folder>`` in a multirun job, else ``<task>``.
+    """``multirun-<multirun folder>`` in a multirun job, else ``<task>``.
 
     The multirun folder is the parent of the job's resolved output folder (``sweep.dir``):
-    every launcher resolves it once for all jobs, in whatever process a job runs.
+    every launcher resolves it once for all jobs, in whatever process a job runs. A multirun
+    over several tasks puts each task's jobs under its own ``logs/<task>/multiruns/<time>``,
+    one time for all: the group is the time, so all its jobs share it (``job_type`` is the
+    task).
     """
     if not HydraConfig.initialized():
         return task_name
     hydra = HydraConfig.get()
     if hydra.mode != RunMode.MULTIRUN or not hydra.runtime.output_dir:
         return task_name
-    return f"{task_name}-{Path(hydra.runtime.output_dir).parent.name}"
+    return f"multirun-{Path(hydra.runtime.output_dir).parent.name}"
 
 
 def wandb_name(task_name: str) -> str:

@@ -46,7 +46,7 @@ def test_joblib_optuna_multirun_jobs_share_one_wandb_group(
     (sweep,) = (tmp_path / "logs" / "visual_relation" / "multiruns").iterdir()
     runs = [read_offline_run(p) for p in sorted(sweep.glob("*/wandb/offline-run-*"))]
     assert len(runs) == 2
-    assert {r.group for r in runs} == {f"visual_relation-{sweep.name}"}
+    assert {r.group for r in runs} == {f"multirun-{sweep.name}"}
     assert len({r.summary["val/acc_best"] for r in runs}) == 2  # two different trials
     # the sweeper maximised what each job returned: optimized_metric, val/acc_best
     best = OmegaConf.load(sweep / "optimization_results.yaml").best_value
