@@ -20,6 +20,8 @@ from probes.plan import make_plan
 from probes.selection import select
 from probes.settings import DEFAULT_L2, Probing, Settings
 from probes.solvers import SOLVERS
+from vlprobe.cache.schema import SPLIT_IDS
+from vlprobe.console import progress
 from vlprobe.reporting.identity import family_fields, stamp_rows
 
 __all__ = ["DEFAULT_L2", "ProbeEngine", "Probing", "train_view"]
@@ -32,7 +34,10 @@ class ProbeEngine(Settings):
 
     def train_view(self, view: FeatureView, name_prefix: str) -> list[dict[str, Any]]:
         """Rows for every probe of ``view``: task accuracy over seeds, controls, MDL."""
-        return train_view(view, self, name_prefix)
+        detail = f"{len(view.probe_names)} probes, {self.solver_for(view)}, "
+        detail += f"{view.rows(SPLIT_IDS['train']).size} training rows"
+        with progress(f"probing {name_prefix}", detail):
+            return train_view(view, self, name_prefix)
 
 
 def train_view(view: FeatureView, settings: Settings, prefix: str) -> list[dict[str, Any]]:

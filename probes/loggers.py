@@ -2,13 +2,13 @@
 
 Solvers and tasks return data; this module turns it into logged metrics, tables and charts:
 the full-batch solver's chosen slots and penalty path (``log_solve``), a task's measured
-numbers (``log_finite``) and a run's results table, figures and summary (``log_results``).
+numbers (``log_finite``). A run's rows, figures and artifacts go to W&B at its end, as tables
+and by-layer charts (``vlprobe.reporting.wandb_publish``): no history key per probe.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,7 +19,7 @@ from probes.plan import Plan
 from probes.solvers.base import Solved
 
 if TYPE_CHECKING:
-    from probes.tasks.base import TaskOutput
+    pass
 
 
 def wandb_loggers(loggers: list[Any]) -> list[Any]:
@@ -42,50 +42,21 @@ def log_finite(loggers: list[Any], metrics: dict[str, float]) -> None:
             save()
 
 
-def log_results(loggers: list[Any], output: TaskOutput, json_path: Path) -> None:
-    """W&B gets the task's rows as a table, its figures and summary; every logger the path
-    of results.json."""
-    rows = output.rows
-    for wb in wandb_loggers(loggers):
-        import wandb
-
-        columns = list(dict.fromkeys(k for row in rows for k in row))
-        data = [[_cell(row.get(c)) for c in columns] for row in rows]
-        wb.experiment.log({"results": wandb.Table(columns=columns, data=data)})
-        wb.experiment.log({f"figures/{k}": wandb.Image(str(p)) for k, p in output.figures.items()})
-        wb.experiment.summary.update(output.summary)
-    for lg in loggers:
-        lg.log_hyperparams({"results_json": str(json_path)})
-
-
-def _cell(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def log_solve(
     loggers: list[Any], view: FeatureView, plan: Plan, solved: Solved, choices: list[list[int]]
 ) -> None:
-    """The full-batch solver's choice per (label set, seed) and probe at step 0 (validation
-    and test accuracy, penalised loss, penalty ``l2/<labels>/<probe>``; ``train/loss`` their
-    sum, as the Adam path's), and its penalty path. The Adam path logs through Lightning."""
+    """The full-batch solver's summed penalised loss at step 0 (``train/loss``, as the Adam
+    path's) and its penalty path; per-probe values reach W&B as tables at the run's end."""
     if solved.metrics is None or not loggers:
         return
     metrics = solved.metrics
-    logged: dict[str, float] = {}
-    for group, picks in zip(solved.groups, choices, strict=True):
-        tag = plan.tag(group.labels.prefix(plan.prefix), group.seed)
-        for k, name in enumerate(view.probe_names):
-            s = group.slots[picks[k]]
-            for split, values in (("val", metrics.val_acc), ("test", metrics.test_acc)):
-                logged[f"{split}/acc/{tag}/{name}"] = _finite(values[k, s]) or float("nan")
-            logged[f"train/loss/{tag}/{name}"] = float(metrics.train_loss[k, s])
-            logged[f"l2/{tag}/{name}"] = solved.slots[s].l2
-    losses = [v for key, v in logged.items() if key.startswith("train/loss/")]
-    logged["train/loss"] = float(np.sum(losses))
+    losses = [
+        float(metrics.train_loss[k, group.slots[picks[k]]])
+        for group, picks in zip(solved.groups, choices, strict=True)
+        for k in range(len(view.probe_names))
+    ]
     for lg in loggers:
-        lg.log_metrics(logged, step=0)
+        lg.log_metrics({"train/loss": float(np.sum(losses))}, step=0)
     log_penalty_path(loggers, view, plan, solved.slots, metrics)
 
 
@@ -96,11 +67,9 @@ def _finite(v: float) -> float | None:
 def log_penalty_path(
     loggers: list[Any], view: FeatureView, plan: Plan, slots: list[Slot], metrics: SlotMetrics
 ) -> None:
-    """What the penalty search saw: for every logger, step ``i`` holds each probe's
-    validation accuracy at the ``i``-th penalty (``val/acc_by_l2/<labels>/<probe>``) and the
-    penalty itself (``l2_grid``, an x-axis to pick; not the chosen penalty, which is
-    ``l2/<labels>/<probe>``); W&B also gets one table of every slot and a
-    line chart of validation accuracy over log10 of the penalty per probe (task labels)."""
+    """What the penalty search saw, for W&B: one table of every slot and a line chart of
+    validation accuracy over log10 of the penalty per probe (task labels); two keys per
+    probed input, however many probes (no per-probe history keys)."""
     prefix = plan.prefix
     paths = []  # (row prefix, slot indices in increasing penalty) per solved label set
     for i, labels in enumerate(plan.sets):
@@ -108,13 +77,6 @@ def log_penalty_path(
         tag = labels.prefix(prefix) + (f"/seed{labels.seed}" if labels.kind == "shuffled" else "")
         paths.append((tag, idx))
     grid = [slots[s].l2 for s in paths[0][1]]
-    for step, l2 in enumerate(grid):
-        curve = {"l2_grid": l2}
-        for tag, idx in paths:
-            for k, name in enumerate(view.probe_names):
-                curve[f"val/acc_by_l2/{tag}/{name}"] = float(metrics.val_acc[k, idx[step]])
-        for lg in loggers:
-            lg.log_metrics(curve, step=step)
     wandb_runs = [lg.experiment for lg in wandb_loggers(loggers)]
     if not wandb_runs:
         return

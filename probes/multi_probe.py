@@ -318,7 +318,8 @@ class MultiProbe(pl.LightningModule):
         return acc
 
     def _log_per_probe(self, metrics: dict[str, Tensor]) -> None:
-        """Epoch-end per-probe values straight to the loggers and ``trainer.callback_metrics``.
+        """Epoch-end per-probe values into ``trainer.callback_metrics`` (not into the loggers:
+        one history key per probe floods a W&B workspace; the final rows reach W&B as tables).
 
         ``self.log`` costs ~0.5 ms a key in Lightning's result collection (a device move over
         each entry's state), so 144 heads x 2 metrics took a third of a fused run on CPU
@@ -329,12 +330,7 @@ class MultiProbe(pl.LightningModule):
         if self.trainer.sanity_checking:
             return
         values = {k: v.detach().cpu() for k, v in metrics.items()}
-        self.trainer.callback_metrics.update(values)
-        # the loggers' public API, with the "epoch" key and step Lightning gives epoch-end values
-        scalars = {k: float(v) for k, v in values.items()}
-        scalars["epoch"] = float(self.current_epoch)
-        for lg in self.loggers:
-            lg.log_metrics(scalars, step=self.global_step)
+        self.trainer.callback_metrics.update(values)  # loggers get them as tables at the end
 
     def on_test_end(self) -> None:
         if self._swapped_out is not None:

@@ -21,20 +21,26 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities import rank_zero_only
 
 from probes.engine import ProbeEngine
-from probes.loggers import log_results, wandb_loggers
+from probes.loggers import wandb_loggers
 from probes.prepare import prepare, streams_asked
-from probes.tasks.base import Task, TaskOutput
+from probes.tasks.base import Task, TaskInputs, TaskOutput
 from probes.tasks.streams import execute
+from vlprobe.console import quiet_third_party, quiet_wandb_logger, set_threads
 from vlprobe.extraction.pipeline import weights_seed
 from vlprobe.preflight import seed_of
 from vlprobe.reporting.run_results import FAILED, FINISHED, write_run_results
 from vlprobe.reporting.table import format_table, write_csv
+from vlprobe.reporting.wandb_publish import log_results_artifact, publish_run
+from vlprobe.sweeps import run_tags
 
 log = logging.getLogger(__name__)
 
 
 def build_loggers(cfg: DictConfig) -> list[Any]:
-    return [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    for lg in loggers:
+        quiet_wandb_logger(lg)
+    return loggers
 
 
 def build_engine(cfg: DictConfig, loggers: list[Any]) -> ProbeEngine:
@@ -65,16 +71,29 @@ def family_name(cfg: DictConfig) -> str:
     return str(instantiate(family).name) if family is not None else "linear"
 
 
-def publish(output: TaskOutput, loggers: list[Any], out_dir: Path, title: str) -> str:
-    """Write results.csv, send table/figures/summary to W&B, return the console table
-    (results.json is written last, by :func:`run`, once every step has succeeded)."""
+def publish(
+    output: TaskOutput,
+    loggers: list[Any],
+    out_dir: Path,
+    title: str,
+    inputs: TaskInputs,
+    images: Path | None = None,
+) -> tuple[str, list[Path]]:
+    """Write results.csv, send rows/figures/summary to W&B (attention drawn over the images in
+    ``images``); the console table and the files drawn. results.json is written after this,
+    by :func:`run`, and the W&B results artifact that holds it last of all."""
     json_path, csv_path = out_dir / "results.json", write_csv(output.rows, out_dir / "results.csv")
-    log_results(loggers, output, json_path)
+    drawn = [*output.figures.values()]
+    for wb in wandb_loggers(loggers):
+        drawn += publish_run(wb.experiment, output, out_dir, inputs.readers, images)
+    for lg in loggers:
+        lg.log_hyperparams({"results_json": str(json_path)})
     shown = output.console_rows or output.rows
     table = format_table(shown, console_columns(output.columns, shown), title=title)
-    return f"{table}\n\nresults: {json_path}\n         {csv_path}\n" + "".join(
+    text = f"{table}\n\nresults: {json_path}\n         {csv_path}\n" + "".join(
         f"figure:  {p}\n" for p in output.figures.values()
     )
+    return text, drawn
 
 
 #: comparisons a run adds when asked for (seeds, penalty search, controls, MDL), shown after
@@ -105,6 +124,8 @@ def console_columns(columns: list[str], rows: list[dict[str, Any]]) -> list[str]
 
 def run(cfg: DictConfig) -> float | None:
     """Run the configured task; returns ``optimized_metric`` for Hydra sweepers."""
+    quiet_third_party()
+    set_threads(cfg.get("threads"))
     pl.seed_everything(seed_of(cfg), workers=True, verbose=False)
     out_dir = Path(cfg.paths.output_dir)
     rank = rank_zero_only.rank
@@ -119,13 +140,10 @@ def run(cfg: DictConfig) -> float | None:
         )
     # the data first: bad data or a missing cache fails before any logger run exists
     inputs = prepare(cfg, task)
-    debug = is_debug_run(cfg)
-    if debug:  # W&B and results.json say so: a smoke run's numbers are not results
-        with open_dict(cfg):
-            cfg.tags = [*(cfg.get("tags") or []), "debug"]
+    debug = is_debug_run(cfg)  # W&B and results.json say so: a smoke run's numbers are not results
     data = data_kind(cfg)  # demo or real: in the rows, results.json, the title and the tags
     with open_dict(cfg):
-        cfg.tags = [*(cfg.get("tags") or []), data]
+        cfg.tags = run_tags(cfg, family_name(cfg), data, debug)
     output: TaskOutput | None = None
     try:
         loggers = build_loggers(cfg)
@@ -149,19 +167,25 @@ def run(cfg: DictConfig) -> float | None:
             if rank:  # its own copy only: every rank holds the same synced results
                 write_csv(output.rows, out_dir / "results.csv")
             else:
-                shown = publish(output, loggers, out_dir, title)
+                images = Path(cfg.data.images) if cfg.data.get("images") else None
+                shown, drawn = publish(output, loggers, out_dir, title, inputs, images)
+            # results.json once every step before it succeeded; the W&B artifact holding it last
+            write_run_results(output.rows, out_dir, FINISHED, data, rank=rank)
+            if not rank:
+                files = [out_dir / "results.json", out_dir / "results.csv", *drawn]
+                for wb in wandb_loggers(loggers):
+                    log_results_artifact(wb.experiment, output.rows, inputs.readers, files)
             metric = _optimized_value(output, cfg.get("optimized_metric"))
             failed = False
         finally:
             _finish_wandb(loggers, failed)
-    except BaseException as err:  # a step after training failed: the rows say it did not finish
+    except BaseException as err:  # a step after training failed: results.json says so
         if output is not None:
             error = f"{type(err).__name__}: {err}"
             write_run_results(output.rows, out_dir, FAILED, data, error, rank=rank)
         raise
     finally:
         inputs.close()
-    write_run_results(output.rows, out_dir, FINISHED, data, rank=rank)  # last: finished
     if shown:
         print(shown)
     return metric

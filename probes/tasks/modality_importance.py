@@ -24,7 +24,6 @@ import numpy as np
 
 from datamodules.views import head_probe_ids
 from probes.engine import ProbeEngine
-from probes.loggers import log_finite
 from probes.tasks.base import (
     SPLITS,
     TaskInputs,
@@ -104,7 +103,7 @@ class ModalityImportanceTask:
         return [self.dataset]
 
     def execute(self, inputs: TaskInputs, engine: ProbeEngine, out_dir: Path) -> TaskOutput:
-        reader, loggers = inputs.reader, engine.loggers
+        reader = inputs.reader
         result, n_examples = self.measure(reader)
         num_layers, num_heads = result["text"].shape
         layer_names = attention_layer_names(reader)
@@ -125,23 +124,6 @@ class ModalityImportanceTask:
             for a in range(num_layers)
         ]
         figures = self.figures(result, by_layer, layer_names, reader, out_dir)
-        log_finite(
-            loggers,
-            {
-                **{f"modality/text_share/{r['name']}": r["text_share"] for r in rows},
-                **{
-                    f"modality/{m}/{r['name']}": r[m]
-                    for r in rows
-                    for m in ("text_share_normalised", "content_text_share")
-                },
-                **{
-                    f"modality/content_text_share_normalised/{r['name']}": r[
-                        "content_text_share_normalised"
-                    ]
-                    for r in rows
-                },
-            },
-        )
         share, share_norm = result["text_share"], result["text_share_normalised"]
         content = result["content_text_share"]
         content_norm = result["content_text_share_normalised"]

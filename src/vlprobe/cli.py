@@ -1,4 +1,5 @@
-"""``vlprobe`` command line: train, make-demo-data, extract, pretrain, inspect, verify, report.
+"""``vlprobe`` command line: train, make-demo-data, extract, pretrain, inspect, verify, report,
+dashboard, show.
 
 ``train`` is ``python train_probe.py`` (the same Hydra app, :mod:`vlprobe.train_probe`):
 ``vlprobe train task=visual_relation`` works from any folder once vlprobe is installed.
@@ -129,6 +130,23 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dashboard(args: argparse.Namespace) -> int:
+    from vlprobe.dashboard import dashboard
+
+    dry_run = Path(args.out) if args.dry_run else None
+    print(dashboard(args.runs, args.project, args.entity, dry_run, args.name))
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from vlprobe.show import show
+
+    images = Path(args.images) if args.images else None
+    out = Path(args.out) if args.out else None
+    print(f"figure: {show(Path(args.cache), args.example, args.layer, args.head, images, out)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlprobe", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -193,6 +211,34 @@ def build_parser() -> argparse.ArgumentParser:
         "comma-separated; default: every key that differs between runs)",
     )
     report.set_defaults(func=_report)
+
+    board = sub.add_parser(
+        "dashboard",
+        help="build a W&B workspace from a sweep's runs: a section per task, panels grouped by "
+        "the swept keys (docs/dashboards.md)",
+    )
+    board.add_argument("runs", nargs="+", help="sweep or run folders, or offline-run-* folders")
+    board.add_argument("--project", required=True, help="the W&B project the runs are in")
+    board.add_argument("--entity", help="W&B entity (default: your default entity)")
+    board.add_argument("--name", default="vlprobe sweep", help="the workspace's name")
+    board.add_argument(
+        "--dry-run", action="store_true", help="write the panels as JSON (--out), save nothing"
+    )
+    board.add_argument("--out", default="dashboard.json", help="--dry-run's JSON file")
+    board.set_defaults(func=_dashboard)
+
+    look = sub.add_parser(
+        "show",
+        help="draw one head's attention from each phrase of an example over its image "
+        "(boxes shaded by weight, gold regions outlined)",
+    )
+    look.add_argument("cache", help="a cache with phrases, regions and coref pairs (Flickr30k)")
+    look.add_argument("--example", required=True, help="example id (examples/id) or row number")
+    look.add_argument("--layer", type=int, required=True, help="attention layer, 1-based (L01)")
+    look.add_argument("--head", type=int, required=True, help="head, 1-based (H01)")
+    look.add_argument("--images", help="folder of <image id>.png/.jpg (default: boxes only)")
+    look.add_argument("--out", help="PNG path (default: attention_<id>_LxxHyy.png)")
+    look.set_defaults(func=_show)
     return parser
 
 
@@ -203,7 +249,10 @@ def main(argv: list[str] | None = None) -> int:
 
         cli(argv[1:])
         return 0
+    from vlprobe.console import quiet_third_party
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    quiet_third_party()
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

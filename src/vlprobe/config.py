@@ -33,6 +33,10 @@ def register_resolvers() -> None:
         from vlprobe.sweeps import wandb_group
 
         OmegaConf.register_new_resolver("wandb_group", wandb_group)
+    if not OmegaConf.has_resolver("wandb_name"):
+        from vlprobe.sweeps import wandb_name
+
+        OmegaConf.register_new_resolver("wandb_name", wandb_name)
 
 
 def config_dir() -> Path:

@@ -46,7 +46,7 @@ def test_joblib_optuna_multirun_jobs_share_one_wandb_group(
     (sweep,) = (tmp_path / "logs" / "visual_relation" / "multiruns").iterdir()
     runs = [read_offline_run(p) for p in sorted(sweep.glob("*/wandb/offline-run-*"))]
     assert len(runs) == 2
-    assert {r.group for r in runs} == {f"visual_relation-{sweep.name}"}
+    assert {r.group for r in runs} == {f"multirun-{sweep.name}"}
     assert len({r.summary["val/acc_best"] for r in runs}) == 2  # two different trials
     # the sweeper maximised what each job returned: optimized_metric, val/acc_best
     best = OmegaConf.load(sweep / "optimization_results.yaml").best_value
@@ -93,3 +93,25 @@ def test_optuna_sweeper_searches_probe_hyperparameters(compose_cfg) -> None:
     }
     assert cfg.optimized_metric == "val/acc_best"
     assert sweeper.study_name == "visual_relation-visualbert-minilm-mlp"
+
+
+def test_run_name_holds_every_override_short_and_job_type_is_the_task(compose_cfg) -> None:
+    cfg = compose_cfg(["probe=mlp", "seed=2", "task=visual_coreference", "data.cache=/a/b/c.h5"])
+    assert cfg.logger.wandb.name == "visual_coreference probe=mlp seed=2 data.cache=c.h5"
+    assert cfg.logger.wandb.job_type == "visual_coreference"
+    assert compose_cfg([]).logger.wandb.name == "visual_relation"  # defaults: the task only
+
+
+def test_tags_name_task_model_family_data_and_debug(compose_cfg) -> None:
+    from probes.run import family_name
+    from vlprobe.sweeps import run_tags
+
+    cfg = compose_cfg(["probe=mlp", "model=uniter_mini"])
+    assert run_tags(cfg, family_name(cfg), "demo", debug=False) == [
+        "visual_relation",
+        "uniter-mini",
+        "mlp",
+        "demo",
+    ]
+    cfg = compose_cfg(["data=real", "data.root=/data"])
+    assert run_tags(cfg, family_name(cfg), "real", debug=True)[-3:] == ["linear", "real", "debug"]

@@ -1,16 +1,22 @@
-"""The default logger: an offline W&B run in the run folder, holding the test metrics."""
+"""The default logger: an offline W&B run in the run folder a dashboard can use: few history
+keys whatever the number of probes, tables, charts, a summary per subtask, artifacts."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from probes.run import run
+from vlprobe.cache.reader import CacheReader
+from vlprobe.reporting.wandb_artifacts import cache_fingerprint
 from vlprobe.reporting.wandb_offline import read_offline_run
 
 
-def test_offline_wandb_run_holds_metrics(compose_cfg, planted_cache: Path, capsys) -> None:
+def test_offline_wandb_run_holds_tables_charts_summary_artifacts(
+    compose_cfg, planted_cache: Path, capsys
+) -> None:
     cfg = compose_cfg(
         [
             f"data.cache={planted_cache}",
@@ -18,6 +24,7 @@ def test_offline_wandb_run_holds_metrics(compose_cfg, planted_cache: Path, capsy
             "trainer.max_epochs=2",
             "task.subtasks=[identification]",
             "task.inputs=[embedding,head]",
+            "seed=3",
         ]
     )
     assert cfg.logger.wandb.offline is True
@@ -26,26 +33,38 @@ def test_offline_wandb_run_holds_metrics(compose_cfg, planted_cache: Path, capsy
     runs = list((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 1, "one offline W&B run per job"
     logged = read_offline_run(runs[0])
+    rows = json.loads((out / "results.json").read_text())
+    # 5 embedding layers + 4 x 4 heads = 21 probes; no key per probe
+    assert len(rows) == 21
+    keys = logged.history_keys()
+    assert len(keys) <= 40, sorted(keys)
+    assert not [k for k in keys if "L01H03" in k or "layer_02" in k]
+    assert {"results", "tables/identification", "train/loss"} <= keys
+    assert {f"figures/{k}" for k in ("identification_by_layer", "identification_heads")} <= keys
+    assert "lbfgs/identification/embedding" in keys  # the penalty search: one table per input
     summary = logged.summary
-    for key in (
-        "test/acc/identification/embedding/layer_02",
-        "test/acc/identification/head/L01H03",
-        "val/acc/identification/embedding/layer_00",
-        "best/identification/test_acc",
-        "train/loss",
-    ):
-        assert key in summary, key
-    assert summary["best/identification/test_acc"] > 0.9
-    # the full-batch solver's penalty search: each probe's validation accuracy at every
-    # penalty of the grid (one step each), the chosen penalty, a table of every slot
-    grid = cfg.probing.l2_grid
-    path = [h for h in logged.history if "val/acc_by_l2/identification/embedding/layer_02" in h]
-    assert [h["l2_grid"] for h in path] == pytest.approx(list(grid))
-    assert all(0.0 <= h["val/acc_by_l2/identification/embedding/layer_02"] <= 1.0 for h in path)
-    assert summary["l2/identification/embedding/layer_02"] in grid
-    tables = [h for h in logged.history if "lbfgs/identification/embedding/nrows" in h]
-    assert tables[0]["lbfgs/identification/embedding/nrows"] == 5 * len(grid)  # probes x l2
-    assert any(k.startswith("val_acc_by_l2/identification/embedding") for k in tables[0])
+    best = max(rows, key=lambda r: r["val_acc"])
+    assert summary["summary/identification/best_val_acc"] == pytest.approx(best["val_acc"])
+    assert summary["summary/identification/test_acc"] == pytest.approx(best["test_acc"])
+    assert summary["best/identification/test_acc"] > 0.9  # the task's own summary
+    # names, tags, job type: what was changed, what a dashboard filters on
+    assert logged.name == f"visual_relation data.cache={planted_cache.name} trainer=cpu " + (
+        "trainer.max_epochs=2 task.subtasks=[identification] task.inputs=[embedding,head] seed=3"
+    )
+    assert logged.job_type == "visual_relation"
+    assert {"visual_relation", "visualbert-minilm", "linear", "demo"} <= set(logged.tags)
+    assert "debug" not in logged.tags
+    # artifacts: the results with the figures, and the cache read, named by its fingerprint
+    by_type = {a["type"]: a for a in logged.artifacts}
+    assert {"results.json", "results.csv", "identification_heads.png"} <= set(
+        by_type["results"]["entries"]
+    )
+    reader = CacheReader(planted_cache)
+    digest, _ = cache_fingerprint(reader)
+    reader.close()
+    cache = by_type["cache"]
+    assert cache["metadata"]["fingerprint"] == digest and digest[:16] in cache["name"]
+    assert list(cache["entries"].values()) == [planted_cache.resolve().as_uri()]
     assert logged.config["task"]["name"] == "visual_relation"  # the resolved run config
     printed = capsys.readouterr().out
     assert "wandb sync" in printed and str(runs[0]) in printed

@@ -57,8 +57,8 @@ def test_shares_per_head(compose_cfg: Compose, tiny_cache: Path, execute_task) -
     assert {r["n_examples"] for r in out.rows} == {2}
     # console: one row per layer, the mean over its heads
     assert [r["text"] for r in out.console_rows] == pytest.approx([0.5625, 0.4375])
-    assert logger.metrics["modality/text_share/L01H01"] == pytest.approx(0.75)
-    assert logger.metrics["modality/text_share_normalised/L02H02"] == pytest.approx(24 / 43)
+    # per-head values reach W&B as the rows' tables, not one history key per head
+    assert not any("/L01H01" in key for key in logger.metrics)
     assert out.summary["modality/text_share/mean"] == pytest.approx(0.5)
     assert out.summary["modality/heads_text_dominant"] == pytest.approx(0.25)
     assert out.summary["modality/max_text_share_layer"] == "L01"

@@ -2,7 +2,9 @@
 
 W&B writes offline runs as a LevelDB-style log of protobuf ``Record`` s; its Python package no
 longer ships a reader, so clusters without network could not inspect their runs. This reads
-history rows, summary updates and the config, e.g. for tests and ``vlprobe report``.
+history rows, summary updates, the config, metric definitions (which key is whose x-axis),
+artifacts and the run's name, group, tags and job type, e.g. for tests, ``vlprobe report`` and
+``vlprobe dashboard``.
 
 ``wandb-core`` writes the log a whole 32 KiB block at a time and writes the last, partial block
 only when it closes the run, which happens *after* ``wandb.finish()`` returns. Until the
@@ -35,6 +37,18 @@ class OfflineRun:
     exit_code: int | None = None  # None: no exit record (the process was killed mid-run)
     exited: bool = False  # the exit record, written last, is on disk: the log is complete
     group: str = ""
+    name: str = ""
+    job_type: str = ""
+    tags: list[str] = field(default_factory=list)
+    step_metrics: dict[str, str] = field(default_factory=dict)  # key -> its x-axis key
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
+
+    top_keys: set[str] = field(default_factory=set)  # history keys before flattening
+
+    def history_keys(self) -> set[str]:
+        """Every key logged to the history, a table or an image counted once (W&B's own
+        ``_step``, ``_runtime`` ... left out): what a workspace makes panels of."""
+        return {k for k in self.top_keys if not k.startswith("_")}
 
 
 def _records(data: bytes) -> list[bytes]:
@@ -73,6 +87,18 @@ def _items(items: Any) -> dict[str, Any]:
     return result
 
 
+def _artifact(record: Any) -> dict[str, Any]:
+    """Name, type, metadata and manifest entries (``path`` -> ``ref`` or ``local_path``)."""
+    entries = {e.path: e.ref or e.local_path for e in record.manifest.contents}
+    return {
+        "name": record.name,
+        "type": record.type,
+        "metadata": json.loads(record.metadata) if record.metadata else {},
+        "entries": entries,
+        "manifest_file": record.manifest.manifest_file_path,
+    }
+
+
 def read_offline_run(run_dir: str | Path) -> OfflineRun:
     """History, summary (last logged value per key plus explicit updates), config, group."""
     run_dir = Path(run_dir)
@@ -86,6 +112,7 @@ def read_offline_run(run_dir: str | Path) -> OfflineRun:
         kind = record.WhichOneof("record_type")
         if kind == "history":
             row = _items(record.history.item)
+            run.top_keys.update(i.key or i.nested_key[0] for i in record.history.item)
             run.history.append(row)
             run.summary.update({k: v for k, v in row.items() if not k.startswith("_")})
         elif kind == "summary":
@@ -97,6 +124,14 @@ def read_offline_run(run_dir: str | Path) -> OfflineRun:
             run.exit_code = int(record.exit.exit_code)
         elif kind == "run":
             run.group = record.run.run_group
+            run.name = record.run.display_name
+            run.job_type = record.run.job_type
+            run.tags = list(record.run.tags)
+            run.config.update(_items(record.run.config.update))  # wandb.init(config=...)
+        elif kind == "metric" and record.metric.name and record.metric.step_metric:
+            run.step_metrics[record.metric.name] = record.metric.step_metric
+        elif kind == "artifact":
+            run.artifacts.append(_artifact(record.artifact))
     return run
 
 
