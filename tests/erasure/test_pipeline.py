@@ -6,6 +6,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 from omegaconf import open_dict
 from sklearn.linear_model import LogisticRegression
 
@@ -110,3 +111,16 @@ def test_leace_cache_named_by_its_eraser_and_erased_at_its_layer(
     assert train_acc(emb_p[1][train]) > majority + 0.2  # the plain layer encodes the class
     assert train_acc(emb_e[1][train]) <= majority + 0.02  # erased: the majority baseline
     assert np.abs(emb_e[2] - emb_p[2]).max() > 1e-2  # the layer above computed on it
+
+
+@pytest.mark.parametrize(
+    ("model", "why"), [("lxmert_small", "two streams"), ("vilt_small", "patches")]
+)
+def test_a_model_without_region_layers_is_refused_before_any_extraction(
+    compose_cfg, tmp_path: Path, model: str, why: str
+) -> None:
+    cfg = compose_cfg([f"model={model}", "intervention=leace"], config_name="extract")
+    with pytest.raises(ValueError, match=why) as err:
+        fitted(cfg)
+    assert "\n" not in str(err.value)
+    assert not list(tmp_path.rglob("*.h5"))  # not even the plain cache was built

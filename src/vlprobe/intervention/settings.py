@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
+from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vlprobe.cache.reader import CacheReader
@@ -27,6 +28,12 @@ log = logging.getLogger(__name__)
 
 #: the model classes ``hooks.SITES`` can intervene on, as the plain cache records them
 SUPPORTED_CLASSES = ("VisualBertModel", "UniterModel")
+#: why the others cannot be, by model class
+REFUSALS = {
+    "LxmertModel": "its cross-modality layers take two streams (language and vision), and its "
+    "single-stream layers are not wired to the hooks",
+    "ViltModel": "its image tokens are image patches, not regions",
+}
 
 
 def active(cfg: DictConfig) -> DictConfig | None:
@@ -87,6 +94,25 @@ def _model_class(reader: CacheReader) -> str:
     return str(reader.attr("model_class")) if "model_class" in reader.file.attrs else "?"
 
 
+def declared_model_class(cfg: DictConfig) -> str | None:
+    """The model class an adapter's ``build`` makes (``_target_: <Adapter>.build``), known
+    before anything is built; None for a builder function (uniter-mini)."""
+    owner = getattr(get_method(str(cfg.model._target_)), "__self__", None)
+    model_class = getattr(owner, "model_class", None)
+    return model_class.__name__ if model_class is not None else None
+
+
+def check_model(cfg: DictConfig, model_class: str | None) -> None:
+    """One line refusing a model the hooks cannot intervene on (None: not known yet)."""
+    if model_class is None or model_class in SUPPORTED_CLASSES:
+        return
+    why = REFUSALS.get(model_class, "the hooks know no layer of it")
+    raise ValueError(
+        f"intervention: model {cfg.model.name} ({model_class}) cannot be intervened on: {why}; "
+        "use visualbert-minilm, visualbert, uniter or uniter-mini (every hidden layer)"
+    )
+
+
 def fitted(cfg: DictConfig) -> DictConfig:
     """``cfg`` with its eraser fitted and saved (unchanged without an intervention, or when
     ``intervention.eraser`` is already set)."""
@@ -96,17 +122,11 @@ def fitted(cfg: DictConfig) -> DictConfig:
     from vlprobe.extraction.pipeline import ensure_cache  # it calls this module
 
     what = concept(str(node.concept))
+    check_model(cfg, declared_model_class(cfg))  # before the plain cache is built
     plain = ensure_cache(plain_config(cfg), what.dataset, parts=what.reads)
     reader = CacheReader(plain)
     try:
-        model_class = _model_class(reader)
-        if model_class not in SUPPORTED_CLASSES:
-            raise ValueError(
-                f"intervention: model {cfg.model.name} ({model_class}) cannot be intervened "
-                "on: its layers take two streams (LXMERT's cross-modality layers) or its image "
-                "tokens are not regions (ViLT); use visualbert-minilm, visualbert, uniter or "
-                "uniter-mini"
-            )
+        check_model(cfg, _model_class(reader))
         eraser = fit_eraser(
             reader,
             what,
