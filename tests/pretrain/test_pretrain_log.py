@@ -137,3 +137,21 @@ def test_with_the_same_regions_in_every_image_the_image_cannot_help(demo: Path) 
     assert held["itm_ranking"] == 0.0
     assert held["itm_acc_matched"] == pytest.approx(1 - held["itm_acc_mismatched"])
     assert np.isfinite(held["itm_acc"])
+
+
+def test_itm_reads_the_mean_of_the_valid_states_or_the_cls(demo: Path) -> None:
+    from types import SimpleNamespace
+
+    module = _module(demo)
+    hidden = torch.randn(2, 5, module.uniter.config.hidden_size)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    out = SimpleNamespace(last_hidden_state=hidden, attention_mask=mask, pooler_output=hidden[:, 0])
+    logits = module.itm_logits(out)
+    expected = torch.stack([hidden[0, :3].mean(0), hidden[1].mean(0)])
+    torch.testing.assert_close(logits, module.itm_output(expected))
+    hidden[0, 3:] = 1e3  # padding: not read
+    torch.testing.assert_close(module.itm_logits(out), logits)
+    module.itm_pooling = "cls"
+    torch.testing.assert_close(module.itm_logits(out), module.itm_output(hidden[:, 0]))
+    with pytest.raises(ValueError, match="model.pretrain.itm_pooling=max is out of range"):
+        _settings(demo, itm_pooling="max")

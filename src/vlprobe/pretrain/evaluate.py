@@ -103,7 +103,7 @@ def _itm(module: Any, texts: Sequence[np.ndarray], images: Sequence[Pair], size:
     probs = []
     for s in range(0, len(texts), size):
         out, _ = _forward(module, texts[s : s + size], images[s : s + size])
-        probs.append(module.itm_output(out.pooler_output).softmax(-1)[:, 1])
+        probs.append(module.itm_logits(out).softmax(-1)[:, 1])
     return torch.cat(probs).numpy()
 
 

@@ -11,6 +11,8 @@ transport (WRA, optional); captions and images are told apart on the embeddings
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -37,6 +39,7 @@ class UniterPretraining(pl.LightningModule):
         encoder_lr_scale: float = 1.0,
         contrastive: float = 0.0,
         temperature: float = TEMPERATURE,
+        itm_pooling: str = "mean",
     ) -> None:
         super().__init__()
         self.uniter = model
@@ -69,6 +72,12 @@ class UniterPretraining(pl.LightningModule):
         # weight of word-region contrastive learning on the embeddings during joint training
         # (vlprobe.pretrain.contrastive): keeps the regions where the words can find them
         self.contrastive, self.temperature = contrastive, temperature
+        # what ITM reads: "cls" (UNITER's pooled [CLS]) or "mean" (the mean of the last layer's
+        # text and region states). MiniLM's [CLS] is all but constant across inputs (it was
+        # trained for mean pooling: std 0.004 across captions at norm 10.6 after the contrastive
+        # stage, the pooled output 0.0007), so an ITM head on it saw no signal and stayed at
+        # ln 2; the mean varies 40x more and differs between an image and another
+        self.itm_pooling = itm_pooling
         self.step_values: dict[str, float] = {}  # this step's, for pretrain_log.csv
 
     def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -87,7 +96,7 @@ class UniterPretraining(pl.LightningModule):
         if selected.any():
             logits = self.cls(words[selected])
             losses["mlm"] = F.cross_entropy(logits, batch["mlm_labels"][selected])
-        itm_logits = self.itm_output(out.pooler_output)
+        itm_logits = self.itm_logits(out)
         losses["itm"] = F.cross_entropy(itm_logits, batch["itm_labels"])
         losses["itm_acc"] = (itm_logits.argmax(-1) == batch["itm_labels"]).float().mean()
         regions = region_states(out.last_hidden_state, batch["attention_mask"], batch["img_mask"])
@@ -108,6 +117,14 @@ class UniterPretraining(pl.LightningModule):
         if self.contrastive and int(batch["itm_labels"].sum()) >= 2:  # a caption and a negative
             losses["contrastive"] = self.contrastive * self._contrastive(batch)
         return losses
+
+    def itm_logits(self, out: Any) -> torch.Tensor:
+        """(B, 2) mismatched / matched logits from the pooled [CLS] or the mean state."""
+        if self.itm_pooling == "cls":
+            return self.itm_output(out.pooler_output)
+        mask = out.attention_mask[..., None].to(out.last_hidden_state.dtype)
+        mean = (out.last_hidden_state * mask).sum(1) / mask.sum(1).clamp(min=1)
+        return self.itm_output(mean)
 
     def _contrastive(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """InfoNCE between the matched pairs' captions and images, on the embeddings."""

@@ -82,6 +82,7 @@ class PretrainSettings:
     contrastive_steps: int = 0
     contrastive_lr: float = 1e-3
     contrastive: float = 0.0  # its weight during the joint objectives (0: off)
+    itm_pooling: str = "mean"  # what ITM reads: the mean state, or "cls" (UNITER's [CLS])
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -111,6 +112,7 @@ class PretrainSettings:
             "contrastive_steps": (self.contrastive_steps >= 0, ">= 0 (0: no stage)"),
             "contrastive_lr": (self.contrastive_lr > 0, "> 0"),
             "contrastive": (self.contrastive >= 0, ">= 0 (0: off)"),
+            "itm_pooling": (self.itm_pooling in ("mean", "cls"), "mean or cls"),
         }
         for key, (ok, allowed) in checks.items():
             if not ok:
@@ -241,6 +243,7 @@ def _pretrain(
         region_recon=settings.region_recon,
         encoder_lr_scale=settings.encoder_lr_scale,
         contrastive=settings.contrastive,
+        itm_pooling=settings.itm_pooling,
     )
     collate = PairCollator(
         pairs,
