@@ -7,6 +7,7 @@ with ENOSPC, as the OS reports it and as HDF5 words it."""
 from __future__ import annotations
 
 import errno
+import logging
 import shutil
 import sys
 from pathlib import Path
@@ -90,6 +91,8 @@ def test_cli_says_it_in_one_line_with_exit_2(own_demo: Path, tmp_path: Path, mon
     out = tmp_path / "cache" / "s.h5"
     _fill_disk_after(monkeypatch, 10, "hdf5")
     monkeypatch.setattr(sys, "argv", ["vlprobe"])
+    # main's logging.basicConfig may hold the stderr an earlier test captured: start afresh
+    monkeypatch.setattr(logging.root, "handlers", [])
     capsys.readouterr()
     code = vlprobe(
         [
@@ -108,7 +111,7 @@ def test_cli_says_it_in_one_line_with_exit_2(own_demo: Path, tmp_path: Path, mon
         f"vlprobe extract: error: no space left on device writing {out}: free space or set "
         "paths.cache_dir=... (a folder on a disk with room)"
     )
-    assert not any("Traceback" in line or "HDF5-DIAG" in line for line in err)
+    assert not any("Traceback" in line or "HDF5-DIAG" in line for line in err), err
     assert _left_beside(out) == []
 
 
