@@ -155,3 +155,37 @@ def test_itm_reads_the_mean_of_the_valid_states_or_the_cls(demo: Path) -> None:
     torch.testing.assert_close(module.itm_logits(out), module.itm_output(hidden[:, 0]))
     with pytest.raises(ValueError, match="model.pretrain.itm_pooling=max is out of range"):
         _settings(demo, itm_pooling="max")
+
+
+def test_clean_pairs_teach_itm_and_no_masked_pair_does(demo: Path) -> None:
+    from vlprobe.pretrain.data import PairCollator
+
+    pairs = training_pairs(
+        demo / "flickr30k", demo / "visual_genome", demo / "features" / "butd.tsv",
+        [0.8, 0.1, 0.1], load_tokenizer(None), DIM,
+    )  # fmt: skip
+    collate = PairCollator(pairs, load_tokenizer(None), negative_prob=1 / 3, clean_prob=1 / 3)
+    batch = collate(list(range(len(pairs))) * 4)
+    masked = (batch["mlm_labels"] != -100).any(1) | batch["img_masked"].bool().any(1)
+    read = batch["itm_mask"].bool()
+    assert torch.equal(read, ~masked)  # ITM reads exactly the unmasked pairs
+    assert abs(float(batch["itm_labels"][read].float().mean()) - 0.5) < 0.07  # balanced
+    assert abs(float(masked.float().mean()) - 1 / 3) < 0.07
+    old = PairCollator(pairs, load_tokenizer(None))(list(range(len(pairs))))
+    assert old["itm_mask"].all()  # without clean pairs ITM reads every pair, as before
+
+    module = _module(demo)
+    module.eval()
+    small = collate(list(range(8)))
+    with torch.no_grad():
+        losses = module.losses(small)
+        out = module.uniter(
+            input_ids=small["input_ids"], attention_mask=small["attention_mask"],
+            img_feat=small["img_feat"], img_pos_feat=small["img_pos_feat"],
+            img_mask=small["img_mask"], img_masked=small["img_masked"],
+        )  # fmt: skip
+        rows = small["itm_mask"].bool()
+        expected = torch.nn.functional.cross_entropy(
+            module.itm_logits(out)[rows], small["itm_labels"][rows]
+        )
+    torch.testing.assert_close(losses["itm"], expected)
