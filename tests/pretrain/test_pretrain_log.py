@@ -143,6 +143,8 @@ def test_itm_reads_the_mean_of_the_valid_states_or_the_cls(demo: Path) -> None:
     from types import SimpleNamespace
 
     module = _module(demo)
+    assert module.itm_pooling == "cls"  # UNITER's, the default
+    module.itm_pooling = "mean"
     hidden = torch.randn(2, 5, module.uniter.config.hidden_size)
     mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
     out = SimpleNamespace(last_hidden_state=hidden, attention_mask=mask, pooler_output=hidden[:, 0])

@@ -39,7 +39,7 @@ class UniterPretraining(pl.LightningModule):
         encoder_lr_scale: float = 1.0,
         contrastive: float = 0.0,
         temperature: float = TEMPERATURE,
-        itm_pooling: str = "mean",
+        itm_pooling: str = "cls",
     ) -> None:
         super().__init__()
         self.uniter = model
@@ -75,8 +75,8 @@ class UniterPretraining(pl.LightningModule):
         # what ITM reads: "cls" (UNITER's pooled [CLS]) or "mean" (the mean of the last layer's
         # text and region states). MiniLM's [CLS] is all but constant across inputs (it was
         # trained for mean pooling: std 0.004 across captions at norm 10.6 after the contrastive
-        # stage, the pooled output 0.0007), so an ITM head on it saw no signal and stayed at
-        # ln 2; the mean varies 40x more and differs between an image and another
+        # stage, the pooled output 0.0007), so an ITM head on it sees no signal and stays at
+        # ln 2; the mean varies 40x more (docs/models.md, "Held-out evaluation")
         self.itm_pooling = itm_pooling
         self.step_values: dict[str, float] = {}  # this step's, for pretrain_log.csv
 

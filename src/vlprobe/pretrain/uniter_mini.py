@@ -83,7 +83,7 @@ class PretrainSettings:
     contrastive_steps: int = 0
     contrastive_lr: float = 1e-3
     contrastive: float = 0.0  # its weight during the joint objectives (0: off)
-    itm_pooling: str = "mean"  # what ITM reads: the mean state, or "cls" (UNITER's [CLS])
+    itm_pooling: str = "cls"  # what ITM reads: UNITER's pooled [CLS], or "mean" (the mean state)
     # share of pairs matched and unmasked for ITM alone; negatives then take the same share and
     # ITM reads only unmasked pairs (0: half the pairs negative, ITM reads masked pairs too)
     itm_clean_prob: float = 0.0
