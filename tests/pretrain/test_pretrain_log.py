@@ -11,38 +11,23 @@ import numpy as np
 import pytest
 import torch
 from pytorch_lightning.loggers import CSVLogger
+from test_pretrain import DIM, tiny_demo
+from test_pretrain import _settings as demo_settings
 
 from vlprobe.models.tokenization import load_tokenizer
 from vlprobe.pretrain.data import held_out_pairs, training_pairs
 from vlprobe.pretrain.evaluate import evaluate
 from vlprobe.pretrain.uniter_mini import RECORD, STEP_LOG, PretrainSettings, pretrain
 
-DIM = 32
-
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from vlprobe.synthetic import make_demo_data
-
-    root = tmp_path_factory.mktemp("pretrain-log-demo")
-    make_demo_data(root, scenes=20, seed=2, feature_dim=DIM, senteval_per_task=10)
-    return root
+    return tiny_demo(tmp_path_factory.mktemp("pretrain-log-demo"))
 
 
 def _settings(demo: Path, **kw) -> PretrainSettings:
-    base = {
-        "flickr30k": str(demo / "flickr30k"),
-        "visual_genome": str(demo / "visual_genome"),
-        "features": str(demo / "features" / "butd.tsv"),
-        "feature_dim": DIM,
-        "layers": 1,
-        "steps": 3,
-        "batch_size": 4,
-        "contrastive_steps": 4,
-        "contrastive": 1.0,
-        "wra": 0.1,
-    }
-    return PretrainSettings(**{**base, **kw})
+    joint = {"contrastive_steps": 4, "contrastive": 1.0, "wra": 0.1}
+    return PretrainSettings(**demo_settings(demo, **{**joint, **kw}))
 
 
 def _held_out(demo: Path) -> list:
