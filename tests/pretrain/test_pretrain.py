@@ -24,13 +24,17 @@ from vlprobe.testing.models import build_adapter
 DIM = 32
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_demo(root: Path) -> Path:
+    """The tiny demo data (20 scenes, ``DIM``-wide regions) that these tests pre-train on."""
     from vlprobe.synthetic import make_demo_data
 
-    root = tmp_path_factory.mktemp("pretrain-demo")
     make_demo_data(root, scenes=20, seed=2, feature_dim=DIM, senteval_per_task=10)
     return root
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_demo(tmp_path_factory.mktemp("pretrain-demo"))
 
 
 def _settings(demo: Path, **kw) -> dict:

@@ -11,38 +11,23 @@ import numpy as np
 import pytest
 import torch
 from pytorch_lightning.loggers import CSVLogger
+from test_pretrain import DIM, tiny_demo
+from test_pretrain import _settings as demo_settings
 
 from vlprobe.models.tokenization import load_tokenizer
 from vlprobe.pretrain.data import held_out_pairs, training_pairs
 from vlprobe.pretrain.evaluate import evaluate
 from vlprobe.pretrain.uniter_mini import RECORD, STEP_LOG, PretrainSettings, pretrain
 
-DIM = 32
-
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from vlprobe.synthetic import make_demo_data
-
-    root = tmp_path_factory.mktemp("pretrain-log-demo")
-    make_demo_data(root, scenes=20, seed=2, feature_dim=DIM, senteval_per_task=10)
-    return root
+    return tiny_demo(tmp_path_factory.mktemp("pretrain-log-demo"))
 
 
 def _settings(demo: Path, **kw) -> PretrainSettings:
-    base = {
-        "flickr30k": str(demo / "flickr30k"),
-        "visual_genome": str(demo / "visual_genome"),
-        "features": str(demo / "features" / "butd.tsv"),
-        "feature_dim": DIM,
-        "layers": 1,
-        "steps": 3,
-        "batch_size": 4,
-        "contrastive_steps": 4,
-        "contrastive": 1.0,
-        "wra": 0.1,
-    }
-    return PretrainSettings(**{**base, **kw})
+    joint = {"contrastive_steps": 4, "contrastive": 1.0, "wra": 0.1}
+    return PretrainSettings(**demo_settings(demo, **{**joint, **kw}))
 
 
 def _held_out(demo: Path) -> list:
@@ -143,6 +128,8 @@ def test_itm_reads_the_mean_of_the_valid_states_or_the_cls(demo: Path) -> None:
     from types import SimpleNamespace
 
     module = _module(demo)
+    assert module.itm_pooling == "cls"  # UNITER's, the default
+    module.itm_pooling = "mean"
     hidden = torch.randn(2, 5, module.uniter.config.hidden_size)
     mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
     out = SimpleNamespace(last_hidden_state=hidden, attention_mask=mask, pooler_output=hidden[:, 0])
@@ -155,3 +142,37 @@ def test_itm_reads_the_mean_of_the_valid_states_or_the_cls(demo: Path) -> None:
     torch.testing.assert_close(module.itm_logits(out), module.itm_output(hidden[:, 0]))
     with pytest.raises(ValueError, match="model.pretrain.itm_pooling=max is out of range"):
         _settings(demo, itm_pooling="max")
+
+
+def test_clean_pairs_teach_itm_and_no_masked_pair_does(demo: Path) -> None:
+    from vlprobe.pretrain.data import PairCollator
+
+    pairs = training_pairs(
+        demo / "flickr30k", demo / "visual_genome", demo / "features" / "butd.tsv",
+        [0.8, 0.1, 0.1], load_tokenizer(None), DIM,
+    )  # fmt: skip
+    collate = PairCollator(pairs, load_tokenizer(None), negative_prob=1 / 3, clean_prob=1 / 3)
+    batch = collate(list(range(len(pairs))) * 4)
+    masked = (batch["mlm_labels"] != -100).any(1) | batch["img_masked"].bool().any(1)
+    read = batch["itm_mask"].bool()
+    assert torch.equal(read, ~masked)  # ITM reads exactly the unmasked pairs
+    assert abs(float(batch["itm_labels"][read].float().mean()) - 0.5) < 0.07  # balanced
+    assert abs(float(masked.float().mean()) - 1 / 3) < 0.07
+    old = PairCollator(pairs, load_tokenizer(None))(list(range(len(pairs))))
+    assert old["itm_mask"].all()  # without clean pairs ITM reads every pair, as before
+
+    module = _module(demo)
+    module.eval()
+    small = collate(list(range(8)))
+    with torch.no_grad():
+        losses = module.losses(small)
+        out = module.uniter(
+            input_ids=small["input_ids"], attention_mask=small["attention_mask"],
+            img_feat=small["img_feat"], img_pos_feat=small["img_pos_feat"],
+            img_mask=small["img_mask"], img_masked=small["img_masked"],
+        )  # fmt: skip
+        rows = small["itm_mask"].bool()
+        expected = torch.nn.functional.cross_entropy(
+            module.itm_logits(out)[rows], small["itm_labels"][rows]
+        )
+    torch.testing.assert_close(losses["itm"], expected)

@@ -173,12 +173,19 @@ class PairCollator:
         link_mask_prob: float = 0.0,
         mrfr: bool = True,
         mrfr_share: float = 1 / 3,
+        clean_prob: float = 0.0,
     ) -> None:
         self.pairs = pairs
         self.mask_id = int(tokenizer.mask_token_id)
         self.special = set(tokenizer.all_special_ids)
         self.vocab = len(tokenizer)
         self.mask_prob, self.negative_prob = mask_prob, negative_prob
+        # share of pairs matched and left unmasked, for ITM alone (0: every matched pair is
+        # masked, and ITM reads every pair). Every masked pair is matched, so an ITM that reads
+        # masked pairs learns "a [MASK] or a zeroed region means matched" (1.0 on training
+        # batches) and calls every unmasked held-out pair mismatched; with clean pairs ITM reads
+        # only unmasked pairs ("itm_mask"), as UNITER's ITM batches are unmasked
+        self.clean_prob = clean_prob
         self.phrase_mask_prob = mask_prob if phrase_mask_prob is None else phrase_mask_prob
         self.hard_prob, self.relation_prob = hard_prob, relation_prob
         self.link_mask_prob = link_mask_prob
@@ -268,6 +275,7 @@ class PairCollator:
 
     def __call__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
         ids, labels, feats, targets, masked, boxes, itm = [], [], [], [], [], [], []
+        itm_rows = []
         for index in indices:
             pair = self.pairs[index]
             region_mask = np.zeros(len(pair.feats), np.int64)
@@ -281,6 +289,9 @@ class PairCollator:
                 word_ids = self._other_caption(index) if caption is None else caption
                 word_labels = np.full_like(word_ids, -100)
                 itm.append(0)
+            elif self.clean_prob and self.rng.random() < self.clean_prob / (1 - self.negative_prob):
+                word_ids = pair.input_ids  # matched, unmasked: teaches ITM alone
+                itm.append(1)
             elif self.rng.random() < self.mrfr_share:
                 word_ids = pair.input_ids
                 region_mask = (self.rng.random(len(pair.feats)) < self.mask_prob).astype(np.int64)
@@ -290,6 +301,9 @@ class PairCollator:
             else:
                 word_ids, word_labels = self._mask_words(pair)
                 itm.append(1)
+            itm_rows.append(
+                int(not self.clean_prob or not (region_mask.any() or (word_labels != -100).any()))
+            )
             ids.append(word_ids)
             labels.append(word_labels)
             feats.append(pair.feats * (1 - region_mask[:, None]))
@@ -313,4 +327,5 @@ class PairCollator:
             "img_masked": masked_t.long()[..., 0],
             "img_target": pad_rows(targets, width)[0],
             "itm_labels": torch.tensor(itm),
+            "itm_mask": torch.tensor(itm_rows),
         }

@@ -39,7 +39,7 @@ class UniterPretraining(pl.LightningModule):
         encoder_lr_scale: float = 1.0,
         contrastive: float = 0.0,
         temperature: float = TEMPERATURE,
-        itm_pooling: str = "mean",
+        itm_pooling: str = "cls",
     ) -> None:
         super().__init__()
         self.uniter = model
@@ -75,8 +75,8 @@ class UniterPretraining(pl.LightningModule):
         # what ITM reads: "cls" (UNITER's pooled [CLS]) or "mean" (the mean of the last layer's
         # text and region states). MiniLM's [CLS] is all but constant across inputs (it was
         # trained for mean pooling: std 0.004 across captions at norm 10.6 after the contrastive
-        # stage, the pooled output 0.0007), so an ITM head on it saw no signal and stayed at
-        # ln 2; the mean varies 40x more and differs between an image and another
+        # stage, the pooled output 0.0007), so an ITM head on it sees no signal and stays at
+        # ln 2; the mean varies 40x more (docs/models.md, "Held-out evaluation")
         self.itm_pooling = itm_pooling
         self.step_values: dict[str, float] = {}  # this step's, for pretrain_log.csv
 
@@ -96,9 +96,11 @@ class UniterPretraining(pl.LightningModule):
         if selected.any():
             logits = self.cls(words[selected])
             losses["mlm"] = F.cross_entropy(logits, batch["mlm_labels"][selected])
-        itm_logits = self.itm_logits(out)
-        losses["itm"] = F.cross_entropy(itm_logits, batch["itm_labels"])
-        losses["itm_acc"] = (itm_logits.argmax(-1) == batch["itm_labels"]).float().mean()
+        rows = batch["itm_mask"].bool() if "itm_mask" in batch else batch["itm_labels"] >= 0
+        if rows.any():  # the pairs ITM reads: every pair, or the unmasked ones (PairCollator)
+            itm_logits, itm_labels = self.itm_logits(out)[rows], batch["itm_labels"][rows]
+            losses["itm"] = F.cross_entropy(itm_logits, itm_labels)
+            losses["itm_acc"] = (itm_logits.argmax(-1) == itm_labels).float().mean()
         regions = region_states(out.last_hidden_state, batch["attention_mask"], batch["img_mask"])
         if self.wra:
             distance = ot_distance(words, regions, _word_mask(batch), batch["img_mask"])
@@ -150,7 +152,9 @@ class UniterPretraining(pl.LightningModule):
         # this step's values for pretrain_log.csv (vlprobe.pretrain.steplog)
         self.step_values = {k: float(v.detach()) for k, v in losses.items()}
         self.step_values["loss"] = float(total.detach())
-        self.step_values["itm_matched_share"] = float(batch["itm_labels"].float().mean())
+        rows = batch["itm_mask"].bool() if "itm_mask" in batch else slice(None)
+        # the matched share of the pairs ITM reads (a share far from 0.5: a class imbalance)
+        self.step_values["itm_matched_share"] = float(batch["itm_labels"][rows].float().mean())
         return total
 
     def configure_optimizers(self):  # noqa: ANN201 - Lightning's optimizer/scheduler dict

@@ -82,14 +82,17 @@ class PretrainSettings:
     contrastive_steps: int = 0
     contrastive_lr: float = 1e-3
     contrastive: float = 0.0  # its weight during the joint objectives (0: off)
-    itm_pooling: str = "mean"  # what ITM reads: the mean state, or "cls" (UNITER's [CLS])
+    itm_pooling: str = "cls"  # what ITM reads: UNITER's pooled [CLS], or "mean" (the mean state)
+    # share of pairs matched and unmasked for ITM alone; negatives then take the same share and
+    # ITM reads only unmasked pairs (0: half the pairs negative, ITM reads masked pairs too)
+    itm_clean_prob: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
         # `model.pretrain.wra=1` and `=1.0` are one model: floats before the digest
         floats = ("lr", "region_lr_scale", "encoder_lr_scale", "mask_prob", "phrase_mask_prob")
         floats += ("hard_negative_prob", "relation_negative_prob", "link_mask_prob", "wra")
-        floats += ("region_recon", "contrastive_lr", "contrastive")
+        floats += ("region_recon", "contrastive_lr", "contrastive", "itm_clean_prob")
         for name in floats:
             setattr(self, name, _number(name, getattr(self, name)))
         checks = {  # key: (valid?, the range to give)
@@ -113,6 +116,7 @@ class PretrainSettings:
             "contrastive_lr": (self.contrastive_lr > 0, "> 0"),
             "contrastive": (self.contrastive >= 0, ">= 0 (0: off)"),
             "itm_pooling": (self.itm_pooling in ("mean", "cls"), "mean or cls"),
+            "itm_clean_prob": (0 <= self.itm_clean_prob < 0.5, "in [0, 0.5)"),
         }
         for key, (ok, allowed) in checks.items():
             if not ok:
@@ -255,6 +259,8 @@ def _pretrain(
         relation_prob=settings.relation_negative_prob,
         link_mask_prob=settings.link_mask_prob,
         mrfr=settings.mrfr,
+        negative_prob=settings.itm_clean_prob or 0.5,
+        clean_prob=settings.itm_clean_prob,
     )
     generator = torch.Generator().manual_seed(settings.seed)
     loader = DataLoader(
