@@ -3,13 +3,13 @@ keys whatever the number of probes, tables, charts, a summary per subtask, artif
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from probes.run import run
 from vlprobe.cache.reader import CacheReader
+from vlprobe.reporting.run_results import read_run_results
 from vlprobe.reporting.wandb_artifacts import cache_fingerprint
 from vlprobe.reporting.wandb_offline import read_offline_run
 
@@ -33,7 +33,7 @@ def test_offline_wandb_run_holds_tables_charts_summary_artifacts(
     runs = list((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 1, "one offline W&B run per job"
     logged = read_offline_run(runs[0])
-    rows = json.loads((out / "results.json").read_text())
+    rows = read_run_results(out / "results.json").rows
     # 5 embedding layers + 4 x 4 heads = 21 probes; no key per probe
     assert len(rows) == 21
     keys = logged.history_keys()

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 from omegaconf import open_dict
 
 from probes.run import run
+from vlprobe.reporting.run_results import read_run_results
 from vlprobe.testing.models import tiny_config
 
 
@@ -41,7 +41,7 @@ def test_concept_erasure_study(compose_cfg, demo_root: Path, feature_dim: int) -
     cfg = _cfg(compose_cfg, demo_root, feature_dim, [])
     run(cfg)
     out = Path(cfg.paths.output_dir)
-    rows = json.loads((out / "results.json").read_text())
+    rows = read_run_results(out / "results.json").rows
     compared = {(r["measure"], r["layer"]): r for r in rows if "leace_minus_random" in r}
     measures = {m for m, _ in compared}
     assert measures == {
