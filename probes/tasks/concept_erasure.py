@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from datamodules.sources import LayerRows
-from datamodules.views import UnitEmbeddingView, layer_probe_names
+from datamodules.views import UnitEmbeddingView, layer_probe_ids
 from probes.engine import ProbeEngine
 from probes.tasks.base import TaskInputs, TaskOutput, select_layers
 from probes.tasks.cross_modal_alignment import CrossModalAlignmentTask
@@ -88,10 +88,12 @@ class ConceptErasureTask:
         what = concept(self.concept)
         labels, names = what.labels(reader, self.top_k)
         layers = select_layers(reader, engine.probing.layers)
+        ids = layer_probe_ids(layers, reader.stream)
         view = UnitEmbeddingView(
             reader=reader,
             labels=labels,
-            probe_names=layer_probe_names(layers),
+            probe_names=[p.name for p in ids],
+            probe_ids=ids,
             class_names=names,
             row_split=what.unit_split(reader),
             left=LayerRows(reader, what.features, layers),
