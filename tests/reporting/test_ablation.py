@@ -12,7 +12,7 @@ import pytest
 from matplotlib.axes import Axes
 
 import vlprobe.reporting.report as report_module
-from tests.reporting.test_report import config, probe_rows, read_csv, write_run
+from reporting.test_report import config, probe_rows, read_csv, write_run
 from vlprobe.cli import main
 from vlprobe.reporting.labels import MAX_FILE_STEM, slug
 from vlprobe.reporting.report import build_report
