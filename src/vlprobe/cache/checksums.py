@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 
 from vlprobe.cache.schema import stream_group
+from vlprobe.hashing import text_sha256
 
 CHECKSUMS_ATTR = "checksums"
 # set after the seal (the publication flag) or the seal itself
@@ -40,7 +41,7 @@ def _plain(value: object) -> object:
 def attr_digest(value: object) -> str:
     """sha256 of an attribute's value and type (``1`` and ``"1"`` differ)."""
     blob = json.dumps(_plain(value), sort_keys=True, default=repr)
-    return hashlib.sha256(f"{type(_plain(value)).__name__}:{blob}".encode()).hexdigest()
+    return text_sha256(f"{type(_plain(value)).__name__}:{blob}")
 
 
 def dataset_digest(ds: h5py.Dataset) -> str:

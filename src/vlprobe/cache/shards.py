@@ -10,7 +10,6 @@ partial name and published with one rename.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from bisect import bisect_right
@@ -28,6 +27,7 @@ from vlprobe.cache.fields import FIELDS, MAPS
 from vlprobe.cache.schema import STREAMS_GROUP, partial_path, stream_group
 from vlprobe.cache.writer import DiskFullError, discard, no_space_guard, publish
 from vlprobe.data.examples import VLExample
+from vlprobe.hashing import text_sha256
 
 SHARD_ATTRS = ("shard_index", "shard_count", "shard_fingerprint", "shard_counts")
 # from the declaration (cache/fields.py): datasets whose values are row numbers of another
@@ -67,10 +67,8 @@ class ShardPlan:
         bounds = list(zip(edges[:-1], edges[1:], strict=True))
         prints = []
         for lo, hi in bounds:
-            digest = hashlib.sha256(fingerprint.encode())
-            for ex in ordered[lo:hi]:
-                digest.update(f"\0{ex.example_id}".encode())
-            prints.append(digest.hexdigest())
+            ids = "".join(f"\0{ex.example_id}" for ex in ordered[lo:hi])
+            prints.append(text_sha256(fingerprint + ids))
         return cls(Path(out_path), bounds, prints)
 
     @property

@@ -11,7 +11,6 @@ Reducing and writing run in a thread behind a bounded queue, overlapping the nex
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import queue
@@ -37,6 +36,7 @@ from vlprobe.extraction.extract import (
     stream_attrs,
 )
 from vlprobe.extraction.units import LabelVocab, reduce_example, restrict_to
+from vlprobe.hashing import text_sha256
 from vlprobe.models.base import Adapter, EncodedExample
 
 log = logging.getLogger(__name__)
@@ -237,7 +237,7 @@ class ShardWriter(BasePredictionWriter):
 def shard_fingerprint(meta: Mapping[str, Any], labels: LabelVocab, dtype: str) -> str:
     """What a shard's content depends on besides its examples (their ids are added per shard)."""
     blob = json.dumps({"meta": meta, "labels": labels.as_dict(), "dtype": dtype}, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return text_sha256(blob)
 
 
 def extract(

@@ -7,7 +7,6 @@ uniform ``[text; image]`` token order (``_encode``).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import fields, replace
@@ -18,6 +17,7 @@ import torch
 import transformers
 from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+from vlprobe.hashing import text_sha256
 from vlprobe.models.base import EncodedExample, ModelInput
 from vlprobe.models.tokenization import TextBatch, load_tokenizer, tokenize_words
 
@@ -43,8 +43,7 @@ def config_sha256(config: PretrainedConfig) -> str:
         for k, v in config.to_dict().items()
         if not k.startswith("_") and k not in _VOLATILE_CONFIG_KEYS
     }
-    blob = json.dumps(data, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()
+    return text_sha256(json.dumps(data, sort_keys=True, default=str))
 
 
 def checkpoint_revision(name_or_path: str, config: PretrainedConfig) -> str:

@@ -12,10 +12,11 @@ settings table.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from vlprobe.hashing import text_sha256
 
 #: the row-level group key of the probe: ``(family, ((capacity key, value), ...))``
 PROBE = "probe"
@@ -126,7 +127,7 @@ def slug(*parts: str) -> str:
     text = re.sub(r"[^A-Za-z0-9._-]+", "_", "__".join(p for p in parts if p)).strip("_") or "all"
     if len(text) <= MAX_FILE_STEM:
         return text
-    digest = hashlib.sha1(text.encode()).hexdigest()[:10]
+    digest = text_sha256(text, 10)
     return f"{text[: MAX_FILE_STEM - 11].rstrip('_')}_{digest}"
 
 

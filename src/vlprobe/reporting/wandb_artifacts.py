@@ -10,13 +10,13 @@ reference under one artifact version.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from vlprobe.cache.reader import CacheReader
+from vlprobe.hashing import text_sha256
 
 
 def cache_fingerprint(reader: CacheReader) -> tuple[str, str]:
@@ -25,10 +25,10 @@ def cache_fingerprint(reader: CacheReader) -> tuple[str, str]:
     one (written by hand or by tests)."""
     if "input_fingerprint" in reader.file.attrs:
         text = str(reader.attr("input_fingerprint"))
-        return hashlib.sha256(text.encode()).hexdigest(), "input_fingerprint"
+        return text_sha256(text), "input_fingerprint"
     stat = Path(reader.path).stat()
     text = f"{Path(reader.path).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-    return hashlib.sha256(text.encode()).hexdigest(), "file path, size and mtime"
+    return text_sha256(text), "file path, size and mtime"
 
 
 def cache_artifact(reader: CacheReader, role: str, dataset: str) -> Any:
