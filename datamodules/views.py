@@ -15,9 +15,11 @@ import numpy as np
 
 from datamodules.sources import LayerRows, Rows, contiguous_segments
 from vlprobe.cache.reader import CacheReader
-from vlprobe.reporting.identity import ProbeId
-from vlprobe.reporting.identity import head_ids as head_probe_ids
-from vlprobe.reporting.identity import layer_ids as layer_probe_ids
+from vlprobe.reporting.identity import ProbeId, head_ids, layer_ids
+
+#: the probe identities views are built with (layers: 0 = embeddings; heads: 1-based)
+layer_probe_ids = layer_ids
+head_probe_ids = head_ids
 
 MAX_GAP = 256  # table rows further apart than this are read as separate slices
 
@@ -167,13 +169,3 @@ def example_texts(reader: CacheReader) -> list[str]:
         t.decode().lower() if isinstance(t, bytes) else str(t).lower()
         for t in reader.example("text")
     ]
-
-
-def layer_probe_names(layers: list[int]) -> list[str]:
-    """``layer_00`` ...: the display names of :func:`layer_probe_ids` (0 = embeddings)."""
-    return [p.name for p in layer_probe_ids(layers)]
-
-
-def head_probe_names(num_layers: int, num_heads: int) -> list[str]:
-    """``L01H01`` ...: the display names of :func:`head_probe_ids`."""
-    return [p.name for p in head_probe_ids(num_layers, num_heads)]

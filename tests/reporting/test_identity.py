@@ -6,7 +6,7 @@ from functools import partial
 
 import pytest
 
-from datamodules.views import head_probe_ids, head_probe_names, layer_probe_ids
+from datamodules.views import head_probe_ids, layer_probe_ids
 from probes.families import LinearProbe, LowRankProbe, MLPProbe
 from probes.multi_probe import MultiProbe
 from vlprobe.reporting.identity import ProbeId, family_fields, measure_fields, stamp_rows
@@ -15,7 +15,7 @@ from vlprobe.reporting.identity import ProbeId, family_fields, measure_fields, s
 def test_probe_ids_name_and_number_probes_once() -> None:
     assert [p.name for p in layer_probe_ids([0, 3])] == ["layer_00", "layer_03"]
     heads = head_probe_ids(2, 3, stream="vision")
-    assert [p.name for p in heads] == head_probe_names(2, 3)
+    assert [p.name for p in heads] == ["L01H01", "L01H02", "L01H03", "L02H01", "L02H02", "L02H03"]
     assert heads[4] == ProbeId("head", 2, 2, "vision")  # layer-major, 1-based
     assert ProbeId("all_heads").as_fields() == {
         "kind": "all_heads",
