@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -27,13 +28,37 @@ from probes.metrics import MultiProbeConfusion
 from vlprobe.cache.schema import SPLIT_IDS
 
 Params = tuple[Tensor, Tensor]  # W (G, D, S, C), b (G, S, C)
+#: why a slot stopped (``Solution.stop``): scikit-learn's lbfgs calls the first two converged;
+#: a failed line search (no decrease left at float32 resolution) and the iteration cap it warns of
+STOPS = ("gtol", "ftol", "line_search", "max_iter")
+GTOL, FTOL, LINE_SEARCH, MAX_ITER = range(1, 5)  # 1 + index in STOPS; 0: still running
+
+
+class Solution(NamedTuple):
+    """Every slot's solution: parameters, iterations, final penalised loss (G, S), why it
+    stopped (G, S: 1 + index in ``STOPS``) and its final max |gradient| (G, S)."""
+
+    params: Params
+    iterations: Tensor
+    loss: Tensor
+    stop: Tensor
+    grad_max: Tensor
+
+
+def stop_names(stop: np.ndarray) -> np.ndarray:
+    """``STOPS`` names of ``Solution.stop`` codes."""
+    return np.asarray(STOPS, dtype=object)[np.asarray(stop) - 1]
 
 
 @dataclass(frozen=True)
 class LBFGSSettings:
-    """Stopping and memory of the solver (scikit-learn's lbfgs: gtol 1e-4, history 10)."""
+    """Stopping and memory of the solver (scikit-learn's lbfgs: gtol 1e-4, history 10).
 
-    max_iter: int = 500
+    A slot stops when its max |gradient| is at most ``gtol`` or its relative loss decrease at
+    most ``ftol`` (both: converged), when no step along its direction decreases the loss
+    (line search) or at ``max_iter`` (both: not converged, and never chosen silently)."""
+
+    max_iter: int = 10_000
     gtol: float = 1e-4  # max |gradient| of the mean loss, per slot
     ftol: float = 1e-9  # or a relative loss decrease below this (float32 features)
     history: int = 10
@@ -95,11 +120,9 @@ def loss_and_grad(x: Tensor, onehot: Tensor, l2: Tensor, params: Params) -> tupl
     return loss, (grad_w, resid.sum(1))
 
 
-def lbfgs(
-    x: Tensor, onehot: Tensor, l2: Tensor, init: Params, settings: LBFGSSettings
-) -> tuple[Params, Tensor, Tensor]:
-    """Minimise every slot's objective from ``init``: parameters, iterations, final loss
-    (``LBFGSRun`` stepped to the end; the Trainer-run solver steps it once per training step)."""
+def lbfgs(x: Tensor, onehot: Tensor, l2: Tensor, init: Params, settings: LBFGSSettings) -> Solution:
+    """Minimise every slot's objective from ``init`` (``LBFGSRun`` stepped to the end; the
+    Trainer-run solver steps it once per training step)."""
     run = LBFGSRun(x, onehot, l2, init, settings)
     for _ in range(settings.max_iter):
         if not run.step():
@@ -127,6 +150,8 @@ class LBFGSRun:
         self.out_f = self.f.clone()
         self.cols = torch.arange(self.f.shape[1], device=self.f.device)  # the working set
         self.active = _absmax(self.grad) > settings.gtol
+        self.stop = torch.where(self.active, 0, GTOL).to(device=self.f.device)
+        self.grad_max = _absmax(self.grad)
         self.iters = torch.zeros_like(self.f, dtype=torch.long)
         # first step as torch.optim.LBFGS: <= 1 / |g|
         self.gamma = 1.0 / _absmax(self.grad).clamp_min(1.0)
@@ -139,7 +164,7 @@ class LBFGSRun:
             return False
         live = self.active.any(0)
         if not bool(live.all()):
-            _store(self.out, self.out_f, self.cols, self.params, self.f)
+            self._store()
             if not bool(live.any()):
                 self.done = True
                 return False
@@ -210,25 +235,32 @@ class LBFGSRun:
             memory.pop(0)
         self.iters[:, self.cols] += active.long()
         flat = (f - new_f) <= settings.ftol * torch.maximum(f.abs(), new_f.abs()).clamp_min(1.0)
+        small = _absmax(new_grad) <= settings.gtol
         self.params, self.f, self.grad = new_params, new_f, new_grad
-        self.active = active & ~stuck & ~flat & (_absmax(new_grad) > settings.gtol)
+        self.active = active & ~stuck & ~flat & ~small
+        # the first test that holds names the stop: gradient, loss decrease, line search
+        why = torch.where(small, GTOL, torch.where(flat, FTOL, LINE_SEARCH))
+        stop = self.stop[:, self.cols]
+        self.stop[:, self.cols] = torch.where(active & ~self.active, why, stop)
 
-    def result(self) -> tuple[Params, Tensor, Tensor]:
-        """Every slot's parameters, iterations and final loss."""
-        _store(self.out, self.out_f, self.cols, self.params, self.f)
-        return self.out, self.iters, self.out_f
+    def result(self) -> Solution:
+        """Every slot's solution; a slot still moving stopped at ``max_iter``."""
+        self._store()
+        self.stop[self.stop == 0] = MAX_ITER
+        return Solution(self.out, self.iters, self.out_f, self.stop, self.grad_max)
+
+    def _store(self) -> None:
+        """Write the working set's parameters, losses and gradients back to their slots."""
+        cols = self.cols
+        self.out[0][:, :, cols] = self.params[0]
+        self.out[1][:, cols] = self.params[1]
+        self.out_f[:, cols] = self.f
+        self.grad_max[:, cols] = _absmax(self.grad)
 
 
 def _take(p: Params, cols: Tensor) -> Params:
     """The slots ``cols`` of per-slot parameters (or gradients)."""
     return p[0][:, :, cols], p[1][:, cols]
-
-
-def _store(out: Params, out_f: Tensor, cols: Tensor, params: Params, f: Tensor) -> None:
-    """Write the working set's parameters and losses back to their slots."""
-    out[0][:, :, cols] = params[0]
-    out[1][:, cols] = params[1]
-    out_f[:, cols] = f
 
 
 def _where(mask: Tensor, a: Params, b: Params) -> Params:
@@ -269,6 +301,8 @@ class SlotMetrics:
     test_f1: np.ndarray
     iterations: np.ndarray
     train_loss: np.ndarray  # the penalised objective at the solution
+    stop: np.ndarray  # why each slot stopped: a name of ``STOPS``
+    grad_max: np.ndarray  # max |gradient| of the mean loss at the solution
 
 
 SPLITS = ("train", "val", "test")

@@ -1,7 +1,10 @@
 """From every candidate a solver trained to one row per probe.
 
 Per (label set, seed) each probe keeps the candidate with the best validation accuracy
-(ties: the first, i.e. the strongest penalty), as scikit-learn's C search and SentEval do.
+(ties: the first, i.e. the strongest penalty), as scikit-learn's C search and SentEval do,
+among the candidates whose solve converged: a penalty stopped by ``probing.max_iter`` or a
+failed line search is where the solver's path left it, not at the optimum, and is chosen
+only when nothing converged, its row saying ``converged: false``, with a warning.
 The task's rows then get seed statistics, the control and shuffled-control accuracies
 (selectivity), the control task's ceiling and the Wilson interval of the test accuracy.
 ``view_rows`` is the one place where a view's rows are assembled.
@@ -39,20 +42,26 @@ def select(view: FeatureView, plan: Plan, solved: Solved) -> tuple[list[dict[str
         choices.append(picks)
     if plan.solver == "lbfgs":
         _warn_edges(runs["task"][0], plan.grid)
+        _warn_unconverged([row for run in runs.values() for rows in run for row in rows])
     return view_rows(view, plan, runs), choices
 
 
 def best_candidates(
     view: FeatureView, group: Candidates, edges: bool
 ) -> tuple[list[dict[str, Any]], list[int]]:
-    """Each probe's row under its best candidate on validation (ties: the first), with the
-    label set's chance; ``edges``: flag a penalty at the edge of the grid (``l2_at_edge``)."""
+    """Each probe's row under its best converged candidate on validation (ties: the first),
+    with the label set's chance; ``edges``: flag a penalty at the edge of the grid
+    (``l2_at_edge``). ``unconverged_skipped``: an unconverged candidate scored higher."""
     chance = majority_chance(view.with_labels(group.labels.labels))
     rows, picks = [], []
     for k in range(len(view.probe_names)):
         val = [_val_acc(candidate[k]) for candidate in group.rows]
-        pick = int(np.argmax(val))  # the first maximum
+        ok = [candidate[k].get("converged") is not False for candidate in group.rows]
+        choosable = [v if good else -np.inf for v, good in zip(val, ok, strict=True)]
+        pick = int(np.argmax(choosable if any(ok) else val))  # the first maximum
         row = {**group.rows[pick][k], "chance": chance}
+        if not all(ok):
+            row["unconverged_skipped"] = bool(max(val) > val[pick])
         if edges:
             row["l2_at_edge"] = at_edge(val[::-1], len(val) - 1 - pick)
         rows.append(row)
@@ -84,6 +93,29 @@ def _warn_edges(rows: list[dict[str, Any]], grid: list[float]) -> None:
             grid,
             ", ".join(edge[:3]) + (", ..." if len(edge) > 3 else ""),
         )
+
+
+def _warn_unconverged(rows: list[dict[str, Any]]) -> None:
+    """One line each for rows whose every penalty failed to converge and rows where a
+    better-scoring unconverged penalty was passed over."""
+    for what, flagged in (
+        (
+            "no L2 penalty converged; their rows say converged=false",
+            [r for r in rows if r.get("converged") is False],
+        ),
+        (
+            "a penalty with better validation accuracy did not converge and was passed over",
+            [r for r in rows if r.get("unconverged_skipped")],
+        ),
+    ):
+        if flagged:
+            names = [r["name"] for r in flagged]
+            log.warning(
+                "%d probe(s): %s (%s); raise probing.max_iter",
+                len(names),
+                what,
+                ", ".join(names[:3]) + (", ..." if len(names) > 3 else ""),
+            )
 
 
 def view_rows(view: FeatureView, plan: Plan, runs: Runs) -> list[dict[str, Any]]:

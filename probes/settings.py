@@ -43,7 +43,7 @@ class Probing:
     # auto: full-batch L-BFGS for linear probes whose features fit the memory budget
     solver: str = "auto"
     l2_grid: Sequence[float] = DEFAULT_L2
-    max_iter: int = 500
+    max_iter: int = int(config_default("probing", "max_iter"))
     # probe arguments to select on validation per probe (Adam path), e.g.
     # {hidden_dim: [64, 256], dropout: [0.0, 0.3], weight_decay: [0.0, 0.01]}: every
     # combination is trained in one loop per seed; each probe keeps its best

@@ -35,11 +35,13 @@ from probes.full_batch import (
     Params,
     Slot,
     SlotMetrics,
+    Solution,
     confusion,
     free_logits,
     initial_params,
     probe_groups,
     read_standardised,
+    stop_names,
     view_dim,
 )
 from probes.metrics import accuracy_from_confusion, macro_f1_from_confusion
@@ -52,6 +54,7 @@ log = logging.getLogger(__name__)
 #: one problem: (G, N, D) standardised features, (N, S, C) one-hot targets, (S,) penalties, init
 Problem = tuple[Tensor, Tensor, Tensor, Params]
 FULL_PRECISION = ("32-true", "32", "64-true", "64")
+CONVERGED = ("gtol", "ftol")  # scikit-learn's converged stops (``full_batch.STOPS``)
 _said: set[str] = set()  # what has been said once in this process
 
 
@@ -66,7 +69,7 @@ class FullBatchLBFGS(pl.LightningModule):
         self.automatic_optimization = False
         self.problems, self.settings = problems, settings
         self.runs: list[LBFGSRun] = []
-        self.solution: list[tuple[Params, Tensor, Tensor]] = []
+        self.solution: list[Solution] = []
 
     def train_dataloader(self) -> range:
         return range(self.settings.max_iter)  # at most one epoch of max_iter iterations
@@ -157,7 +160,7 @@ def make_trainer(settings: Settings, loggers: list | None = None) -> pl.Trainer:
 
 def solve_problems(
     settings: Settings, problems: list[Problem], lbfgs: LBFGSSettings, loggers: list | None = None
-) -> list[tuple[Params, Tensor, Tensor]]:
+) -> list[Solution]:
     """Each problem solved by ``FullBatchLBFGS`` in one fit of a fresh Trainer."""
     module = FullBatchLBFGS(problems, lbfgs)
     trainer = make_trainer(settings, loggers)
@@ -201,7 +204,11 @@ def fit_view(
     view: FeatureView, label_sets: list[np.ndarray], slots: list[Slot], settings: Settings
 ) -> SlotMetrics:
     """Solve every slot of every probe of ``view``, a group of probes per Trainer fit; rows
-    are the task's labelled rows (every label set labels the same rows)."""
+    are the task's labelled rows (every label set labels the same rows).
+
+    Each label set's slots are problems of their own: a slot's float32 path depends on the
+    width of the matmul it shares, so a task row is bit-identical with or without the
+    control and shuffled label sets in the run."""
     rows = {s: view.rows(SPLIT_IDS[s]) for s in SPLITS}
     classes, dim = view.num_classes, view_dim(view)
     device = device_of(settings)
@@ -213,27 +220,44 @@ def fit_view(
     onehot = F.one_hot(targets["train"], classes).float().to(device)  # (N, S, C)
     l2 = torch.tensor([sl.l2 for sl in slots], dtype=torch.float32, device=device)
     total = sum(r.size for r in rows.values())
-    num_probes = len(view.probe_names)
-    shape = (num_probes, len(slots))
+    shape = (len(view.probe_names), len(slots))
     out = SlotMetrics(
-        *(np.zeros(shape) for _ in range(4)), np.zeros(shape, dtype=np.int64), np.zeros(shape)
+        *(np.zeros(shape) for _ in range(4)),
+        np.zeros(shape, dtype=np.int64),
+        np.zeros(shape),
+        np.empty(shape, dtype=object),
+        np.zeros(shape),
     )
+    by_set = [
+        torch.tensor([s for s, w in enumerate(which) if w == i], device=device)
+        for i in sorted(set(which))
+    ]
     lbfgs = LBFGSSettings(max_iter=settings.probing.max_iter)
-    for group in probe_groups(num_probes, total * dim * 4, settings.memory_budget()):
+    for group in probe_groups(shape[0], total * dim * 4, settings.memory_budget()):
         x = read_standardised(view, rows, group, device)
         names = [view.probe_names[k] for k in group]
         w0, b0 = (t.to(device) for t in initial_params(names, slots, dim, classes))
         step = max(1, SOLVE_FLOATS // max(1, rows["train"].size * dim))
-        parts = range(0, len(group), step)
+        parts = [(a, cols) for a in range(0, len(group), step) for cols in by_set]
         problems = [
-            (x["train"][a : a + step], onehot, l2, (w0[a : a + step], b0[a : a + step]))
-            for a in parts
+            (
+                x["train"][a : a + step],
+                onehot[:, cols].contiguous(),
+                l2[cols],
+                (w0[a : a + step][:, :, cols], b0[a : a + step][:, cols]),
+            )
+            for a, cols in parts
         ]
         solved = solve_problems(settings, problems, lbfgs, settings.loggers)
-        for a, (_, iters, loss) in zip(parts, solved, strict=True):
-            out.iterations[group[a : a + step]] = iters.cpu().numpy()
-            out.train_loss[group[a : a + step]] = loss.cpu().numpy()
-        params = (torch.cat([p[0][0] for p in solved]), torch.cat([p[0][1] for p in solved]))
+        params = (torch.empty_like(w0), torch.empty_like(b0))
+        for (a, cols), sol in zip(parts, solved, strict=True):
+            probes, c = np.array(group[a : a + step])[:, None], cols.cpu().numpy()[None, :]
+            out.iterations[probes, c] = sol.iterations.cpu().numpy()
+            out.train_loss[probes, c] = sol.loss.cpu().numpy()
+            out.stop[probes, c] = stop_names(sol.stop.cpu().numpy())
+            out.grad_max[probes, c] = sol.grad_max.cpu().numpy()
+            params[0][a : a + step, :, cols] = sol.params[0]
+            params[1][a : a + step, cols] = sol.params[1]
         for split, acc, f1 in (
             ("val", out.val_acc, out.val_f1),
             ("test", out.test_acc, out.test_f1),
@@ -263,5 +287,8 @@ def _slot_row(metrics: SlotMetrics, k: int, s: int, slot: Slot, num_params: int)
         "l2": slot.l2,
         "solver": "lbfgs",
         "lbfgs_iters": int(metrics.iterations[k, s]),
+        "converged": metrics.stop[k, s] in CONVERGED,
+        "lbfgs_stop": str(metrics.stop[k, s]),
+        "grad_max": float(metrics.grad_max[k, s]),
         "seed_invariant": True,
     }

@@ -167,7 +167,7 @@ RULES: dict[str, Rule] = {
         template="{key} needs penalties >= 0, got {value}: {noun} {problem}, e.g. {key}={example}",
     ),
     "probing.solver": Rule(one_of("auto", "lbfgs", "sgd"), "the solver", "auto"),
-    "probing.max_iter": Rule(whole(1), "the L-BFGS iteration limit", "500"),
+    "probing.max_iter": Rule(whole(1), "the L-BFGS iteration limit", "10000"),
     # the probe module (configs/probe/): keys of the configured family only
     "probe.lr": Rule(number(0, open_low=True), "the learning rate", "0.01"),
     "probe.weight_decay": Rule(number(0), "the weight decay", "0.0"),

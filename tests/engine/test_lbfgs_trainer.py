@@ -12,7 +12,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from probes.full_batch import LBFGSSettings, lbfgs
+from probes.full_batch import LBFGSSettings, lbfgs, stop_names
 from probes.settings import Probing, Settings
 from probes.solvers import lbfgs as solver
 
@@ -60,22 +60,28 @@ def test_trainer_run_equals_the_direct_solve_one_step_per_iteration() -> None:
     solved = solver.solve_problems(settings, problems, lbfgs_settings)
     assert steps.started
     most = 0
-    for (x, onehot, l2, init), (params, iters, loss) in zip(problems, solved, strict=True):
-        (w, b), it, f = lbfgs(x, onehot, l2, init, lbfgs_settings)
-        assert torch.equal(params[0], w) and torch.equal(params[1], b)
-        assert torch.equal(iters, it) and torch.equal(loss, f)
-        most = max(most, int(it.max()))
+    for (x, onehot, l2, init), got in zip(problems, solved, strict=True):
+        ref = lbfgs(x, onehot, l2, init, lbfgs_settings)
+        assert torch.equal(got.params[0], ref.params[0]) and torch.equal(
+            got.params[1], ref.params[1]
+        )
+        for field in ("iterations", "loss", "stop", "grad_max"):
+            assert torch.equal(getattr(got, field), getattr(ref, field))
+        most = max(most, int(ref.iterations.max()))
     assert 0 < most < 300
     assert steps.steps == most
 
 
 def test_iteration_budget_is_a_cap() -> None:
-    """``probing.max_iter`` bounds the training steps; a capped slot reports the cap."""
+    """``probing.max_iter`` bounds the training steps; a capped slot reports the cap and
+    says it stopped there, not converged."""
     steps = Steps()
-    ((params, iters, _),) = solver.solve_problems(
+    (solution,) = solver.solve_problems(
         _settings([lambda: steps]), [_problem(0)], LBFGSSettings(max_iter=3)
     )
-    assert steps.steps == 3 and int(iters.max()) == 3
+    assert steps.steps == 3 and int(solution.iterations.max()) == 3
+    assert set(stop_names(solution.stop.numpy()).ravel()) == {"max_iter"}
+    assert bool((solution.grad_max > 1e-4).all())
 
 
 def test_mixed_precision_keeps_float32_and_says_so_once(caplog) -> None:

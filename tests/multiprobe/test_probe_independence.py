@@ -58,7 +58,7 @@ def test_lbfgs_matches_scikit_learn_and_slots_are_independent() -> None:
     onehot = onehot[:, None].expand(n, 3, c).contiguous()
     init = (torch.zeros(2, d, 3, c), torch.zeros(2, 3, c))
     settings = LBFGSSettings(gtol=1e-6, max_iter=1000)
-    (w, b), iters, _ = lbfgs(torch.from_numpy(x), onehot, l2, init, settings)
+    (w, b), iters, *_ = lbfgs(torch.from_numpy(x), onehot, l2, init, settings)
     assert int(iters.max()) < 1000
     for s, pen in enumerate(l2.tolist()):
         ref = LogisticRegression(C=1 / (pen * n), tol=1e-10, max_iter=10_000).fit(x[0], y)
@@ -70,7 +70,7 @@ def test_lbfgs_matches_scikit_learn_and_slots_are_independent() -> None:
     # other slots' values) may move its last step; a whole probe alone is bitwise identical
     # (tests/engine/test_independence.py)
     alone_x = torch.from_numpy(x[1:])
-    (w1, b1), _, _ = lbfgs(
+    (w1, b1), *_ = lbfgs(
         alone_x, onehot[:, 1:2], l2[1:2], (init[0][1:, :, 1:2], init[1][1:, 1:2]), settings
     )
     torch.testing.assert_close(w1[0, :, 0], w[1, :, 1], atol=1e-4, rtol=0)
@@ -92,7 +92,7 @@ def test_binary_slots_are_scikit_learns_binary_logistic_regression() -> None:
     onehot = torch.nn.functional.one_hot(torch.from_numpy(y), 2).float()[:, None].expand(n, 2, 2)
     init = (torch.zeros(1, d, 2, 1), torch.zeros(1, 2, 1))
     settings = LBFGSSettings(gtol=1e-6, max_iter=1000)
-    (w, b), _, _ = lbfgs(torch.from_numpy(x), onehot.contiguous(), l2, init, settings)
+    (w, b), *_ = lbfgs(torch.from_numpy(x), onehot.contiguous(), l2, init, settings)
     for s, pen in enumerate(l2.tolist()):
         ref = LogisticRegression(C=1 / (pen * n), tol=1e-10, max_iter=10_000).fit(x[0], y)
         torch.testing.assert_close(
