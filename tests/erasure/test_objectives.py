@@ -1,0 +1,116 @@
+"""uniter-mini's own objectives under erasure: pre-training's held-out evaluation, hooked."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vlprobe.intervention.erasers import Eraser, random_subspace
+from vlprobe.intervention.objectives import HeldOut, evaluate_erased, load_held_out
+from vlprobe.models.tokenization import load_tokenizer
+from vlprobe.models.uniter import build_random
+from vlprobe.pretrain.data import held_out_pairs
+from vlprobe.pretrain.evaluate import evaluate
+from vlprobe.pretrain.module import UniterPretraining
+from vlprobe.pretrain.steplog import PretrainLog
+from vlprobe.pretrain.uniter_mini import PretrainSettings, init_from_minilm, mini_config, save
+
+LAYERS = 2
+
+
+def _module(feature_dim: int) -> UniterPretraining:
+    torch.manual_seed(0)
+    model = build_random(mini_config(LAYERS, feature_dim))
+    init_from_minilm(model)
+    return UniterPretraining(model)
+
+
+@pytest.fixture(scope="module")
+def held(demo_root: Path, feature_dim: int) -> HeldOut:
+    """Held-out pairs whose images all have the same number of regions (the first N of each):
+    with every region state erased to one vector, the true and another image are then the
+    same input."""
+    tokenizer = load_tokenizer(None)
+    pairs = held_out_pairs(
+        demo_root / "flickr30k", demo_root / "features" / "butd.tsv", tokenizer, feature_dim
+    )
+    n = min(len(p.feats) for p in pairs)
+    for p in pairs:
+        p.feats, p.boxes = p.feats[:n], p.boxes[:n]
+    module = _module(feature_dim)
+    module.eval()
+    return HeldOut(module, pairs, int(tokenizer.mask_token_id), seed=0)
+
+
+def test_identity_eraser_gives_the_plain_evaluation_exactly(held: HeldOut) -> None:
+    plain = evaluate(held.module, held.pairs, held.mask_id, captions=40, seed=0)
+    for layer in range(LAYERS + 1):
+        same = evaluate_erased(
+            held, Eraser.identity(held.module.uniter.config.hidden_size), layer, 40
+        )
+        assert same == plain
+    assert evaluate_erased(held, None, 1, 40) == plain
+
+
+def test_erasing_every_region_direction_takes_the_image_away(held: HeldOut) -> None:
+    """Planted: a full-rank eraser at layer 0 maps every region to one state, so the heads
+    can no longer tell the true image from another (MLM equal with both, ITM at one half);
+    erased after the last layer, which the heads do not read (text states, [CLS]), nothing
+    changes."""
+    d = int(held.module.uniter.config.hidden_size)
+    plain = evaluate_erased(held, None, 0, 40)
+    assert plain["itm_ranking"] > 0.1 or plain["mlm_true_image"] != plain["mlm_other_image"]
+    everything = random_subspace(d, d, np.full(d, 0.3), seed=0)
+    erased = evaluate_erased(held, everything, 0, 40)
+    assert erased["mlm_true_image"] == erased["mlm_other_image"]
+    # the same input twice: called the same (up to the batches' padding), right half the time
+    assert erased["itm_acc"] == 0.5
+    assert erased["itm_acc_matched"] == pytest.approx(1 - erased["itm_acc_mismatched"])
+    assert erased["mlm_tokens"] == plain["mlm_tokens"] and erased["captions"] == 40
+    top = evaluate_erased(held, everything, LAYERS, 40)
+    assert top == plain  # regions erased after the last layer: MLM and ITM read text tokens
+
+
+def test_saved_heads_load_as_pre_training_left_them(
+    tmp_path: Path, demo_root: Path, feature_dim: int
+) -> None:
+    module = _module(feature_dim)
+    settings = PretrainSettings(
+        flickr30k=str(demo_root / "flickr30k"),
+        visual_genome=str(demo_root / "visual_genome"),
+        features=str(demo_root / "features" / "butd.tsv"),
+        feature_dim=feature_dim,
+        layers=LAYERS,
+    )
+    folder = tmp_path / "uniter-mini-test"
+    save(module, load_tokenizer(None), folder, {"settings": asdict(settings)}, PretrainLog())
+    loaded = load_held_out(folder)
+    saved = module.state_dict()
+    for name, value in loaded.module.state_dict().items():
+        torch.testing.assert_close(value, saved[name].half().float(), rtol=0, atol=0)
+    assert loaded.seed == 0 and loaded.pairs and not loaded.module.training
+
+
+def test_a_folder_without_heads_is_refused(
+    tmp_path: Path, demo_root: Path, feature_dim: int
+) -> None:
+    module = _module(feature_dim)
+    settings = PretrainSettings(
+        flickr30k=str(demo_root / "flickr30k"),
+        visual_genome=str(demo_root / "visual_genome"),
+        features=str(demo_root / "features" / "butd.tsv"),
+        feature_dim=feature_dim,
+        layers=LAYERS,
+    )
+    folder = tmp_path / "encoder-only"
+    save(module, load_tokenizer(None), folder, {"settings": asdict(settings)}, PretrainLog())
+    state = torch.load(folder / "uniter-mini.pt", weights_only=True)
+    torch.save(
+        {k: v for k, v in state.items() if k.startswith("uniter.")}, folder / "uniter-mini.pt"
+    )
+    with pytest.raises(ValueError, match="not uniter-mini's encoder and heads"):
+        load_held_out(folder)
