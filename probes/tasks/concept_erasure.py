@@ -7,6 +7,8 @@ Per layer it reports the concept's own linear probe (at ``layer`` LEACE leaves i
 majority baseline; above it, does the concept come back?) and each measure (other VALUE tasks,
 run unchanged on each cache), with the change LEACE - random and its 95% interval over the
 random draws. Only a change beyond the random control says the model *used* what was erased.
+For a model with its pre-training heads (uniter-mini) also the change in its own objectives
+(masked-phrase MLM, ITM) on held-out captions, each eraser hooked at ``layer``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ from probes.tasks.visual_relation import VisualRelationTask
 from vlprobe.analysis.stats import mean_std_ci
 from vlprobe.cache.reader import CacheReader
 from vlprobe.intervention.concepts import concept
+from vlprobe.intervention.objectives import OBJECTIVES, HeldOut, evaluate_erased, load_held_out
+from vlprobe.intervention.settings import cache_eraser
+from vlprobe.models.hf_adapter import RANDOM_INIT
+from vlprobe.pretrain.uniter_mini import RECORD
 from vlprobe.reporting.figures import plot_by_layer
 
 MEASURES = ("visual_relation", "cross_modal_alignment")
@@ -57,6 +63,8 @@ class ConceptErasureTask:
     measure: tuple[str, ...] = MEASURES
     draws: int = 3
     top_k: int = 10
+    # held-out captions for the objectives of a model with its pre-training heads (uniter-mini)
+    objective_captions: int = 300
 
     def __post_init__(self) -> None:
         concept(self.concept)  # one line for an unknown concept
@@ -65,6 +73,11 @@ class ConceptErasureTask:
             raise ValueError(
                 f"task.draws={self.draws}: the random control needs at least 2 draws for an "
                 "interval"
+            )
+        if self.objective_captions < 1:
+            raise ValueError(
+                f"task.objective_captions={self.objective_captions}: give at least 1 held-out "
+                "caption"
             )
 
     def datasets(self) -> list[str]:
@@ -143,27 +156,49 @@ class ConceptErasureTask:
             )
         return rows
 
+    def objective_rows(self, held: HeldOut, reader: CacheReader, role: str) -> list[dict[str, Any]]:
+        """The model's own objectives on held-out captions with the eraser ``reader``'s cache
+        was extracted with hooked at its layer (the plain cache: none)."""
+        found = evaluate_erased(held, cache_eraser(reader), self.layer, self.objective_captions)
+        n = {"mlm_true_image": found["mlm_tokens"], "mlm_other_image": found["mlm_tokens"]}
+        return [
+            {
+                "name": f"{role}/objective/{key}",
+                "measure": f"objective_{key}",
+                "layer": self.layer,
+                "hidden_layer": None,  # the model's output, computed on states erased at layer
+                "value": found[key],
+                "n_test": n.get(key, 2 * found["captions"]),
+            }
+            for key in OBJECTIVES
+        ]
+
     # ------------------------------------------------------------------ the study
     def execute(self, inputs: TaskInputs, engine: ProbeEngine, out_dir: Path) -> TaskOutput:
         roles = ["model", "leace", *(f"random_{d}" for d in range(self.draws))]
+        dataset = concept(self.concept).dataset
+        held = pretrained_heads(inputs.readers["model"][dataset])
         rows: list[dict[str, Any]] = []
         for role in roles:
             readers = inputs.readers[role]
             kind = "plain" if role == "model" else role.split("_")[0]
-            found = self.concept_rows(readers[concept(self.concept).dataset], engine, role)
+            found = self.concept_rows(readers[dataset], engine, role)
             for measure in self.measure:
                 found += self.measure_rows(measure, readers, engine, out_dir / role / measure)
+            if held is not None:
+                found += self.objective_rows(held, readers[dataset], role)
             draw = int(role.split("_")[1]) if kind == "random" else None
             for r in found:
                 name = r["name"] if r["name"].startswith(role) else f"{role}/{r['name']}"
                 rows.append({**r, "name": name, "intervention": kind, "draw": draw})
         comparisons = compare(rows, self.layer)
-        layer_names = inputs.readers["model"][concept(self.concept).dataset].layer_names
+        layer_names = inputs.readers["model"][dataset].layer_names
+        by_layer = [c["measure"] for c in comparisons if not c["measure"].startswith("objective_")]
         figures = {
             f"erasure_{m}": plot_erasure(
                 comparisons, m, layer_names, self.layer, out_dir, inputs.labels["model"]
             )
-            for m in dict.fromkeys(c["measure"] for c in comparisons)
+            for m in dict.fromkeys(by_layer)
         }
         at = [c for c in comparisons if c["measure"] == self.concept and c["layer"] == self.layer]
         summary: dict[str, Any] = {"erasure/layer": self.layer, "erasure/concept": self.concept}
@@ -177,6 +212,17 @@ class ConceptErasureTask:
                 "leace_minus_random"
             ]
         return TaskOutput(rows + comparisons, COLUMNS, figures, summary, console_rows=comparisons)
+
+
+def pretrained_heads(reader: CacheReader) -> HeldOut | None:
+    """uniter-mini's heads and held-out captions when ``reader`` is a cache of the pre-trained
+    uniter-mini (its folder holds ``pretrain.json``); None for every other model."""
+    if str(reader.attr("model_name")) != "uniter-mini":
+        return None
+    if str(reader.attr("model_revision")) == RANDOM_INIT:
+        return None  # random weights: no heads were trained
+    folder = Path(str(reader.attr("model_path"))).parent
+    return load_held_out(folder) if (folder / RECORD).is_file() else None
 
 
 def compare(rows: list[dict[str, Any]], layer: int) -> list[dict[str, Any]]:

@@ -114,3 +114,37 @@ def test_a_folder_without_heads_is_refused(
     )
     with pytest.raises(ValueError, match="not uniter-mini's encoder and heads"):
         load_held_out(folder)
+
+
+def test_the_study_reports_the_objectives_change_against_the_random_control(
+    held: HeldOut, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``task=concept_erasure``'s objective rows: each role's cache eraser hooked at the task's
+    layer, compared like every measure (LEACE - random over the draws)."""
+    from probes.tasks import concept_erasure as study
+
+    d = int(held.module.uniter.config.hidden_size)
+    erasers = {  # planted: "LEACE" takes the image away, the random draws erase one direction
+        "model": None,
+        "leace": random_subspace(d, d, np.full(d, 0.3), seed=0),
+        "random_0": random_subspace(d, 1, np.zeros(d), seed=1),
+        "random_1": random_subspace(d, 1, np.zeros(d), seed=2),
+    }
+    monkeypatch.setattr(study, "cache_eraser", lambda role: erasers[role])
+    task = study.ConceptErasureTask(layer=0, draws=2, objective_captions=40)
+    rows = []
+    for role in erasers:
+        kind = "plain" if role == "model" else role.split("_")[0]
+        found = task.objective_rows(held, role, role)  # type: ignore[arg-type]
+        rows += [{**r, "intervention": kind} for r in found]
+    compared = {c["measure"]: c for c in study.compare(rows, 0)}
+    assert set(compared) == {f"objective_{k}" for k in study.OBJECTIVES}
+    mlm = compared["objective_mlm_true_image"]
+    leace = evaluate_erased(held, erasers["leace"], 0, 40)["mlm_true_image"]
+    randoms = [evaluate_erased(held, erasers[r], 0, 40)["mlm_true_image"] for r in erasers][2:]
+    assert mlm["plain"] == evaluate_erased(held, None, 0, 40)["mlm_true_image"]
+    assert mlm["leace"] == leace and mlm["random_per_draw"] == randoms
+    assert mlm["leace_minus_random"] == pytest.approx(leace - np.mean(randoms))
+    assert "on erased layer" not in mlm["name"]  # the output, not a state at the layer
+    itm = compared["objective_itm_acc"]
+    assert itm["leace"] == 0.5 and itm["n_test"] == 80  # both pairs of 40 captions

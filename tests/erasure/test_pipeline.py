@@ -17,7 +17,7 @@ from vlprobe.extraction.predict import extract
 from vlprobe.intervention.concepts import concept
 from vlprobe.intervention.erasers import Eraser
 from vlprobe.intervention.hooks import erasing
-from vlprobe.intervention.settings import fitted, plain_config
+from vlprobe.intervention.settings import cache_eraser, fitted, plain_config
 from vlprobe.testing.models import tiny_config
 
 
@@ -87,6 +87,10 @@ def test_leace_cache_named_by_its_eraser_and_erased_at_its_layer(
     node = fitted(cfg).intervention
     assert fingerprint["settings"]["intervention"]["eraser"] == node.eraser
     assert fingerprint["settings"]["intervention"]["fit_on"] == plain.name
+    # the cache gives back the eraser it was made with (the objectives hook it again)
+    held = cache_eraser(CacheReader(path))
+    assert held is not None and held.digest() == node.eraser
+    assert cache_eraser(CacheReader(plain)) is None
     # another eraser (a random draw) is another cache
     other = _cfg(
         compose_cfg,

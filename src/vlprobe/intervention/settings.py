@@ -140,7 +140,7 @@ def fitted(cfg: DictConfig) -> DictConfig:
     finally:
         reader.close()
     digest = eraser.digest()
-    file = eraser.save(Path(cfg.paths.cache_dir) / "erasers" / f"{digest[:16]}.npz")
+    file = eraser.save(eraser_file(Path(cfg.paths.cache_dir), digest))
     log.info(
         "intervention %s of %s at layer %s: rank %d, fitted on %s",
         node.kind,
@@ -158,12 +158,37 @@ def fitted(cfg: DictConfig) -> DictConfig:
     return out
 
 
+def eraser_file(cache_dir: Path, digest: str) -> Path:
+    """Where the eraser of sha256 ``digest`` is saved: beside the caches it makes."""
+    return cache_dir / "erasers" / f"{digest[:16]}.npz"
+
+
+def cache_eraser(reader: CacheReader) -> Eraser | None:
+    """The eraser an intervened cache was extracted with (its fingerprint names it; it lies in
+    ``erasers/`` beside the cache); None for a plain cache."""
+    settings = reader.attr("input_fingerprint")["settings"].get("intervention")  # type: ignore[index]
+    if settings is None:
+        return None
+    file = eraser_file(reader.path.parent, settings["eraser"])
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"{reader.path} was extracted with the eraser {settings['eraser'][:16]}, but {file} "
+            "is missing: rebuild the cache (delete it) so that its eraser is fitted again"
+        )
+    return load_eraser(file, settings["eraser"])
+
+
+def load_eraser(file: Path, digest: str) -> Eraser:
+    """The eraser saved at ``file``, refused unless its parameters hash to ``digest``."""
+    eraser = Eraser.load(file)
+    if eraser.digest() != digest:
+        raise ValueError(f"intervention: {file} is not the eraser {digest[:16]}")
+    return eraser
+
+
 def hook(cfg: DictConfig, model: Any) -> AbstractContextManager[None]:
     """The erasing hooks on ``model`` for the fitted intervention of ``cfg`` (none: nothing)."""
     node = active(cfg)
     if node is None:
         return nullcontext()
-    eraser = Eraser.load(Path(node.file))
-    if eraser.digest() != node.eraser:
-        raise ValueError(f"intervention: {node.file} is not the eraser {node.eraser[:16]}")
-    return erasing(model, eraser, int(node.layer))
+    return erasing(model, load_eraser(Path(node.file), str(node.eraser)), int(node.layer))
