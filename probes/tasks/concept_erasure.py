@@ -13,7 +13,7 @@ For a model with its pre-training heads (uniter-mini) also the change in its own
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -28,7 +28,7 @@ from probes.tasks.pair_probing import check_choices
 from probes.tasks.visual_relation import VisualRelationTask
 from vlprobe.analysis.stats import mean_std_ci
 from vlprobe.cache.reader import CacheReader
-from vlprobe.intervention.concepts import concept
+from vlprobe.intervention.concepts import Concept, concept
 from vlprobe.intervention.objectives import OBJECTIVES, HeldOut, evaluate_erased, load_held_out
 from vlprobe.intervention.settings import cache_eraser
 from vlprobe.models.hf_adapter import RANDOM_INIT
@@ -63,11 +63,14 @@ class ConceptErasureTask:
     measure: tuple[str, ...] = MEASURES
     draws: int = 3
     top_k: int = 10
+    # senteval_label: the SentEval task whose sentences carry the concept
+    senteval_task: str = "past_present"
     # held-out captions for the objectives of a model with its pre-training heads (uniter-mini)
     objective_captions: int = 300
+    what: Concept = field(init=False, repr=False)  # the concept, on its data set
 
     def __post_init__(self) -> None:
-        concept(self.concept)  # one line for an unknown concept
+        self.what = concept(self.concept, self.senteval_task)  # one line for an unknown one
         check_choices("task.measure", tuple(self.measure), MEASURES)
         if self.draws < 2:
             raise ValueError(
@@ -81,13 +84,15 @@ class ConceptErasureTask:
             )
 
     def datasets(self) -> list[str]:
-        kinds = [concept(self.concept).dataset]
+        kinds = [self.what.dataset]
         kinds += [_measure_task(m).dataset for m in self.measure]
         return list(dict.fromkeys(kinds))
 
     def interventions(self) -> dict[str, dict[str, Any]]:
         """role -> intervention settings: LEACE, then each random draw (prepare builds them)."""
         common = {"layer": self.layer, "concept": self.concept, "top_k": self.top_k}
+        if self.what.dataset.startswith("senteval/"):
+            common["senteval_task"] = self.senteval_task
         out = {"leace": {"kind": "leace", **common}}
         for draw in range(self.draws):
             out[f"random_{draw}"] = {"kind": "random", **common, "draw": draw, "rank": None}
@@ -98,7 +103,7 @@ class ConceptErasureTask:
         self, reader: CacheReader, engine: ProbeEngine, role: str
     ) -> list[dict[str, Any]]:
         """The concept's linear (or configured) probe on its units' embeddings, every layer."""
-        what = concept(self.concept)
+        what = self.what
         labels, names = what.labels(reader, self.top_k)
         layers = select_layers(reader, engine.probing.layers)
         ids = layer_probe_ids(layers, reader.stream)
@@ -176,8 +181,10 @@ class ConceptErasureTask:
     # ------------------------------------------------------------------ the study
     def execute(self, inputs: TaskInputs, engine: ProbeEngine, out_dir: Path) -> TaskOutput:
         roles = ["model", "leace", *(f"random_{d}" for d in range(self.draws))]
-        dataset = concept(self.concept).dataset
-        held = pretrained_heads(inputs.readers["model"][dataset])
+        dataset = self.what.dataset
+        # the heads' evaluation feeds regions, not the extraction's words: region concepts only
+        regions = self.what.tokens == "regions"
+        held = pretrained_heads(inputs.readers["model"][dataset]) if regions else None
         rows: list[dict[str, Any]] = []
         for role in roles:
             readers = inputs.readers[role]
