@@ -149,9 +149,9 @@ def test_word_erasure_touches_only_those_words_tokens(name: str, layer: int, tex
 
 def test_word_tokens_outside_selecting_words_are_refused() -> None:
     adapter = build_adapter("visualbert", config=tiny_config("visualbert", 16), seed=0)
-    with erasing(adapter.model, Eraser.identity(32), 1, "words"):
-        with pytest.raises(RuntimeError, match="only inside selecting_words"):
-            adapter.encode(_batch())
+    words = erasing(adapter.model, Eraser.identity(32), 1, "words")
+    with words, pytest.raises(RuntimeError, match="only inside selecting_words"):
+        adapter.encode(_batch())
 
 
 def test_identity_eraser_changes_nothing() -> None:
