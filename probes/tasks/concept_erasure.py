@@ -54,8 +54,6 @@ class ConceptErasureTask:
     mismatched_refusal: ClassVar[str | None] = (
         "erasure is measured on the real image-caption pairs (alignment needs gold regions)"
     )
-    # what the concept probe and every measure read (extraction writes these for every cache)
-    reads: ClassVar[tuple[str, ...]] = ("region", "relation", "phrase", "coref", "maps")
     modalities: ClassVar[tuple[str, ...]] = ("text", "image")
     name: str = "concept_erasure"
     concept: str = "region_class"
@@ -82,6 +80,13 @@ class ConceptErasureTask:
                 f"task.objective_captions={self.objective_captions}: give at least 1 held-out "
                 "caption"
             )
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """What the concept probe and every measure read (extraction writes these for every
+        cache): region_class with both measures, ``region, relation, phrase, coref, maps``."""
+        parts = [*self.what.reads, *(p for m in self.measure for p in _measure_task(m).reads)]
+        return tuple(dict.fromkeys(parts))
 
     def datasets(self) -> list[str]:
         kinds = [self.what.dataset]

@@ -19,7 +19,6 @@ from vlprobe.intervention.concepts import concept
 from vlprobe.intervention.erasers import Eraser
 from vlprobe.intervention.hooks import erasing
 from vlprobe.intervention.settings import cache_eraser, fitted, plain_config
-from vlprobe.synthetic import make_demo_data
 from vlprobe.testing.models import tiny_config
 
 
@@ -117,17 +116,6 @@ def test_leace_cache_named_by_its_eraser_and_erased_at_its_layer(
     assert train_acc(emb_p[1][train]) > majority + 0.2  # the plain layer encodes the class
     assert train_acc(emb_e[1][train]) <= majority + 0.02  # erased: the majority baseline
     assert np.abs(emb_e[2] - emb_p[2]).max() > 1e-2  # the layer above computed on it
-
-
-@pytest.fixture(scope="module")
-def senteval_root(tmp_path_factory: pytest.TempPathFactory, feature_dim: int) -> Path:
-    """Enough SentEval sentences (300 a task) that their label is not separable by luck."""
-    root = tmp_path_factory.mktemp("value-senteval")
-    make_demo_data(
-        root, scenes=20, seed=2, feature_dim=feature_dim, senteval_per_task=300,
-        render_images=False,
-    )  # fmt: skip
-    return root
 
 
 @pytest.mark.parametrize("name", ["phrase_type", "senteval_label"])
