@@ -75,10 +75,8 @@ def test_erasing_every_region_direction_takes_the_image_away(held: HeldOut) -> N
     assert top == plain  # regions erased after the last layer: MLM and ITM read text tokens
 
 
-def test_saved_heads_load_as_pre_training_left_them(
-    tmp_path: Path, demo_root: Path, feature_dim: int
-) -> None:
-    module = _module(feature_dim)
+def _saved(module: UniterPretraining, tmp_path: Path, demo_root: Path, feature_dim: int) -> Path:
+    """``module`` saved as pre-training saves uniter-mini, with the demo's settings."""
     settings = PretrainSettings(
         flickr30k=str(demo_root / "flickr30k"),
         visual_genome=str(demo_root / "visual_genome"),
@@ -88,6 +86,14 @@ def test_saved_heads_load_as_pre_training_left_them(
     )
     folder = tmp_path / "uniter-mini-test"
     save(module, load_tokenizer(None), folder, {"settings": asdict(settings)}, PretrainLog())
+    return folder
+
+
+def test_saved_heads_load_as_pre_training_left_them(
+    tmp_path: Path, demo_root: Path, feature_dim: int
+) -> None:
+    module = _module(feature_dim)
+    folder = _saved(module, tmp_path, demo_root, feature_dim)
     loaded = load_held_out(folder)
     saved = module.state_dict()
     for name, value in loaded.module.state_dict().items():
@@ -98,16 +104,7 @@ def test_saved_heads_load_as_pre_training_left_them(
 def test_a_folder_without_heads_is_refused(
     tmp_path: Path, demo_root: Path, feature_dim: int
 ) -> None:
-    module = _module(feature_dim)
-    settings = PretrainSettings(
-        flickr30k=str(demo_root / "flickr30k"),
-        visual_genome=str(demo_root / "visual_genome"),
-        features=str(demo_root / "features" / "butd.tsv"),
-        feature_dim=feature_dim,
-        layers=LAYERS,
-    )
-    folder = tmp_path / "encoder-only"
-    save(module, load_tokenizer(None), folder, {"settings": asdict(settings)}, PretrainLog())
+    folder = _saved(_module(feature_dim), tmp_path, demo_root, feature_dim)
     state = torch.load(folder / "uniter-mini.pt", weights_only=True)
     torch.save(
         {k: v for k, v in state.items() if k.startswith("uniter.")}, folder / "uniter-mini.pt"
