@@ -170,7 +170,8 @@ class ConceptErasureTask:
         """The model's own objectives on held-out captions with the eraser ``reader``'s cache
         was extracted with hooked at its layer (the plain cache: none)."""
         found = evaluate_erased(held, cache_eraser(reader), self.layer, self.objective_captions)
-        n = {"mlm_true_image": found["mlm_tokens"], "mlm_other_image": found["mlm_tokens"]}
+        tokens, captions = found["mlm_tokens"], found["captions"]
+        n = {"mlm_true_image": tokens, "mlm_other_image": tokens, "itm_ranking": captions}
         return [
             {
                 "name": f"{role}/objective/{key}",
@@ -178,7 +179,7 @@ class ConceptErasureTask:
                 "layer": self.layer,
                 "hidden_layer": None,  # the model's output, computed on states erased at layer
                 "value": found[key],
-                "n_test": n.get(key, 2 * found["captions"]),
+                "n_test": n.get(key, 2 * captions),  # itm_acc: both pairs of each caption
             }
             for key in OBJECTIVES
         ]
