@@ -170,6 +170,8 @@ class ConceptErasureTask:
         """The model's own objectives on held-out captions with the eraser ``reader``'s cache
         was extracted with hooked at its layer (the plain cache: none)."""
         found = evaluate_erased(held, cache_eraser(reader), self.layer, self.objective_captions)
+        if not found["captions"]:  # fewer than two held-out images: nothing was evaluated
+            return []
         tokens, captions = found["mlm_tokens"], found["captions"]
         n = {"mlm_true_image": tokens, "mlm_other_image": tokens, "itm_ranking": captions}
         return [
