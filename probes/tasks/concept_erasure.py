@@ -7,11 +7,13 @@ Per layer it reports the concept's own linear probe (at ``layer`` LEACE leaves i
 majority baseline; above it, does the concept come back?) and each measure (other VALUE tasks,
 run unchanged on each cache), with the change LEACE - random and its 95% interval over the
 random draws. Only a change beyond the random control says the model *used* what was erased.
+For a model with its pre-training heads (uniter-mini) also the change in its own objectives
+(masked-phrase MLM, ITM) on held-out captions, each eraser hooked at ``layer``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -26,7 +28,11 @@ from probes.tasks.pair_probing import check_choices
 from probes.tasks.visual_relation import VisualRelationTask
 from vlprobe.analysis.stats import mean_std_ci
 from vlprobe.cache.reader import CacheReader
-from vlprobe.intervention.concepts import concept
+from vlprobe.intervention.concepts import Concept, concept
+from vlprobe.intervention.objectives import OBJECTIVES, HeldOut, evaluate_erased, load_held_out
+from vlprobe.intervention.settings import cache_eraser
+from vlprobe.models.hf_adapter import RANDOM_INIT
+from vlprobe.pretrain.uniter_mini import RECORD
 from vlprobe.reporting.figures import plot_by_layer
 
 MEASURES = ("visual_relation", "cross_modal_alignment")
@@ -48,8 +54,6 @@ class ConceptErasureTask:
     mismatched_refusal: ClassVar[str | None] = (
         "erasure is measured on the real image-caption pairs (alignment needs gold regions)"
     )
-    # what the concept probe and every measure read (extraction writes these for every cache)
-    reads: ClassVar[tuple[str, ...]] = ("region", "relation", "phrase", "coref", "maps")
     modalities: ClassVar[tuple[str, ...]] = ("text", "image")
     name: str = "concept_erasure"
     concept: str = "region_class"
@@ -57,24 +61,43 @@ class ConceptErasureTask:
     measure: tuple[str, ...] = MEASURES
     draws: int = 3
     top_k: int = 10
+    # senteval_label: the SentEval task whose sentences carry the concept
+    senteval_task: str = "past_present"
+    # held-out captions for the objectives of a model with its pre-training heads (uniter-mini)
+    objective_captions: int = 300
+    what: Concept = field(init=False, repr=False)  # the concept, on its data set
 
     def __post_init__(self) -> None:
-        concept(self.concept)  # one line for an unknown concept
+        self.what = concept(self.concept, self.senteval_task)  # one line for an unknown one
         check_choices("task.measure", tuple(self.measure), MEASURES)
         if self.draws < 2:
             raise ValueError(
                 f"task.draws={self.draws}: the random control needs at least 2 draws for an "
                 "interval"
             )
+        if self.objective_captions < 1:
+            raise ValueError(
+                f"task.objective_captions={self.objective_captions}: give at least 1 held-out "
+                "caption"
+            )
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """What the concept probe and every measure read (extraction writes these for every
+        cache): region_class with both measures, ``region, relation, phrase, coref, maps``."""
+        parts = [*self.what.reads, *(p for m in self.measure for p in _measure_task(m).reads)]
+        return tuple(dict.fromkeys(parts))
 
     def datasets(self) -> list[str]:
-        kinds = [concept(self.concept).dataset]
+        kinds = [self.what.dataset]
         kinds += [_measure_task(m).dataset for m in self.measure]
         return list(dict.fromkeys(kinds))
 
     def interventions(self) -> dict[str, dict[str, Any]]:
         """role -> intervention settings: LEACE, then each random draw (prepare builds them)."""
         common = {"layer": self.layer, "concept": self.concept, "top_k": self.top_k}
+        if self.what.dataset.startswith("senteval/"):
+            common["senteval_task"] = self.senteval_task
         out = {"leace": {"kind": "leace", **common}}
         for draw in range(self.draws):
             out[f"random_{draw}"] = {"kind": "random", **common, "draw": draw, "rank": None}
@@ -85,7 +108,7 @@ class ConceptErasureTask:
         self, reader: CacheReader, engine: ProbeEngine, role: str
     ) -> list[dict[str, Any]]:
         """The concept's linear (or configured) probe on its units' embeddings, every layer."""
-        what = concept(self.concept)
+        what = self.what
         labels, names = what.labels(reader, self.top_k)
         layers = select_layers(reader, engine.probing.layers)
         ids = layer_probe_ids(layers, reader.stream)
@@ -143,27 +166,54 @@ class ConceptErasureTask:
             )
         return rows
 
+    def objective_rows(self, held: HeldOut, reader: CacheReader, role: str) -> list[dict[str, Any]]:
+        """The model's own objectives on held-out captions with the eraser ``reader``'s cache
+        was extracted with hooked at its layer (the plain cache: none)."""
+        found = evaluate_erased(held, cache_eraser(reader), self.layer, self.objective_captions)
+        if not found["captions"]:  # fewer than two held-out images: nothing was evaluated
+            return []
+        tokens, captions = found["mlm_tokens"], found["captions"]
+        n = {"mlm_true_image": tokens, "mlm_other_image": tokens, "itm_ranking": captions}
+        return [
+            {
+                "name": f"{role}/objective/{key}",
+                "measure": f"objective_{key}",
+                "layer": self.layer,
+                "hidden_layer": None,  # the model's output, computed on states erased at layer
+                "value": found[key],
+                "n_test": n.get(key, 2 * captions),  # itm_acc: both pairs of each caption
+            }
+            for key in OBJECTIVES
+        ]
+
     # ------------------------------------------------------------------ the study
     def execute(self, inputs: TaskInputs, engine: ProbeEngine, out_dir: Path) -> TaskOutput:
         roles = ["model", "leace", *(f"random_{d}" for d in range(self.draws))]
+        dataset = self.what.dataset
+        # the heads' evaluation feeds regions, not the extraction's words: region concepts only
+        regions = self.what.tokens == "regions"
+        held = pretrained_heads(inputs.readers["model"][dataset]) if regions else None
         rows: list[dict[str, Any]] = []
         for role in roles:
             readers = inputs.readers[role]
             kind = "plain" if role == "model" else role.split("_")[0]
-            found = self.concept_rows(readers[concept(self.concept).dataset], engine, role)
+            found = self.concept_rows(readers[dataset], engine, role)
             for measure in self.measure:
                 found += self.measure_rows(measure, readers, engine, out_dir / role / measure)
+            if held is not None:
+                found += self.objective_rows(held, readers[dataset], role)
             draw = int(role.split("_")[1]) if kind == "random" else None
             for r in found:
                 name = r["name"] if r["name"].startswith(role) else f"{role}/{r['name']}"
                 rows.append({**r, "name": name, "intervention": kind, "draw": draw})
         comparisons = compare(rows, self.layer)
-        layer_names = inputs.readers["model"][concept(self.concept).dataset].layer_names
+        layer_names = inputs.readers["model"][dataset].layer_names
+        by_layer = [c["measure"] for c in comparisons if not c["measure"].startswith("objective_")]
         figures = {
             f"erasure_{m}": plot_erasure(
                 comparisons, m, layer_names, self.layer, out_dir, inputs.labels["model"]
             )
-            for m in dict.fromkeys(c["measure"] for c in comparisons)
+            for m in dict.fromkeys(by_layer)
         }
         at = [c for c in comparisons if c["measure"] == self.concept and c["layer"] == self.layer]
         summary: dict[str, Any] = {"erasure/layer": self.layer, "erasure/concept": self.concept}
@@ -177,6 +227,17 @@ class ConceptErasureTask:
                 "leace_minus_random"
             ]
         return TaskOutput(rows + comparisons, COLUMNS, figures, summary, console_rows=comparisons)
+
+
+def pretrained_heads(reader: CacheReader) -> HeldOut | None:
+    """uniter-mini's heads and held-out captions when ``reader`` is a cache of the pre-trained
+    uniter-mini (its folder holds ``pretrain.json``); None for every other model."""
+    if str(reader.attr("model_name")) != "uniter-mini":
+        return None
+    if str(reader.attr("model_revision")) == RANDOM_INIT:
+        return None  # random weights: no heads were trained
+    folder = Path(str(reader.attr("model_path"))).parent
+    return load_held_out(folder) if (folder / RECORD).is_file() else None
 
 
 def compare(rows: list[dict[str, Any]], layer: int) -> list[dict[str, Any]]:

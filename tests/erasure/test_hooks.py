@@ -36,7 +36,7 @@ class PlantedModel(nn.Module):
         return (h[mask] @ self.direction).sum()
 
 
-def planted_site(model: nn.Module, layer: int):
+def planted_site(model: nn.Module, layer: int, _tokens: str):
     module = model.embed if layer == 0 else model.layers[layer - 1]
     return module, lambda kw: kw["mask"]
 
@@ -108,6 +108,50 @@ def test_erasure_touches_only_region_tokens_at_and_above_its_layer(name: str, la
         torch.testing.assert_close(e.hidden[layer, image], expected, rtol=0, atol=1e-5)
         if layer < 2:  # the layers above compute on them
             assert (e.hidden[layer + 1 :] - p.hidden[layer + 1 :]).abs().max() > 1e-3
+
+
+#: example of _batch() -> the words whose tokens are erased (a phrase's, none, one word)
+CHOSEN = {0: [1, 4, 5], 1: [], 2: [1]}
+
+
+def _text_only() -> list[ModelInput]:
+    return [ModelInput(w.split()) for w in ("she walked home", "the dogs were barking loudly")]
+
+
+@pytest.mark.parametrize("name", ["visualbert", "uniter"])
+@pytest.mark.parametrize("layer", [0, 1, 2])
+@pytest.mark.parametrize("text_only", [False, True])
+def test_word_erasure_touches_only_those_words_tokens(name: str, layer: int, text_only: bool):
+    adapter = build_adapter(name, config=tiny_config(name, 16), device="cpu", seed=0)
+    batch = _text_only() if text_only else _batch()
+    chosen = {0: [0, 2], 1: [1]} if text_only else CHOSEN
+    plain = adapter.encode(batch)
+    eraser = random_subspace(32, 3, np.full(32, 0.1), seed=1)
+
+    def words(inp: ModelInput) -> list[int]:
+        return chosen[next(i for i, b in enumerate(batch) if b is inp)]
+
+    with hooks.selecting_words(adapter, words), erasing(adapter.model, eraser, layer, "words"):
+        erased = adapter.encode(batch)
+    for b, (p, e) in enumerate(zip(plain, erased, strict=True)):
+        picked = torch.isin(p.word_index, torch.tensor(chosen[b], dtype=torch.long))
+        assert int(picked.sum()) >= len(chosen[b])  # every chosen word has a token
+        torch.testing.assert_close(e.hidden[:layer], p.hidden[:layer], rtol=0, atol=0)
+        kept = e.hidden[layer, ~picked], p.hidden[layer, ~picked]
+        torch.testing.assert_close(*kept, rtol=0, atol=0)  # specials, other words, regions
+        expected = eraser.apply(p.hidden[layer, picked])
+        torch.testing.assert_close(e.hidden[layer, picked], expected, rtol=0, atol=1e-5)
+        if layer < 2 and chosen[b]:  # the layers above compute on them
+            assert (e.hidden[layer + 1 :] - p.hidden[layer + 1 :]).abs().max() > 1e-3
+    assert torch.equal(adapter.encode(batch)[0].hidden, plain[0].hidden)  # hooks gone
+    assert "_tokenize" not in vars(adapter)  # the adapter's own tokenizer again
+
+
+def test_word_tokens_outside_selecting_words_are_refused() -> None:
+    adapter = build_adapter("visualbert", config=tiny_config("visualbert", 16), seed=0)
+    words = erasing(adapter.model, Eraser.identity(32), 1, "words")
+    with words, pytest.raises(RuntimeError, match="only inside selecting_words"):
+        adapter.encode(_batch())
 
 
 def test_identity_eraser_changes_nothing() -> None:

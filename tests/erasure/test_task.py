@@ -67,6 +67,31 @@ def test_concept_erasure_study(compose_cfg, demo_root: Path, feature_dim: int) -
     assert sum("__random-region_class-L1-d1__" in name for name in cached) == 2
 
 
+@pytest.mark.parametrize("name", ["phrase_type", "senteval_label"])
+def test_a_word_concept_study(
+    compose_cfg, demo_root: Path, senteval_root: Path, feature_dim: int, name: str
+) -> None:
+    """``task.concept=phrase_type`` (measured by alignment, on the same Flickr30k captions) and
+    ``senteval_label`` (its own probe only) end to end: LEACE takes the concept's probe down at
+    the erased layer, the random control does not, nothing below it moves."""
+    phrase = name == "phrase_type"
+    measure = "task.measure=[cross_modal_alignment]" if phrase else "task.measure=[]"
+    root = demo_root if phrase else senteval_root
+    cfg = _cfg(compose_cfg, root, feature_dim, [f"task.concept={name}", measure])
+    run(cfg)
+    out = Path(cfg.paths.output_dir)
+    rows = read_run_results(out / "results.json").rows
+    compared = {(r["measure"], r["layer"]): r for r in rows if "leace_minus_random" in r}
+    assert {m for m, _ in compared} == ({name, "alignment_best_head"} if phrase else {name})
+    at = compared[(name, 1)]
+    assert at["plain"] > at["chance"] + 0.1
+    assert at["leace"] < at["plain"] - 0.1 and at["leace"] < min(at["random_per_draw"]) - 0.1
+    below = compared[(name, 0)]
+    assert below["leace"] == below["plain"] == below["random"]
+    cached = sorted(p.name for p in Path(cfg.paths.cache_dir).glob(f"*__leace-{name}-L1__*.h5"))
+    assert len(cached) == 1  # the concept's data set only: its measures read the same one
+
+
 def test_the_run_leaves_the_interventions_to_the_task(
     compose_cfg, demo_root: Path, feature_dim: int
 ) -> None:

@@ -325,7 +325,7 @@ def _extract(cfg: DictConfig, dataset: str, out: Path, inputs: dict, parts: froz
         "input_fingerprint": inputs,
         "extraction_settings": {**extraction_settings(cfg), "data": _plain(cfg.data)},
     }
-    with intervention.hook(cfg, adapter.model):  # erases at its layer (none: no hook)
+    with intervention.hook(cfg, adapter, examples):  # erases at its layer (none: no hook)
         path = extract(
             examples,
             adapter,

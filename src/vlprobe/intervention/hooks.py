@@ -1,11 +1,15 @@
-"""Apply an eraser inside a model's forward pass, at one hidden layer, to one modality's tokens.
+"""Apply an eraser inside a model's forward pass, at one hidden layer, to some of its tokens.
 
 A forward pre-hook on the model reads the batch's masks (which sequence positions are region
 tokens); a forward hook on the module that produces hidden layer ``L`` replaces those positions'
 states with erased ones, so every layer above computes on them and the cached layer ``L`` holds
 them. Layer ``L >= 1`` is the output sub-module of transformer layer ``L`` (``layer.output``:
 VisualBERT calls the layer, UNITER its parts, and both call this); layer 0 is the module
-that embeds the regions.
+that embeds the regions (the text, for word tokens).
+
+Word tokens (``tokens="words"``: a phrase's, a sentence's) are not in the forward's arguments:
+:func:`selecting_words` wraps the adapter's tokenizer, which knows each token's word, and
+keeps, per example of the batch, which of its text tokens belong to the words to erase.
 
 Single-stream models only: LXMERT's cross-modality layers take two streams, ViLT's image
 tokens are patches, not regions; those are refused with one line.
@@ -13,28 +17,69 @@ tokens are patches, not regions; those are refused with one line.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import torch
 from torch import nn
 from transformers import VisualBertModel
 
+from vlprobe.intervention.concepts import TOKENS
 from vlprobe.intervention.erasers import Eraser
+from vlprobe.models.base import ModelInput
 from vlprobe.models.uniter import UniterModel
 
 #: the forward's keyword arguments -> (B, S) bool mask of the positions to erase
 MaskFn = Callable[[Mapping[str, Any]], torch.Tensor | None]
-#: (model, hidden layer) -> (module whose output is that layer's states, its mask)
-SiteFn = Callable[[nn.Module, int], tuple[nn.Module, MaskFn]]
+#: (model, hidden layer, tokens) -> (module whose output is that layer's states, its mask)
+SiteFn = Callable[[nn.Module, int, str], tuple[nn.Module, MaskFn]]
+
+#: per example of the batch being encoded, which of its text tokens to erase (selecting_words)
+_SELECTED: ContextVar[list[torch.Tensor] | None] = ContextVar("erased_text_tokens", default=None)
+
+
+@contextmanager
+def selecting_words(adapter: Any, words: Callable[[ModelInput], Collection[int]]) -> Iterator[None]:
+    """Within the block, each batch ``adapter`` tokenizes marks the tokens of ``words(input)``
+    for :func:`erasing` with ``tokens="words"`` (the adapter's ``_tokenize`` is wrapped)."""
+    original = adapter._tokenize
+
+    def tokenize(batch: list[ModelInput]) -> Any:
+        text = original(batch)
+        _SELECTED.set(
+            [
+                torch.isin(index, torch.as_tensor(sorted(words(inp)), dtype=torch.long))
+                for index, inp in zip(text.word_index, batch, strict=True)
+            ]
+        )
+        return text
+
+    adapter._tokenize = tokenize
+    try:
+        yield
+    finally:
+        del adapter._tokenize  # the class's method again
+        _SELECTED.set(None)
+
+
+def _selected_text(width: int, device: torch.device) -> torch.Tensor:
+    """``(B, width)``: the selected text tokens of each example, from position 0 (text first)."""
+    selected = _SELECTED.get()
+    if selected is None:
+        raise RuntimeError("intervention: word tokens are erased only inside selecting_words")
+    out = torch.zeros(len(selected), width, dtype=torch.bool, device=device)
+    for b, row in enumerate(selected):
+        out[b, : row.shape[0]] = row.to(device)
+    return out
 
 
 def _layer_output(model: nn.Module, layer: int) -> nn.Module:
     return model.encoder.layer[layer - 1].output  # type: ignore[union-attr,index]
 
 
-def visualbert_site(model: nn.Module, layer: int) -> tuple[nn.Module, MaskFn]:
+def visualbert_site(model: nn.Module, layer: int, tokens: str) -> tuple[nn.Module, MaskFn]:
     """``[text (padded); regions (padded)]`` at every layer, the embeddings included."""
 
     def regions(kw: Mapping[str, Any]) -> torch.Tensor | None:
@@ -44,13 +89,19 @@ def visualbert_site(model: nn.Module, layer: int) -> tuple[nn.Module, MaskFn]:
         text = torch.zeros_like(kw["input_ids"], dtype=torch.bool)
         return torch.cat([text, visual.bool()], dim=1)
 
+    def words(kw: Mapping[str, Any]) -> torch.Tensor:
+        text = _selected_text(kw["input_ids"].shape[1], kw["input_ids"].device)
+        visual = kw.get("visual_attention_mask")
+        return text if visual is None else torch.cat([text, torch.zeros_like(visual.bool())], 1)
+
     module = model.embeddings if layer == 0 else _layer_output(model, layer)
-    return module, regions  # type: ignore[return-value]
+    return module, regions if tokens == "regions" else words  # type: ignore[return-value]
 
 
-def uniter_site(model: nn.Module, layer: int) -> tuple[nn.Module, MaskFn]:
-    """Layer 0: the region embeddings ``(B, N, d)``; above, ``[text; regions]`` per example,
-    joined without padding (``join_without_padding``)."""
+def uniter_site(model: nn.Module, layer: int, tokens: str) -> tuple[nn.Module, MaskFn]:
+    """Layer 0: the region embeddings ``(B, N, d)`` (the text embeddings ``(B, Lt, d)`` for
+    words); above, ``[text; regions]`` per example, joined without padding
+    (``join_without_padding``): the text tokens first in every example."""
 
     def region_inputs(kw: Mapping[str, Any]) -> torch.Tensor | None:
         mask = kw.get("img_mask")
@@ -64,6 +115,14 @@ def uniter_site(model: nn.Module, layer: int) -> tuple[nn.Module, MaskFn]:
         pos = torch.arange(int((n_text + n_image).max()), device=image.device)[None]
         return (pos >= n_text[:, None]) & (pos < (n_text + n_image)[:, None])
 
+    def words(kw: Mapping[str, Any]) -> torch.Tensor:
+        image, width = kw.get("img_mask"), kw["input_ids"].shape[1]
+        if layer and image is not None and image.shape[1]:  # joined without padding
+            width = int((kw["attention_mask"].sum(1) + image.sum(1)).max())
+        return _selected_text(width, kw["input_ids"].device)
+
+    if tokens == "words":
+        return (model.embeddings if layer == 0 else _layer_output(model, layer)), words
     if layer == 0:
         return model.img_embeddings, region_inputs  # type: ignore[return-value]
     return _layer_output(model, layer), joined
@@ -73,8 +132,10 @@ def uniter_site(model: nn.Module, layer: int) -> tuple[nn.Module, MaskFn]:
 SITES: dict[type, SiteFn] = {VisualBertModel: visualbert_site, UniterModel: uniter_site}
 
 
-def site_for(model: nn.Module, layer: int) -> tuple[nn.Module, MaskFn]:
+def site_for(model: nn.Module, layer: int, tokens: str = "regions") -> tuple[nn.Module, MaskFn]:
     """The hook site of hidden layer ``layer``, or one line saying what can be intervened on."""
+    if tokens not in TOKENS:
+        raise ValueError(f"intervention: tokens={tokens!r}; valid: {', '.join(TOKENS)}")
     site = next((fn for cls, fn in SITES.items() if isinstance(model, cls)), None)
     if site is None:
         raise ValueError(
@@ -86,13 +147,16 @@ def site_for(model: nn.Module, layer: int) -> tuple[nn.Module, MaskFn]:
     layers = int(model.config.num_hidden_layers)
     if not 0 <= layer <= layers:
         raise ValueError(f"intervention.layer={layer}: the model has hidden layers 0-{layers}")
-    return site(model, layer)
+    return site(model, layer, tokens)
 
 
 @contextmanager
-def erasing(model: nn.Module, eraser: Eraser, layer: int) -> Iterator[None]:
-    """Within the block, every forward of ``model`` erases its region states at ``layer``."""
-    module, mask_of = site_for(model, layer)
+def erasing(
+    model: nn.Module, eraser: Eraser, layer: int, tokens: str = "regions"
+) -> Iterator[None]:
+    """Within the block, every forward of ``model`` erases its region states at ``layer``
+    (``tokens="words"``: the tokens :func:`selecting_words` marks)."""
+    module, mask_of = site_for(model, layer, tokens)
     if eraser.dim != int(model.config.hidden_size):
         raise ValueError(
             f"intervention: the eraser is {eraser.dim}-d, the model's states "

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import copy
 import logging
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,12 @@ from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vlprobe.cache.reader import CacheReader
-from vlprobe.intervention.concepts import concept
+from vlprobe.data.examples import VLExample
+from vlprobe.intervention.concepts import Concept, concept
 from vlprobe.intervention.erasers import KINDS, Eraser
 from vlprobe.intervention.fit import fit_eraser
-from vlprobe.intervention.hooks import erasing
+from vlprobe.intervention.hooks import erasing, selecting_words
+from vlprobe.models.base import ModelInput
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +124,7 @@ def fitted(cfg: DictConfig) -> DictConfig:
         return cfg
     from vlprobe.extraction.pipeline import ensure_cache  # it calls this module
 
-    what = concept(str(node.concept))
+    what = concept_of(node)
     check_model(cfg, declared_model_class(cfg))  # before the plain cache is built
     plain = ensure_cache(plain_config(cfg), what.dataset, parts=what.reads)
     reader = CacheReader(plain)
@@ -140,7 +143,7 @@ def fitted(cfg: DictConfig) -> DictConfig:
     finally:
         reader.close()
     digest = eraser.digest()
-    file = eraser.save(Path(cfg.paths.cache_dir) / "erasers" / f"{digest[:16]}.npz")
+    file = eraser.save(eraser_file(Path(cfg.paths.cache_dir), digest))
     log.info(
         "intervention %s of %s at layer %s: rank %d, fitted on %s",
         node.kind,
@@ -158,12 +161,58 @@ def fitted(cfg: DictConfig) -> DictConfig:
     return out
 
 
-def hook(cfg: DictConfig, model: Any) -> AbstractContextManager[None]:
-    """The erasing hooks on ``model`` for the fitted intervention of ``cfg`` (none: nothing)."""
+def eraser_file(cache_dir: Path, digest: str) -> Path:
+    """Where the eraser of sha256 ``digest`` is saved: beside the caches it makes."""
+    return cache_dir / "erasers" / f"{digest[:16]}.npz"
+
+
+def cache_eraser(reader: CacheReader) -> Eraser | None:
+    """The eraser an intervened cache was extracted with (its fingerprint names it; it lies in
+    ``erasers/`` beside the cache); None for a plain cache."""
+    settings = reader.attr("input_fingerprint")["settings"].get("intervention")  # type: ignore[index]
+    if settings is None:
+        return None
+    file = eraser_file(reader.path.parent, settings["eraser"])
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"{reader.path} was extracted with the eraser {settings['eraser'][:16]}, but {file} "
+            "is missing: rebuild the cache (delete it) so that its eraser is fitted again"
+        )
+    return load_eraser(file, settings["eraser"])
+
+
+def load_eraser(file: Path, digest: str) -> Eraser:
+    """The eraser saved at ``file``, refused unless its parameters hash to ``digest``."""
+    eraser = Eraser.load(file)
+    if eraser.digest() != digest:
+        raise ValueError(f"intervention: {file} is not the eraser {digest[:16]}")
+    return eraser
+
+
+def concept_of(node: DictConfig) -> Concept:
+    """The concept an intervention's settings name (``senteval_task``: senteval_label's data)."""
+    return concept(str(node.concept), node.get("senteval_task"))
+
+
+@contextmanager
+def hook(cfg: DictConfig, adapter: Any, examples: Sequence[VLExample]) -> Iterator[None]:
+    """The erasing hooks on ``adapter``'s model for the fitted intervention of ``cfg`` (none:
+    nothing) while it encodes ``examples`` (a word concept's words are looked up per input)."""
     node = active(cfg)
     if node is None:
-        return nullcontext()
-    eraser = Eraser.load(Path(node.file))
-    if eraser.digest() != node.eraser:
-        raise ValueError(f"intervention: {node.file} is not the eraser {node.eraser[:16]}")
-    return erasing(model, eraser, int(node.layer))
+        yield
+        return
+    what = concept_of(node)
+    eraser = load_eraser(Path(node.file), str(node.eraser))
+    with ExitStack() as stack:
+        if what.tokens == "words":
+            table = {id(ex.inputs): what.words(ex) for ex in examples}
+
+            def words(inp: ModelInput) -> list[int]:
+                if id(inp) not in table:
+                    raise RuntimeError("intervention: an input outside the examples was encoded")
+                return table[id(inp)]
+
+            stack.enter_context(selecting_words(adapter, words))
+        stack.enter_context(erasing(adapter.model, eraser, int(node.layer), what.tokens))
+        yield
