@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from vlprobe.reporting.wandb_offline import read_offline_run, wait_for_exit
@@ -45,8 +46,8 @@ def rows() -> list[dict]:
         for layer in range(LAYERS):
             out.append(_row(subtask, "embedding", layer, None, 0.5 + 0.03 * layer))
             out.append(_row(subtask, "attention", layer, None, 0.6))
-        for layer in range(1, HEADS + 1):
-            for head in range(HEADS):
+        for layer in range(1, HEADS + 1):  # heads and their layers 1-based, as ProbeId's
+            for head in range(1, HEADS + 1):
                 out.append(_row(subtask, "head", layer, head, 0.5 + 0.001 * (layer * HEADS + head)))
     return out
 
@@ -75,7 +76,8 @@ def test_layer_history_and_head_grid() -> None:
     assert not any("head" in key for values in history.values() for key in values)
     grid, layers = head_grid(data, "test_acc")
     assert grid.shape == (HEADS, HEADS) and layers == list(range(1, HEADS + 1))
-    assert grid[0, 3] == pytest.approx(0.5 + 0.001 * (HEADS + 3))
+    assert grid[0, 2] == pytest.approx(0.5 + 0.001 * (HEADS + 3))  # layer 1, head 3
+    assert not np.isnan(grid).any()  # no empty column for a head 0 that does not exist
     assert head_grid([r for r in data if r["head"] is None], "test_acc") is None
 
 

@@ -99,17 +99,18 @@ def layer_history(subtask: str, rows: list[dict[str, Any]]) -> dict[int, dict[st
 
 def head_grid(rows: list[dict[str, Any]], metric: str) -> tuple[np.ndarray, list[int]] | None:
     """``(layers x heads array of metric, layers)`` over the rows that read one head (NaN where
-    none), or None without head rows. Several streams: the first stream's heads."""
+    none), or None without head rows. Heads are 1-based (``ProbeId``): column ``h - 1`` is head
+    ``h``. Several streams: the first stream's heads."""
     heads = [r for r in rows if isinstance(r.get("head"), int) and isinstance(r.get("layer"), int)]
     if not heads:
         return None
     stream = heads[0].get("stream")
     heads = [r for r in heads if r.get("stream") == stream]
     layers = sorted({r["layer"] for r in heads})
-    grid = np.full((len(layers), max(r["head"] for r in heads) + 1), np.nan)
+    grid = np.full((len(layers), max(r["head"] for r in heads)), np.nan)
     for r in heads:
         value = _number(r.get(metric))
-        grid[layers.index(r["layer"]), r["head"]] = np.nan if value is None else value
+        grid[layers.index(r["layer"]), r["head"] - 1] = np.nan if value is None else value
     return grid, layers
 
 
@@ -148,40 +149,28 @@ def summary_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def draw_head_heatmap(subtask: str, rows: list[dict[str, Any]], path: Path) -> Path | None:
-    """Test accuracy per layer and head; the 5 heads best on validation outlined (chosen on
-    validation, never on test); chance in the title. None without head rows."""
+    """Test accuracy per layer and head on the rows' own range (a [0, 1] scale paints 72
+    heads within 0.1 of each other one colour); the 5 heads best on validation outlined and
+    labelled (chosen on validation, never on test); chance marked on the colour bar. None
+    without head rows."""
+    from vlprobe.reporting.figures import plot_layer_head_heatmap
+
     test = head_grid(rows, "test_acc")
     val = head_grid(rows, "val_acc")
     if test is None or val is None:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
-
     grid, layers = test
     chances = [c for r in rows if r.get("head") is not None if (c := _number(r.get("chance")))]
-    fig, ax = plt.subplots(figsize=(1.0 + 0.45 * grid.shape[1], 1.2 + 0.4 * len(layers)))
-    image = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
-    bar = fig.colorbar(image, ax=ax, label="test accuracy")
-    if chances:  # the chance level marked on the colour scale
-        bar.ax.axhline(float(np.mean(chances)), color="white", lw=2, ls="--")
-    flat = np.where(np.isnan(val[0]), -np.inf, val[0]).ravel()
-    for index in np.argsort(-flat, kind="stable")[: min(5, np.isfinite(flat).sum())]:
-        i, h = divmod(int(index), grid.shape[1])
-        ax.add_patch(Rectangle((h - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=2))
-    ax.set_xticks(range(grid.shape[1]))
-    ax.set_yticks(range(len(layers)), [str(layer) for layer in layers])
-    ax.set_xlabel("head")
-    ax.set_ylabel("layer")
-    chance = f", chance {np.mean(chances):.2f}" if chances else ""
-    ax.set_title(f"{subtask}: heads (red: top 5 on validation{chance})", fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return plot_layer_head_heatmap(
+        grid,
+        path,
+        f"{subtask}: test accuracy per head\n(outlined: the 5 best heads by validation accuracy)",
+        layer_names=[str(layer) for layer in layers],
+        cbar_label="test accuracy",
+        annotate_top=5,
+        rank_by=val[0],
+        chance=float(np.mean(chances)) if chances else None,
+    )
 
 
 def publish_rows(experiment: Any, rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
