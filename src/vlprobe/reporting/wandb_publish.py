@@ -6,7 +6,7 @@ metrics), native charts with the layer on the x-axis (accuracy with its interval
 selectivity, MDL compression), a layer x head heatmap, and a few summary numbers a sweep can
 optimise. The number of keys grows with subtasks and probe kinds, never with probes: per
 subtask a table and a heatmap, per subtask and probe kind (and stream) up to three charts and
-three by-layer history keys.
+four by-layer history keys.
 
 Rows are read by their typed identity fields (``subtask``, ``kind``, ``layer``, ``head``,
 ``stream``, ``family``, ``capacity``), never by parsing probe names.
@@ -29,9 +29,10 @@ IDENTITY = ("task", "subtask", "kind", "layer", "head", "stream", "family", "cap
 LAYER_METRICS = ("test_acc", "test_acc_low", "test_acc_high", "val_acc", "chance")
 #: charted by layer too, each its own chart
 EXTRA_LAYER_METRICS = ("selectivity", "mdl_compression")
-#: also history keys with the x-axis ``layer`` (line plots a workspace can overlay across runs);
-#: the rest stay in the charts' tables, so keys per subtask and series are at most 3
-HISTORY_METRICS = ("test_acc", *EXTRA_LAYER_METRICS)
+#: also history keys with the x-axis ``layer`` (line plots a workspace can overlay across runs,
+#: chance their reference); the rest stay in the charts' tables, so keys per subtask and series
+#: are at most 4
+HISTORY_METRICS = ("test_acc", "chance", *EXTRA_LAYER_METRICS)
 
 #: the step metric of every per-layer history key
 LAYER_STEP = "layer"
