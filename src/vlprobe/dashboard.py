@@ -199,7 +199,9 @@ def draw_preview(panels: Sequence[Panel], runs: Sequence[OfflineRun], out: Path)
     shown = [p for p in panels if p.section == panels[0].section][:PREVIEW_PANELS]
     cols = min(4, sum(p.groupby == shown[0].groupby for p in shown))
     rows = -(-len(shown) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False)
+    size = (4.2 * cols, 3.3 * rows + 0.3)
+    # constrained: the suptitle and the panel titles must not overlap (tight_layout lets them)
+    fig, axes = plt.subplots(rows, cols, figsize=size, squeeze=False, layout="constrained")
     for ax, panel in zip(axes.flat, shown, strict=False):
         groups = group_values(panel, runs)
         for g, (value, members) in enumerate(sorted(groups.items())):
@@ -234,7 +236,6 @@ def draw_preview(panels: Sequence[Panel], runs: Sequence[OfflineRun], out: Path)
         ax.axis("off")
     fig.suptitle(f"{shown[0].section}: {len(runs)} runs (bars and lines: mean; whiskers, bands: "
                  "min-max over a group's runs)", fontsize=9)  # fmt: skip
-    fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90)
     plt.close(fig)
