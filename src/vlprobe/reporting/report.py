@@ -552,7 +552,7 @@ def render_markdown(
     parts = [
         "# vlprobe report",
         f"{len(agg.runs)} runs in {len(agg.groups)} groups (runs whose resolved configs are "
-        "equal but for the seed and the logging/output keys). Groups differ in: "
+        "equal but for the seed and the logging/output/thread keys). Groups differ in: "
         f"{', '.join(f'`{k}`' for k in agg.varying) or 'nothing (one group)'}. "
         f"Metric per task: {metrics}. The best probe of each task and group is picked on the "
         f"mean of {', '.join(sorted(select)) or 'the metric'} over seeds. "
