@@ -2,11 +2,11 @@
 
 A sweep's runs (probe family x model x seed ...) are compared in a workspace whose panels are
 written here instead of clicked together: one section per task; per subtask a bar chart of the
-probe chosen on validation (its validation and test accuracy) and, per probe kind, test accuracy
-by layer; each grouped by one swept key (mean over the runs of a group, their spread shaded).
-The panels name only keys the runs logged (read from their offline W&B folders), so a workspace
-never shows empty panels; ``--dry-run`` writes them as JSON, and a PNG preview of what they
-draw, without touching the W&B server.
+probe chosen on validation (its validation and test accuracy, and chance) and, per probe kind,
+test accuracy by layer with chance; each grouped by one swept key (mean over the runs of a
+group, their spread shaded). The panels name only keys the runs logged (read from their offline
+W&B folders), so a workspace never shows empty panels; ``--dry-run`` writes them as JSON, and
+``--preview`` (by default with ``--dry-run``) a PNG of what they draw, without the W&B server.
 """
 
 from __future__ import annotations
