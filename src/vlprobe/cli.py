@@ -134,7 +134,8 @@ def _dashboard(args: argparse.Namespace) -> int:
     from vlprobe.dashboard import dashboard
 
     dry_run = Path(args.out) if args.dry_run else None
-    print(dashboard(args.runs, args.project, args.entity, dry_run, args.name))
+    preview = Path(args.preview) if args.preview else None
+    print(dashboard(args.runs, args.project, args.entity, dry_run, args.name, preview))
     return 0
 
 
@@ -225,6 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="write the panels as JSON (--out), save nothing"
     )
     board.add_argument("--out", default="dashboard.json", help="--dry-run's JSON file")
+    board.add_argument(
+        "--preview",
+        metavar="PNG",
+        help="draw what the panels show, from the runs' values, to PNG (--dry-run: next to "
+        "--out unless given); docs/img/dashboard_preview.png is drawn this way",
+    )
     board.set_defaults(func=_dashboard)
 
     look = sub.add_parser(

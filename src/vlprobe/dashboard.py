@@ -2,11 +2,11 @@
 
 A sweep's runs (probe family x model x seed ...) are compared in a workspace whose panels are
 written here instead of clicked together: one section per task; per subtask a bar chart of the
-probe chosen on validation (its validation and test accuracy) and, per probe kind, test accuracy
-by layer; each grouped by one swept key (mean over the runs of a group, their spread shaded).
-The panels name only keys the runs logged (read from their offline W&B folders), so a workspace
-never shows empty panels; ``--dry-run`` writes them as JSON, and a PNG preview of what they
-draw, without touching the W&B server.
+probe chosen on validation (its validation and test accuracy, and chance) and, per probe kind,
+test accuracy by layer with chance; each grouped by one swept key (mean over the runs of a
+group, their spread shaded). The panels name only keys the runs logged (read from their offline
+W&B folders), so a workspace never shows empty panels; ``--dry-run`` writes them as JSON, and
+``--preview`` (by default with ``--dry-run``) a PNG of what they draw, without the W&B server.
 """
 
 from __future__ import annotations
@@ -137,21 +137,25 @@ def build_panels(runs: Sequence[OfflineRun]) -> list[Panel]:
         for groupby in groupbys:
             by = f", by {groupby}" if groupby else ""
             for subtask in subtasks:
-                keys = [f"summary/{subtask}/{m}" for m in ("best_val_acc", "test_acc")]
+                keys = [f"summary/{subtask}/{m}" for m in ("best_val_acc", "test_acc", "chance")]
                 panels.append(
                     Panel(
                         task,
                         f"{subtask}: probe chosen on validation{by}",
                         "bar",
-                        keys,
+                        [k for k in keys if k in common],
                         None,
                         groupby,
                     )
                 )
             for key in layer_keys:
                 _, subtask, *series, _ = key.split("/")
-                title = f"{subtask} {'/'.join(series)}: test accuracy by layer{by}"
-                panels.append(Panel(task, title, "line", [key], LAYER_STEP, groupby))
+                name = "/".join(series)
+                what = "" if name == "layer" else f" ({name} probes)"  # the per-layer kind
+                chance = key.rsplit("/", 1)[0] + "/chance"
+                keys = [key, *([chance] if chance in common else [])]
+                title = f"{subtask}{what}: test accuracy by layer{by}"
+                panels.append(Panel(task, title, "line", keys, LAYER_STEP, groupby))
     return panels
 
 
@@ -178,51 +182,60 @@ def group_values(panel: Panel, runs: Sequence[OfflineRun]) -> dict[str, list[Off
     return groups
 
 
+#: the preview draws at most this many panels (a sweep's first section), a row per swept key
+PREVIEW_PANELS = 12
+
+
 def draw_preview(panels: Sequence[Panel], runs: Sequence[OfflineRun], out: Path) -> Path:
     """A PNG of what the panels draw, from the runs' own values: bars (mean, min-max whiskers
-    over a group's runs) and lines over the layer (mean, min-max band). The first 6 panels."""
+    over a group's runs) and lines over the layer (mean over the runs that probed a layer,
+    min-max band; chance dashed). The first section's panels, a row per swept key."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    shown = list(panels[:6])
-    cols = min(3, len(shown))
+    shown = [p for p in panels if p.section == panels[0].section][:PREVIEW_PANELS]
+    cols = min(4, sum(p.groupby == shown[0].groupby for p in shown))
     rows = -(-len(shown) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
+    size = (4.2 * cols, 3.3 * rows + 0.3)
+    # constrained: the suptitle and the panel titles must not overlap (tight_layout lets them)
+    fig, axes = plt.subplots(rows, cols, figsize=size, squeeze=False, layout="constrained")
     for ax, panel in zip(axes.flat, shown, strict=False):
         groups = group_values(panel, runs)
         for g, (value, members) in enumerate(sorted(groups.items())):
             if panel.kind == "bar":
+                width = 0.8 / len(groups)
                 for k, key in enumerate(panel.keys):
                     vals = np.array([float(r.summary[key]) for r in members])
-                    x = k + (g - (len(groups) - 1) / 2) * 0.8 / len(groups)
+                    x = k + (g - (len(groups) - 1) / 2) * width
                     err = [[vals.mean() - vals.min()], [vals.max() - vals.mean()]]
-                    ax.bar(
-                        x,
-                        vals.mean(),
-                        0.8 / len(groups),
-                        yerr=err,
-                        color=f"C{g}",
-                        label=value if k == 0 else None,
-                    )
-                ax.set_xticks(range(len(panel.keys)), [k.rsplit("/", 1)[-1] for k in panel.keys])
+                    label = value if k == 0 else None
+                    ax.bar(x, vals.mean(), width, yerr=err, color=f"C{g}", label=label)
+                names = [k.rsplit("/", 1)[-1] for k in panel.keys]
+                ax.set_xticks(range(len(panel.keys)), names, fontsize=8)
             else:
-                curves = [_curve(r, panel.keys[0]) for r in members]
-                layers = sorted(set.intersection(*(set(c) for c in curves)))
-                values = np.array([[c[layer] for layer in layers] for c in curves])
-                ax.plot(layers, values.mean(0), marker="o", color=f"C{g}", label=value)
-                ax.fill_between(layers, values.min(0), values.max(0), color=f"C{g}", alpha=0.2)
-                ax.set_xlabel(panel.x or "")
+                for k, key in enumerate(panel.keys):
+                    layers, mean, low, high = _layer_band([_curve(r, key) for r in members])
+                    dashed = key.endswith("/chance")
+                    style = {"ls": "--", "lw": 1} if dashed else {"marker": "o", "lw": 1.8}
+                    label = value if k == 0 else None
+                    ax.plot(layers, mean, color=f"C{g}", label=label, **style)
+                    if not dashed:
+                        ax.fill_between(layers, low, high, color=f"C{g}", alpha=0.2, lw=0)
+                chance = any(k.endswith("/chance") for k in panel.keys)
+                ax.set_xlabel(f"{panel.x}{' (dashed: chance)' if chance else ''}", fontsize=8)
                 ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.set_ylim(0, 1.2)  # the legend above the [0, 1] range, clear of the bars
+        ax.set_ylim(0, 1.2)  # the legend above the [0, 1] range, clear of the data
         ax.set_yticks(np.linspace(0, 1, 6))
-        ax.set_title(f"{panel.section}: {panel.title}", fontsize=8)
+        ax.tick_params(labelsize=8)
+        ax.set_title(panel.title, fontsize=8)
         ax.legend(fontsize=7, loc="upper center", ncol=max(1, len(groups)), frameon=False)
     for ax in list(axes.flat)[len(shown) :]:
         ax.axis("off")
-    fig.tight_layout()
+    fig.suptitle(f"{shown[0].section}: {len(runs)} runs (bars and lines: mean; whiskers, bands: "
+                 "min-max over a group's runs)", fontsize=9)  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90)
     plt.close(fig)
@@ -232,6 +245,22 @@ def draw_preview(panels: Sequence[Panel], runs: Sequence[OfflineRun], out: Path)
 def _curve(run: OfflineRun, key: str) -> dict[int, float]:
     """``layer -> value`` of a by-layer history key."""
     return {int(h[LAYER_STEP]): float(h[key]) for h in run.history if key in h and LAYER_STEP in h}
+
+
+def _layer_band(curves: Sequence[dict[int, float]]) -> tuple[list[int], Any, Any, Any]:
+    """Layers any run probed, and per layer the mean, min and max over the runs that probed
+    it: runs of one group may probe different layers (``probing.layers`` swept), as W&B's
+    grouped line plot averages whatever runs have a point there."""
+    import numpy as np
+
+    layers = sorted({layer for c in curves for layer in c})
+    values = [[c[layer] for c in curves if layer in c] for layer in layers]
+    return (
+        layers,
+        np.array([np.mean(v) for v in values]),
+        np.array([min(v) for v in values]),
+        np.array([max(v) for v in values]),
+    )
 
 
 def build_workspace(panels: Sequence[Panel], project: str, entity: str, name: str) -> Any:
@@ -263,9 +292,11 @@ def dashboard(
     entity: str | None = None,
     dry_run: Path | None = None,
     name: str = "vlprobe sweep",
+    preview: Path | None = None,
 ) -> str:
     """Build the workspace of the runs under ``paths``; with ``dry_run`` write its panels as
-    JSON there instead of saving it to W&B. Returns what was done, for the console."""
+    JSON there instead of saving it to W&B. ``preview``: a PNG of what the panels draw (with
+    ``dry_run``, next to its JSON unless given). Returns what was done, for the console."""
     runs = [read_offline_run(p) for p in find_wandb_runs(paths)]
     panels = build_panels(runs)
     if not panels:
@@ -275,18 +306,22 @@ def dashboard(
         )
     check_panels(panels, runs)
     workspace = build_workspace(panels, project, entity or "offline", name)
+    lines = []
     if dry_run is not None:
         dry_run.parent.mkdir(parents=True, exist_ok=True)
         dry_run.write_text(json.dumps({"panels": [asdict(p) for p in panels]}, indent=2) + "\n")
-        preview = draw_preview(panels, runs, dry_run.with_suffix(".png"))
         sections = len(workspace.sections)
-        return (
-            f"{len(panels)} panels in {sections} section(s) from {len(runs)} runs: {dry_run}\n"
-            f"preview of the first panels: {preview}"
+        lines.append(
+            f"{len(panels)} panels in {sections} section(s) from {len(runs)} runs: {dry_run}"
         )
+        preview = preview or dry_run.with_suffix(".png")
+    if preview is not None:
+        lines.append(f"preview of the panels: {draw_preview(panels, runs, preview)}")
+    if dry_run is not None:
+        return "\n".join(lines)
     if entity is None:
         import wandb
 
         workspace.entity = wandb.Api().default_entity
     workspace.save()
-    return f"workspace saved: {workspace.url}"
+    return "\n".join([*lines, f"workspace saved: {workspace.url}"])

@@ -10,6 +10,7 @@ example; runs draw a few validation examples for the heads they chose on validat
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,7 +100,9 @@ def draw_attention(
     pixels = _load_image(image)
     top = max(float(np.nanmax(p.weights)) for p in phrases) or 1.0
     cmap = plt.get_cmap("Reds")
-    fig, axes = plt.subplots(1, len(phrases), figsize=(3.4 * len(phrases), 3.8), squeeze=False)
+    # constrained: a one-phrase figure keeps its long caption (tight_layout gave up on it)
+    size = (max(3.4 * len(phrases), 5.0), 3.8)
+    fig, axes = plt.subplots(1, len(phrases), figsize=size, squeeze=False, layout="constrained")
     for ax, phrase in zip(axes[0], phrases, strict=True):
         if pixels is not None:
             ax.imshow(pixels)
@@ -117,12 +120,18 @@ def draw_attention(
             ax.add_patch(
                 Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec=edge, lw=3 if gold else 0.8)
             )
-            ax.text(x1 + 2, y1 + 2, f"{weight:.2f}", va="top", fontsize=7, color="black")
+            # 2 significant digits: weights are often all below 0.05 (".2f" printed 0.00); the
+            # offset in points, not data units (2 data units left boxes in 0-1 coordinates)
+            label = f"{weight:.2g}"
+            ax.annotate(label, (x1, y1), xytext=(2, -2), textcoords="offset points", va="top",
+                        fontsize=7, color="black", annotation_clip=True,
+                        bbox={"fc": "white", "alpha": 0.7, "lw": 0, "pad": 0.5})  # fmt: skip
         ax.set_title(f'"{phrase.text}"', fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(f"{title}\nred: attention from the phrase (max {top:.2f}); green: gold region")
-    fig.tight_layout()
+    width = max(40, int(14 * size[0]))  # characters per caption line at this figure width
+    caption = textwrap.fill(title, width)
+    fig.suptitle(f"{caption}\nred: attention from the phrase (max {top:.2g}); green: gold region")
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
     plt.close(fig)

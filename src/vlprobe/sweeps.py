@@ -46,11 +46,15 @@ def wandb_name(task_name: str) -> str:
 
 
 def short_override(override: str) -> str:
-    """``data.cache=/a/b/c.h5`` -> ``data.cache=c.h5``; ``task=...`` and ``hydra.*`` -> ``""``
-    (the task heads the name, Hydra's own settings are not the experiment's)."""
+    """``data.cache=/a/b/c.h5`` -> ``data.cache=c.h5``; ``task=...`` -> ``""`` (the task heads
+    the name), and so are the keys that say how a run executes and logs, not what it measures
+    (``IGNORED_KEYS`` but the seed: ``threads``, ``paths.*``, ``hydra.*`` ...)."""
+    from vlprobe.reporting.aggregate import IGNORED_KEYS
+
     key, sep, value = override.partition("=")
     bare = key.lstrip("+~")
-    if bare == "task" or bare.startswith("hydra"):
+    settings = [k for k in IGNORED_KEYS if k not in ("seed", "seeds")]
+    if bare == "task" or any(bare == k or bare.startswith((f"{k}.", f"{k}/")) for k in settings):
         return ""
     if not sep:
         return override

@@ -96,7 +96,10 @@ def test_optuna_sweeper_searches_probe_hyperparameters(compose_cfg) -> None:
 
 
 def test_run_name_holds_every_override_short_and_job_type_is_the_task(compose_cfg) -> None:
-    cfg = compose_cfg(["probe=mlp", "seed=2", "task=visual_coreference", "data.cache=/a/b/c.h5"])
+    overrides = ["probe=mlp", "seed=2", "task=visual_coreference", "data.cache=/a/b/c.h5"]
+    # how the run executes is not what it measures: threads and paths stay out of the name
+    overrides += ["threads=1", "paths.log_dir=/tmp/x", "extraction.progress=false"]
+    cfg = compose_cfg(overrides)
     assert cfg.logger.wandb.name == "visual_coreference probe=mlp seed=2 data.cache=c.h5"
     assert cfg.logger.wandb.job_type == "visual_coreference"
     assert compose_cfg([]).logger.wandb.name == "visual_relation"  # defaults: the task only

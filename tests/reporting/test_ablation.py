@@ -79,10 +79,12 @@ def test_report_over_five_varying_keys(
         return real_fill(self, x, low, high, **kw)
 
     capacities: list[list[str]] = []
+    chances: list[Any] = []
     real_complexity = report_module.plot_complexity
 
     def complexity(probes: Any, *args: Any, **kw: Any) -> Path:
         capacities.append(list(probes))
+        chances.append(kw.get("chance"))
         return real_complexity(probes, *args, **kw)
 
     monkeypatch.setattr(report_module, "plot_complexity", complexity)
@@ -128,6 +130,7 @@ def test_report_over_five_varying_keys(
     # probe complexity per setting of the other axes: pre-trained and random init, each
     # linear vs MLP at lr 0.01 (lr 0.1 is an axis of its own, not a third probe)
     assert capacities == [["linear", "mlp"]] * 2 * 4  # 2 reports x 2 settings x 2 series
+    assert chances == [0.5] * len(capacities)  # the rows' chance: each figure's reference
     assert len([n for n in names if n.startswith("complexity__")]) == 4
 
     # CI bands over 2 seeds reach [-3.2, 4.6]: every band drawn stays within [0, 1]

@@ -99,14 +99,14 @@ def test_dry_run_panels_name_only_logged_keys(sweep: Path, tmp_path: Path, capsy
             for key in [*panel["keys"], *([panel["x"]] if panel["x"] else [])]:
                 assert key in logged, (panel["title"], key)
     lines = [p for p in panels if p["kind"] == "line" and p["groupby"] == "seed"]
-    assert [p["keys"] for p in lines] == [
-        ["by_layer/classification/embedding/test_acc"],
-        ["by_layer/identification/embedding/test_acc"],
+    assert [p["keys"] for p in lines] == [  # chance: the reference line of each panel
+        ["by_layer/classification/embedding/test_acc", "by_layer/classification/embedding/chance"],
+        ["by_layer/identification/embedding/test_acc", "by_layer/identification/embedding/chance"],
     ]
     assert {p["x"] for p in lines} == {"layer"}
-    assert {p["keys"][0] for p in panels if p["kind"] == "bar"} == {
-        "summary/identification/best_val_acc",
-        "summary/classification/best_val_acc",
+    assert {tuple(p["keys"]) for p in panels if p["kind"] == "bar"} == {
+        tuple(f"summary/{subtask}/{m}" for m in ("best_val_acc", "test_acc", "chance"))
+        for subtask in ("identification", "classification")
     }
     # the same panels as a wandb-workspaces workspace (built, not saved)
     workspace = build_workspace(build_panels(runs), "p", "e", "sweep")
@@ -119,3 +119,22 @@ def test_a_folder_without_runs_is_one_line(tmp_path: Path, capsys) -> None:
     assert main(["dashboard", str(tmp_path), "--project", "p", "--dry-run"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("vlprobe dashboard: error: no offline W&B run") and "\n" not in err
+
+
+def test_preview_averages_each_layer_over_the_runs_that_probed_it() -> None:
+    """``probing.layers=[0,3],[0,6]`` swept: a group holds runs of both; its curve spans 0, 3
+    and 6 (W&B's grouped line plot does the same), not only the layers all runs share."""
+    from vlprobe.dashboard import _layer_band
+
+    layers, mean, low, high = _layer_band([{0: 0.9, 3: 0.8}, {0: 0.7, 6: 0.6}])
+    assert layers == [0, 3, 6]
+    assert mean.tolist() == pytest.approx([0.8, 0.8, 0.6])
+    assert low.tolist() == pytest.approx([0.7, 0.8, 0.6])
+    assert high.tolist() == pytest.approx([0.9, 0.8, 0.6])
+
+
+def test_preview_option_draws_the_panels_to_the_png_given(sweep: Path, tmp_path: Path) -> None:
+    out, png = tmp_path / "d.json", tmp_path / "img" / "preview.png"
+    args = ["dashboard", str(sweep), "--project", "p", "--dry-run", "--out", str(out)]
+    assert main([*args, "--preview", str(png)]) == 0
+    assert png.stat().st_size > 10_000 and not out.with_suffix(".png").exists()

@@ -28,6 +28,34 @@ def test_plot_by_layer(tmp_path):
         plot_by_layer({"cls": [0.1]}, names, tmp_path / "bad.png", "bad")
 
 
+def test_plot_by_layer_joins_a_series_over_the_layers_it_has(tmp_path, monkeypatch):
+    """Groups that probed different layers ([0, 6] beside [0, 3]) share one axis; a group's
+    NaN at a layer it did not probe must not cut its line (and band) into single dots."""
+    from vlprobe.reporting import figures
+
+    drawn = {}
+
+    def keep(fig, path):
+        ax = fig.axes[0]
+        drawn["lines"] = {line.get_label(): line.get_xydata().tolist() for line in ax.lines}
+        drawn["bands"] = [c.get_paths()[0].vertices for c in ax.collections]
+        return path
+
+    monkeypatch.setattr(figures, "save_figure", keep)
+    nan = float("nan")
+    figures.plot_by_layer(
+        {"[0,3]": [0.9, 0.8, nan], "[0,6]": [0.9, nan, 0.7]},
+        ["0", "3", "6"],
+        tmp_path / "gaps.png",
+        "gaps",
+        bands={"[0,6]": ([0.85, nan, 0.6], [0.95, nan, 0.8])},
+    )
+    assert drawn["lines"]["[0,6]"] == [[0.0, 0.9], [2.0, 0.7]]  # one segment, 0 to 6
+    assert drawn["lines"]["[0,3]"] == [[0.0, 0.9], [1.0, 0.8]]
+    (band,) = drawn["bands"]
+    assert np.isfinite(band).all() and {0.0, 2.0} <= set(band[:, 0])
+
+
 def test_plot_layer_head_heatmap(tmp_path):
     matrix = np.random.default_rng(0).random((4, 6))
     matrix[1, 2] = np.nan

@@ -433,6 +433,7 @@ def test_groups_by_full_config_and_names_the_differing_keys(tmp_path: Path) -> N
             cfg = config(seed) | {"trainer": {"max_epochs": epochs}}
             cfg["task"] |= {"seed": "${seed}"}  # follows the seed: not an identity key
             cfg["logger"] = {"csv": {"save_dir": f"/somewhere/{seed}"}}  # logging: ignored
+            cfg["threads"] = seed  # torch threads: how it ran, not what it measured
             write_run(tmp_path / "runs" / f"e{epochs}s{seed}", cfg, probe_rows([0.5 + seed / 10]))
     cfg = config(1)
     cfg["data"] |= {"name": "real"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from vlprobe.reporting.wandb_offline import read_offline_run, wait_for_exit
@@ -45,8 +46,8 @@ def rows() -> list[dict]:
         for layer in range(LAYERS):
             out.append(_row(subtask, "embedding", layer, None, 0.5 + 0.03 * layer))
             out.append(_row(subtask, "attention", layer, None, 0.6))
-        for layer in range(1, HEADS + 1):
-            for head in range(HEADS):
+        for layer in range(1, HEADS + 1):  # heads and their layers 1-based, as ProbeId's
+            for head in range(1, HEADS + 1):
                 out.append(_row(subtask, "head", layer, head, 0.5 + 0.001 * (layer * HEADS + head)))
     return out
 
@@ -70,12 +71,14 @@ def test_layer_history_and_head_grid() -> None:
     assert set(history[2]) == {
         f"by_layer/identification/{kind}/{m}"
         for kind in ("embedding", "attention")
-        for m in ("test_acc", "selectivity", "mdl_compression")
+        for m in ("test_acc", "chance", "selectivity", "mdl_compression")
     }
+    assert history[2]["by_layer/identification/embedding/chance"] == 0.5  # the panels' reference
     assert not any("head" in key for values in history.values() for key in values)
     grid, layers = head_grid(data, "test_acc")
     assert grid.shape == (HEADS, HEADS) and layers == list(range(1, HEADS + 1))
-    assert grid[0, 3] == pytest.approx(0.5 + 0.001 * (HEADS + 3))
+    assert grid[0, 2] == pytest.approx(0.5 + 0.001 * (HEADS + 3))  # layer 1, head 3
+    assert not np.isnan(grid).any()  # no empty column for a head 0 that does not exist
     assert head_grid([r for r in data if r["head"] is None], "test_acc") is None
 
 
@@ -92,8 +95,8 @@ def test_published_run_has_few_keys_layer_axis_tables_charts(tmp_path: Path) -> 
     assert wait_for_exit(run_dir)
     logged = read_offline_run(run_dir)
     keys = logged.history_keys()
-    # 340 probes; per subtask: 2 tables/images, 2 kinds x (3 charts + 3 history keys); layer
-    assert len(keys) == 1 + 2 * (1 + 1 + 2 * (3 + 3)) + 1, sorted(keys)
+    # 340 probes; per subtask: 2 tables/images, 2 kinds x (3 charts + 4 history keys); layer
+    assert len(keys) == 1 + 2 * (1 + 1 + 2 * (3 + 4)) + 1, sorted(keys)
     for subtask in ("identification", "classification"):
         assert f"tables/{subtask}" in keys and f"heads/{subtask}" in keys
         for name in ("acc", "selectivity", "mdl_compression"):

@@ -54,6 +54,24 @@ def test_draw_over_an_image(tiny_cache: Path, tmp_path: Path) -> None:
     assert green.any()  # gold regions outlined
 
 
+def test_the_caption_fits_without_an_image(tiny_cache: Path, tmp_path: Path) -> None:
+    """No image (boxes in their own coordinates) and a long caption, over one and over all
+    phrases: the caption wraps and the layout holds (tight_layout warned and gave up)."""
+    import warnings
+
+    reader = CacheReader(tiny_cache)
+    try:
+        phrases = phrase_attention(reader, 1, 1, 1)
+    finally:
+        reader.close()
+    long = "A man in a red shirt hands a small dog to a woman by the door of a bus  [L01H01]"
+    for shown in (phrases[:1], phrases):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # "Tight layout not applied" fails the test
+            out = draw_attention(shown, None, long, tmp_path / f"{len(shown)}.png")
+        assert out.is_file()
+
+
 def test_cli_show(tiny_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "fig.png"
     args = ["show", str(tiny_cache), "--example", "e1", "--layer", "2", "--head", "1"]
@@ -74,6 +92,11 @@ def test_a_run_draws_the_heads_chosen_on_validation(tiny_cache: Path, tmp_path: 
         {"kind": "embedding", "layer": 1, "head": None, "val_acc": 1.0, "test_acc": 1.0},
     ]
     assert chosen_heads(rows) == [(1, 2), (1, 1)]  # by validation, never by test
+    # two subtasks: each one's best head, not the two best accuracies of the easier subtask
+    binary = [r | {"subtask": "identification", "val_acc": r["val_acc"] + 0.1} for r in rows]
+    many = {"subtask": "type", "kind": "head", "layer": 2, "head": 2, "val_acc": 0.4}
+    assert chosen_heads([*binary, many]) == [(1, 2), (2, 2)]
+    assert chosen_heads([*binary, many], top=3) == [(1, 2), (2, 2), (1, 1)]
     reader = CacheReader(tiny_cache)
     try:
         reader.__dict__["example_split"] = np.array([0, 1, 1], np.int8)  # e1, e2 validation

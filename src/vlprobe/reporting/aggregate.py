@@ -45,6 +45,7 @@ IGNORED_KEYS = (
     "seeds",
     "tags",
     "optimized_metric",
+    "threads",
     "logger",
     "paths",
     "hydra",

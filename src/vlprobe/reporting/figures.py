@@ -76,14 +76,20 @@ def plot_by_layer(
         style = dict(DASHED if name in dashed else SOLID)
         if colour_of and colour_of.get(name) in colours:
             style["color"] = colours[colour_of[name]]
-        (line,) = ax.plot(x, values, label=name, **style)
+        # a series lacking some layers (a run that probed [0, 6] beside one that probed
+        # [0, 3]) is drawn through the layers it has: a NaN would cut its line into dots
+        has = np.isfinite(values)
+        (line,) = ax.plot(x[has], values[has], label=name, **style)
         colours[name] = line.get_color()
         if bands and name in bands:
             low, high = _clipped(bands[name], clip)
             alpha = (0.1 if name in dashed else 0.2) / (1 + len(bands) // 4)  # many overlap
-            ax.fill_between(x, low, high, color=colours[name], alpha=alpha, linewidth=0)
+            ax.fill_between(
+                x[has], low[has], high[has], color=colours[name], alpha=alpha, linewidth=0
+            )
         if errorbars and name in errorbars:
-            draw_errorbars(ax, x, values, _clipped(errorbars[name], clip), colours[name])
+            low, high = _clipped(errorbars[name], clip)
+            draw_errorbars(ax, x[has], values[has], (low[has], high[has]), colours[name])
     if chance is not None and np.isfinite(chance):
         ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label="chance")
     ax.set_xticks(x, list(layer_names), rotation=45 if len(x) > 8 else 0)

@@ -236,7 +236,8 @@ def axis_figures(agg: Aggregate, out: Path) -> dict[str, Path]:
                 name = probe_label(value, capacity) if axis == PROBE else format_value(value)
                 with np.errstate(all="ignore"), warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN layers stay NaN
-                    curves[f"{name} ({len(groups)} settings)"] = (
+                    settings = f"{len(groups)} setting{'s' if len(groups) > 1 else ''}"
+                    curves[f"{name} ({settings})"] = (
                         np.nanmean(means, axis=0),
                         np.nanmin(means, axis=0),
                         np.nanmax(means, axis=0),
@@ -326,9 +327,11 @@ def plot_complexity(
     panels: Mapping[str, Mapping[str, np.ndarray]],
     path: str | Path,
     title: str,
+    chance: float | None = None,
 ) -> Path:
     """One panel per measure (accuracy, selectivity), one line per layer over probe
-    capacity: accuracy alone rewards big probes, selectivity shows what they memorise."""
+    capacity: accuracy alone rewards big probes, selectivity shows what they memorise.
+    ``chance``: a grey dashed line on the first (accuracy) panel."""
     fig = new_figure(max(5.0, 4.2 * len(panels)), 3.8)
     fig.set_layout_engine("constrained")  # panels' axis labels must not overlap
     x = np.arange(len(capacities))
@@ -337,6 +340,8 @@ def plot_complexity(
         colours = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, max(len(lines), 1)))
         for colour, (name, values) in zip(colours, lines.items(), strict=False):
             ax.plot(x, values, marker="o", markersize=3, color=colour, label=name)
+        if i == 0 and chance is not None and math.isfinite(chance):
+            ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label="chance")
         ax.set_xticks(x, list(capacities), rotation=30 if len(x) > 3 else 0, fontsize="small")
         ax.set_xlabel("probe")
         ax.set_ylabel(ylabel)
@@ -380,6 +385,7 @@ def complexity_figures(agg: Aggregate, out: Path) -> dict[str, Path]:
                 panels,
                 out / f"{key}.png",
                 title=f"{_title(task, series)} ({model}): probe complexity",
+                chance=_chance(cells) if is_proportion(metric) else None,
             )
     return figures
 
@@ -546,7 +552,7 @@ def render_markdown(
     parts = [
         "# vlprobe report",
         f"{len(agg.runs)} runs in {len(agg.groups)} groups (runs whose resolved configs are "
-        "equal but for the seed and the logging/output keys). Groups differ in: "
+        "equal but for the seed and the logging/output/thread keys). Groups differ in: "
         f"{', '.join(f'`{k}`' for k in agg.varying) or 'nothing (one group)'}. "
         f"Metric per task: {metrics}. The best probe of each task and group is picked on the "
         f"mean of {', '.join(sorted(select)) or 'the metric'} over seeds. "

@@ -6,7 +6,7 @@ metrics), native charts with the layer on the x-axis (accuracy with its interval
 selectivity, MDL compression), a layer x head heatmap, and a few summary numbers a sweep can
 optimise. The number of keys grows with subtasks and probe kinds, never with probes: per
 subtask a table and a heatmap, per subtask and probe kind (and stream) up to three charts and
-three by-layer history keys.
+four by-layer history keys.
 
 Rows are read by their typed identity fields (``subtask``, ``kind``, ``layer``, ``head``,
 ``stream``, ``family``, ``capacity``), never by parsing probe names.
@@ -29,9 +29,10 @@ IDENTITY = ("task", "subtask", "kind", "layer", "head", "stream", "family", "cap
 LAYER_METRICS = ("test_acc", "test_acc_low", "test_acc_high", "val_acc", "chance")
 #: charted by layer too, each its own chart
 EXTRA_LAYER_METRICS = ("selectivity", "mdl_compression")
-#: also history keys with the x-axis ``layer`` (line plots a workspace can overlay across runs);
-#: the rest stay in the charts' tables, so keys per subtask and series are at most 3
-HISTORY_METRICS = ("test_acc", *EXTRA_LAYER_METRICS)
+#: also history keys with the x-axis ``layer`` (line plots a workspace can overlay across runs,
+#: chance their reference); the rest stay in the charts' tables, so keys per subtask and series
+#: are at most 4
+HISTORY_METRICS = ("test_acc", "chance", *EXTRA_LAYER_METRICS)
 
 #: the step metric of every per-layer history key
 LAYER_STEP = "layer"
@@ -99,17 +100,18 @@ def layer_history(subtask: str, rows: list[dict[str, Any]]) -> dict[int, dict[st
 
 def head_grid(rows: list[dict[str, Any]], metric: str) -> tuple[np.ndarray, list[int]] | None:
     """``(layers x heads array of metric, layers)`` over the rows that read one head (NaN where
-    none), or None without head rows. Several streams: the first stream's heads."""
+    none), or None without head rows. Heads are 1-based (``ProbeId``): column ``h - 1`` is head
+    ``h``. Several streams: the first stream's heads."""
     heads = [r for r in rows if isinstance(r.get("head"), int) and isinstance(r.get("layer"), int)]
     if not heads:
         return None
     stream = heads[0].get("stream")
     heads = [r for r in heads if r.get("stream") == stream]
     layers = sorted({r["layer"] for r in heads})
-    grid = np.full((len(layers), max(r["head"] for r in heads) + 1), np.nan)
+    grid = np.full((len(layers), max(r["head"] for r in heads)), np.nan)
     for r in heads:
         value = _number(r.get(metric))
-        grid[layers.index(r["layer"]), r["head"]] = np.nan if value is None else value
+        grid[layers.index(r["layer"]), r["head"] - 1] = np.nan if value is None else value
     return grid, layers
 
 
@@ -148,40 +150,28 @@ def summary_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def draw_head_heatmap(subtask: str, rows: list[dict[str, Any]], path: Path) -> Path | None:
-    """Test accuracy per layer and head; the 5 heads best on validation outlined (chosen on
-    validation, never on test); chance in the title. None without head rows."""
+    """Test accuracy per layer and head on the rows' own range (a [0, 1] scale paints 72
+    heads within 0.1 of each other one colour); the 5 heads best on validation outlined and
+    labelled (chosen on validation, never on test); chance marked on the colour bar. None
+    without head rows."""
+    from vlprobe.reporting.figures import plot_layer_head_heatmap
+
     test = head_grid(rows, "test_acc")
     val = head_grid(rows, "val_acc")
     if test is None or val is None:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
-
     grid, layers = test
     chances = [c for r in rows if r.get("head") is not None if (c := _number(r.get("chance")))]
-    fig, ax = plt.subplots(figsize=(1.0 + 0.45 * grid.shape[1], 1.2 + 0.4 * len(layers)))
-    image = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
-    bar = fig.colorbar(image, ax=ax, label="test accuracy")
-    if chances:  # the chance level marked on the colour scale
-        bar.ax.axhline(float(np.mean(chances)), color="white", lw=2, ls="--")
-    flat = np.where(np.isnan(val[0]), -np.inf, val[0]).ravel()
-    for index in np.argsort(-flat, kind="stable")[: min(5, np.isfinite(flat).sum())]:
-        i, h = divmod(int(index), grid.shape[1])
-        ax.add_patch(Rectangle((h - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=2))
-    ax.set_xticks(range(grid.shape[1]))
-    ax.set_yticks(range(len(layers)), [str(layer) for layer in layers])
-    ax.set_xlabel("head")
-    ax.set_ylabel("layer")
-    chance = f", chance {np.mean(chances):.2f}" if chances else ""
-    ax.set_title(f"{subtask}: heads (red: top 5 on validation{chance})", fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return plot_layer_head_heatmap(
+        grid,
+        path,
+        f"{subtask}: test accuracy per head\n(outlined: the 5 best heads by validation accuracy)",
+        layer_names=[str(layer) for layer in layers],
+        cbar_label="test accuracy",
+        annotate_top=5,
+        rank_by=val[0],
+        chance=float(np.mean(chances)) if chances else None,
+    )
 
 
 def publish_rows(experiment: Any, rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
@@ -256,11 +246,20 @@ def log_results_artifact(
 
 
 def chosen_heads(rows: list[dict[str, Any]], top: int = 2) -> list[tuple[int, int]]:
-    """The ``top`` single-head probes best on validation, as (layer, head) (never on test)."""
+    """Up to ``top`` single-head probes chosen on validation (never on test), as (layer, head):
+    each subtask's best first, then each one's second best ... Subtasks are not ranked against
+    each other: their accuracies sit on different chance levels (a 30-way head at 0.4 beats a
+    binary one at 0.55)."""
     heads = [r for r in rows if isinstance(r.get("head"), int) and isinstance(r.get("layer"), int)]
     heads = [r for r in heads if _number(r.get("val_acc")) is not None]
-    ranked = sorted(heads, key=lambda r: -r["val_acc"])
-    return list(dict.fromkeys((r["layer"], r["head"]) for r in ranked))[:top]
+    ranked = [
+        [(r["layer"], r["head"]) for r in sorted(group, key=lambda r: -r["val_acc"])]
+        for group in by_subtask(heads).values()
+    ]
+    turns = (
+        lst[i] for i in range(max(map(len, ranked), default=0)) for lst in ranked if i < len(lst)
+    )
+    return list(dict.fromkeys(turns))[:top]
 
 
 def attention_figures(
