@@ -18,6 +18,7 @@ from typing import Any
 import matplotlib
 import numpy as np
 
+from vlprobe.analysis.stats import MIN_SEEDS  # fewer seeds per setting earn a warning
 from vlprobe.reporting.aggregate import Aggregate, Cell, Group, aggregate, load_runs
 from vlprobe.reporting.figures import (
     new_figure,
@@ -46,8 +47,6 @@ from vlprobe.reporting.summary import (
 from vlprobe.reporting.table import write_results
 
 DEFAULT_METRIC = "test_acc"
-#: fewer seeds than this per setting earn a warning (console and report)
-MIN_SEEDS = 3
 
 
 @dataclass
