@@ -449,12 +449,14 @@ def details_table(summary: Sequence[Mapping[str, Any]]) -> str:
             r["n_seeds"],
             mean_ci(r["selectivity"], r["selectivity_ci95"]),
             r["mdl_compression"],
+            r["mdl_compression_over_prior"],
             r["chance"],
         ]
         for r in summary
     ]
     header = ["task", "series", "group", "best probe", "metric", "mean ± 95% CI", "seeds"]
-    return markdown_table(rows, [*header, "selectivity", "MDL compression", "chance"])
+    mdl = ["MDL compression", "MDL over prior"]
+    return markdown_table(rows, [*header, "selectivity", *mdl, "chance"])
 
 
 def comparison_table(rows: Sequence[Mapping[str, Any]]) -> str:
