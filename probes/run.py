@@ -116,6 +116,7 @@ ASKED_COLUMNS = (
     "selectivity",
     "shuffled_test_acc",
     "mdl_compression",
+    "mdl_compression_over_prior",
 )
 
 

@@ -92,6 +92,8 @@ def test_console_shows_the_edge_flag_only_when_a_row_raises_it() -> None:
     assert console_columns(["name"], rows) == ["name", "l2"]
     rows.append({"name": "b", "l2": 100.0, "l2_at_edge": True})
     assert console_columns(["name"], rows) == ["name", "l2", "l2_at_edge"]
+    rows[0] |= {"mdl_compression": 1.1, "mdl_compression_over_prior": 1.02}
+    assert console_columns(["name"], rows)[-2:] == ["mdl_compression", "mdl_compression_over_prior"]
 
 
 def test_an_interval_over_two_seeds_is_flagged_in_rows_and_console(planted_rows, caplog) -> None:
