@@ -7,7 +7,8 @@ before it. scikit-learn (the reference, Voita and Titov 2020 with a tuned linear
 block, standardise on all training inputs, fit ``LogisticRegression`` for every C of a grid,
 keep the candidate (those fits and the add-one label prior, their C -> 0 limit) with the
 lowest validation log-loss, code the block with it, probabilities through
-``code_probabilities`` as vlprobe. vlprobe: ``ProbeEngine.train_view`` with
+``code_probabilities`` as vlprobe (``--variant voita``: the grid's fits only, raw
+probabilities, as ``probing.mdl_variant=voita``). vlprobe: ``ProbeEngine.train_view`` with
 ``probing.mdl=true`` (linear probes: per block, every layer x C one batched full-batch L-BFGS
 solve, the candidate chosen per probe by validation loss). Targets: vlprobe's code length
 within 10% of scikit-learn's on every layer; and every layer at least 5 points above chance
@@ -43,6 +44,7 @@ from _common import (
 from vlprobe.analysis.mdl import (
     MDL_C_GRID,
     PRIOR_C,
+    VARIANT_SMOOTHING,
     code_probabilities,
     online_blocks,
     online_codelength,
@@ -61,12 +63,15 @@ def sklearn_online_codelength(
     num_classes: int,
     grid: list[float],
     max_iter: int = 1000,
+    variant: str = "smoothed",
 ) -> dict[str, Any]:
     """Online code length (bits) of ``y[order]`` given ``x``, C tuned per block on ``val`` rows.
 
     Args:
         x, y: features ``(N, d)`` and labels ``(N,)`` of a table; order: the training rows in
             coding order; edges: block ends; val: validation rows (never coded).
+        variant: ``smoothed`` (the label prior a candidate, smoothed codes) or ``voita`` (the
+            grid only, raw probabilities; every block must follow rows of two classes).
     """
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
@@ -74,19 +79,27 @@ def sklearn_online_codelength(
 
     scaler = StandardScaler().fit(x[order])  # inputs only: the receiver knows them all
     xs = scaler.transform(x)
+    smoothing = VARIANT_SMOOTHING[variant]
     block_bits, chosen = [], []
     for lo, hi in pairwise(edges):
         seen, coded = order[:lo], order[lo:hi]
         # the label prior, the C -> 0 limit, first: ties go to the strongest penalty
         prior = code_probabilities(prior_probabilities(y[seen], num_classes), num_classes)
         best = (float(-np.log2(prior[y[val]]).mean()), PRIOR_C, prior[y[coded]])
+        if variant == "voita":
+            if len(np.unique(y[seen])) < 2:
+                raise ValueError(f"voita: rows [0, {lo}) hold one class; use larger blocks")
+            best = (math.inf, PRIOR_C, prior[y[coded]])  # never kept: any fit beats it
         for c in grid if len(np.unique(y[seen])) > 1 else []:  # one class: the prior only
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 model = LogisticRegression(C=c, max_iter=max_iter).fit(xs[seen], y[seen])
-            loss = -np.log2(_proba(model, xs[val], num_classes)[np.arange(len(val)), y[val]])
+            p_val = _proba(model, xs[val], num_classes, smoothing)
+            loss = -np.log2(p_val[np.arange(len(val)), y[val]])
             if loss.mean() < best[0]:
-                p = _proba(model, xs[coded], num_classes)[np.arange(len(coded)), y[coded]]
+                p = _proba(model, xs[coded], num_classes, smoothing)[
+                    np.arange(len(coded)), y[coded]
+                ]
                 best = (float(loss.mean()), c, p)
         block_bits.append(float(-np.log2(best[2]).sum()))
         chosen.append(best[1])
@@ -94,12 +107,12 @@ def sklearn_online_codelength(
     return {**code, "block_bits": block_bits, "chosen_C": chosen}
 
 
-def _proba(model: Any, x: np.ndarray, num_classes: int) -> np.ndarray:
+def _proba(model: Any, x: np.ndarray, num_classes: int, smoothing: float) -> np.ndarray:
     """``(n, num_classes)`` coded probabilities; classes the model never saw get only the
     smoothing mass."""
     out = np.zeros((len(x), num_classes))
     out[:, model.classes_] = model.predict_proba(x)
-    return code_probabilities(out, num_classes)
+    return code_probabilities(out, num_classes, smoothing)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -109,6 +122,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--grid", type=float, nargs="+", default=list(MDL_C_GRID), help="values of C"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--variant", choices=list(VARIANT_SMOOTHING), default="smoothed")
     parser.add_argument("--override", nargs="*", default=[], help="extra train_probe overrides")
     args = parser.parse_args(argv)
     quiet()
@@ -116,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     spec = spec_from(args)
     path = ensure_cache(args.workdir, spec)
     fractions = [0.02, 0.05, 0.1, 0.25, 0.5, 1.0] if args.quick else None
-    overrides = [f"seed={args.seed}", "probing.mdl=true"]
+    overrides = [f"seed={args.seed}", "probing.mdl=true", f"probing.mdl_variant={args.variant}"]
     if fractions:
         overrides.append(f"probing.mdl_fractions=[{','.join(map(str, fractions))}]")
     cfg = compose_cfg([*overrides, *args.override], args.workdir / "runs")
@@ -131,7 +145,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for layer, vl in enumerate(vl_rows):
             x = view.read(np.arange(len(view.labels)))[:, layer].astype(np.float64)
             sk = sklearn_online_codelength(
-                x, view.labels, order, edges, val, view.num_classes, args.grid
+                x, view.labels, order, edges, val, view.num_classes, args.grid, variant=args.variant
             )
             per_layer.append(
                 {

@@ -2,7 +2,8 @@
 
 The training rows go in a seeded order, cut into blocks (``vlprobe.analysis.mdl``); each
 block is coded by a model trained on the rows before it, chosen per probe by validation loss
-among the L2 strengths ``MDL_C_GRID`` and the label prior (their ``C -> 0`` limit). Inputs are
+among the L2 strengths ``MDL_C_GRID`` and the label prior (their ``C -> 0`` limit; not in
+``probing.mdl_variant=voita``, which also codes without smoothing). Inputs are
 standardised with the statistics of all training inputs: labels are what is coded, the
 inputs are known to the receiver, and a prefix of a few rows gives no usable std.
 
@@ -43,11 +44,12 @@ from probes.solvers.lbfgs import device_of, solve_problems
 from vlprobe.analysis.mdl import (
     MDL_C_GRID,
     PRIOR_C,
-    code_probabilities,
+    VARIANT_SMOOTHING,
     l2_strength,
     online_blocks,
     online_codelength,
-    prior_probabilities,
+    prior_bits,
+    prior_codelength,
 )
 from vlprobe.cache.schema import SPLIT_IDS
 
@@ -61,8 +63,12 @@ NO_VALIDATION = {"limit_val_batches": 0}  # BestValLoss measures the validation 
 def add_mdl(
     rows: list[dict[str, Any]], view: FeatureView, settings: Settings, name_prefix: str
 ) -> None:
-    """``mdl_codelength_bits``, ``mdl_uniform_bits``, ``mdl_compression`` and ``mdl_block_C``
-    (per block the chosen ``C``; ``PRIOR_C`` = 0 for the label prior) in every row."""
+    """In every row: ``mdl_codelength_bits``, ``mdl_uniform_bits``, ``mdl_compression``
+    (uniform / probe), the label prior's online code ``mdl_prior_bits`` with its compression
+    ``mdl_prior_compression`` (uniform / prior: where a representation without information
+    lies) and ``mdl_compression_over_prior`` (prior / probe), ``mdl_block_C`` (per block the
+    chosen ``C``; ``PRIOR_C`` = 0 for the label prior) and ``mdl_variant``."""
+    variant = settings.probing.mdl_variant
     train = view.rows(SPLIT_IDS["train"])
     order, edges = online_blocks(train, settings.seed, settings.probing.mdl_fractions)
     val = view.rows(SPLIT_IDS["val"])
@@ -75,12 +81,25 @@ def add_mdl(
         bits, chosen = _blocks_full_batch(view, settings, order, edges, val)
     else:
         bits, chosen = _blocks_adam(view, settings, order, edges, name_prefix)
+    smoothing = VARIANT_SMOOTHING[variant]
+    prior = prior_codelength(view.labels[order], edges, view.num_classes, smoothing)
     for k, row in enumerate(rows):
         code = online_codelength(edges, bits[k].tolist(), edges[0], view.num_classes)
+        row["mdl_variant"] = variant
         row["mdl_codelength_bits"] = code["online_codelength"]
         row["mdl_uniform_bits"] = code["uniform_codelength"]
         row["mdl_compression"] = code["compression"]
+        row["mdl_prior_bits"] = prior
+        row["mdl_prior_compression"] = code["uniform_codelength"] / prior
+        row["mdl_compression_over_prior"] = prior / code["online_codelength"]
         row["mdl_block_C"] = [float(c) for c in chosen[k]]
+
+
+def candidates(variant: str) -> list[float]:
+    """The ``C`` of each block's candidates, strongest penalty first: the label prior
+    (``PRIOR_C``) and the grid, or the grid alone in the ``voita`` variant."""
+    grid = sorted(MDL_C_GRID)
+    return grid if variant == "voita" else [PRIOR_C, *grid]
 
 
 def pick(val_bits: np.ndarray, block_bits: np.ndarray, cs: list[float]) -> tuple[Any, Any]:
@@ -93,10 +112,15 @@ def pick(val_bits: np.ndarray, block_bits: np.ndarray, cs: list[float]) -> tuple
     return block_bits[rows, best], np.asarray(cs)[best]
 
 
-def _prior_bits(seen: np.ndarray, val: np.ndarray, coded: np.ndarray, classes: int) -> tuple:
-    """Summed bits of the validation and the coded labels under the prior of ``seen``."""
-    logp = -np.log2(code_probabilities(prior_probabilities(seen, classes), classes))
-    return float(logp[val].sum()), float(logp[coded].sum())
+def code_bits(z: Tensor, y: Tensor, smoothing: float) -> Tensor:
+    """``-log2`` of the coded probability ``(1 - s) softmax(z) + s / C`` of labels ``y`` under
+    logits ``z`` (..., C), in log space: no ``inf`` where ``s = 0`` and a softmax underflows."""
+    z = z.double()
+    logp = torch.log_softmax(z, -1).gather(-1, y.unsqueeze(-1).expand(*z.shape[:-1], 1))
+    if smoothing > 0:
+        uniform = torch.full_like(logp, math.log(smoothing / z.shape[-1]))
+        logp = torch.logaddexp(logp + math.log1p(-smoothing), uniform)
+    return -logp.squeeze(-1) / math.log(2)
 
 
 # ------------------------------------------------------------------ full-batch L-BFGS
@@ -118,8 +142,9 @@ def _blocks_full_batch(
     y = torch.from_numpy(view.labels[order]).to(device)
     y_val = torch.from_numpy(view.labels[val]).to(device)
     dim = view_dim(view)
-    cs = [PRIOR_C, *sorted(MDL_C_GRID)]  # strongest penalty first
-    slots = [Slot(0, settings.seed, "mdl", c) for c in cs[1:]]
+    variant = settings.probing.mdl_variant
+    smoothing, cs, grid = VARIANT_SMOOTHING[variant], candidates(variant), sorted(MDL_C_GRID)
+    slots = [Slot(0, settings.seed, "mdl", c) for c in grid]
     lbfgs = LBFGSSettings(max_iter=settings.probing.max_iter, gtol=MDL_GTOL, ftol=MDL_FTOL)
     num_probes = len(view.probe_names)
     bits = np.zeros((num_probes, len(edges) - 1))
@@ -132,16 +157,18 @@ def _blocks_full_batch(
         names = [view.probe_names[k] for k in group]
         params = tuple(t.to(device) for t in initial_params(names, slots, dim, classes))
         for b, (lo, hi) in enumerate(pairwise(edges)):
-            l2 = torch.tensor([l2_strength(c, lo) for c in cs[1:]], device=device)
+            l2 = torch.tensor([l2_strength(c, lo) for c in grid], device=device)
             params = _solve(settings, x_train[:, :lo], (y[:lo], l2, classes), params, lbfgs)
-            prior_val, prior_block = _prior_bits(
-                view.labels[order[:lo]], view.labels[val], view.labels[order[lo:hi]], classes
-            )
-            val_bits = _bits(x["val"], y_val, params, classes)
-            block_bits = _bits(x_train[:, lo:hi], y[lo:hi], params, classes)
-            with_prior = [np.pad(a, ((0, 0), (1, 0))) for a in (val_bits, block_bits)]
-            with_prior[0][:, 0], with_prior[1][:, 0] = prior_val, prior_block
-            bits[group, b], chosen[group, b] = pick(*with_prior, cs)
+            val_bits = _bits(x["val"], y_val, params, classes, smoothing)
+            block_bits = _bits(x_train[:, lo:hi], y[lo:hi], params, classes, smoothing)
+            if cs[0] == PRIOR_C:  # the prior's bits as the first candidate
+                seen, coded = view.labels[order[:lo]], view.labels[order[lo:hi]]
+                prior = [prior_bits(seen, part, classes) for part in (view.labels[val], coded)]
+                val_bits, block_bits = (
+                    np.column_stack([np.full(len(a), p), a])
+                    for a, p in zip((val_bits, block_bits), prior, strict=True)
+                )
+            bits[group, b], chosen[group, b] = pick(val_bits, block_bits, cs)
         del x, x_train
     return bits, chosen
 
@@ -167,11 +194,9 @@ def _solve(
     return torch.cat([p[0][0] for p in parts]), torch.cat([p[0][1] for p in parts])
 
 
-def _bits(x: Tensor, y: Tensor, params: Params, classes: int) -> np.ndarray:
+def _bits(x: Tensor, y: Tensor, params: Params, classes: int, smoothing: float) -> np.ndarray:
     """(G, S) summed coded bits of labels ``y`` (n,) of rows ``x`` (G, n, D) per slot."""
-    p = code_probabilities(torch.softmax(logits(x, params, classes).double(), -1), classes)
-    picked = p.gather(-1, y[None, :, None, None].expand(*p.shape[:-1], 1)).squeeze(-1)
-    return (-torch.log2(picked).sum(1)).cpu().numpy()
+    return code_bits(logits(x, params, classes), y[None, :, None], smoothing).sum(1).cpu().numpy()
 
 
 # ------------------------------------------------------------------ Adam in Lightning
@@ -190,19 +215,20 @@ def _blocks_adam(
     stats = full.input_stats()
     names = [f"mdl/{name_prefix}/{n}" for n in view.probe_names]
     val_labels = view.labels[view.rows(SPLIT_IDS["val"])]
-    cs = [PRIOR_C, *sorted(MDL_C_GRID)]
+    variant = settings.probing.mdl_variant
+    smoothing, cs = VARIANT_SMOOTHING[variant], candidates(variant)
     bits = np.zeros((len(names), len(edges) - 1))
     chosen = np.zeros((len(names), len(edges) - 1))
     for b, (lo, hi) in enumerate(pairwise(edges)):
         # at least MDL_MIN_BATCHES optimiser steps per epoch, however small the prefix
         batch = max(1, min(full.batch_size, lo // MDL_MIN_BATCHES))
         dm = make_datamodule(view, settings, {"train": order[:lo], "test": order[lo:hi]}, batch)
-        prior = _prior_bits(
-            view.labels[order[:lo]], val_labels, view.labels[order[lo:hi]], view.num_classes
-        )
-        val_bits, block_bits = [np.full(len(names), v) for v in prior]
-        for c in cs[1:]:
-            select = BestValLoss(l2_strength(c, lo))
+        seen, coded = view.labels[order[:lo]], view.labels[order[lo:hi]]
+        prior = [prior_bits(seen, part, view.num_classes) for part in (val_labels, coded)]
+        # the prior's bits as the first candidate, where it is one
+        val_bits, block_bits = [np.full((len(names), int(cs[0] == PRIOR_C)), v) for v in prior]
+        for c in (c for c in cs if c != PRIOR_C):
+            select = BestValLoss(l2_strength(c, lo), smoothing)
             fit = Fit(
                 names,
                 settings.seed,
@@ -215,24 +241,22 @@ def _blocks_adam(
             select.restore(model)
             val_bits = np.column_stack([val_bits, select.best.numpy()])
             block_bits = np.column_stack(
-                [block_bits, nll_bits(model, dm.full_test_dataloader()).numpy()]
+                [block_bits, nll_bits(model, dm.full_test_dataloader(), smoothing).numpy()]
             )
         bits[:, b], chosen[:, b] = pick(val_bits, block_bits, cs)
     return bits, chosen
 
 
 @torch.no_grad()
-def nll_bits(model: pl.LightningModule, batches: Any) -> Tensor:
-    """(P,) summed coded bits ``-log2 p(y | x)`` of every probe with its current parameters."""
+def nll_bits(model: pl.LightningModule, batches: Any, smoothing: float) -> Tensor:
+    """(P,) summed coded bits ``-log2 p(y | x)`` of every probe with its current parameters
+    (``smoothing`` of the mass uniform)."""
     was_training = model.training
     model.eval()
     total = None
     for batch in batches:
-        out = model(batch["x"].to(model.device)).double()
-        p = code_probabilities(torch.softmax(out, dim=-1), out.shape[-1])
-        y = batch["y"].to(model.device)
-        picked = p.gather(2, y[:, None, None].expand(-1, p.shape[1], 1)).squeeze(2)
-        part = -torch.log2(picked).sum(0)
+        out = model(batch["x"].to(model.device))
+        part = code_bits(out, batch["y"].to(model.device)[:, None], smoothing).sum(0)
         total = part if total is None else total + part
     model.train(was_training)
     return total.cpu() if total is not None else torch.zeros(0, dtype=torch.float64)
@@ -243,10 +267,11 @@ class BestValLoss(pl.Callback):
     gradients; biases free), and per probe the parameters of the epoch with the lowest
     validation loss, the untrained start included (a few rows may teach nothing). Measured
     after every training epoch (the fit runs without Lightning's own validation loop); stops
-    once no probe has improved for ``patience`` epochs."""
+    once no probe has improved for ``patience`` epochs. Validation bits are coded with
+    ``smoothing`` of the mass uniform, as the blocks are."""
 
-    def __init__(self, l2: float, patience: int = 6) -> None:
-        self.l2, self.patience = l2, patience
+    def __init__(self, l2: float, smoothing: float, patience: int = 6) -> None:
+        self.l2, self.smoothing, self.patience = l2, smoothing, patience
         self.best = torch.empty(0)
         self.saved: list[Tensor] = []
         self.wait = 0
@@ -271,7 +296,7 @@ class BestValLoss(pl.Callback):
     @torch.no_grad()
     def _check(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> bool:
         """Snapshot the probes whose validation loss improved; whether any did."""
-        loss = nll_bits(pl_module, trainer.datamodule.val_dataloader())
+        loss = nll_bits(pl_module, trainer.datamodule.val_dataloader(), self.smoothing)
         better = loss < self.best * (1 - 1e-4)
         self.best[better] = loss[better]
         for saved, param in zip(self.saved, pl_module.parameters(), strict=True):

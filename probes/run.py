@@ -25,6 +25,7 @@ from probes.loggers import wandb_loggers
 from probes.prepare import prepare, streams_asked
 from probes.tasks.base import Task, TaskInputs, TaskOutput
 from probes.tasks.streams import execute
+from vlprobe.analysis.stats import MIN_SEEDS, t_quantile
 from vlprobe.console import quiet_third_party, quiet_wandb_logger, set_threads
 from vlprobe.extraction.pipeline import weights_seed
 from vlprobe.preflight import seed_of
@@ -46,6 +47,15 @@ def build_loggers(cfg: DictConfig) -> list[Any]:
 def build_engine(cfg: DictConfig, loggers: list[Any]) -> ProbeEngine:
     """The probe, datamodule, trainer and callback constructors, and the probing settings."""
     seeds = [int(s) for s in cfg.seeds] if cfg.get("seeds") else None
+    if seeds and 1 < len(seeds) < MIN_SEEDS:
+        log.warning(
+            "seeds=%s: a 95%% CI over %d seeds is wide (t = %.1f) and its width a guess; rows "
+            "say few_seeds; use at least %d seeds (seeds=[1,2,3]) before reading differences",
+            seeds,
+            len(seeds),
+            t_quantile(len(seeds)),
+            MIN_SEEDS,
+        )
     if seeds and weights_seed(cfg) is not None:
         log.info(
             "seeds=%s re-seed the probes of one model, whose random weights are drawn from "
@@ -106,6 +116,7 @@ ASKED_COLUMNS = (
     "selectivity",
     "shuffled_test_acc",
     "mdl_compression",
+    "mdl_compression_over_prior",
 )
 
 

@@ -21,7 +21,7 @@ from datamodules.views import FeatureView
 from probes.plan import Plan, majority_chance
 from probes.solvers.base import Candidates, Solved
 from vlprobe.analysis.controls import lookup_ceiling, selectivity
-from vlprobe.analysis.stats import mean_std_ci, wilson_interval
+from vlprobe.analysis.stats import MIN_SEEDS, mean_std_ci, wilson_interval
 from vlprobe.cache.schema import SPLIT_IDS
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,8 @@ def view_rows(view: FeatureView, plan: Plan, runs: Runs) -> list[dict[str, Any]]
 def add_seed_statistics(
     rows: list[dict[str, Any]], task: list[list[dict[str, Any]]], seeds: list[int]
 ) -> None:
-    """Mean, std, 95% CI half-width and per-seed values of ``SEED_METRICS`` over seeds."""
+    """Mean, std, 95% CI half-width and per-seed values of ``SEED_METRICS`` over seeds;
+    ``few_seeds`` when that interval rests on fewer than ``MIN_SEEDS``."""
     for metric in SEED_METRICS:
         values = [[r[metric] for r in run] for run in task]
         if all(v is None for run in values for v in run):
@@ -152,6 +153,7 @@ def add_seed_statistics(
             row[f"{metric}_per_seed"] = [run[k][metric] for run in task]
     for k, row in enumerate(rows):
         row["seeds"] = seeds
+        row["few_seeds"] = len(seeds) < MIN_SEEDS
         if "l2" in row:
             row["l2_per_seed"] = [run[k]["l2"] for run in task]
 

@@ -18,6 +18,7 @@ from datamodules.cache_datamodule import CacheProbeDataModule
 from datamodules.views import FeatureView
 from probes.families import LinearProbe
 from probes.full_batch import view_dim
+from vlprobe.analysis.mdl import MDL_VARIANTS
 from vlprobe.cache.schema import SPLIT_IDS
 from vlprobe.config import config_default
 
@@ -40,6 +41,9 @@ class Probing:
     shuffled_control: bool = False
     mdl: bool = False
     mdl_fractions: list[float] | None = None
+    # smoothed: the label prior is a block candidate, codes keep 0.1% uniform; voita: the
+    # plain online code (vlprobe.analysis.mdl.VARIANT_SMOOTHING)
+    mdl_variant: str = "smoothed"
     # auto: full-batch L-BFGS for linear probes whose features fit the memory budget
     solver: str = "auto"
     l2_grid: Sequence[float] = DEFAULT_L2
@@ -52,6 +56,11 @@ class Probing:
     def __post_init__(self) -> None:
         if self.solver not in SOLVERS:
             raise ValueError(f"probing.solver must be one of {', '.join(SOLVERS)}: {self.solver!r}")
+        if self.mdl_variant not in MDL_VARIANTS:
+            raise ValueError(
+                f"probing.mdl_variant must be one of {', '.join(MDL_VARIANTS)}: "
+                f"{self.mdl_variant!r}"
+            )
         if not self.l2_grid or min(self.l2_grid) < 0:
             raise ValueError(f"probing.l2_grid needs penalties >= 0, got {self.l2_grid}")
 

@@ -59,6 +59,7 @@ def probe_figures(
                     out_dir / f"{subtask}_mdl.png",
                     title=f"{title} {subtask}: MDL (online code) by layer",
                     ylabel=MDL_YLABEL,
+                    dashed=[MDL_PRIOR],
                 )
         head_rows = [r for r in mine if r["kind"] == "head"]
         if head_rows:
@@ -89,6 +90,8 @@ def head_matrix(rows: Sequence[Mapping], column: str) -> np.ndarray:
 
 TEST = "test acc (embedding probe)"
 MDL_YLABEL = "compression (uniform / online code)"
+#: the MDL figures' reference line: what the labels' frequencies alone compress, no probe
+MDL_PRIOR = "label prior alone (no representation)"
 
 
 def accuracy_by_layer(
@@ -119,10 +122,22 @@ def accuracy_by_layer(
 
 
 def mdl_by_layer(rows: Sequence[Mapping]) -> dict[str, list[float]]:
-    """The MDL figure's series (empty without ``probing.mdl``): compression by layer."""
+    """The MDL figure's series (empty without ``probing.mdl``): compression by layer, and the
+    label prior's (:func:`mdl_prior_line`)."""
     if "mdl_compression" not in rows[0]:
         return {}
-    return {"compression (embedding probe)": _column(rows, "mdl_compression")}
+    return {
+        "compression (embedding probe)": _column(rows, "mdl_compression"),
+        **mdl_prior_line(rows, len(rows)),
+    }
+
+
+def mdl_prior_line(rows: Sequence[Mapping], length: int) -> dict[str, list[float]]:
+    """``{MDL_PRIOR: [c] * length}``, ``c`` the compression of the label prior's online code
+    (``mdl_prior_compression``, one per label set): a probe below it codes the labels worse than
+    their frequencies do. Empty for rows without it."""
+    prior = next((r["mdl_prior_compression"] for r in rows if "mdl_prior_compression" in r), None)
+    return {} if prior is None else {MDL_PRIOR: [float(prior)] * length}
 
 
 def _column(rows: Sequence[Mapping], key: str) -> list[float]:

@@ -20,7 +20,13 @@ from datamodules.sources import LayerRows
 from datamodules.views import UnitEmbeddingView, example_texts, layer_probe_ids, type_ids
 from probes.engine import ProbeEngine
 from probes.tasks.base import TaskInputs, TaskOutput, select_layers
-from probes.tasks.figures import MDL_YLABEL, plot_task_layer_heatmap, test_band
+from probes.tasks.figures import (
+    MDL_PRIOR,
+    MDL_YLABEL,
+    mdl_prior_line,
+    plot_task_layer_heatmap,
+    test_band,
+)
 from vlprobe.cache.reader import CacheReader
 from vlprobe.cache.schema import unit_path
 from vlprobe.data.senteval import SENTEVAL_TASKS
@@ -202,12 +208,14 @@ def linguistic_figures(rows: list[dict], tasks: tuple[str, ...], out_dir: Path) 
             clip=(0.0, 1.0),
         )
         if mdl:
+            mine = [r for r in rows if r["probing_task"] == task]
             figures[f"{task}_mdl"] = plot_by_layer(
-                mdl,
+                {**mdl, **mdl_prior_line(mine, len(indices))},
                 layer_names,
                 out_dir / f"{task}_mdl.png",
                 title=f"SentEval {task}: MDL (online code) by layer",
                 ylabel=MDL_YLABEL,
+                dashed=[MDL_PRIOR],
             )
     for model, pooling in curves:
         matrix = np.full((len(present), len(indices)), np.nan)

@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from vlprobe.analysis.mdl import MDL_VARIANTS
 from vlprobe.preflight import BadInput
 
 #: a check returns what is wrong with a value (``"must be ..."``), None when it is fine
@@ -160,6 +161,7 @@ RULES: dict[str, Rule] = {
         "MDL block edges",
         "[0.1,0.5,1.0]",
     ),
+    "probing.mdl_variant": Rule(one_of(*MDL_VARIANTS), "the MDL variant", "voita"),
     "probing.l2_grid": Rule(
         list_of(number(0), "numbers >= 0", empty=False),
         "penalties",

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from probes.mdl import pick
+from probes.mdl import code_bits, pick
 from vlprobe.analysis.mdl import (
     PRIOR_C,
     SMOOTHING,
@@ -13,6 +13,7 @@ from vlprobe.analysis.mdl import (
     l2_strength,
     online_blocks,
     online_codelength,
+    prior_codelength,
     prior_probabilities,
 )
 
@@ -84,3 +85,32 @@ def test_pick_takes_the_lowest_validation_bits_ties_to_the_strongest_penalty():
     bits, chosen = pick(val, block, [PRIOR_C, 0.1, 1.0])
     np.testing.assert_array_equal(bits, [40.0, 30.0])
     np.testing.assert_array_equal(chosen, [0.1, PRIOR_C])
+
+
+def test_prior_codelength_by_hand():
+    # labels in coding order, blocks [0, 2), [2, 4), [4, 6), 3 classes
+    labels = np.array([0, 1, 1, 0, 2, 1])
+    # first block uniform; then add-one frequencies of (0, 1): (2, 2, 1) / 5 code labels 1, 0;
+    # those of (0, 1, 1, 0): (3, 3, 1) / 7 code labels 2, 1
+    plain = 2 * math.log2(3) + 2 * math.log2(5 / 2) + math.log2(7) + math.log2(7 / 3)
+    assert prior_codelength(labels, [2, 4, 6], 3, smoothing=0.0) == pytest.approx(plain)
+
+    def smoothed(p: float) -> float:
+        return -math.log2((1 - SMOOTHING) * p + SMOOTHING / 3)
+
+    by_hand = 2 * math.log2(3) + 2 * smoothed(2 / 5) + smoothed(1 / 7) + smoothed(3 / 7)
+    assert prior_codelength(labels, [2, 4, 6], 3) == pytest.approx(by_hand)
+    # the prior sends these skewed labels cheaper than the uniform code's 6 log2(3) = 9.51 bits
+    unbalanced = np.array([0, 0, 0, 0, 0, 0, 0, 1])
+    assert prior_codelength(unbalanced, [2, 4, 8], 3, 0.0) < 8 * math.log2(3)
+
+
+def test_code_bits_smooth_in_log_space():
+    z = torch.tensor([[0.0, math.log(3.0)], [0.0, -2000.0]])  # p(1) = 3/4; p(1) underflows
+    y = torch.tensor([1, 1])
+    plain = code_bits(z, y, 0.0)
+    assert plain[0].item() == pytest.approx(math.log2(4 / 3))
+    assert plain[1].item() == pytest.approx(2000 / math.log(2))  # finite, not inf
+    smoothed = code_bits(z, y, SMOOTHING)
+    assert smoothed[0].item() == pytest.approx(-math.log2((1 - SMOOTHING) * 0.75 + SMOOTHING / 2))
+    assert smoothed[1].item() == pytest.approx(math.log2(2 / SMOOTHING))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -91,3 +92,20 @@ def test_console_shows_the_edge_flag_only_when_a_row_raises_it() -> None:
     assert console_columns(["name"], rows) == ["name", "l2"]
     rows.append({"name": "b", "l2": 100.0, "l2_at_edge": True})
     assert console_columns(["name"], rows) == ["name", "l2", "l2_at_edge"]
+    rows[0] |= {"mdl_compression": 1.1, "mdl_compression_over_prior": 1.02}
+    assert console_columns(["name"], rows)[-2:] == ["mdl_compression", "mdl_compression_over_prior"]
+
+
+def test_an_interval_over_two_seeds_is_flagged_in_rows_and_console(planted_rows, caplog) -> None:
+    """Issue 25: an interval from fewer than three seeds carries a warning: every row says
+    ``few_seeds`` and the run logs one line; three seeds carry no warning."""
+    with caplog.at_level(logging.WARNING, logger="probes.run"):
+        two = planted_rows(["seeds=[1,2]", "probing.layers=[2]"])
+    warned = [r.getMessage() for r in caplog.records if "few_seeds" in r.getMessage()]
+    assert len(warned) == 1 and "seeds=[1, 2]" in warned[0] and "t = 12.7" in warned[0]
+    assert two and all(r["few_seeds"] is True and "test_acc_ci95" in r for r in two)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="probes.run"):
+        three = planted_rows(["seeds=[1,2,3]", "probing.layers=[2]"])
+    assert not [r for r in caplog.records if "few_seeds" in r.getMessage()]
+    assert all(r["few_seeds"] is False for r in three)

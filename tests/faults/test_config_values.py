@@ -101,6 +101,11 @@ CASES = {
         ["probing.control=maybe"],
         "probing.control=maybe: probing.control must be true or false",
     ),
+    "unknown MDL variant": (
+        ["probing.mdl_variant=plain"],
+        "probing.mdl_variant=plain: the MDL variant must be one of smoothed, voita, "
+        "e.g. probing.mdl_variant=voita",
+    ),
     "l2 grid of words": (
         ["probing.l2_grid=[a,b]"],
         "probing.l2_grid needs penalties >= 0, got ['a', 'b']: penalties must be numbers >= 0",

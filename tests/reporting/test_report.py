@@ -277,7 +277,7 @@ def test_comparison_table_differences(logs: Path, tmp_path: Path) -> None:
 
 
 def test_controls_mdl_and_probe_complexity(tmp_path: Path) -> None:
-    extra = {"control_test_acc": 0.5, "mdl_compression": 1.5}
+    extra = {"control_test_acc": 0.5, "mdl_compression": 1.5, "mdl_compression_over_prior": 1.2}
     for job, (probe, hidden, seed) in enumerate(
         [("linear", 0, 1), ("linear", 0, 2), ("mlp", 64, 1), ("mlp", 256, 1)]
     ):
@@ -302,6 +302,8 @@ def test_controls_mdl_and_probe_complexity(tmp_path: Path) -> None:
     assert linear["mean"] == pytest.approx(0.73) and linear["n_seeds"] == 2
     assert linear["selectivity"] == pytest.approx(0.23)
     assert linear["mdl_compression"] == pytest.approx(1.5)
+    assert linear["mdl_compression_over_prior"] == pytest.approx(1.2)
+    assert "MDL over prior" in report.markdown.read_text()
     assert "| 0.230 ± " in report.markdown.read_text()
     pairs = {(r["a"], r["b"]) for r in read_csv(report.tables["comparisons"])}
     assert (

@@ -9,6 +9,7 @@ import pytest
 
 from vlprobe.reporting.wandb_offline import read_offline_run, wait_for_exit
 from vlprobe.reporting.wandb_publish import (
+    chart_lines,
     head_grid,
     layer_history,
     publish_rows,
@@ -36,6 +37,7 @@ def _row(subtask: str, kind: str, layer: int, head: int | None, acc: float) -> d
         "chance": 0.5,
         "selectivity": acc - 0.5,
         "mdl_compression": 1.0 + acc,
+        "mdl_prior_compression": 1.04,
     }
 
 
@@ -80,6 +82,18 @@ def test_layer_history_and_head_grid() -> None:
     assert grid[0, 2] == pytest.approx(0.5 + 0.001 * (HEADS + 3))  # layer 1, head 3
     assert not np.isnan(grid).any()  # no empty column for a head 0 that does not exist
     assert head_grid([r for r in data if r["head"] is None], "test_acc") is None
+
+
+def test_mdl_chart_draws_the_label_prior_beside_the_probe() -> None:
+    data = [r for r in rows() if r["subtask"] == "identification" and r["kind"] == "embedding"]
+    charts = chart_lines({r["layer"]: r for r in data})
+    assert set(charts) == {"acc", "selectivity", "mdl_compression"}
+    mdl = charts["mdl_compression"]
+    assert list(mdl) == ["mdl_compression", "mdl_prior_compression"]
+    assert mdl["mdl_prior_compression"] == [(layer, 1.04) for layer in range(LAYERS)]
+    assert mdl["mdl_compression"][2] == (2, pytest.approx(1.56))
+    without = [{k: v for k, v in r.items() if k != "mdl_compression"} for r in data]
+    assert "mdl_compression" not in chart_lines({r["layer"]: r for r in without})
 
 
 def test_published_run_has_few_keys_layer_axis_tables_charts(tmp_path: Path) -> None:

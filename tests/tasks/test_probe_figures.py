@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from probes.tasks.figures import accuracy_by_layer, mdl_by_layer, probe_figures
+from probes.tasks.figures import MDL_PRIOR, accuracy_by_layer, mdl_by_layer, probe_figures
 
 
 def _rows(extra: bool) -> list[dict]:
@@ -33,6 +33,7 @@ def _rows(extra: bool) -> list[dict]:
                 "selectivity": acc - 0.55,
                 "shuffled_test_acc": 0.5,
                 "mdl_compression": 1.5 + k,
+                "mdl_prior_compression": 1.04,
             }
         rows.append(row)
     return rows
@@ -49,7 +50,10 @@ def test_figure_data_carries_controls_selectivity_mdl_and_seed_ci() -> None:
     assert series["control task test acc"] == [0.55, 0.55]
     assert series["selectivity (test - control)"] == pytest.approx([0.05, 0.25])
     assert series["shuffled labels test acc"] == [0.5, 0.5]
-    assert mdl_by_layer(_rows(True)) == {"compression (embedding probe)": [1.5, 2.5]}
+    assert mdl_by_layer(_rows(True)) == {
+        "compression (embedding probe)": [1.5, 2.5],
+        MDL_PRIOR: [1.04, 1.04],  # the label prior's compression, one line for every layer
+    }
 
 
 def test_figure_data_without_comparisons_is_accuracy_only() -> None:
@@ -95,6 +99,7 @@ def test_linguistic_figures_carry_control_seed_ci_and_mdl(tmp_path, monkeypatch)
             "seeds": [1, 2],
             "control_test_acc": 0.6,
             "mdl_compression": 1.2 + k,
+            "mdl_prior_compression": 1.1,
         }
         for k in range(2)
     ]
@@ -106,7 +111,8 @@ def test_linguistic_figures_carry_control_seed_ci_and_mdl(tmp_path, monkeypatch)
     low, high = by_layer["errorbars"]["m (cls)"]
     np.testing.assert_allclose(low, [0.69, 0.79])
     np.testing.assert_allclose(high, [0.71, 0.81])
-    assert drawn["bigram_shift_mdl"]["series"] == {"m (cls)": [1.2, 2.2]}
+    assert drawn["bigram_shift_mdl"]["series"] == {"m (cls)": [1.2, 2.2], MDL_PRIOR: [1.1, 1.1]}
+    assert drawn["bigram_shift_mdl"]["dashed"] == [MDL_PRIOR]
 
 
 def test_head_heatmap_ranks_heads_on_validation_and_states_chance(tmp_path, monkeypatch) -> None:

@@ -15,13 +15,20 @@ cost tens of bits each. So each block's model is chosen by validation loss among
 limit ``C -> 0``, the label prior of the rows seen so far (``prior_probabilities``): a block
 the probe cannot yet help with then costs about the prior's bits, not more than the uniform
 code. Every model codes through ``code_probabilities``, which keeps ``SMOOTHING`` of the mass
-uniform, so a label no row before it had costs at most ``log2(C / SMOOTHING)`` bits.
+uniform, so a label no row before it had costs at most ``log2(C / SMOOTHING)`` bits. That is
+the ``smoothed`` variant; ``voita`` is the plain online code of Voita and Titov: the L2 grid
+only, no prior candidate, no smoothing (``VARIANT_SMOOTHING``).
+
+Neither the uniform code nor 1 is a no-information line on unbalanced labels: the label prior
+alone, sent online (:func:`prior_codelength`), already compresses them. The prior's code
+length is the baseline a representation has to beat (compression over the prior).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import TypeVar
 
 import numpy as np
@@ -50,7 +57,14 @@ PRIOR_C = 0.0
 """The ``C`` reported for a block coded by the label prior (the infinite-penalty limit)."""
 
 SMOOTHING = 1e-3
-"""Probability mass every code spreads uniformly over the classes."""
+"""Probability mass every code spreads uniformly over the classes (``smoothed`` variant)."""
+
+VARIANT_SMOOTHING: dict[str, float] = {"smoothed": SMOOTHING, "voita": 0.0}
+"""``probing.mdl_variant`` -> the mass its codes spread uniformly. ``smoothed`` (default): the
+label prior is a candidate of every block and codes keep ``SMOOTHING`` uniform; ``voita``: the
+plain online code (L2 grid only, raw probabilities), comparable with published numbers."""
+
+MDL_VARIANTS: tuple[str, ...] = tuple(VARIANT_SMOOTHING)
 
 
 def online_blocks(
@@ -69,9 +83,9 @@ def l2_strength(c: float, n: int) -> float:
     return 1.0 / (c * n)
 
 
-def code_probabilities(p: T, num_classes: int) -> T:
-    """A model's probabilities (array or tensor) as coded: ``SMOOTHING`` of the mass uniform."""
-    return (1 - SMOOTHING) * p + SMOOTHING / num_classes
+def code_probabilities(p: T, num_classes: int, smoothing: float = SMOOTHING) -> T:
+    """A model's probabilities (array or tensor) as coded: ``smoothing`` of the mass uniform."""
+    return (1 - smoothing) * p + smoothing / num_classes
 
 
 def prior_probabilities(seen: np.ndarray, num_classes: int) -> np.ndarray:
@@ -79,6 +93,28 @@ def prior_probabilities(seen: np.ndarray, num_classes: int) -> np.ndarray:
     whose penalty forces its weights to zero, without a zero for a class not yet seen."""
     counts = np.bincount(np.asarray(seen), minlength=num_classes)
     return (counts + 1) / (counts.sum() + num_classes)
+
+
+def prior_bits(
+    seen: np.ndarray, coded: np.ndarray, num_classes: int, smoothing: float = SMOOTHING
+) -> float:
+    """Summed bits of the labels ``coded`` under the (coded) add-one prior of ``seen``."""
+    p = code_probabilities(prior_probabilities(seen, num_classes), num_classes, smoothing)
+    return float(-np.log2(p[np.asarray(coded)]).sum())
+
+
+def prior_codelength(
+    labels: np.ndarray, block_edges: Sequence[int], num_classes: int, smoothing: float = SMOOTHING
+) -> float:
+    """Online code length (bits) of ``labels`` (in coding order) with no representation: the
+    first block uniform, every later block under the add-one label frequencies of the blocks
+    before it. The baseline of compression over the prior (``mdl_prior_bits``)."""
+    labels = np.asarray(labels)
+    edges = [int(e) for e in block_edges]
+    later = sum(
+        prior_bits(labels[:lo], labels[lo:hi], num_classes, smoothing) for lo, hi in pairwise(edges)
+    )
+    return edges[0] * math.log2(num_classes) + later
 
 
 def block_edges(n: int, fractions: Sequence[float] = DEFAULT_FRACTIONS) -> list[int]:

@@ -12,6 +12,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+#: an interval over fewer seeds is flagged (rows ``few_seeds``, the console, the report): with
+#: 2 seeds the t quantile is 12.7, the interval wide and its width itself a guess
+MIN_SEEDS = 3
+
 
 def mean_std_ci(
     values: np.ndarray, confidence: float = 0.95
@@ -32,8 +36,13 @@ def mean_std_ci(
         nan = np.full_like(mean, np.nan)
         return mean, nan, nan.copy()
     std = x.std(axis=0, ddof=1)
-    half = stats.t.ppf((1 + confidence) / 2, n - 1) * std / np.sqrt(n)
+    half = t_quantile(n, confidence) * std / np.sqrt(n)
     return mean, std, half
+
+
+def t_quantile(n: int, confidence: float = 0.95) -> float:
+    """Student t quantile of a two-sided ``confidence`` interval over ``n`` seeds (12.7 for 2)."""
+    return float(stats.t.ppf((1 + confidence) / 2, n - 1))
 
 
 def wilson_interval(

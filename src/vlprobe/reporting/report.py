@@ -18,6 +18,7 @@ from typing import Any
 import matplotlib
 import numpy as np
 
+from vlprobe.analysis.stats import MIN_SEEDS  # fewer seeds per setting earn a warning
 from vlprobe.reporting.aggregate import Aggregate, Cell, Group, aggregate, load_runs
 from vlprobe.reporting.figures import (
     new_figure,
@@ -46,8 +47,6 @@ from vlprobe.reporting.summary import (
 from vlprobe.reporting.table import write_results
 
 DEFAULT_METRIC = "test_acc"
-#: fewer seeds than this per setting earn a warning (console and report)
-MIN_SEEDS = 3
 
 
 @dataclass
@@ -456,12 +455,14 @@ def details_table(summary: Sequence[Mapping[str, Any]]) -> str:
             r["n_seeds"],
             mean_ci(r["selectivity"], r["selectivity_ci95"]),
             r["mdl_compression"],
+            r["mdl_compression_over_prior"],
             r["chance"],
         ]
         for r in summary
     ]
     header = ["task", "series", "group", "best probe", "metric", "mean ± 95% CI", "seeds"]
-    return markdown_table(rows, [*header, "selectivity", "MDL compression", "chance"])
+    mdl = ["MDL compression", "MDL over prior"]
+    return markdown_table(rows, [*header, "selectivity", *mdl, "chance"])
 
 
 def comparison_table(rows: Sequence[Mapping[str, Any]]) -> str:

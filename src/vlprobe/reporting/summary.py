@@ -15,7 +15,12 @@ from vlprobe.reporting.aggregate import Aggregate, Cell, Group, is_number, welch
 from vlprobe.reporting.labels import PROBE
 
 # measures whose spread over seeds the per-probe table reports (besides the metric)
-SPREAD_COLUMNS = ("control_test_acc", "selectivity", "mdl_compression")
+SPREAD_COLUMNS = (
+    "control_test_acc",
+    "selectivity",
+    "mdl_compression",
+    "mdl_compression_over_prior",
+)
 
 
 def selection_column(metric: str, columns: Iterable[str]) -> str:
@@ -35,7 +40,8 @@ def best_cell(cells: Sequence[Cell], metric: str) -> Cell | None:
 
 def summary_rows(agg: Aggregate) -> list[dict[str, Any]]:
     """Per task, series and group: the best probe's metric (mean, std, CI, seeds), its
-    selectivity and MDL compression when present, and chance."""
+    selectivity and MDL compression (over the uniform code and over the label prior) when
+    present, and chance."""
     out = []
     for task, series in agg.series():
         metric = agg.metrics[task]
@@ -60,6 +66,7 @@ def summary_rows(agg: Aggregate) -> list[dict[str, Any]]:
                     "selectivity": best.get("selectivity").mean,
                     "selectivity_ci95": best.get("selectivity").ci95,
                     "mdl_compression": best.get("mdl_compression").mean,
+                    "mdl_compression_over_prior": best.get("mdl_compression_over_prior").mean,
                     "chance": best.get("chance").mean,
                 }
             )

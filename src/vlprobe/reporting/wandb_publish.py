@@ -29,6 +29,8 @@ IDENTITY = ("task", "subtask", "kind", "layer", "head", "stream", "family", "cap
 LAYER_METRICS = ("test_acc", "test_acc_low", "test_acc_high", "val_acc", "chance")
 #: charted by layer too, each its own chart
 EXTRA_LAYER_METRICS = ("selectivity", "mdl_compression")
+#: reference lines drawn in a metric's chart: MDL's beside the label prior's compression
+REFERENCE_LINES = {"mdl_compression": ("mdl_prior_compression",)}
 #: also history keys with the x-axis ``layer`` (line plots a workspace can overlay across runs,
 #: chance their reference); the rest stay in the charts' tables, so keys per subtask and series
 #: are at most 4
@@ -282,17 +284,11 @@ def attention_figures(
 
 
 def _layer_charts(subtask: str, series: str, by_layer: dict[int, dict[str, Any]]) -> dict[str, Any]:
-    """Native line charts over the layer: accuracy with interval and chance; selectivity and
-    MDL compression when the rows hold them."""
+    """Native line charts over the layer (:func:`chart_lines`)."""
     import wandb
 
     charts: dict[str, Any] = {}
-    plots = {"acc": LAYER_METRICS, **{m: (m,) for m in EXTRA_LAYER_METRICS}}
-    for name, metrics in plots.items():
-        lines = {m: _points(by_layer, m) for m in metrics}
-        lines = {m: points for m, points in lines.items() if points}
-        if not lines or (name == "acc" and "test_acc" not in lines):
-            continue
+    for name, lines in chart_lines(by_layer).items():
         charts[f"charts/{subtask}/{series}/{name}_by_layer"] = wandb.plot.line_series(
             xs=[[layer for layer, _ in points] for points in lines.values()],
             ys=[[value for _, value in points] for points in lines.values()],
@@ -300,6 +296,22 @@ def _layer_charts(subtask: str, series: str, by_layer: dict[int, dict[str, Any]]
             title=f"{subtask} {series}: {name} by layer",
             xname="layer",
         )
+    return charts
+
+
+def chart_lines(by_layer: dict[int, dict[str, Any]]) -> dict[str, dict[str, list]]:
+    """``chart -> metric -> (layer, value) points``: accuracy with interval and chance;
+    selectivity and MDL compression (with the label prior's) when the rows hold them."""
+    plots = {
+        "acc": LAYER_METRICS,
+        **{m: (m, *REFERENCE_LINES.get(m, ())) for m in EXTRA_LAYER_METRICS},
+    }
+    charts = {}
+    for name, metrics in plots.items():
+        lines = {m: _points(by_layer, m) for m in metrics}
+        lines = {m: points for m, points in lines.items() if points}
+        if metrics[0] in lines:  # a chart needs its own metric, not only its references
+            charts[name] = lines
     return charts
 
 
