@@ -312,6 +312,19 @@ READ_ROWS = 4096
 SOLVE_FLOATS = 2**25
 
 
+#: a probe with at least this many training floats is a problem of its own: its matmuls are
+#: large enough alone, and its float32 path (where a slot leaves the working set, how wide the
+#: matmul is) then never depends on which other probes (``probing.layers``) share the run;
+#: narrower ones (single heads: always every head of the view) are batched
+OWN_PROBLEM_FLOATS = 2**18
+
+
+def probes_per_problem(rows: int, dim: int) -> int:
+    """How many consecutive probes of ``rows`` x ``dim`` training features one solve holds."""
+    floats = rows * dim
+    return 1 if floats >= OWN_PROBLEM_FLOATS else max(1, SOLVE_FLOATS // max(1, floats))
+
+
 def free_logits(classes: int) -> int:
     """Logit columns a probe learns: one for two classes (binary logistic), else one each."""
     return 1 if classes == 2 else classes

@@ -28,13 +28,13 @@ from torch import Tensor
 
 from datamodules.views import FeatureView
 from probes.full_batch import (
-    SOLVE_FLOATS,
     LBFGSSettings,
     Params,
     Slot,
     initial_params,
     logits,
     probe_groups,
+    probes_per_problem,
     read_standardised,
     view_dim,
 )
@@ -184,7 +184,7 @@ def _solve(
     classes), wide probes a few at a time, in one fit of the full-batch solver."""
     y, l2, classes = target
     onehot = F.one_hot(y, classes).float()[:, None, :].expand(-1, l2.numel(), -1).contiguous()
-    step = max(1, SOLVE_FLOATS // max(1, x.shape[1] * x.shape[2]))
+    step = probes_per_problem(x.shape[1], x.shape[2])
     problems = [
         # a contiguous prefix: bmm would copy a strided one in every iteration
         (x[a : a + step].contiguous(), onehot, l2, (init[0][a : a + step], init[1][a : a + step]))

@@ -28,7 +28,6 @@ from torch import Tensor
 
 from datamodules.views import FeatureView
 from probes.full_batch import (
-    SOLVE_FLOATS,
     SPLITS,
     LBFGSRun,
     LBFGSSettings,
@@ -40,6 +39,7 @@ from probes.full_batch import (
     free_logits,
     initial_params,
     probe_groups,
+    probes_per_problem,
     read_standardised,
     stop_names,
     view_dim,
@@ -237,7 +237,7 @@ def fit_view(
         x = read_standardised(view, rows, group, device)
         names = [view.probe_names[k] for k in group]
         w0, b0 = (t.to(device) for t in initial_params(names, slots, dim, classes))
-        step = max(1, SOLVE_FLOATS // max(1, rows["train"].size * dim))
+        step = probes_per_problem(rows["train"].size, dim)
         parts = [(a, cols) for a in range(0, len(group), step) for cols in by_set]
         problems = [
             (
