@@ -8,13 +8,15 @@ shuffled per epoch. Workers open the file lazily (see CacheReader), never before
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.samplers import BlockBatchSampler
+from datamodules.samplers import BlockBatchSampler, SeedsBatchSampler
 from datamodules.views import FeatureView
 from vlprobe.cache.schema import SPLIT_IDS
 
@@ -39,7 +41,11 @@ class ProbeFeatureDataset(Dataset):
     def __len__(self) -> int:
         return int(self.rows.size)
 
-    def __getitems__(self, positions: list[int]) -> dict[str, torch.Tensor]:
+    def __getitems__(self, positions: list[Any]) -> Any:
+        """A batch of ``positions``; a list of position lists (``SeedsBatchSampler``): one
+        batch each."""
+        if positions and isinstance(positions[0], list):
+            return [self.__getitems__(part) for part in positions]
         rows = self.rows[np.asarray(positions)]
         return {
             "x": torch.from_numpy(self.view.read_batch(rows)),
@@ -51,7 +57,7 @@ class ProbeFeatureDataset(Dataset):
         return {k: v[0] for k, v in batch.items()}
 
 
-def _whole_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _whole_batch(batch: Any) -> Any:
     """Collate for batches that ``__getitems__`` already built (picklable for workers)."""
     return batch
 
@@ -73,10 +79,13 @@ class CacheProbeDataModule(pl.LightningDataModule):
         seed: int = 0,
         rows: dict[str, np.ndarray] | None = None,
         label_sets: np.ndarray | None = None,
+        seeds: Sequence[int] | None = None,
     ) -> None:
         """``rows`` replaces a split's table rows (MDL trains on prefixes of the training set);
         ``label_sets`` (``(N_table, L)``, -1 where the view's labels are) gives every batch all
-        L label sets (task, controls) at once, so probes of every label set share one read."""
+        L label sets (task, controls) at once, so probes of every label set share one read.
+        ``seeds``: each training step is a list of batches, one per seed in that seed's
+        order (``seed`` is then unused): several seeds train in one loop."""
         super().__init__()
         if mode not in ("auto", "stream", "memory"):
             raise ValueError(f"loader.mode must be auto, stream or memory, got {mode!r}")
@@ -93,6 +102,7 @@ class CacheProbeDataModule(pl.LightningDataModule):
         if label_sets is not None and not bool(((label_sets >= 0) == used).all()):
             raise ValueError("every label set must label exactly the rows the view labels")
         self.label_sets = label_sets
+        self.seeds = None if seeds is None else [int(x) for x in seeds]
         self._datasets: dict[str, ProbeFeatureDataset] | None = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -138,17 +148,23 @@ class CacheProbeDataModule(pl.LightningDataModule):
         ds = self.datasets[split]
         # under a distributed strategy each rank reads its own blocks (datamodules/samplers.py)
         trainer = None if all_ranks else self.trainer
-        sampler = BlockBatchSampler(
-            len(ds),
-            self.batch_size,
-            shuffle=shuffle,
-            seed=self.seed,
-            num_replicas=trainer.world_size if trainer else 1,
-            rank=trainer.global_rank if trainer else 0,
-        )
+
+        def sampler(seed: int) -> BlockBatchSampler:
+            return BlockBatchSampler(
+                len(ds),
+                self.batch_size,
+                shuffle=shuffle,
+                seed=seed,
+                num_replicas=trainer.world_size if trainer else 1,
+                rank=trainer.global_rank if trainer else 0,
+            )
+
+        batches: BlockBatchSampler | SeedsBatchSampler = sampler(self.seed)
+        if shuffle and self.seeds is not None:
+            batches = SeedsBatchSampler([sampler(seed) for seed in self.seeds])
         return DataLoader(
             ds,
-            batch_sampler=sampler,
+            batch_sampler=batches,
             collate_fn=_whole_batch,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
