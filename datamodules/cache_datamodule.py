@@ -22,6 +22,15 @@ from vlprobe.cache.schema import SPLIT_IDS
 
 log = logging.getLogger(__name__)
 
+#: ``loader.memory_budget_mb`` when a datamodule is built without one
+DEFAULT_MEMORY_BUDGET_MB = 2048.0
+
+
+def fits_memory(nbytes: float, budget_mb: float) -> bool:
+    """The one memory-budget test: the loader's memory mode (the view's arrays) and the
+    full-batch solver (one probe's float32 features, ``Settings.solver_for``) both ask it."""
+    return nbytes <= budget_mb * 2**20
+
 
 class ProbeFeatureDataset(Dataset):
     """One split of a view; ``__getitems__`` reads a whole batch at once."""
@@ -74,7 +83,7 @@ class CacheProbeDataModule(pl.LightningDataModule):
         view: FeatureView,
         batch_size: int = 256,
         mode: str = "auto",
-        memory_budget_mb: float = 2048,
+        memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
         num_workers: int = 0,
         seed: int = 0,
         rows: dict[str, np.ndarray] | None = None,
@@ -137,7 +146,7 @@ class CacheProbeDataModule(pl.LightningDataModule):
         if mode != "auto":
             return mode
         needed_mb = self.view.nbytes() / 2**20
-        chosen = "memory" if needed_mb <= budget_mb else "stream"
+        chosen = "memory" if fits_memory(self.view.nbytes(), budget_mb) else "stream"
         log.info(
             "loader mode %s: view needs %.1f MiB, budget %.0f MiB", chosen, needed_mb, budget_mb
         )
