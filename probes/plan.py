@@ -3,8 +3,9 @@ x seeds, and the solver that trains them.
 
 A *label set* is what a probe learns (the task's labels, the control task's, a shuffle per
 seed). The Adam solver trains every label set x combination (linear probes: x L2 penalty)
-as a slot of one loop per seed; the full-batch solver trains every label set x penalty once,
-since its start and the task and control labels do not depend on the seed.
+x seed as a slot of one loop (each seed on its own batches); the full-batch solver trains
+every label set x penalty once, since its start and the task and control labels do not
+depend on the seed.
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ class Probing:
     max_iter: int = 500
     # probe arguments to select on validation per probe (Adam path), e.g.
     # {hidden_dim: [64, 256], dropout: [0.0, 0.3], weight_decay: [0.0, 0.01]}: every
-    # combination is trained in one loop per seed; each probe keeps its best
+    # combination is trained in one loop (every seed); each probe keeps its best
     select: Mapping[str, Sequence[Any]] | None = None
 
     def __post_init__(self) -> None:
