@@ -191,7 +191,9 @@ class MultiProbe(pl.LightningModule):
         every probe has stopped."""
         probes = self.running()
         if probes is not None and probes.numel() == 0:
-            return None
+            if not distributed(self):
+                return None
+            probes = None  # a distributed gradient sync expects every parameter each step
         return self._loss(self(batch["x"], probes), batch["y"], probes)
 
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor | None:
@@ -420,8 +422,11 @@ class ProbeGroup(pl.LightningModule):
         return [m for m in self.members if not self._idle(m)]
 
     def _idle(self, m: MultiProbe) -> bool:
-        """Whether ``m`` sits out this fit's steps: every probe of it has stopped."""
-        return self.trainer.state.fn == "fit" and bool(m.stopped.all())
+        """Whether ``m`` sits out this fit's steps: every probe of it has stopped. Not under
+        a distributed strategy, whose gradient sync expects every parameter each step."""
+        if distributed(self) or self.trainer.state.fn != "fit":
+            return False
+        return bool(m.stopped.all())
 
     def _run(self, batch: Mapping[str, Tensor], conf: str) -> Tensor:
         total = torch.zeros((), device=batch["x"].device)
@@ -519,6 +524,12 @@ class ProbeGroup(pl.LightningModule):
 
     def results(self) -> list[dict[str, Any]]:
         return [row for m in self.members for row in m.results()]
+
+
+def distributed(module: pl.LightningModule) -> bool:
+    """Whether ``module`` trains under a strategy with several processes."""
+    trainer = module._trainer
+    return trainer is not None and trainer.world_size > 1
 
 
 def _per_probe(value: float | Sequence[float], num_probes: int, what: str) -> Tensor:
