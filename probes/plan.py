@@ -51,9 +51,10 @@ class Plan:
     #: full batch: the L2 penalties, weakest first (the slot order of the solve)
     grid: list[float]
 
-    def sets_of(self, seed: int) -> list[LabelSet]:
-        """The label sets a seed trains: the seed-free ones and its own shuffle."""
-        return [ls for ls in self.sets if ls.seed in (None, seed)]
+    def sets_of(self, seed: int) -> list[int]:
+        """Indices in ``sets`` of the label sets a seed trains: the seed-free ones and its
+        own shuffle."""
+        return [j for j, ls in enumerate(self.sets) if ls.seed in (None, seed)]
 
     def tag(self, base: str, seed: int) -> str:
         """A slot's name for loggers: ``<base>/seed<s>`` when the run has several seeds."""

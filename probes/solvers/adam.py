@@ -123,9 +123,13 @@ def solve_adam(view: FeatureView, plan: Plan, settings: Settings) -> Solved:
     )
     members, member_slots, batch_of = [], [], []
     for i, seed in enumerate(plan.seeds):
-        sets = [j for j, ls in enumerate(plan.sets) if ls.seed in (None, seed)]
         for shape, group in group_by_shape(plan.combos):
-            slots = [(j, c, k) for j in sets for c in group for k in range(len(view.probe_names))]
+            slots = [
+                (j, c, k)
+                for j in plan.sets_of(seed)
+                for c in group
+                for k in range(len(view.probe_names))
+            ]
             fit = _slot_fit(view, plan, seed, slots)
             per_slot = {
                 key: [plan.combos[c][key] for _, c, _ in slots]
@@ -150,10 +154,9 @@ def solve_adam(view: FeatureView, plan: Plan, settings: Settings) -> Solved:
         found.setdefault((seed, j, c), []).append({**row, **plan.combos[c], "solver": "sgd"})
     solved = Solved([])
     for seed in plan.seeds:
-        for j, labels in enumerate(plan.sets):
-            if labels.seed in (None, seed):
-                rows = [found[seed, j, c] for c in range(len(plan.combos))]
-                solved.groups.append(Candidates(labels, seed, rows))
+        for j in plan.sets_of(seed):
+            rows = [found[seed, j, c] for c in range(len(plan.combos))]
+            solved.groups.append(Candidates(plan.sets[j], seed, rows))
     return solved
 
 
