@@ -8,7 +8,7 @@ shuffled per epoch. Workers open the file lazily (see CacheReader), never before
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -193,31 +193,50 @@ class CacheProbeDataModule(pl.LightningDataModule):
         return self._loader("test", shuffle=False, all_ranks=True)
 
     def input_stats(self, max_rows: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-probe feature mean and std over at most ``max_rows`` evenly spaced training rows.
-
-        Summed one batch at a time (float32 within a batch, float64 across batches) around the
-        first batch's mean: the whole sample as float64 took GBs and most of a fused run's time
-        for wide views (13 layers x 1536-d, bench/fused_vs_separate.py); the shift keeps the
-        variance exact when the mean dwarfs the spread. Computed once per datamodule.
-        """
+        """Per-probe feature mean and std (``training_stats``) over at most ``max_rows`` evenly
+        spaced training rows, read one batch at a time (the whole sample at once took GBs for
+        wide views, 13 layers x 1536-d, bench/fused_vs_separate.py). Computed once per
+        datamodule."""
         if max_rows in self._input_stats:
             return self._input_stats[max_rows]
         rows = self.datasets["train"].rows
         rows = rows[:: max(1, -(-rows.size // max_rows))]  # at most max_rows, evenly spaced
         if rows.size == 0:
             raise ValueError("input statistics need at least one training row")
-        shift = total = total_sq = None
-        for start in range(0, rows.size, self.batch_size):
-            x = self.view.read(rows[start : start + self.batch_size]).astype(np.float32)
-            if shift is None:
-                shift, total, total_sq = x.mean(0), np.zeros(x.shape[1:]), np.zeros(x.shape[1:])
-            x -= shift
-            total += x.sum(0)  # a batch's float32 sum is exact enough; batches add in float64
-            x *= x
-            total_sq += x.sum(0)
-        centred_mean = total / rows.size
-        std = np.sqrt(np.maximum(total_sq / rows.size - centred_mean**2, 0.0))
-        std[std < 1e-6] = 1.0
-        mean = torch.from_numpy(shift + centred_mean).float()
-        self._input_stats[max_rows] = (mean, torch.from_numpy(std).float())
+
+        def blocks() -> Iterator[torch.Tensor]:
+            for start in range(0, rows.size, self.batch_size):
+                x = self.view.read(rows[start : start + self.batch_size])
+                yield torch.from_numpy(x.astype(np.float32))
+
+        self._input_stats[max_rows] = training_stats(blocks, rows.size, axis=0)
         return self._input_stats[max_rows]
+
+
+def training_stats(
+    blocks: Callable[[], Iterable[torch.Tensor]], rows: int, axis: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training mean and population std per feature (as scikit-learn's ``StandardScaler``;
+    std 1 for constant features, which are only centred): the one standardisation of both
+    solvers (the loader's ``input_stats``, ``full_batch.read_standardised``).
+
+    ``blocks()`` yields float32 blocks of the ``rows`` training rows along ``axis``. Two
+    passes (the mean, then squares of the centred rows), float32 sums within a block
+    accumulated in float64: one float64 reduction over a wide view took 10x longer, and the
+    centred second pass keeps the variance exact when the mean dwarfs the spread.
+    """
+
+    def total(fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        out: torch.Tensor | None = None
+        for block in blocks():
+            part = fn(block).sum(axis)
+            out = part.double() if out is None else out + part
+        if out is None:
+            raise ValueError("input statistics need at least one training row")
+        return out
+
+    n = max(1, rows)
+    mean = total(lambda b: b).div_(n).float()
+    var = total(lambda b: (b - mean.unsqueeze(axis)).square_()).div_(n).float()
+    std = var.sqrt()
+    return mean, torch.where(std > 1e-6, std, torch.ones_like(std))
