@@ -10,7 +10,7 @@ control accuracy).
 
     python bench/one_pass.py            # 20k pairs, 13 layers x 1536-d
     python bench/one_pass.py --quick    # smoke test
-    python bench/one_pass.py --solver sgd   # the Adam path: one pass per seed (its batch
+    python bench/one_pass.py --solver sgd   # the Adam path: one loop, a batch per seed (its
                                             # order), label sets and L2 grid as slots
 """
 

@@ -12,7 +12,7 @@ memory; block order is shuffled per epoch. Under a distributed strategy:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 from torch.utils.data import Sampler
@@ -76,3 +76,20 @@ class BlockBatchSampler(Sampler[list[int]]):
             blocks += blocks[: len(self) * self.num_replicas - len(blocks)]
         for block in blocks[self.rank :: self.num_replicas]:
             yield block.tolist()
+
+
+class SeedsBatchSampler(Sampler[list[list[int]]]):
+    """One batch per seed per step, each from its own :class:`BlockBatchSampler`: every seed
+    sees exactly the batches of its separate run, while all seeds share one training loop."""
+
+    def __init__(self, samplers: Sequence[BlockBatchSampler]) -> None:
+        if len({len(s) for s in samplers}) != 1:
+            raise ValueError("the seeds' samplers must take the same number of steps")
+        self.samplers = list(samplers)
+
+    def __len__(self) -> int:
+        return len(self.samplers[0])
+
+    def __iter__(self) -> Iterator[list[list[int]]]:
+        for batches in zip(*self.samplers, strict=True):
+            yield list(batches)

@@ -110,8 +110,13 @@ class ProbeFamily(nn.Module):
         super().__init__()
         self.num_probes, self.in_dim, self.num_classes = num_probes, in_dim, num_classes
 
-    def forward(self, x: Tensor, mean: Tensor, scale: Tensor) -> Tensor:
-        """Raw ``(B, P, D)`` features, per-probe input ``mean`` and ``1/std`` -> logits."""
+    def forward(
+        self, x: Tensor, mean: Tensor, scale: Tensor, probes: Tensor | None = None
+    ) -> Tensor:
+        """Raw ``(B, P, D)`` features, per-probe input ``mean`` and ``1/std`` -> logits.
+
+        ``probes``: only these probes (``x``, ``mean``, ``scale`` hold their columns): the
+        running slots of a fit, so probes that stopped take no forward or backward work."""
         raise NotImplementedError
 
     def init_shapes(self) -> list[tuple[Tensor, int]]:
@@ -169,26 +174,34 @@ class _AffineStack(ProbeFamily):
         pairs = zip(self.weights, self.biases, strict=True)
         return [(t, w.shape[1]) for w, b in pairs for t in (w, b)]
 
-    def forward(self, x: Tensor, mean: Tensor, scale: Tensor) -> Tensor:
+    def forward(
+        self, x: Tensor, mean: Tensor, scale: Tensor, probes: Tensor | None = None
+    ) -> Tensor:
         weights, biases = list(self.weights), list(self.biases)
+        if probes is not None:
+            weights = [w[probes.to(w.device)] for w in weights]
+            biases = [b[probes.to(b.device)] for b in biases]
         h = standardised_affine(x, weights[0], biases[0], mean, scale)
         autocast = autocast_enabled(x.device.type)
         for w, b in zip(weights[1:], biases[1:], strict=True):
-            h = probe_matmul(self._dropout(self._act(h)), w, autocast) + b
+            h = probe_matmul(self._dropout(self._act(h), probes), w, autocast) + b
         return h
 
-    def _dropout(self, h: Tensor) -> Tensor:
+    def _dropout(self, h: Tensor, probes: Tensor | None = None) -> Tensor:
         """Dropout at each probe's own rate, whose mask for probe ``k`` comes from probe
         ``k``'s own generator (when seeded): the same masks alone or fused, whatever the
-        other probes."""
-        p = self.dropout_rates
+        other probes (``probes``: only these draw, as in :meth:`forward`)."""
+        keys = list(range(self.num_probes)) if probes is None else probes.tolist()
+        p = self.dropout_rates[keys]
         if not self.training or not bool((p > 0).any()):
             return h
         b, _, width = h.shape
         if self.generators is None:
-            keep = torch.rand(b, self.num_probes, width)
+            keep = torch.rand(b, len(keys), width)
         else:
-            keep = torch.stack([torch.rand(b, width, generator=g) for g in self.generators], 1)
+            keep = torch.stack(
+                [torch.rand(b, width, generator=self.generators[k]) for k in keys], 1
+            )
         mask = (keep >= p[:, None]).to(h.device, h.dtype)
         return h * mask / (1 - p[:, None]).to(h.device, h.dtype)
 
@@ -247,9 +260,14 @@ class LowRankProbe(ProbeFamily):
     def init_shapes(self) -> list[tuple[Tensor, int]]:
         return [(self.down, self.in_dim), (self.up, self.rank), (self.bias, self.in_dim)]
 
-    def forward(self, x: Tensor, mean: Tensor, scale: Tensor) -> Tensor:
-        h = standardised_affine(x, self.down, None, mean, scale)
-        return probe_matmul(h, self.up, autocast_enabled(x.device.type)) + self.bias
+    def forward(
+        self, x: Tensor, mean: Tensor, scale: Tensor, probes: Tensor | None = None
+    ) -> Tensor:
+        down, up, bias = self.down, self.up, self.bias
+        if probes is not None:
+            down, up, bias = (t[probes.to(t.device)] for t in (down, up, bias))
+        h = standardised_affine(x, down, None, mean, scale)
+        return probe_matmul(h, up, autocast_enabled(x.device.type)) + bias
 
     def effective_weight(self) -> Tensor:
         """``(P, D, C)``: the linear map each probe applies to standardised inputs."""

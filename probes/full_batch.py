@@ -13,7 +13,7 @@ depend on which other slots share the pass.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from datamodules.cache_datamodule import training_stats
 from datamodules.views import FeatureView
 from probes.families import linear_init
 from probes.metrics import MultiProbeConfusion
@@ -358,11 +359,9 @@ def read_standardised(
     view: FeatureView, rows: dict[str, np.ndarray], group: list[int], device: torch.device
 ) -> dict[str, Tensor]:
     """(G, N, D) float32 features of each split, standardised with training statistics
-    (population std as scikit-learn's ``StandardScaler``; constant features only centred).
+    (``datamodules.cache_datamodule.training_stats`` over ``READ_ROWS``-row blocks).
 
-    A run of consecutive probes (``probe_groups``) is sliced, not gathered. Statistics are
-    float32 sums of ``READ_ROWS``-row blocks accumulated in float64, two passes (mean, then
-    squares of the centred rows): one float64 reduction over (G, N, D) took 10x longer.
+    A run of consecutive probes (``probe_groups``) is sliced, not gathered.
     """
     consecutive = group == list(range(group[0], group[-1] + 1))
     probes = slice(group[0], group[-1] + 1) if consecutive else group
@@ -376,22 +375,14 @@ def read_standardised(
                 x[k, a : a + block.shape[0]].copy_(block[:, k])
         out[split] = x.to(device)
     train = out["train"]
-    n = max(1, train.shape[1])
-    mean = _block_sum(train, lambda b: b).div_(n).float().unsqueeze(1)
-    var = _block_sum(train, lambda b: (b - mean).square_()).div_(n).float().unsqueeze(1)
-    std = var.sqrt()
-    std = torch.where(std > 1e-6, std, torch.ones_like(std))
+
+    def blocks() -> Iterator[Tensor]:
+        return (train[:, a : a + READ_ROWS] for a in range(0, train.shape[1], READ_ROWS))
+
+    mean, std = training_stats(blocks, train.shape[1], axis=1)
     for x in out.values():
-        x.sub_(mean).div_(std)
+        x.sub_(mean.unsqueeze(1)).div_(std.unsqueeze(1))
     return out
-
-
-def _block_sum(x: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:
-    """(G, D) float64 sum over rows of ``fn(block)``, float32 within each block."""
-    total = torch.zeros(x.shape[0], x.shape[2], dtype=torch.float64, device=x.device)
-    for a in range(0, x.shape[1], READ_ROWS):
-        total += fn(x[:, a : a + READ_ROWS]).sum(1)
-    return total
 
 
 def view_dim(view: FeatureView) -> int:

@@ -148,31 +148,58 @@ class MultiProbe(pl.LightningModule):
         self.input_std.copy_(torch.where(std > eps, std, torch.ones_like(std)))
 
     # ------------------------------------------------------------------ forward / loss
-    def forward(self, x: Tensor) -> Tensor:
-        """(B, P_in, D) features -> (B, P, C) logits."""
-        if self.slot_index is not None:
-            x = x.index_select(1, self.slot_index.to(x.device))
+    def forward(self, x: Tensor, probes: Tensor | None = None) -> Tensor:
+        """(B, P_in, D) features -> (B, P, C) logits (``probes``: only theirs, (B, len, C))."""
+        index = self.slot_index
+        if probes is not None:
+            index = probes if index is None else index[probes]
+        if index is not None:
+            x = x.index_select(1, index.to(x.device))
+        mean, std = self.input_mean, self.input_std
+        if probes is not None:
+            mean, std = mean[probes], std[probes]
         # The cache may hold float16; the family follows its parameters' dtype.
-        return self.probes(x, self.input_mean, self.input_std.reciprocal())
+        return self.probes(x, mean, std.reciprocal(), probes)
 
-    def targets(self, y: Tensor) -> Tensor:
-        """(B, P) labels of every slot from a (B,) batch or a (B, L) batch of label sets."""
+    def targets(self, y: Tensor, probes: Tensor | None = None) -> Tensor:
+        """(B, P) labels of every slot (``probes``: of those) from a (B,) batch or a (B, L)
+        batch of label sets."""
+        count = len(self.probe_names) if probes is None else len(probes)
         if y.ndim == 1:
-            return y.unsqueeze(1).expand(len(y), len(self.probe_names))
+            return y.unsqueeze(1).expand(len(y), count)
         if self.label_index is None:
             raise ValueError("a (B, L) label batch needs label_columns")
-        return y.index_select(1, self.label_index.to(y.device))
+        index = self.label_index if probes is None else self.label_index[probes]
+        return y.index_select(1, index.to(y.device))
 
-    def _loss(self, logits: Tensor, y: Tensor) -> Tensor:
+    def _loss(self, logits: Tensor, y: Tensor, probes: Tensor | None = None) -> Tensor:
         """Sum over probes of each probe's mean cross-entropy, in float32."""
         per_example = F.cross_entropy(
-            logits.float().permute(0, 2, 1), self.targets(y), reduction="none"
+            logits.float().permute(0, 2, 1), self.targets(y, probes), reduction="none"
         )
         return per_example.mean(0).sum()
 
-    def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
-        logits = self(batch["x"])
-        loss = self._loss(logits, batch["y"])
+    def running(self) -> Tensor | None:
+        """Indices of the probes still training (None: every probe is)."""
+        if not bool(self.stopped.any()):
+            return None
+        return (~self.stopped).nonzero().squeeze(1)
+
+    def train_loss(self, batch: Mapping[str, Tensor]) -> Tensor | None:
+        """The summed loss of the running probes only: a stopped probe costs no forward or
+        backward work (its gradient is zero and it is held at its best state); None when
+        every probe has stopped."""
+        probes = self.running()
+        if probes is not None and probes.numel() == 0:
+            if not distributed(self):
+                return None
+            probes = None  # a distributed gradient sync expects every parameter each step
+        return self._loss(self(batch["x"], probes), batch["y"], probes)
+
+    def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor | None:
+        loss = self.train_loss(batch)
+        if loss is None:
+            return None  # Lightning skips the step
         self.log(
             "train/loss",
             loss,
@@ -367,35 +394,64 @@ class MultiProbe(pl.LightningModule):
 
 
 class ProbeGroup(pl.LightningModule):
-    """MultiProbes of different shapes (MLP widths, depths, low-rank ranks) in one training
-    loop: each batch is read once and fed to every member. Their losses add and each member
-    has its own Adam parameter group, so every member learns exactly as alone; the group
-    looks like one MultiProbe of all their probes to the trainer, the plateau rule and the
-    engine (``probe_names``, ``stopped``, ``stop_probes``, :meth:`results`)."""
+    """MultiProbes of different shapes (MLP widths, depths, low-rank ranks) or of different
+    seeds in one training loop. Their losses add and each member has its own Adam parameter
+    group, so every member learns exactly as alone; the group looks like one MultiProbe of
+    all their probes to the trainer, the plateau rule and the engine (``probe_names``,
+    ``stopped``, ``stop_probes``, :meth:`results`).
 
-    def __init__(self, members: Sequence[MultiProbe]) -> None:
+    A training batch is one batch, read once and fed to every member, or a list of batches
+    (one per seed, each in its seed's order: ``CacheProbeDataModule(seeds=...)``), member
+    ``i`` reading ``batch[batch_of[i]]``. Validation and test batches are shared. A member
+    whose probes have all stopped takes no work (as its separate run would have ended).
+    """
+
+    def __init__(self, members: Sequence[MultiProbe], batch_of: Sequence[int] | None = None):
         super().__init__()
         for i, member in enumerate(members):  # direct children: the trainer reaches them
             self.add_module(f"member{i}", member)
         self.members = list(members)
+        self.batch_of = None if batch_of is None else list(batch_of)
+        if self.batch_of is not None and len(self.batch_of) != len(self.members):
+            raise ValueError(f"need {len(self.members)} batch_of entries, got {self.batch_of}")
         self.probe_names = [n for m in self.members for n in m.probe_names]
         if len(set(self.probe_names)) != len(self.probe_names):
             raise ValueError("probe names must be distinct across the group's members")
 
-    def _run(self, batch: Mapping[str, Tensor], conf: str | None) -> Tensor:
+    def _running(self) -> list[MultiProbe]:
+        return [m for m in self.members if not self._idle(m)]
+
+    def _idle(self, m: MultiProbe) -> bool:
+        """Whether ``m`` sits out this fit's steps: every probe of it has stopped. Not under
+        a distributed strategy, whose gradient sync expects every parameter each step."""
+        if distributed(self) or self.trainer.state.fn != "fit":
+            return False
+        return bool(m.stopped.all())
+
+    def _run(self, batch: Mapping[str, Tensor], conf: str) -> Tensor:
         total = torch.zeros((), device=batch["x"].device)
         for m in self.members:
+            if conf == "val_conf" and self._idle(m):
+                continue  # its best state is final: nothing to validate
             logits = m(batch["x"])
             total = total + m._loss(logits, batch["y"])
-            if conf is not None:
-                getattr(m, conf).update(logits.detach(), m.targets(batch["y"]))
+            getattr(m, conf).update(logits.detach(), m.targets(batch["y"]))
         return total
 
-    def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
-        loss = self._run(batch, None)
-        size = len(batch["y"])
-        self.log("train/loss", loss, on_epoch=True, on_step=False, batch_size=size, sync_dist=True)
-        return loss
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor | None:
+        per_member = [batch] * len(self.members)
+        if self.batch_of is not None:
+            per_member = [batch[i] for i in self.batch_of]
+        total = None
+        for m, part in zip(self.members, per_member, strict=True):
+            loss = m.train_loss(part)
+            if loss is not None:
+                total = loss if total is None else total + loss
+        if total is None:
+            return None  # every probe has stopped: Lightning skips the step
+        size = len(per_member[0]["y"])
+        self.log("train/loss", total, on_epoch=True, on_step=False, batch_size=size, sync_dist=True)
+        return total
 
     def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
         loss = self._run(batch, "val_conf")
@@ -409,16 +465,17 @@ class ProbeGroup(pl.LightningModule):
         groups = [{"params": list(m.parameters()), "lr": m.hparams.lr} for m in self.members]
         return torch.optim.AdamW(groups, weight_decay=0.0)
 
+    # members whose probes have all stopped have no gradient: Adam skips them and so do these
     def on_after_backward(self) -> None:
-        for m in self.members:
+        for m in self._running():
             m.on_after_backward()
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        for m in self.members:
+        for m in self._running():
             m.on_before_optimizer_step(optimizer)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        for m in self.members:
+        for m in self._running():
             m.on_train_batch_end(outputs, batch, batch_idx)
 
     def on_validation_epoch_start(self) -> None:
@@ -426,7 +483,14 @@ class ProbeGroup(pl.LightningModule):
             m.on_validation_epoch_start()
 
     def on_validation_epoch_end(self) -> None:
-        if all([m.end_validation() for m in self.members]):
+        fitting = []
+        for m in self.members:
+            if self._idle(m):  # not validated this epoch: nothing improved
+                m.last_improved = torch.zeros(len(m.probe_names), dtype=torch.bool)
+                fitting.append(not self.trainer.sanity_checking)
+            else:
+                fitting.append(m.end_validation())
+        if all(fitting):
             self.log("val/acc_best", self._cat("best_val_acc").max(), sync_dist=True)
 
     def on_test_start(self) -> None:
@@ -460,6 +524,12 @@ class ProbeGroup(pl.LightningModule):
 
     def results(self) -> list[dict[str, Any]]:
         return [row for m in self.members for row in m.results()]
+
+
+def distributed(module: pl.LightningModule) -> bool:
+    """Whether ``module`` trains under a strategy with several processes."""
+    trainer = module._trainer
+    return trainer is not None and trainer.world_size > 1
 
 
 def _per_probe(value: float | Sequence[float], num_probes: int, what: str) -> Tensor:

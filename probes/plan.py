@@ -3,8 +3,9 @@ x seeds, and the solver that trains them.
 
 A *label set* is what a probe learns (the task's labels, the control task's, a shuffle per
 seed). The Adam solver trains every label set x combination (linear probes: x L2 penalty)
-as a slot of one loop per seed; the full-batch solver trains every label set x penalty once,
-since its start and the task and control labels do not depend on the seed.
+x seed as a slot of one loop (each seed on its own batches); the full-batch solver trains
+every label set x penalty once, since its start and the task and control labels do not
+depend on the seed.
 """
 
 from __future__ import annotations
@@ -50,9 +51,10 @@ class Plan:
     #: full batch: the L2 penalties, weakest first (the slot order of the solve)
     grid: list[float]
 
-    def sets_of(self, seed: int) -> list[LabelSet]:
-        """The label sets a seed trains: the seed-free ones and its own shuffle."""
-        return [ls for ls in self.sets if ls.seed in (None, seed)]
+    def sets_of(self, seed: int) -> list[int]:
+        """Indices in ``sets`` of the label sets a seed trains: the seed-free ones and its
+        own shuffle."""
+        return [j for j, ls in enumerate(self.sets) if ls.seed in (None, seed)]
 
     def tag(self, base: str, seed: int) -> str:
         """A slot's name for loggers: ``<base>/seed<s>`` when the run has several seeds."""

@@ -132,7 +132,8 @@ def streams_asked(cfg: DictConfig) -> bool:
 
 
 def prepare(cfg: DictConfig, task: Task) -> TaskInputs:
-    """Every cache the task reads, built if missing, opened and checked for split leakage."""
+    """Every cache the task reads, built if missing, opened and checked for split leakage;
+    the streams the task runs on (``inputs.streams``)."""
     paths = cache_paths(cfg, task)
     labels = {role: model_label(run_cfg.model) for role, run_cfg in model_roles(cfg, task)}
     if labels.get("baseline") == labels["model"]:  # same name, other settings
@@ -148,8 +149,8 @@ def prepare(cfg: DictConfig, task: Task) -> TaskInputs:
                 if role == "model" and cfg.data.get("cache"):
                     check_cache_model(cfg, reader)
                 reader.require(task.reads, task.name)
-        if cache_streams(inputs):  # a stream asked for that the task cannot read: refused now
-            usable_streams(task, inputs, streams_asked(cfg), report=lambda _line: None)
+        if cache_streams(inputs):  # checked once: a stream asked for that it cannot read fails now
+            inputs.streams = usable_streams(task, inputs, streams_asked(cfg), report=print)
         sequences = sequence_readers(inputs)  # each stream of a multi-stream cache
         try:
             for reader in sequences:

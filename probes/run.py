@@ -22,7 +22,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from probes.engine import ProbeEngine
 from probes.loggers import wandb_loggers
-from probes.prepare import prepare, streams_asked
+from probes.prepare import prepare
 from probes.tasks.base import Task, TaskInputs, TaskOutput
 from probes.tasks.streams import execute
 from vlprobe.analysis.stats import MIN_SEEDS, t_quantile
@@ -165,7 +165,7 @@ def run(cfg: DictConfig) -> float | None:
             lg.log_hyperparams(resolved)
         failed, shown = True, ""
         try:
-            output = execute(task, inputs, engine, out_dir, asked=streams_asked(cfg))
+            output = execute(task, inputs, engine, out_dir)
             marks = {"data": data, **({"debug": True} if debug else {})}
             output.rows = [{**row, **marks} for row in output.rows]
             trained = any("val_acc" in row for row in output.rows)

@@ -14,7 +14,11 @@ from typing import Any
 import pytorch_lightning as pl
 from hydra.utils import get_class
 
-from datamodules.cache_datamodule import CacheProbeDataModule
+from datamodules.cache_datamodule import (
+    DEFAULT_MEMORY_BUDGET_MB,
+    CacheProbeDataModule,
+    fits_memory,
+)
 from datamodules.views import FeatureView
 from probes.families import LinearProbe
 from probes.full_batch import view_dim
@@ -50,7 +54,7 @@ class Probing:
     max_iter: int = int(config_default("probing", "max_iter"))
     # probe arguments to select on validation per probe (Adam path), e.g.
     # {hidden_dim: [64, 256], dropout: [0.0, 0.3], weight_decay: [0.0, 0.01]}: every
-    # combination is trained in one loop per seed; each probe keeps its best
+    # combination is trained in one loop (every seed); each probe keeps its best
     select: Mapping[str, Sequence[Any]] | None = None
 
     def __post_init__(self) -> None:
@@ -96,7 +100,8 @@ class Settings:
         if solver != "auto":
             return solver
         rows = sum(view.rows(i).size for i in SPLIT_IDS.values())
-        return "lbfgs" if linear and rows * view_dim(view) * 4 <= self.memory_budget() else "sgd"
+        fits = fits_memory(rows * view_dim(view) * 4, self.memory_budget_mb())
+        return "lbfgs" if linear and fits else "sgd"
 
     def linear(self) -> bool:
         """Whether the configured probes are linear (``probes.families.LinearProbe``)."""
@@ -104,5 +109,11 @@ class Settings:
         family = get_class(family) if isinstance(family, str) else family
         return isinstance(family, type) and issubclass(family, LinearProbe)
 
+    def memory_budget_mb(self) -> float:
+        """``loader.memory_budget_mb``, as the datamodule reads it."""
+        keywords = getattr(self.datamodule, "keywords", {})
+        return float(keywords.get("memory_budget_mb", DEFAULT_MEMORY_BUDGET_MB))
+
     def memory_budget(self) -> float:
-        return float(getattr(self.datamodule, "keywords", {}).get("memory_budget_mb", 2048)) * 2**20
+        """The budget in bytes (the full-batch solver's probe groups)."""
+        return self.memory_budget_mb() * 2**20

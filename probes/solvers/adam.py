@@ -49,12 +49,16 @@ def make_datamodule(
     batch_size: int | None = None,
     seed: int | None = None,
     label_sets: np.ndarray | None = None,
+    seeds: list[int] | None = None,
 ) -> CacheProbeDataModule:
-    """Batches in the order of ``seed`` (default: the run's seed); ``batch_size`` overrides the
-    loader's (MDL's small prefixes); ``label_sets`` (``(N, L)``) rides with every batch."""
+    """Batches in the order of ``seed`` (default: the run's seed), or one batch per seed of
+    ``seeds`` each step; ``batch_size`` overrides the loader's (MDL's small prefixes);
+    ``label_sets`` (``(N, L)``) rides with every batch."""
     extra: dict[str, Any] = {"batch_size": batch_size} if batch_size else {}
     if label_sets is not None:
         extra["label_sets"] = label_sets
+    if seeds is not None:
+        extra["seeds"] = seeds
     seed = settings.seed if seed is None else seed
     return settings.datamodule(view, seed=seed, rows=rows, **extra)
 
@@ -104,23 +108,29 @@ def fit_probes(
 
 
 def solve_adam(view: FeatureView, plan: Plan, settings: Settings) -> Solved:
-    """One training loop per seed, batches in the seed's order, so a seed's results equal its
-    separate run; per (label set, seed) the candidates are ``plan.combos`` in order."""
-    solved = Solved([])
-    for seed in plan.seeds:
-        seed_sets = plan.sets_of(seed)
-        dm = make_datamodule(
-            view, settings, seed=seed, label_sets=np.stack([ls.labels for ls in seed_sets], 1)
-        )
-        members, member_slots = [], []
+    """Every seed in one training loop: a seed's slots read the batches of its own order
+    (``CacheProbeDataModule(seeds=...)``) and start from weights seeded by it, and slots that
+    stopped take no work, so each seed's results equal its separate run at about the cost of
+    its running slots. Per (label set, seed) the candidates are ``plan.combos`` in order."""
+    columns = np.stack([ls.labels for ls in plan.sets], 1)  # every label set of every seed
+    several = len(plan.seeds) > 1
+    dm = make_datamodule(
+        view,
+        settings,
+        seed=plan.seeds[0],
+        label_sets=columns,
+        seeds=plan.seeds if several else None,
+    )
+    members, member_slots, batch_of = [], [], []
+    for i, seed in enumerate(plan.seeds):
         for shape, group in group_by_shape(plan.combos):
             slots = [
                 (j, c, k)
-                for j in range(len(seed_sets))
+                for j in plan.sets_of(seed)
                 for c in group
                 for k in range(len(view.probe_names))
             ]
-            fit = _slot_fit(view, plan, seed, seed_sets, slots)
+            fit = _slot_fit(view, plan, seed, slots)
             per_slot = {
                 key: [plan.combos[c][key] for _, c, _ in slots]
                 for key in SLOT_KEYS
@@ -133,27 +143,29 @@ def solve_adam(view: FeatureView, plan: Plan, settings: Settings) -> Solved:
                 "label_columns": [j for j, _, _ in slots],
             }
             members.append(build_probe(view, dm, settings, fit))
-            member_slots += slots
-        # shapes differ: one module each, all fed by the same batches in one training loop
-        model = members[0] if len(members) == 1 else ProbeGroup(members)
-        fit_model(model, dm, settings, Fit(model.probe_names, seed, loggers=settings.loggers))
-        found: dict[tuple[int, int], list[dict[str, Any]]] = {}  # (label set, combo) -> rows
-        for (j, c, _), row in zip(member_slots, model.results(), strict=True):
-            found.setdefault((j, c), []).append({**row, **plan.combos[c], "solver": "sgd"})
-        for j, labels in enumerate(seed_sets):
-            rows = [found[j, c] for c in range(len(plan.combos))]
-            solved.groups.append(Candidates(labels, seed, rows))
+            member_slots.append([(seed, j, c) for j, c, _ in slots])
+            batch_of.append(i)
+    # shapes and seeds differ: one module each, all fed in one training loop
+    model = members[0] if len(members) == 1 else ProbeGroup(members, batch_of if several else None)
+    fit_model(model, dm, settings, Fit(model.probe_names, plan.seeds[0], loggers=settings.loggers))
+    found: dict[tuple[int, int, int], list[dict[str, Any]]] = {}  # (seed, set, combo) -> rows
+    slots = [slot for member in member_slots for slot in member]
+    for (seed, j, c), row in zip(slots, model.results(), strict=True):
+        found.setdefault((seed, j, c), []).append({**row, **plan.combos[c], "solver": "sgd"})
+    solved = Solved([])
+    for seed in plan.seeds:
+        for j in plan.sets_of(seed):
+            rows = [found[seed, j, c] for c in range(len(plan.combos))]
+            solved.groups.append(Candidates(plan.sets[j], seed, rows))
     return solved
 
 
-def _slot_fit(
-    view: FeatureView, plan: Plan, seed: int, seed_sets: list, slots: list[tuple[int, int, int]]
-) -> Fit:
+def _slot_fit(view: FeatureView, plan: Plan, seed: int, slots: list[tuple[int, int, int]]) -> Fit:
     """The names of slots (label set, combination, probe): ``<labels>[/seed<s>][/key=v]/<probe>``,
     each initialised from (seed, ``<labels>/<probe>``) as its probe alone would be."""
     names, init_names = [], []
     for j, c, k in slots:
-        base = seed_sets[j].prefix(plan.prefix)
+        base = plan.sets[j].prefix(plan.prefix)
         suffix = "".join(f"/{key}={v}" for key, v in plan.combos[c].items())
         names.append(f"{plan.tag(base, seed)}{suffix}/{view.probe_names[k]}")
         init_names.append(f"{base}/{view.probe_names[k]}")

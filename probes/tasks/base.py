@@ -30,10 +30,13 @@ class TaskInputs:
 
     ``readers[role][dataset]``: role ``model`` is the run's model; other roles (``baseline``)
     are the extra models a task asks for. ``labels[role]``: the model's name in result rows.
+    ``streams``: the streams of multi-stream caches the task runs on, chosen once by prepare
+    (empty: one-sequence caches).
     """
 
     readers: dict[str, dict[str, CacheReader]]
     labels: dict[str, str] = field(default_factory=dict)
+    streams: list[str] = field(default_factory=list)
 
     @property
     def reader(self) -> CacheReader:

@@ -91,18 +91,13 @@ def stream_inputs(inputs: TaskInputs, stream: str, baseline: bool) -> TaskInputs
     return TaskInputs(readers, labels)
 
 
-def execute(
-    task: Task, inputs: TaskInputs, engine: ProbeEngine, out_dir: Path, asked: bool = False
-) -> TaskOutput:
-    """``task.execute`` on one-sequence caches, or once per usable stream of multi-stream ones.
-
-    ``asked``: the run named its streams (``model.stream``): one it cannot read is an error.
-    """
-    if not cache_streams(inputs):
+def execute(task: Task, inputs: TaskInputs, engine: ProbeEngine, out_dir: Path) -> TaskOutput:
+    """``task.execute`` on one-sequence caches, or once per stream of ``inputs.streams`` (the
+    usable streams of multi-stream ones, checked by prepare)."""
+    if not inputs.streams:
         return task.execute(inputs, engine, out_dir)
-    usable = usable_streams(task, inputs, asked, report=print)
     outputs = []
-    for k, stream in enumerate(usable):
+    for k, stream in enumerate(inputs.streams):
         part = stream_inputs(inputs, stream, baseline=k == 0)
         try:
             outputs.append((stream, task.execute(part, engine, out_dir / stream)))

@@ -33,19 +33,16 @@ def _make_demo_data(args: argparse.Namespace) -> int:
 
 
 def _extract(args: argparse.Namespace) -> int:
-    from hydra import compose, initialize_config_dir
     from pytorch_lightning.utilities import rank_zero_only
 
-    from vlprobe.config import config_dir, register_resolvers
+    from vlprobe.config import register_resolvers
     from vlprobe.extraction.pipeline import cache_path, run_extraction
     from vlprobe.intervention.settings import fitted
-    from vlprobe.preflight import check_command_line
+    from vlprobe.preflight import compose_checked
     from vlprobe.settings_check import check_values
 
-    check_command_line(args.overrides, "extract")
     register_resolvers()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose(config_name="extract", overrides=args.overrides)
+    cfg = compose_checked("extract", args.overrides)
     check_values(cfg)
     cfg = fitted(cfg)  # an intervened cache is named by its eraser (none: cfg as it is)
     out = Path(cfg.out) if cfg.get("out") else cache_path(cfg, cfg.dataset)
@@ -83,19 +80,14 @@ def check_extract_target(out: Path) -> None:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    from hydra import compose, initialize_config_dir
-
-    from vlprobe.config import config_dir, register_resolvers
+    from vlprobe.config import register_resolvers
     from vlprobe.extraction.pipeline import ensure_demo_data
-    from vlprobe.preflight import check_command_line
+    from vlprobe.preflight import compose_checked
     from vlprobe.pretrain.uniter_mini import pretrain_from_config
     from vlprobe.settings_check import check_values
 
-    overrides = ["model=uniter_mini", *args.overrides]
-    check_command_line(overrides, "extract")
     register_resolvers()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose(config_name="extract", overrides=overrides)
+    cfg = compose_checked("extract", ["model=uniter_mini", *args.overrides])
     check_values(cfg)
     ensure_demo_data(cfg)
     folder = pretrain_from_config(cfg.model, force=args.force)

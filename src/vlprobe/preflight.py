@@ -1,9 +1,11 @@
 """Bad input caught before anything runs: one line naming the key or file and the fix.
 
-:func:`check_command_line` runs before Hydra composes the job (an unknown group option, an
-unknown key, a log folder that cannot be written); :func:`check_run_inputs` runs once the cache is
-open and before any logger starts (layers the model does not have, an empty split). Both raise
-:class:`BadInput`, which ``train_probe.py`` and ``vlprobe`` print as one line with exit code 2.
+:func:`check_overrides` runs before the config is composed (an override that does not parse,
+an unknown group option); the one composition then names an unknown key (:func:`unknown_key`)
+and :func:`check_folders` a log folder that cannot be written, before Hydra makes the run
+folder (:class:`FolderCheck`); :func:`check_run_inputs` runs once the cache is open and before
+any logger starts (layers the model does not have, an empty split). All raise :class:`BadInput`,
+which ``train_probe.py`` and ``vlprobe`` print as one line with exit code 2.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from vlprobe.config import config_dir
@@ -60,20 +63,27 @@ def check_writable(path: str | os.PathLike[str], key: str) -> None:
         )
 
 
-def _key_problem(cfg: dict[str, Any], key: str) -> str | None:
-    node: Any = cfg
-    for depth, part in enumerate(key.split(".")):
-        if not isinstance(node, dict):
-            return None  # inside a list or a value: Hydra checks the rest
-        if part not in node:
-            where = ".".join(key.split(".")[:depth]) or "the top level"
-            valid = ", ".join(sorted(str(k) for k in node)) or "(none)"
-            return (
-                f"unknown config key '{key}'; valid keys under {where}: {valid} "
-                f"(to add a new key write +{key}=...)"
-            )
-        node = node[part]
-    return None
+def unknown_key(err: Exception) -> BadInput | None:
+    """Hydra's refusal of an override of a key the config lacks, as one line naming the valid
+    keys beside it; None for any other composition error (Hydra's own message stands)."""
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    cause = err.__cause__
+    if not isinstance(cause, ConfigAttributeError | ConfigKeyError) or not cause.full_key:
+        return None
+    parent = cause.parent_node
+    # a key under a list or a plain value (probing.layers.a): Hydra's message names it
+    if not OmegaConf.is_dict(parent) or len(parent) == 0:
+        return None
+    key = str(err).split("'")[1] if str(err).startswith("Could not override '") else None
+    if key is None:
+        return None
+    where = cause.full_key.rpartition(".")[0] or "the top level"
+    valid = ", ".join(sorted(str(k) for k in parent if k != "hydra")) or "(none)"
+    return BadInput(
+        f"unknown config key '{key}'; valid keys under {where}: {valid} "
+        f"(to add a new key write +{key}=...)"
+    )
 
 
 def parse_overrides(args: list[str]) -> list[Any]:
@@ -96,18 +106,13 @@ def parse_overrides(args: list[str]) -> list[Any]:
     return parser.parse_overrides(args)
 
 
-def check_command_line(args: list[str], config_name: str) -> None:
-    """Group options, keys and output folders of a command line of Hydra overrides."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
+def check_overrides(args: list[str]) -> None:
+    """Overrides that parse and group options that exist, before any composition: Hydra's
+    own messages for these are a traceback or a list spread over many lines."""
     if any(a.startswith("-") and a not in _HYDRA_FLAGS_CHECKED for a in args):
         return  # --help, --cfg, -cn ...: Hydra's own business
-    overrides = parse_overrides([a for a in args if a not in _HYDRA_FLAGS_CHECKED])
     groups = _groups()
-    chosen: list[str] = []
-    keys: list[str] = []
-    for o in overrides:
+    for o in parse_overrides([a for a in args if a not in _HYDRA_FLAGS_CHECKED]):
         key = o.key_or_group
         # hydra.* keys and hydra/* groups (launcher, sweeper plugins): Hydra checks its own
         if key == "hydra" or key.startswith(("hydra.", "hydra/")) or o.is_add() or o.is_force_add():
@@ -118,25 +123,25 @@ def check_command_line(args: list[str], config_name: str) -> None:
             for value in values:
                 if value is not None and str(value) not in options:
                     raise BadInput(f"{key}={value}: no such option; valid: {', '.join(options)}")
-            if values and values[0] is not None:
-                chosen.append(f"{key}={values[0]}")
-        else:
-            keys.append(key)
-    GlobalHydra.instance().clear()
+
+
+def compose_checked(config_name: str, overrides: list[str]) -> DictConfig:
+    """``config_name`` composed once with ``overrides`` (for commands that are not Hydra apps:
+    ``vlprobe extract``), each bad override and an unwritable log folder as one line."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import ConfigCompositionException
+
+    check_overrides(overrides)
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-            cfg = compose(config_name, overrides=chosen)
-    finally:
-        GlobalHydra.instance().clear()
-    plain = OmegaConf.to_container(cfg, resolve=False)
-    for key in keys:
-        problem = _key_problem(plain, key)  # type: ignore[arg-type]
-        if problem:
-            raise BadInput(problem)
-    _check_folders(cfg)
+            cfg = compose(config_name, overrides=overrides)
+    except ConfigCompositionException as err:
+        raise (unknown_key(err) or err) from None
+    check_folders(cfg)
+    return cfg
 
 
-def _check_folders(cfg: DictConfig) -> None:
+def check_folders(cfg: DictConfig) -> None:
     """The log folder, where Hydra writes the run folder before any of vlprobe's code runs.
 
     Cache and demo folders are written only when something is built (a read-only folder of
@@ -151,6 +156,26 @@ def _check_folders(cfg: DictConfig) -> None:
         return
     if value:
         check_writable(value, "paths.log_dir")
+
+
+class FolderCheck(Callback):
+    """``check_folders`` on the config Hydra composed for the app, before it makes the run
+    folder (``hydra.callbacks`` in ``configs/hydra/default.yaml``): bad input exits 2."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config)
+
+    @staticmethod
+    def _check(config: DictConfig) -> None:
+        from vlprobe.train_probe import exit_bad_input
+
+        try:
+            check_folders(config)
+        except BadInput as err:
+            exit_bad_input(err)
 
 
 def check_run_inputs(cfg: DictConfig, readers: list[Any]) -> None:

@@ -8,7 +8,10 @@ after this module, so both entry points write the same run folders and log files
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import hydra
 from omegaconf import DictConfig
@@ -67,14 +70,40 @@ def _output_dir() -> str:
 
 
 def cli(args: list[str] | None = None) -> None:
-    """Check the command line (groups, keys, folders) first, then run the Hydra app on
-    ``args`` (default: ``sys.argv[1:]``)."""
-    from vlprobe.preflight import BadInput, check_command_line
+    """Run the Hydra app on ``args`` (default: ``sys.argv[1:]``), its config composed once:
+    overrides that do not parse and unknown group options are refused first, an unknown key
+    when Hydra composes, the log folder before Hydra writes the run folder (``FolderCheck``)."""
+    from hydra.errors import CompactHydraException
+
+    from vlprobe.preflight import BadInput, check_overrides, unknown_key
 
     if args is not None:
         sys.argv = [sys.argv[0], *args]
     try:
-        check_command_line(sys.argv[1:], "train_probe")
+        check_overrides(sys.argv[1:])
+        with _hydra_errors_raised():
+            main()
     except BadInput as err:
         exit_bad_input(err)
-    main()
+    except CompactHydraException as err:  # a composition error, shown as Hydra shows it
+        problem = unknown_key(err)
+        if problem is not None:
+            exit_bad_input(problem)
+        cause = f"{os.linesep}{err.__cause__}" if err.__cause__ is not None else ""
+        print(f"{err}{cause}", file=sys.stderr)
+        sys.exit(1)
+
+
+@contextmanager
+def _hydra_errors_raised() -> Iterator[None]:
+    """Hydra raises its errors (``HYDRA_FULL_ERROR``) instead of printing them, so that a
+    composition error can be read; the variable is restored afterwards."""
+    before = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["HYDRA_FULL_ERROR"]
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = before

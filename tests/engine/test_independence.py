@@ -112,12 +112,13 @@ def test_mlp_capacity_selected_per_probe_on_validation(
     assert len({separate[c]["layer_01"]["val_acc"] for c in grid}) > 1  # the choice matters
 
 
-def test_adam_path_picks_l2_on_validation_in_one_pass_per_seed(
+def test_adam_path_picks_l2_on_validation_in_one_pass(
     compose_cfg, planted_cache, monkeypatch
 ) -> None:
     """Linear probes on the Adam path try every penalty of ``probing.l2_grid`` as slots of one
-    pass per seed (control and shuffled control riding along): each probe keeps the one with
-    the best validation accuracy (ties: the larger), equal to the run with that penalty alone."""
+    pass over every seed (each seed's module on its own batches; control and shuffled control
+    riding along): each probe keeps the one with the best validation accuracy (ties: the
+    larger), equal to the run with that penalty alone."""
     fits = _count_fits(monkeypatch)
     common = [*SGD, "probing.layers=[0,1]", "probing.control=true"]
     grid = (1.0, 1e-4)
@@ -126,8 +127,8 @@ def test_adam_path_picks_l2_on_validation_in_one_pass_per_seed(
         planted_cache,
         [*common, "probing.shuffled_control=true", "seeds=[1,2]", "probing.l2_grid=[1.0,1e-4]"],
     )
-    assert len(fits) == 2  # one pass per seed: 2 probes x 3 label sets x 2 penalties each
-    assert len(fits[0].probe_names) == 2 * 3 * 2
+    assert len(fits) == 1  # one loop: a module per seed, 2 probes x 3 label sets x 2 penalties
+    assert [len(m.probe_names) for m in fits[0].members] == [2 * 3 * 2] * 2
     alone = {
         l2: _rows(compose_cfg, planted_cache, [*common, "seed=1", f"probing.l2_grid=[{l2}]"])
         for l2 in grid

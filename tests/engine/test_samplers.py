@@ -42,3 +42,19 @@ def test_evaluation_ranks_read_contiguous_slices_every_row_once() -> None:
 def test_rank_must_be_one_of_the_replicas() -> None:
     with pytest.raises(ValueError, match="rank 2 outside 0..1"):
         BlockBatchSampler(10, 2, True, num_replicas=2, rank=2)
+
+
+def test_seeds_sampler_gives_each_seed_its_own_batches_every_epoch() -> None:
+    """Several seeds in one loop: step i holds seed s's i-th batch of its separate run."""
+    from datamodules.samplers import SeedsBatchSampler
+
+    seeds = [1, 2, 3]
+    together = SeedsBatchSampler([BlockBatchSampler(103, 10, True, s) for s in seeds])
+    alone = [BlockBatchSampler(103, 10, True, s) for s in seeds]
+    for _ in range(2):  # the epoch counters advance as in separate runs
+        steps = list(together)
+        assert len(steps) == len(together) == 11
+        assert [[step[k] for step in steps] for k in range(3)] == [list(a) for a in alone]
+    assert steps[0][0] != steps[0][1]  # the seeds' orders differ
+    with pytest.raises(ValueError, match="same number of steps"):
+        SeedsBatchSampler([BlockBatchSampler(103, 10, True, 1), BlockBatchSampler(99, 10, True, 1)])

@@ -103,6 +103,29 @@ def test_layers_out_of_range(run_cli, good_cache: Path) -> None:
     )
 
 
+def test_the_config_is_composed_once(run_cli, good_cache: Path, monkeypatch) -> None:
+    """The checks read the config Hydra composes for the app: none composes its own."""
+    import hydra
+
+    calls, compose = [], hydra.compose
+    monkeypatch.setattr(hydra, "compose", lambda *a, **kw: calls.append(a) or compose(*a, **kw))
+    run_cli(f"data.cache={good_cache}", "probing.layers=[0,99]")  # refused after composing
+    assert calls == []
+
+
+def test_read_only_log_folder_exits_before_the_run_folder(
+    run_cli, monkeypatch, tmp_path: Path
+) -> None:
+    """Checked on the composed config before Hydra makes the run folder inside it."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != locked and real_access(p, mode))
+    (line,) = run_cli(f"paths.log_dir={locked}/logs")
+    assert line.startswith(f"train_probe: error: paths.log_dir={locked}/logs: {locked} is read")
+    assert not (locked / "logs").exists()
+
+
 @pytest.mark.parametrize("seed", ["abc", "1.5"])
 def test_a_seed_that_is_not_a_whole_number(run_cli, good_cache: Path, seed: str) -> None:
     """``seed=1.5`` was silently seed 1 (the cache of seed 1, random weights of seed 1)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 
 from probes import AllProbesPlateau, MultiProbe
 from probes.families import MLPProbe
@@ -110,3 +111,34 @@ def test_slot_arguments_are_checked() -> None:
         MultiProbe(2, 4, 3, family=MLPProbe, dropout=[0.1, 1.0])
     with pytest.raises(ValueError, match="label_columns"):
         MultiProbe(2, 4, 3).targets(torch.zeros(5, 2, dtype=torch.long))
+
+
+@pytest.mark.parametrize("family", ["linear", "mlp", "lowrank"])
+def test_stopped_slots_take_no_forward_or_backward_work(family: str) -> None:
+    """Training computes the running slots only: their logits and gradients are those of the
+    full forward, a stopped slot gets no gradient, and the family sees the running ones."""
+    from probes.families import LinearProbe, LowRankProbe
+
+    classes = {"linear": LinearProbe, "mlp": MLPProbe, "lowrank": LowRankProbe}
+    extra = {"mlp": {"hidden_dim": 4, "dropout": 0.2}, "lowrank": {"rank": 2}}.get(family, {})
+    kw = dict(in_dim=5, num_classes=3, seed=2, family=classes[family], **extra)
+    model = MultiProbe(4, slot_inputs=[0, 1, 1, 0], label_columns=[0, 0, 1, 1], **kw)
+    model.set_input_stats(torch.randn(2, 5), torch.rand(2, 5) + 0.5)
+    batch = {"x": torch.randn(16, 2, 5), "y": torch.randint(0, 3, (16, 2))}
+    model.eval()  # the same dropout-free forward both ways
+    logits, targets = model(batch["x"]), model.targets(batch["y"])
+    full = model._loss(logits, batch["y"]).detach()
+    per_slot = [F.cross_entropy(logits[:, k], targets[:, k]).item() for k in range(4)]
+    assert full.item() == pytest.approx(sum(per_slot), rel=1e-6)
+    model.stop_probes(torch.tensor([False, True, False, False]))
+    seen = []
+    model.probes.register_forward_hook(lambda m, args, out: seen.append(out.shape[1]))
+    loss = model.train_loss(batch)
+    assert seen == [3]  # slots 0, 2, 3
+    assert loss.item() == pytest.approx(sum(per_slot) - per_slot[1], rel=1e-6)
+    loss.backward()
+    for param in model.probes.parameters():
+        assert not bool(param.grad[1].any())  # the stopped slot: no gradient
+        assert bool(param.grad[[0, 2, 3]].abs().sum(tuple(range(1, param.dim()))).gt(0).all())
+    model.stop_probes(torch.ones(4, dtype=torch.bool))
+    assert model.train_loss(batch) is None  # nothing runs: Lightning skips the step
