@@ -20,6 +20,7 @@ from probes.plan import make_plan
 from probes.selection import select
 from probes.settings import DEFAULT_L2, Probing, Settings
 from probes.solvers import SOLVERS
+from probes.weights import save_chosen_weights
 from vlprobe.cache.schema import SPLIT_IDS
 from vlprobe.console import progress
 from vlprobe.reporting.identity import family_fields, stamp_rows
@@ -45,6 +46,8 @@ def train_view(view: FeatureView, settings: Settings, prefix: str) -> list[dict[
     plan = make_plan(view, settings, prefix)
     solved = SOLVERS[plan.solver](view, plan, settings)
     rows, choices = select(view, plan, solved)
+    if settings.probing.save_weights and settings.weights_dir is not None:
+        save_chosen_weights(settings.weights_dir, view, plan, solved, choices)
     stamp_rows(rows, view.probe_ids, family_fields(settings.probe))
     log_solve(settings.loggers, view, plan, solved, choices)
     if settings.probing.mdl:

@@ -304,6 +304,8 @@ class SlotMetrics:
     train_loss: np.ndarray  # the penalised objective at the solution
     stop: np.ndarray  # why each slot stopped: a name of ``STOPS``
     grad_max: np.ndarray  # max |gradient| of the mean loss at the solution
+    #: with ``probing.save_weights``, per probe its raw-feature weights (D, S, C) and biases (S, C)
+    weights: dict[int, tuple[Tensor, Tensor]] | None = None
 
 
 SPLITS = ("train", "val", "test")
@@ -324,6 +326,19 @@ def probes_per_problem(rows: int, dim: int) -> int:
     """How many consecutive probes of ``rows`` x ``dim`` training features one solve holds."""
     floats = rows * dim
     return 1 if floats >= OWN_PROBLEM_FLOATS else max(1, SOLVE_FLOATS // max(1, floats))
+
+
+def raw_feature_params(params: Params, mean: Tensor, std: Tensor, classes: int) -> Params:
+    """(G, D, S, classes) weights and (G, S, classes) biases on the raw features of probes
+    solved on standardised ones (``mean``, ``std``: (G, D)): ``x @ W + b`` gives their logits,
+    class 0's column zero where the solve had one free logit."""
+    w, b = params
+    w_raw = w / std[:, :, None, None]
+    b_raw = b - torch.einsum("gd,gdsc->gsc", mean, w_raw)
+    if w.shape[-1] < classes:
+        w_raw = torch.cat([w_raw.new_zeros(*w_raw.shape[:-1], 1), w_raw], -1)
+        b_raw = torch.cat([b_raw.new_zeros(*b_raw.shape[:-1], 1), b_raw], -1)
+    return w_raw, b_raw
 
 
 def free_logits(classes: int) -> int:
@@ -357,7 +372,7 @@ def probe_groups(num_probes: int, bytes_per_probe: int, budget_bytes: float) -> 
 
 def read_standardised(
     view: FeatureView, rows: dict[str, np.ndarray], group: list[int], device: torch.device
-) -> dict[str, Tensor]:
+) -> tuple[dict[str, Tensor], Tensor, Tensor]:
     """(G, N, D) float32 features of each split, standardised with training statistics
     (``datamodules.cache_datamodule.training_stats`` over ``READ_ROWS``-row blocks).
 
@@ -382,7 +397,7 @@ def read_standardised(
     mean, std = training_stats(blocks, train.shape[1], axis=1)
     for x in out.values():
         x.sub_(mean.unsqueeze(1)).div_(std.unsqueeze(1))
-    return out
+    return out, mean, std
 
 
 def view_dim(view: FeatureView) -> int:

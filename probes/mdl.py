@@ -152,7 +152,7 @@ def _blocks_full_batch(
     per_probe = (train.size + val.size) * dim * 4
     for group in probe_groups(num_probes, per_probe, settings.memory_budget()):
         split_rows = {"train": train, "val": val, "test": val[:0]}
-        x = read_standardised(view, split_rows, group, device)
+        x, *_ = read_standardised(view, split_rows, group, device)
         x["train"] = x_train = x["train"][:, where]  # the sorted copy goes
         names = [view.probe_names[k] for k in group]
         params = tuple(t.to(device) for t in initial_params(names, slots, dim, classes))

@@ -35,6 +35,7 @@ from vlprobe.reporting.wandb_publish import log_results_artifact, publish_run
 from vlprobe.sweeps import run_tags
 
 log = logging.getLogger(__name__)
+WEIGHTS_DIR = "probe_weights"  # probing.save_weights: one file per probed input (probes.weights)
 
 
 def build_loggers(cfg: DictConfig) -> list[Any]:
@@ -44,8 +45,9 @@ def build_loggers(cfg: DictConfig) -> list[Any]:
     return loggers
 
 
-def build_engine(cfg: DictConfig, loggers: list[Any]) -> ProbeEngine:
-    """The probe, datamodule, trainer and callback constructors, and the probing settings."""
+def build_engine(cfg: DictConfig, loggers: list[Any], out_dir: Path | None = None) -> ProbeEngine:
+    """The probe, datamodule, trainer and callback constructors, and the probing settings
+    (chosen probe weights go to ``out_dir/probe_weights`` with ``probing.save_weights``)."""
     seeds = [int(s) for s in cfg.seeds] if cfg.get("seeds") else None
     if seeds and 1 < len(seeds) < MIN_SEEDS:
         log.warning(
@@ -72,6 +74,7 @@ def build_engine(cfg: DictConfig, loggers: list[Any]) -> ProbeEngine:
         probing=instantiate(cfg.probing),
         seed=seed_of(cfg),
         seeds=seeds,
+        weights_dir=out_dir / WEIGHTS_DIR if out_dir is not None else None,
     )
 
 
@@ -158,7 +161,7 @@ def run(cfg: DictConfig) -> float | None:
     output: TaskOutput | None = None
     try:
         loggers = build_loggers(cfg)
-        engine = build_engine(cfg, loggers)
+        engine = build_engine(cfg, loggers, out_dir)
         keys = [k for k in cfg if k != "hydra"]  # tests compose with the hydra node attached
         resolved = OmegaConf.to_container(OmegaConf.masked_copy(cfg, keys), resolve=True)
         for lg in loggers:
@@ -183,7 +186,8 @@ def run(cfg: DictConfig) -> float | None:
             # results.json once every step before it succeeded; the W&B artifact holding it last
             write_run_results(output.rows, out_dir, FINISHED, data, rank=rank)
             if not rank:
-                files = [out_dir / "results.json", out_dir / "results.csv", *drawn]
+                weights = sorted((out_dir / WEIGHTS_DIR).glob("*.pt"))
+                files = [out_dir / "results.json", out_dir / "results.csv", *drawn, *weights]
                 for wb in wandb_loggers(loggers):
                     log_results_artifact(wb.experiment, output.rows, inputs.readers, files)
             metric = _optimized_value(output, cfg.get("optimized_metric"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -56,6 +57,8 @@ class Probing:
     # {hidden_dim: [64, 256], dropout: [0.0, 0.3], weight_decay: [0.0, 0.01]}: every
     # combination is trained in one loop (every seed); each probe keeps its best
     select: Mapping[str, Sequence[Any]] | None = None
+    # the chosen full-batch probes' weights into ``Settings.weights_dir`` (``probes.weights``)
+    save_weights: bool = False
 
     def __post_init__(self) -> None:
         if self.solver not in SOLVERS:
@@ -86,6 +89,7 @@ class Settings:
     probing: Probing = field(default_factory=Probing)
     seed: int = 0
     seeds: list[int] | None = None  # several seeds over the same data (None: ``seed`` only)
+    weights_dir: Path | None = None  # where ``probing.save_weights`` writes (the run's folder)
 
     def seed_list(self) -> list[int]:
         return [int(s) for s in (self.seeds or [self.seed])]

@@ -40,6 +40,7 @@ from probes.full_batch import (
     initial_params,
     probe_groups,
     probes_per_problem,
+    raw_feature_params,
     read_standardised,
     stop_names,
     view_dim,
@@ -234,7 +235,7 @@ def fit_view(
     ]
     lbfgs = LBFGSSettings(max_iter=settings.probing.max_iter)
     for group in probe_groups(shape[0], total * dim * 4, settings.memory_budget()):
-        x = read_standardised(view, rows, group, device)
+        x, mean, std = read_standardised(view, rows, group, device)
         names = [view.probe_names[k] for k in group]
         w0, b0 = (t.to(device) for t in initial_params(names, slots, dim, classes))
         step = probes_per_problem(rows["train"].size, dim)
@@ -258,6 +259,10 @@ def fit_view(
             out.grad_max[probes, c] = sol.grad_max.cpu().numpy()
             params[0][a : a + step, :, cols] = sol.params[0]
             params[1][a : a + step, cols] = sol.params[1]
+        if settings.probing.save_weights:
+            raw = raw_feature_params(params, mean, std, classes)
+            out.weights = out.weights or {}
+            out.weights.update({k: (raw[0][i].cpu(), raw[1][i].cpu()) for i, k in enumerate(group)})
         for split, acc, f1 in (
             ("val", out.val_acc, out.val_f1),
             ("test", out.test_acc, out.test_f1),

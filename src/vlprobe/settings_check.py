@@ -156,6 +156,7 @@ RULES: dict[str, Rule] = {
     "probing.control": Rule(flag, "probing.control", "true"),
     "probing.shuffled_control": Rule(flag, "probing.shuffled_control", "true"),
     "probing.mdl": Rule(flag, "probing.mdl", "true"),
+    "probing.save_weights": Rule(flag, "probing.save_weights", "true"),
     "probing.mdl_fractions": Rule(
         nullable(list_of(number(0, 1, open_low=True), "fractions in (0, 1]", empty=False)),
         "MDL block edges",
