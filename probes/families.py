@@ -123,6 +123,11 @@ class ProbeFamily(nn.Module):
         """Every parameter with the fan-in of its uniform init, in drawing order."""
         raise NotImplementedError
 
+    def apply_note(self) -> str:
+        """One line: how one probe's parameters (``state_dict`` names, probe axis dropped)
+        map standardised features ``z = (x - mean) / std`` to logits (``probing.save_weights``)."""
+        raise NotImplementedError
+
     @torch.no_grad()
     def reset_parameters(self, generators: list[torch.Generator] | None = None) -> None:
         """Probe ``k``'s slices drawn from ``generators[k]`` (default: unseeded ones)."""
@@ -163,6 +168,7 @@ class _AffineStack(ProbeFamily):
             nn.Parameter(torch.empty(num_probes, d_out)) for d_out in dims[1:]
         )
         self._act = _ACTIVATIONS[activation]
+        self.activation = activation
         rates = [float(dropout)] * num_probes if isinstance(dropout, int | float) else dropout
         if len(rates) != num_probes or not all(0 <= r < 1 for r in rates):
             raise ValueError(f"dropout needs {num_probes} rates in [0, 1), got {dropout}")
@@ -173,6 +179,15 @@ class _AffineStack(ProbeFamily):
     def init_shapes(self) -> list[tuple[Tensor, int]]:
         pairs = zip(self.weights, self.biases, strict=True)
         return [(t, w.shape[1]) for w, b in pairs for t in (w, b)]
+
+    def apply_note(self) -> str:
+        last = len(self.weights) - 1
+        if last == 0:
+            return "logits = z @ weights.0 + biases.0"
+        return (
+            f"h = z; for i in 0..{last}: h = h @ weights.i + biases.i, then {self.activation} "
+            f"for i < {last}; logits = h (no dropout at test)"
+        )
 
     def forward(
         self, x: Tensor, mean: Tensor, scale: Tensor, probes: Tensor | None = None
@@ -259,6 +274,9 @@ class LowRankProbe(ProbeFamily):
 
     def init_shapes(self) -> list[tuple[Tensor, int]]:
         return [(self.down, self.in_dim), (self.up, self.rank), (self.bias, self.in_dim)]
+
+    def apply_note(self) -> str:
+        return "logits = z @ down @ up + bias"
 
     def forward(
         self, x: Tensor, mean: Tensor, scale: Tensor, probes: Tensor | None = None

@@ -147,6 +147,14 @@ class MultiProbe(pl.LightningModule):
         self.input_mean.copy_(mean)
         self.input_std.copy_(torch.where(std > eps, std, torch.ones_like(std)))
 
+    @torch.no_grad()
+    def tested_state(self, k: int) -> dict[str, Tensor]:
+        """Slot ``k``'s parameters as :meth:`on_test_start` tests them (its best epoch's, the
+        current ones if it was never validated), probe axis dropped, on the CPU."""
+        best = self._best_buffers() if int(self.best_epoch[k]) >= 0 else self._params()
+        named = self.probes.named_parameters()
+        return {n: b[k].to(p.dtype).cpu().clone() for (n, p), b in zip(named, best, strict=True)}
+
     # ------------------------------------------------------------------ forward / loss
     def forward(self, x: Tensor, probes: Tensor | None = None) -> Tensor:
         """(B, P_in, D) features -> (B, P, C) logits (``probes``: only theirs, (B, len, C))."""

@@ -19,12 +19,13 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
+import probes.selection as selection  # a module import: selection imports probes.solvers
 from datamodules.cache_datamodule import CacheProbeDataModule
 from datamodules.views import FeatureView
-from probes.multi_probe import ProbeGroup
+from probes.multi_probe import MultiProbe, ProbeGroup
 from probes.plan import SLOT_KEYS, Plan, group_by_shape, majority_chance
 from probes.settings import Settings
-from probes.solvers.base import Candidates, Solved
+from probes.solvers.base import Candidates, Solved, TestedProbe
 
 
 @dataclass
@@ -143,21 +144,56 @@ def solve_adam(view: FeatureView, plan: Plan, settings: Settings) -> Solved:
                 "label_columns": [j for j, _, _ in slots],
             }
             members.append(build_probe(view, dm, settings, fit))
-            member_slots.append([(seed, j, c) for j, c, _ in slots])
+            member_slots.append([(seed, j, c, k) for j, c, k in slots])
             batch_of.append(i)
     # shapes and seeds differ: one module each, all fed in one training loop
     model = members[0] if len(members) == 1 else ProbeGroup(members, batch_of if several else None)
     fit_model(model, dm, settings, Fit(model.probe_names, plan.seeds[0], loggers=settings.loggers))
     found: dict[tuple[int, int, int], list[dict[str, Any]]] = {}  # (seed, set, combo) -> rows
     slots = [slot for member in member_slots for slot in member]
-    for (seed, j, c), row in zip(slots, model.results(), strict=True):
+    for (seed, j, c, _), row in zip(slots, model.results(), strict=True):
         found.setdefault((seed, j, c), []).append({**row, **plan.combos[c], "solver": "sgd"})
     solved = Solved([])
     for seed in plan.seeds:
         for j in plan.sets_of(seed):
             rows = [found[seed, j, c] for c in range(len(plan.combos))]
             solved.groups.append(Candidates(plan.sets[j], seed, rows))
+    if settings.probing.save_weights:
+        first = plan.sets_of(plan.seeds[0])[0]  # the label set of solved.groups[0]
+        solved.tested = tested_probes(view, solved.groups[0], first, members, member_slots)
     return solved
+
+
+def tested_probes(
+    view: FeatureView,
+    group: Candidates,
+    j: int,
+    members: list[MultiProbe],
+    member_slots: list[list[tuple[int, int, int, int]]],
+) -> list[TestedProbe]:
+    """Per probe of ``view`` its slot that selection chooses in ``group`` (label set ``j``
+    of ``plan.sets``, seed ``group.seed``), as tested: only these leave the fit."""
+    picks = selection.best_candidates(view, group, edges=False)[1]
+    where = {
+        slot[1:]: (member, i)
+        for member, slots in zip(members, member_slots, strict=True)
+        for i, slot in enumerate(slots)
+        if slot[0] == group.seed
+    }
+    tested = []
+    for k, c in enumerate(picks):
+        member, i = where[j, c, k]
+        tested.append(
+            TestedProbe(
+                candidate=c,
+                family=member.probes.name,
+                apply=member.probes.apply_note(),
+                state=member.tested_state(i),
+                mean=member.input_mean[i].cpu().clone(),
+                std=member.input_std[i].cpu().clone(),
+            )
+        )
+    return tested
 
 
 def _slot_fit(view: FeatureView, plan: Plan, seed: int, slots: list[tuple[int, int, int]]) -> Fit:

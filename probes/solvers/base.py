@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from torch import Tensor
+
 from probes.full_batch import Slot, SlotMetrics
 from probes.plan import LabelSet
 
@@ -23,6 +25,20 @@ class Candidates:
 
 
 @dataclass
+class TestedProbe:
+    """Adam, ``probing.save_weights``: one probe's chosen slot of the first (label set, seed)
+    as it was tested (its best epoch's parameters, each without the slot axis), with the
+    input standardisation it applied (``(x - mean) / std``)."""
+
+    candidate: int  # its index among the group's candidates (``plan.combos``)
+    family: str  # ``ProbeFamily.name``
+    apply: str  # one line: how ``state`` maps standardised features to logits
+    state: dict[str, Tensor]
+    mean: Tensor
+    std: Tensor
+
+
+@dataclass
 class Solved:
     """Every candidate of every (label set, seed), in plan order (label sets, then seeds)."""
 
@@ -30,3 +46,5 @@ class Solved:
     #: full batch: every slot solved and its metrics per probe (the penalty path)
     slots: list[Slot] = field(default_factory=list)
     metrics: SlotMetrics | None = None
+    #: Adam with ``probing.save_weights``: per probe its chosen slot of ``groups[0]``
+    tested: list[TestedProbe] | None = None
