@@ -57,7 +57,7 @@ class Probing:
     # {hidden_dim: [64, 256], dropout: [0.0, 0.3], weight_decay: [0.0, 0.01]}: every
     # combination is trained in one loop (every seed); each probe keeps its best
     select: Mapping[str, Sequence[Any]] | None = None
-    # the chosen full-batch probes' weights into ``Settings.weights_dir`` (``probes.weights``)
+    # the chosen probes' weights (either solver) into ``Settings.weights_dir`` (``probes.weights``)
     save_weights: bool = False
 
     def __post_init__(self) -> None:
