@@ -150,6 +150,9 @@ def _blocks_full_batch(
     bits = np.zeros((num_probes, len(edges) - 1))
     chosen = np.zeros((num_probes, len(edges) - 1))
     per_probe = (train.size + val.size) * dim * 4
+    # probes per solve from the whole training set, not the block: a probe wide enough to be
+    # solved alone is alone in every block, so its code never depends on the probes beside it
+    step = probes_per_problem(train.size, dim)
     for group in probe_groups(num_probes, per_probe, settings.memory_budget()):
         split_rows = {"train": train, "val": val, "test": val[:0]}
         x, *_ = read_standardised(view, split_rows, group, device)
@@ -158,7 +161,8 @@ def _blocks_full_batch(
         params = tuple(t.to(device) for t in initial_params(names, slots, dim, classes))
         for b, (lo, hi) in enumerate(pairwise(edges)):
             l2 = torch.tensor([l2_strength(c, lo) for c in grid], device=device)
-            params = _solve(settings, x_train[:, :lo], (y[:lo], l2, classes), params, lbfgs)
+            target = (y[:lo], l2, classes)
+            params = _solve(settings, x_train[:, :lo], target, params, lbfgs, step)
             val_bits = _bits(x["val"], y_val, params, classes, smoothing)
             block_bits = _bits(x_train[:, lo:hi], y[lo:hi], params, classes, smoothing)
             if cs[0] == PRIOR_C:  # the prior's bits as the first candidate
@@ -179,12 +183,12 @@ def _solve(
     target: tuple[Tensor, Tensor, int],
     init: Params,
     lbfgs: LBFGSSettings,
+    step: int,
 ) -> Params:
     """Every probe x penalty of ``x`` (G, n, D) solved (``target``: labels, penalties,
-    classes), wide probes a few at a time, in one fit of the full-batch solver."""
+    classes), ``step`` probes per problem, in one fit of the full-batch solver."""
     y, l2, classes = target
     onehot = F.one_hot(y, classes).float()[:, None, :].expand(-1, l2.numel(), -1).contiguous()
-    step = probes_per_problem(x.shape[1], x.shape[2])
     problems = [
         # a contiguous prefix: bmm would copy a strided one in every iteration
         (x[a : a + step].contiguous(), onehot, l2, (init[0][a : a + step], init[1][a : a + step]))
