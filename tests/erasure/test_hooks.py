@@ -163,13 +163,6 @@ def test_identity_eraser_changes_nothing() -> None:
         assert torch.equal(p.hidden, s.hidden) and torch.equal(p.attentions, s.attentions)
 
 
-def test_two_stream_model_is_refused_in_one_line() -> None:
-    adapter = build_adapter("lxmert", config=tiny_config("lxmert", 16), seed=0)
-    with pytest.raises(ValueError, match="two streams") as err:
-        site_for(adapter.model, 1)
-    assert "\n" not in str(err.value)
-
-
 def test_a_layer_outside_the_model_is_refused() -> None:
     adapter = build_adapter("visualbert", config=tiny_config("visualbert", 16), seed=0)
     with pytest.raises(ValueError, match="intervention.layer=3: the model has hidden layers 0-2"):

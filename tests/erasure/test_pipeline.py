@@ -157,14 +157,11 @@ def test_a_word_concept_is_erased_at_its_words_tokens(
     _check_erased_at_layer_1(what, before, emb_p, emb_e, margin=0.1)
 
 
-@pytest.mark.parametrize(
-    ("model", "why"), [("lxmert_small", "two streams"), ("vilt_small", "patches")]
-)
 def test_a_model_without_region_layers_is_refused_before_any_extraction(
-    compose_cfg, tmp_path: Path, model: str, why: str
+    compose_cfg, tmp_path: Path
 ) -> None:
-    cfg = compose_cfg([f"model={model}", "intervention=leace"], config_name="extract")
-    with pytest.raises(ValueError, match=why) as err:
+    cfg = compose_cfg(["model=vilt_small", "intervention=leace"], config_name="extract")
+    with pytest.raises(ValueError, match="patches") as err:
         fitted(cfg)
     assert "\n" not in str(err.value)
     assert not list(tmp_path.rglob("*.h5"))  # not even the plain cache was built
