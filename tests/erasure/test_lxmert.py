@@ -11,6 +11,7 @@ import torch
 from omegaconf import open_dict
 from test_pipeline import _check_erased_at_layer_1, _datasets
 
+from probes.run import run
 from vlprobe.cache.reader import CacheReader
 from vlprobe.extraction.pipeline import build_model, ensure_cache, load_examples
 from vlprobe.extraction.predict import extract
@@ -20,6 +21,7 @@ from vlprobe.intervention.erasers import Eraser, random_subspace
 from vlprobe.intervention.hooks import erasing, site_for
 from vlprobe.intervention.settings import cache_eraser, fitted, plain_config
 from vlprobe.models.base import ModelInput
+from vlprobe.reporting.run_results import read_run_results
 from vlprobe.testing.models import build_adapter, tiny_config
 
 #: two layers in each single-stream encoder, so that one lies above the erased layer 1
@@ -219,3 +221,48 @@ def test_cross_layers_and_others_are_refused_in_one_line_before_extraction(
     if not extra[0].startswith("model."):  # the layers that can be used are named
         assert "vis00..vis01" in str(err.value) and "lang00..lang02" in str(err.value)
     assert not list(tmp_path.rglob("*.h5"))  # not even the plain cache was built
+
+
+def test_the_study_probes_the_concept_in_its_stream_and_measures_cross(
+    compose_cfg, demo_root: Path, feature_dim: int
+) -> None:
+    """``task=concept_erasure`` on LXMERT: the concept's probe reads the vision stream (erased
+    at vis01), the relation probes the cross-modality layers, which compute on the erased states
+    (none of them is marked as the erased layer)."""
+    cfg = compose_cfg(
+        [
+            "task=concept_erasure",
+            "task.layer=1",
+            "task.draws=2",
+            "task.top_k=4",
+            "task.measure=[visual_relation]",
+            "model=lxmert_small",
+            f"data.root={demo_root}",
+            "data.make_demo=false",
+            f"data.feature_dim={feature_dim}",
+            "extraction.progress=false",
+            "logger=none",
+            "trainer=cpu",
+            "probing.l2_grid=[0.001,1.0]",
+        ]
+    )
+    with open_dict(cfg):
+        cfg.model.config = {**tiny_config("lxmert", feature_dim=feature_dim), **LAYERS}
+        cfg.paths.cache_dir = str(demo_root.parent / f"cache-lxmert-study-{demo_root.name}")
+    run(cfg)
+    out = Path(cfg.paths.output_dir)
+    rows = read_run_results(out / "results.json").rows
+    compared = {(r["measure"], r["layer"]): r for r in rows if "leace_minus_random" in r}
+    concept_rows = [r for (m, _), r in compared.items() if m == "region_class"]
+    assert {r["stream"] for r in concept_rows} == {"vision"} and len(concept_rows) == 3
+    at = compared[("region_class", 1)]
+    assert at["name"].endswith("(on erased layer)")
+    assert at["plain"] > at["chance"] + 0.3
+    assert at["leace"] < at["plain"] - 0.3 and at["leace"] < min(at["random_per_draw"]) - 0.3
+    below = compared[("region_class", 0)]
+    assert below["leace"] == below["plain"] == below["random"]
+    relations = [r for (m, _), r in compared.items() if m.startswith("relation_")]
+    assert {r["layer"] for r in relations} == set(range(3))  # X00..X02 of the cross stream
+    assert {r["stream"] for r in relations} == {"cross"}
+    assert not any("erased" in r["name"] for r in relations)
+    assert (out / "cross" / "erasure_region_class.png").exists()
