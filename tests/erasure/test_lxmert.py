@@ -9,7 +9,11 @@ import numpy as np
 import pytest
 import torch
 from omegaconf import open_dict
+from test_hooks import _batch as regions_batch
+from test_hooks import erase_words
+from test_pipeline import _cfg as extraction_cfg
 from test_pipeline import _check_erased_at_layer_1, _datasets
+from test_task import _cfg as study_cfg
 
 from probes.run import run
 from vlprobe.cache.reader import CacheReader
@@ -34,14 +38,8 @@ def _adapter():
 
 def _batch() -> list[ModelInput]:
     """Two inputs with regions and one text-only (LXMERT feeds it one dummy region)."""
-    rng = np.random.default_rng(0)
-
-    def example(words: str, regions: int) -> ModelInput:
-        boxes = np.tile(np.array([0, 0, 10, 10], np.float32), (regions, 1))
-        feats = rng.standard_normal((regions, 16)).astype(np.float32)
-        return ModelInput(words.split(), feats, boxes, image_size=(20, 20))
-
-    return [example("a man rides a horse", 3), ModelInput(["she", "ran"]), example("a cat", 2)]
+    first, _, third = regions_batch()
+    return [first, ModelInput(["she", "ran"]), third]
 
 
 def _same(a: torch.Tensor, b: torch.Tensor) -> None:
@@ -75,14 +73,7 @@ def test_region_erasure_is_in_the_vision_encoder_at_its_layer(layer: int) -> Non
 def test_word_erasure_is_in_the_language_encoder_at_its_layer(layer: int) -> None:
     adapter, batch = _adapter(), _batch()
     chosen = {0: [1, 4], 1: [0], 2: []}
-    plain = adapter.encode_streams(batch)
-    eraser = random_subspace(32, 3, np.full(32, 0.1), seed=1)
-
-    def words(inp: ModelInput) -> list[int]:
-        return chosen[next(i for i, b in enumerate(batch) if b is inp)]
-
-    with hooks.selecting_words(adapter, words), erasing(adapter.model, eraser, layer, "words"):
-        erased = adapter.encode_streams(batch)
+    plain, erased, eraser = erase_words(adapter, batch, chosen, layer, adapter.encode_streams)
     for b, (p, e) in enumerate(zip(plain, erased, strict=True)):
         if "vision" in p:  # the vision encoder never sees the words
             _same(e["vision"].hidden, p["vision"].hidden)
@@ -109,22 +100,8 @@ def test_a_layer_outside_an_lxmert_encoder_is_refused() -> None:
 
 
 def _cfg(compose_cfg, root: Path, feature_dim: int, extra: list[str]):
-    cfg = compose_cfg(
-        [
-            "model=lxmert_small",
-            f"data.root={root}",
-            "data.make_demo=false",
-            f"data.feature_dim={feature_dim}",
-            "extraction.progress=false",
-            "extraction.batch_size=8",
-            *extra,
-        ],
-        config_name="extract",
-    )
-    with open_dict(cfg):
-        cfg.model.config = {**tiny_config("lxmert", feature_dim=feature_dim), **LAYERS}
-        cfg.paths.cache_dir = str(root.parent / f"cache-lxmert-{root.name}")
-    return cfg
+    lxmert = {**tiny_config("lxmert", feature_dim=feature_dim), **LAYERS}
+    return extraction_cfg(compose_cfg, root, feature_dim, extra, "lxmert_small", lxmert)
 
 
 @pytest.mark.parametrize("dataset", ["visual_genome", "flickr30k"])
@@ -229,26 +206,9 @@ def test_the_study_probes_the_concept_in_its_stream_and_measures_cross(
     """``task=concept_erasure`` on LXMERT: the concept's probe reads the vision stream (erased
     at vis01), the relation probes the cross-modality layers, which compute on the erased states
     (none of them is marked as the erased layer)."""
-    cfg = compose_cfg(
-        [
-            "task=concept_erasure",
-            "task.layer=1",
-            "task.draws=2",
-            "task.top_k=4",
-            "task.measure=[visual_relation]",
-            "model=lxmert_small",
-            f"data.root={demo_root}",
-            "data.make_demo=false",
-            f"data.feature_dim={feature_dim}",
-            "extraction.progress=false",
-            "logger=none",
-            "trainer=cpu",
-            "probing.l2_grid=[0.001,1.0]",
-        ]
-    )
-    with open_dict(cfg):
-        cfg.model.config = {**tiny_config("lxmert", feature_dim=feature_dim), **LAYERS}
-        cfg.paths.cache_dir = str(demo_root.parent / f"cache-lxmert-study-{demo_root.name}")
+    lxmert = {**tiny_config("lxmert", feature_dim=feature_dim), **LAYERS}
+    extra = ["task.measure=[visual_relation]"]
+    cfg = study_cfg(compose_cfg, demo_root, feature_dim, extra, "lxmert_small", lxmert)
     run(cfg)
     out = Path(cfg.paths.output_dir)
     rows = read_run_results(out / "results.json").rows

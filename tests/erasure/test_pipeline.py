@@ -22,10 +22,19 @@ from vlprobe.intervention.settings import cache_eraser, fitted, plain_config
 from vlprobe.testing.models import tiny_config
 
 
-def _cfg(compose_cfg, root: Path, feature_dim: int, extra: list[str]):
+def _cfg(
+    compose_cfg,
+    root: Path,
+    feature_dim: int,
+    extra: list[str],
+    model: str = "visualbert",
+    config: dict | None = None,
+):
+    """An extraction config of a tiny ``model`` (``config``: its architecture, default the
+    tiny VisualBERT) on the demo data at ``root``, caches beside it."""
     cfg = compose_cfg(
         [
-            "model=visualbert",
+            f"model={model}",
             f"data.root={root}",
             "data.make_demo=false",
             f"data.feature_dim={feature_dim}",
@@ -37,8 +46,8 @@ def _cfg(compose_cfg, root: Path, feature_dim: int, extra: list[str]):
     )
     with open_dict(cfg):
         cfg.model.pretrained = None
-        cfg.model.config = tiny_config("visualbert", feature_dim=feature_dim)
-        cfg.paths.cache_dir = str(root.parent / f"cache-{root.name}")
+        cfg.model.config = config or tiny_config("visualbert", feature_dim=feature_dim)
+        cfg.paths.cache_dir = str(root.parent / f"cache-{model}-{root.name}")
     return cfg
 
 
