@@ -14,7 +14,7 @@ keeps, per example of the batch, which of its text tokens belong to the words to
 LXMERT: only its single-stream encoders take a hook (:func:`lxmert_site`): region tokens in the
 vision (object-relationship) encoder, word tokens in the language encoder, each numbered as its
 cached stream (``vis00``.., ``lang00``..). Its cross-modality layers take two streams and are
-refused (``settings.check_stream``), as is ViLT, whose image tokens are patches, not regions.
+refused (``settings.erased_stream``), as is ViLT, whose image tokens are patches, not regions.
 """
 
 from __future__ import annotations

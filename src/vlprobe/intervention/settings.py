@@ -155,12 +155,12 @@ def erased_stream(cfg: DictConfig, model_class: str | None) -> str | None:
     )
     if asked is not None and asked != own:
         why = (
-            f"its cross-modality layers X00..X{n['x_layers']:02d} take two streams (language "
-            "and vision), so one stream's states cannot be erased in them"
+            f"LXMERT's cross-modality layers X00..X{n['x_layers']:02d} take two streams "
+            "(language and vision), so one stream's states cannot be erased in them"
             if asked == "cross"
-            else f"{what.name} is erased in the {own} stream"
+            else f"{what.name} is erased in LXMERT's {own} stream"
         )
-        raise ValueError(f"intervention.stream={asked}: LXMERT cannot: {why}; {usable}")
+        raise ValueError(f"intervention.stream={asked}: {why}; {usable}")
     top = n[STREAMS[own][0]]
     if not 0 <= int(node.layer) <= top:
         raise ValueError(
