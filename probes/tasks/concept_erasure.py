@@ -9,6 +9,11 @@ run unchanged on each cache), with the change LEACE - random and its 95% interva
 random draws. Only a change beyond the random control says the model *used* what was erased.
 For a model with its pre-training heads (uniter-mini) also the change in its own objectives
 (masked-phrase MLM, ITM) on held-out captions, each eraser hooked at ``layer``.
+
+LXMERT (a multi-stream cache): the study runs on the stream holding text and image (cross);
+the concept's probe reads the stream it was erased in (vision for region concepts, language for
+word concepts; ``layer`` is numbered there), the measures the cross-modality layers, which all
+compute on the erased states (none of them is the erased layer).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from vlprobe.analysis.stats import mean_std_ci
 from vlprobe.cache.reader import CacheReader
 from vlprobe.intervention.concepts import Concept, concept
 from vlprobe.intervention.objectives import OBJECTIVES, HeldOut, evaluate_erased, load_held_out
-from vlprobe.intervention.settings import cache_eraser
+from vlprobe.intervention.settings import STREAM_OF_TOKENS, cache_eraser
 from vlprobe.models.hf_adapter import RANDOM_INIT
 from vlprobe.pretrain.uniter_mini import RECORD
 from vlprobe.reporting.figures import plot_by_layer
@@ -190,28 +195,28 @@ class ConceptErasureTask:
     def execute(self, inputs: TaskInputs, engine: ProbeEngine, out_dir: Path) -> TaskOutput:
         roles = ["model", "leace", *(f"random_{d}" for d in range(self.draws))]
         dataset = self.what.dataset
+        streams = SequenceReaders(inputs, self.what.tokens)
         # the heads' evaluation feeds regions, not the extraction's words: region concepts only
         regions = self.what.tokens == "regions"
         held = pretrained_heads(inputs.readers["model"][dataset]) if regions else None
         rows: list[dict[str, Any]] = []
-        for role in roles:
-            readers = inputs.readers[role]
-            kind = "plain" if role == "model" else role.split("_")[0]
-            found = self.concept_rows(readers[dataset], engine, role)
-            for measure in self.measure:
-                found += self.measure_rows(measure, readers, engine, out_dir / role / measure)
-            if held is not None:
-                found += self.objective_rows(held, readers[dataset], role)
-            draw = int(role.split("_")[1]) if kind == "random" else None
-            for r in found:
-                name = r["name"] if r["name"].startswith(role) else f"{role}/{r['name']}"
-                rows.append({**r, "name": name, "intervention": kind, "draw": draw})
+        try:
+            for role in roles:
+                rows += self._role_rows(role, streams, engine, held, out_dir)
+        finally:
+            streams.close()
         comparisons = compare(rows, self.layer)
-        layer_names = inputs.readers["model"][dataset].layer_names
+        erased_names = streams.erased_layer_names(dataset)
+        names = {self.concept: erased_names}
         by_layer = [c["measure"] for c in comparisons if not c["measure"].startswith("objective_")]
         figures = {
             f"erasure_{m}": plot_erasure(
-                comparisons, m, layer_names, self.layer, out_dir, inputs.labels["model"]
+                comparisons,
+                m,
+                names.get(m, streams.layer_names(dataset)),
+                erased_names[self.layer],
+                out_dir,
+                inputs.labels["model"],
             )
             for m in dict.fromkeys(by_layer)
         }
@@ -227,6 +232,74 @@ class ConceptErasureTask:
                 "leace_minus_random"
             ]
         return TaskOutput(rows + comparisons, COLUMNS, figures, summary, console_rows=comparisons)
+
+    def _role_rows(
+        self,
+        role: str,
+        streams: SequenceReaders,
+        engine: ProbeEngine,
+        held: HeldOut | None,
+        out_dir: Path,
+    ) -> list[dict[str, Any]]:
+        """Every row of one cache (role): the concept probe, the measures, the objectives."""
+        dataset = self.what.dataset
+        kind = "plain" if role == "model" else role.split("_")[0]
+        found = self.concept_rows(streams.erased(role, dataset), engine, role)
+        if streams.erased_stream is not None:
+            found = [{**r, "stream": streams.erased_stream} for r in found]
+        readers = streams.run(role)
+        for measure in self.measure:
+            measured = self.measure_rows(measure, readers, engine, out_dir / role / measure)
+            if streams.erased_stream is not None:  # no layer of the run's stream is the erased one
+                measured = [{**r, "hidden_layer": None} for r in measured]
+            found += measured
+        if held is not None:
+            found += self.objective_rows(held, streams.run(role)[dataset], role)
+        draw = int(role.split("_")[1]) if kind == "random" else None
+        out = []
+        for r in found:
+            name = r["name"] if r["name"].startswith(role) else f"{role}/{r['name']}"
+            out.append({**r, "name": name, "intervention": kind, "draw": draw})
+        return out
+
+
+class SequenceReaders:
+    """Each role's caches read as the sequence the study runs on (a multi-stream cache: the
+    run's stream, e.g. LXMERT's cross) and as the stream the concept was erased in (LXMERT:
+    vision for regions, language for words; one-sequence caches: the cache itself)."""
+
+    def __init__(self, inputs: TaskInputs, tokens: str) -> None:
+        self.inputs = inputs
+        first = next(iter(inputs.readers["model"].values()))
+        self.stream: str | None = first.stream  # the run's stream (None: one sequence)
+        model_class = str(first.attr("model_class")) if self.stream else ""
+        self.erased_stream = STREAM_OF_TOKENS[model_class][tokens] if self.stream else None
+        self._opened: list[CacheReader] = []
+
+    def _at(self, reader: CacheReader, stream: str | None) -> CacheReader:
+        if stream is None or reader.stream == stream:
+            return reader
+        opened = CacheReader(reader.path, stream)
+        self._opened.append(opened)
+        return opened
+
+    def run(self, role: str) -> dict[str, CacheReader]:
+        """``role``'s caches by data set, at the run's stream."""
+        return {d: self._at(r, self.stream) for d, r in self.inputs.readers[role].items()}
+
+    def erased(self, role: str, dataset: str) -> CacheReader:
+        """``role``'s cache of ``dataset`` at the stream the concept was erased in."""
+        return self._at(self.inputs.readers[role][dataset], self.erased_stream)
+
+    def layer_names(self, dataset: str) -> list[str]:
+        return self.run("model")[dataset].layer_names
+
+    def erased_layer_names(self, dataset: str) -> list[str]:
+        return self.erased("model", dataset).layer_names
+
+    def close(self) -> None:
+        for reader in self._opened:
+            reader.close()
 
 
 def pretrained_heads(reader: CacheReader) -> HeldOut | None:
@@ -268,6 +341,8 @@ def compare(rows: list[dict[str, Any]], layer: int) -> list[dict[str, Any]]:
                 "change_high": float(change + change_half),
                 "chance": mine[0].get("chance"),
                 "n_test": mine[0].get("n_test"),
+                # a multi-stream cache: the stream the measure read (else the run's)
+                **({"stream": mine[0]["stream"]} if mine[0].get("stream") else {}),
             }
         )
     return out
@@ -277,7 +352,7 @@ def plot_erasure(
     comparisons: list[dict[str, Any]],
     measure: str,
     layer_names: list[str],
-    layer: int,
+    erased_at: str,
     out_dir: Path,
     model: str,
 ) -> Path:
@@ -300,7 +375,7 @@ def plot_erasure(
         },
         layer_names,
         out_dir / f"erasure_{measure}.png",
-        title=f"{measure}: {model}, erased at {layer_names[layer]}",
+        title=f"{measure}: {model}, erased at {erased_at}",
         chance=float(np.mean(chances)) if chances else None,
         errorbars={"random (same rank)": (low, high)},
     )

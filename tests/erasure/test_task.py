@@ -12,14 +12,23 @@ from vlprobe.reporting.run_results import read_run_results
 from vlprobe.testing.models import tiny_config
 
 
-def _cfg(compose_cfg, root: Path, feature_dim: int, extra: list[str]):
+def _cfg(
+    compose_cfg,
+    root: Path,
+    feature_dim: int,
+    extra: list[str],
+    model: str = "visualbert",
+    config: dict | None = None,
+):
+    """The study on a tiny ``model`` (``config``: its architecture, default the tiny
+    VisualBERT) on the demo data at ``root``, caches beside it."""
     cfg = compose_cfg(
         [
             "task=concept_erasure",
             "task.layer=1",
             "task.draws=2",
             "task.top_k=4",
-            "model=visualbert",
+            f"model={model}",
             f"data.root={root}",
             "data.make_demo=false",
             f"data.feature_dim={feature_dim}",
@@ -32,8 +41,8 @@ def _cfg(compose_cfg, root: Path, feature_dim: int, extra: list[str]):
     )
     with open_dict(cfg):
         cfg.model.pretrained = None
-        cfg.model.config = tiny_config("visualbert", feature_dim=feature_dim)
-        cfg.paths.cache_dir = str(root.parent / f"cache-study-{root.name}")
+        cfg.model.config = config or tiny_config("visualbert", feature_dim=feature_dim)
+        cfg.paths.cache_dir = str(root.parent / f"cache-study-{model}-{root.name}")
     return cfg
 
 

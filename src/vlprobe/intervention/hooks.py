@@ -11,8 +11,10 @@ Word tokens (``tokens="words"``: a phrase's, a sentence's) are not in the forwar
 :func:`selecting_words` wraps the adapter's tokenizer, which knows each token's word, and
 keeps, per example of the batch, which of its text tokens belong to the words to erase.
 
-Single-stream models only: LXMERT's cross-modality layers take two streams, ViLT's image
-tokens are patches, not regions; those are refused with one line.
+LXMERT: only its single-stream encoders take a hook (:func:`lxmert_site`): region tokens in the
+vision (object-relationship) encoder, word tokens in the language encoder, each numbered as its
+cached stream (``vis00``.., ``lang00``..). Its cross-modality layers take two streams and are
+refused (``settings.erased_stream``), as is ViLT, whose image tokens are patches, not regions.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import VisualBertModel
+from transformers import LxmertModel, VisualBertModel
 
 from vlprobe.intervention.concepts import TOKENS
 from vlprobe.intervention.erasers import Eraser
 from vlprobe.models.base import ModelInput
+from vlprobe.models.lxmert import DUMMY_BOX
 from vlprobe.models.uniter import UniterModel
 
 #: the forward's keyword arguments -> (B, S) bool mask of the positions to erase
@@ -128,8 +131,43 @@ def uniter_site(model: nn.Module, layer: int, tokens: str) -> tuple[nn.Module, M
     return _layer_output(model, layer), joined
 
 
+def lxmert_site(model: nn.Module, layer: int, tokens: str) -> tuple[nn.Module, MaskFn]:
+    """Regions: the vision encoder (layer 0: ``visn_fc``, the projected features + boxes; ``k``:
+    the output of ``r_layers[k - 1]``), every padded region row but the all-zero dummy region a
+    text-only input gets; words: the language encoder (layer 0: the text embeddings), text
+    first. Each is the state its cached stream holds at that layer, and the cross encoder reads
+    the erased states through the layers above."""
+    encoder = model.encoder  # type: ignore[union-attr]
+
+    def regions(kw: Mapping[str, Any]) -> torch.Tensor:
+        feats, boxes = kw["visual_feats"], kw["visual_pos"]
+        dummy = (feats == 0).all(-1) & (
+            boxes == torch.as_tensor(DUMMY_BOX, device=boxes.device)
+        ).all(-1)
+        return kw["visual_attention_mask"].bool() & ~dummy
+
+    def words(kw: Mapping[str, Any]) -> torch.Tensor:
+        return _selected_text(kw["input_ids"].shape[1], kw["input_ids"].device)
+
+    if tokens == "regions":
+        return (encoder.visn_fc if layer == 0 else encoder.r_layers[layer - 1]), regions
+    return (model.embeddings if layer == 0 else encoder.layer[layer - 1]), words  # type: ignore[return-value]
+
+
 #: model classes whose region tokens can be erased, and how
-SITES: dict[type, SiteFn] = {VisualBertModel: visualbert_site, UniterModel: uniter_site}
+SITES: dict[type, SiteFn] = {
+    VisualBertModel: visualbert_site,
+    UniterModel: uniter_site,
+    LxmertModel: lxmert_site,
+}
+
+
+def hookable_layers(model: nn.Module, tokens: str) -> int:
+    """The highest hidden layer ``tokens`` can be erased at (LXMERT: that encoder's own)."""
+    config = model.config  # type: ignore[union-attr]
+    if isinstance(model, LxmertModel):
+        return int(config.r_layers if tokens == "regions" else config.l_layers)
+    return int(config.num_hidden_layers)
 
 
 def site_for(model: nn.Module, layer: int, tokens: str = "regions") -> tuple[nn.Module, MaskFn]:
@@ -140,11 +178,11 @@ def site_for(model: nn.Module, layer: int, tokens: str = "regions") -> tuple[nn.
     if site is None:
         raise ValueError(
             f"intervention: {type(model).__name__} has no single-stream layer to erase region "
-            "states in (LXMERT's cross-modality layers take two streams; ViLT has patches, not "
-            "regions); supported: visualbert-minilm, visualbert, uniter, uniter-mini, "
-            "every hidden layer 0..num_layers"
+            "states in (ViLT has patches, not regions); supported: visualbert-minilm, "
+            "visualbert, uniter, uniter-mini (every hidden layer), lxmert (its vision and "
+            "language encoders' layers)"
         )
-    layers = int(model.config.num_hidden_layers)
+    layers = hookable_layers(model, tokens)
     if not 0 <= layer <= layers:
         raise ValueError(f"intervention.layer={layer}: the model has hidden layers 0-{layers}")
     return site(model, layer, tokens)

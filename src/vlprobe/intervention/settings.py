@@ -30,13 +30,12 @@ from vlprobe.models.base import ModelInput
 log = logging.getLogger(__name__)
 
 #: the model classes ``hooks.SITES`` can intervene on, as the plain cache records them
-SUPPORTED_CLASSES = ("VisualBertModel", "UniterModel")
+SUPPORTED_CLASSES = ("VisualBertModel", "UniterModel", "LxmertModel")
 #: why the others cannot be, by model class
-REFUSALS = {
-    "LxmertModel": "its cross-modality layers take two streams (language and vision), and its "
-    "single-stream layers are not wired to the hooks",
-    "ViltModel": "its image tokens are image patches, not regions",
-}
+REFUSALS = {"ViltModel": "its image tokens are image patches, not regions"}
+#: multi-stream model classes: the stream a concept's tokens are erased in (concepts.TOKENS),
+#: the only one whose layers take a hook for them (``hooks.lxmert_site``)
+STREAM_OF_TOKENS = {"LxmertModel": {"regions": "vision", "words": "language"}}
 
 
 def active(cfg: DictConfig) -> DictConfig | None:
@@ -60,6 +59,8 @@ def cache_key(cfg: DictConfig) -> dict[str, Any]:
     settings = OmegaConf.to_container(node, resolve=True)
     assert isinstance(settings, dict)
     settings.pop("file", None)  # where it lies is not what it is
+    if settings.get("stream") is None:  # one-sequence models: the names they had
+        settings.pop("stream", None)
     return {"intervention": settings}
 
 
@@ -112,8 +113,66 @@ def check_model(cfg: DictConfig, model_class: str | None) -> None:
     why = REFUSALS.get(model_class, "the hooks know no layer of it")
     raise ValueError(
         f"intervention: model {cfg.model.name} ({model_class}) cannot be intervened on: {why}; "
-        "use visualbert-minilm, visualbert, uniter or uniter-mini (every hidden layer)"
+        "use visualbert-minilm, visualbert, uniter or uniter-mini (every hidden layer), or "
+        "lxmert/lxmert_small (its vision and language encoders' layers)"
     )
+
+
+def _lxmert_layers(cfg: DictConfig) -> dict[str, int]:
+    """``l_layers``, ``r_layers``, ``x_layers`` of the configured LXMERT (its overrides of
+    the defaults, which the pretrained checkpoint has)."""
+    from transformers import LxmertConfig
+
+    given = cfg.model.get("config") or {}
+    default = LxmertConfig()
+    return {k: int(given.get(k, getattr(default, k))) for k in ("l_layers", "r_layers", "x_layers")}
+
+
+def erased_stream(cfg: DictConfig, model_class: str | None) -> str | None:
+    """The stream of a multi-stream model the eraser is fitted on and hooked in: the one of
+    the concept's tokens (None: a one-sequence model); one line refusing any other stream (LXMERT's
+    cross-modality layers), a layer outside it, or a ``model.stream`` without it."""
+    node = active(cfg)
+    if node is None:
+        return None
+    asked = node.get("stream")
+    if model_class not in STREAM_OF_TOKENS:
+        if asked is not None and model_class is not None:
+            raise ValueError(
+                f"intervention.stream={asked}: {cfg.model.name} has one sequence; leave it null"
+            )
+        return None
+    from vlprobe.models.lxmert import STREAMS, parse_streams
+
+    what = concept_of(node)
+    own = STREAM_OF_TOKENS[model_class][what.tokens]
+    n = _lxmert_layers(cfg)
+    usable = (
+        f"region_class can be erased at the vision encoder's layers vis00..vis{n['r_layers']:02d}"
+        f", phrase_type and senteval_label at the language encoder's lang00..lang"
+        f"{n['l_layers']:02d} (intervention.layer=0..{n['r_layers']} or 0..{n['l_layers']}; "
+        "the cross-modality layers above compute on the erased states)"
+    )
+    if asked is not None and asked != own:
+        why = (
+            f"LXMERT's cross-modality layers X00..X{n['x_layers']:02d} take two streams "
+            "(language and vision), so one stream's states cannot be erased in them"
+            if asked == "cross"
+            else f"{what.name} is erased in LXMERT's {own} stream"
+        )
+        raise ValueError(f"intervention.stream={asked}: {why}; {usable}")
+    top = n[STREAMS[own][0]]
+    if not 0 <= int(node.layer) <= top:
+        raise ValueError(
+            f"intervention.layer={node.layer} is outside LXMERT's {own} encoder: {usable}"
+        )
+    cached = parse_streams(cfg.model.get("stream", "all"))
+    if own not in cached:
+        raise ValueError(
+            f"model.stream={cfg.model.get('stream')}: erasing {what.name} in LXMERT fits on and "
+            f"hooks its {own} stream; use model.stream=all or a list holding {own}"
+        )
+    return own
 
 
 def fitted(cfg: DictConfig) -> DictConfig:
@@ -125,13 +184,16 @@ def fitted(cfg: DictConfig) -> DictConfig:
     from vlprobe.extraction.pipeline import ensure_cache  # it calls this module
 
     what = concept_of(node)
-    check_model(cfg, declared_model_class(cfg))  # before the plain cache is built
+    declared = declared_model_class(cfg)
+    check_model(cfg, declared)  # before the plain cache is built
+    stream = erased_stream(cfg, declared)
     plain = ensure_cache(plain_config(cfg), what.dataset, parts=what.reads)
     reader = CacheReader(plain)
     try:
         check_model(cfg, _model_class(reader))
+        stream = erased_stream(cfg, _model_class(reader))
         eraser = fit_eraser(
-            reader,
+            reader.stream_reader(stream) if stream else reader,
             what,
             str(node.kind),
             int(node.layer),
@@ -158,6 +220,7 @@ def fitted(cfg: DictConfig) -> DictConfig:
         out.intervention.fit_on = plain.name
         out.intervention.erased_rank = eraser.rank
         out.intervention.file = str(file)
+        out.intervention.stream = stream
     return out
 
 
