@@ -304,8 +304,9 @@ class SlotMetrics:
     train_loss: np.ndarray  # the penalised objective at the solution
     stop: np.ndarray  # why each slot stopped: a name of ``STOPS``
     grad_max: np.ndarray  # max |gradient| of the mean loss at the solution
-    #: with ``probing.save_weights``, per probe its raw-feature weights (D, S, C) and biases (S, C)
-    weights: dict[int, tuple[Tensor, Tensor]] | None = None
+    #: with ``probing.save_weights``, per probe its weights (D, S, c) and biases (S, c) on the
+    #: standardised features, and their training mean and std (D,)
+    weights: dict[int, tuple[Tensor, Tensor, Tensor, Tensor]] | None = None
 
 
 SPLITS = ("train", "val", "test")
@@ -326,19 +327,6 @@ def probes_per_problem(rows: int, dim: int) -> int:
     """How many consecutive probes of ``rows`` x ``dim`` training features one solve holds."""
     floats = rows * dim
     return 1 if floats >= OWN_PROBLEM_FLOATS else max(1, SOLVE_FLOATS // max(1, floats))
-
-
-def raw_feature_params(params: Params, mean: Tensor, std: Tensor, classes: int) -> Params:
-    """(G, D, S, classes) weights and (G, S, classes) biases on the raw features of probes
-    solved on standardised ones (``mean``, ``std``: (G, D)): ``x @ W + b`` gives their logits,
-    class 0's column zero where the solve had one free logit."""
-    w, b = params
-    w_raw = w / std[:, :, None, None]
-    b_raw = b - torch.einsum("gd,gdsc->gsc", mean, w_raw)
-    if w.shape[-1] < classes:
-        w_raw = torch.cat([w_raw.new_zeros(*w_raw.shape[:-1], 1), w_raw], -1)
-        b_raw = torch.cat([b_raw.new_zeros(*b_raw.shape[:-1], 1), b_raw], -1)
-    return w_raw, b_raw
 
 
 def free_logits(classes: int) -> int:

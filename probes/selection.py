@@ -91,7 +91,7 @@ def _warn_edges(rows: list[dict[str, Any]], grid: list[float]) -> None:
             len(edge),
             len(rows),
             grid,
-            ", ".join(edge[:3]) + (", ..." if len(edge) > 3 else ""),
+            _first_names(edge),
         )
 
 
@@ -114,8 +114,13 @@ def _warn_unconverged(rows: list[dict[str, Any]]) -> None:
                 "%d probe(s): %s (%s); raise probing.max_iter",
                 len(names),
                 what,
-                ", ".join(names[:3]) + (", ..." if len(names) > 3 else ""),
+                _first_names(names),
             )
+
+
+def _first_names(names: list[str]) -> str:
+    """The first three names of a warning, and "..." when there are more."""
+    return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
 
 
 def view_rows(view: FeatureView, plan: Plan, runs: Runs) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from datamodules.views import FeatureView
 from probes.plan import Plan
@@ -32,16 +33,15 @@ def save_chosen_weights(
     task = solved.groups[0]
     probes: dict[str, dict[str, Any]] = {}
     for k, name in enumerate(view.probe_names):
+        pick = choices[0][k]
         if solved.tested is not None:
-            probes[name] = _tested_payload(solved.tested[k], plan.combos, choices[0][k])
+            probes[name] = _tested_payload(solved.tested(k, pick), plan.combos[pick])
         elif solved.metrics is not None and solved.metrics.weights is not None:
-            slot = task.slots[choices[0][k]]
-            weight, bias = solved.metrics.weights[k]
-            probes[name] = {
-                "weight": weight[:, slot].clone(),
-                "bias": bias[slot].clone(),
-                "l2": solved.slots[slot].l2,
-            }
+            slot = task.slots[pick]
+            weight, bias, mean, std = solved.metrics.weights[k]
+            weight, bias = _all_logits(weight[:, slot], bias[slot], view.num_classes)
+            weight, bias = fold_standardisation(weight, bias, mean, std.reciprocal())
+            probes[name] = {"weight": weight, "bias": bias, "l2": solved.slots[slot].l2}
         else:
             raise RuntimeError(f"probing.save_weights: the solver of {plan.prefix} kept no weights")
         probes[name]["identity"] = dataclasses.asdict(view.probe_ids[k]) if view.probe_ids else None
@@ -52,26 +52,33 @@ def save_chosen_weights(
     return path
 
 
-def _tested_payload(probe: TestedProbe, combos: list[dict[str, Any]], pick: int) -> dict[str, Any]:
+def fold_standardisation(
+    w: Tensor, b: Tensor, mean: Tensor, scale: Tensor
+) -> tuple[Tensor, Tensor]:
+    """``((x - mean) * scale) @ w + b`` as ``x @ w' + b'``: the (D, C) weight and (C,) bias of
+    a probe trained on standardised features (``scale``: 1 / std), on the raw ones."""
+    return w * scale.unsqueeze(-1), b - (mean * scale) @ w
+
+
+def _all_logits(w: Tensor, b: Tensor, classes: int) -> tuple[Tensor, Tensor]:
+    """A binary solve's one free logit (class 1 against class 0 at zero) as both columns."""
+    if w.shape[-1] == classes:
+        return w, b
+    return torch.cat([w.new_zeros(w.shape[0], 1), w], -1), torch.cat([b.new_zeros(1), b])
+
+
+def _tested_payload(probe: TestedProbe, combo: dict[str, Any]) -> dict[str, Any]:
     """An Adam probe's file entry: linear on raw features (folded as ``standardised_affine``
-    does: ``w / std``, ``b - (mean / std) @ w``), else its state, input stats and ``apply``."""
-    if probe.candidate != pick:  # the solver chose with selection's own rule: a bug if not
-        raise RuntimeError(f"saved candidate {probe.candidate} is not the chosen {pick}")
-    combo = dict(combos[pick])
+    applies it), else its state, input stats and ``apply``."""
     if probe.family == "linear":
-        scale = probe.std.reciprocal()
         w, b = probe.state["weights.0"], probe.state["biases.0"]
-        return {
-            "weight": w * scale.unsqueeze(-1),
-            "bias": b - (probe.mean * scale) @ w,
-            "l2": combo.get("l2", 0.0),
-            "select": combo,
-        }
+        weight, bias = fold_standardisation(w, b, probe.mean, probe.std.reciprocal())
+        return {"weight": weight, "bias": bias, "l2": combo.get("l2", 0.0), "select": dict(combo)}
     return {
         "family": probe.family,
         "state_dict": probe.state,
         "mean": probe.mean,
         "std": probe.std,
         "apply": f"z = (x - mean) / std; {probe.apply}",
-        "select": combo,
+        "select": dict(combo),
     }

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 
-import probes.selection as selection  # a module import: selection imports probes.solvers
 from datamodules.cache_datamodule import CacheProbeDataModule
 from datamodules.views import FeatureView
 from probes.multi_probe import MultiProbe, ProbeGroup
@@ -160,40 +160,31 @@ def solve_adam(view: FeatureView, plan: Plan, settings: Settings) -> Solved:
             solved.groups.append(Candidates(plan.sets[j], seed, rows))
     if settings.probing.save_weights:
         first = plan.sets_of(plan.seeds[0])[0]  # the label set of solved.groups[0]
-        solved.tested = tested_probes(view, solved.groups[0], first, members, member_slots)
+        solved.tested = partial(tested_probe, members, member_slots, (plan.seeds[0], first))
     return solved
 
 
-def tested_probes(
-    view: FeatureView,
-    group: Candidates,
-    j: int,
+def tested_probe(
     members: list[MultiProbe],
     member_slots: list[list[tuple[int, int, int, int]]],
-) -> list[TestedProbe]:
-    """Per probe of ``view`` its slot that selection chooses in ``group`` (label set ``j``
-    of ``plan.sets``, seed ``group.seed``), as tested: only these leave the fit."""
-    picks = selection.best_candidates(view, group, edges=False)[1]
-    where = {
-        slot[1:]: (member, i)
+    where: tuple[int, int],
+    k: int,
+    c: int,
+) -> TestedProbe:
+    """Probe ``k``'s slot under combination ``c`` for (seed, label set) ``where``, as tested."""
+    member, i = next(
+        (member, i)
         for member, slots in zip(members, member_slots, strict=True)
         for i, slot in enumerate(slots)
-        if slot[0] == group.seed
-    }
-    tested = []
-    for k, c in enumerate(picks):
-        member, i = where[j, c, k]
-        tested.append(
-            TestedProbe(
-                candidate=c,
-                family=member.probes.name,
-                apply=member.probes.apply_note(),
-                state=member.tested_state(i),
-                mean=member.input_mean[i].cpu().clone(),
-                std=member.input_std[i].cpu().clone(),
-            )
-        )
-    return tested
+        if slot == (*where, c, k)
+    )
+    return TestedProbe(
+        family=member.probes.name,
+        apply=member.probes.apply_note(),
+        state=member.tested_state(i),
+        mean=member.input_mean[i].cpu().clone(),
+        std=member.input_std[i].cpu().clone(),
+    )
 
 
 def _slot_fit(view: FeatureView, plan: Plan, seed: int, slots: list[tuple[int, int, int]]) -> Fit:

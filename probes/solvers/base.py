@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,11 +27,10 @@ class Candidates:
 
 @dataclass
 class TestedProbe:
-    """Adam, ``probing.save_weights``: one probe's chosen slot of the first (label set, seed)
-    as it was tested (its best epoch's parameters, each without the slot axis), with the
-    input standardisation it applied (``(x - mean) / std``)."""
+    """Adam, ``probing.save_weights``: one probe's slot of the first (label set, seed) as it
+    was tested (its best epoch's parameters, each without the slot axis), with the input
+    standardisation it applied (``(x - mean) / std``)."""
 
-    candidate: int  # its index among the group's candidates (``plan.combos``)
     family: str  # ``ProbeFamily.name``
     apply: str  # one line: how ``state`` maps standardised features to logits
     state: dict[str, Tensor]
@@ -46,5 +46,6 @@ class Solved:
     #: full batch: every slot solved and its metrics per probe (the penalty path)
     slots: list[Slot] = field(default_factory=list)
     metrics: SlotMetrics | None = None
-    #: Adam with ``probing.save_weights``: per probe its chosen slot of ``groups[0]``
-    tested: list[TestedProbe] | None = None
+    #: Adam with ``probing.save_weights``: (probe, candidate of ``groups[0]``) -> that slot as
+    #: tested, looked up once selection has chosen
+    tested: Callable[[int, int], TestedProbe] | None = None

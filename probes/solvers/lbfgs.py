@@ -40,7 +40,6 @@ from probes.full_batch import (
     initial_params,
     probe_groups,
     probes_per_problem,
-    raw_feature_params,
     read_standardised,
     stop_names,
     view_dim,
@@ -260,9 +259,9 @@ def fit_view(
             params[0][a : a + step, :, cols] = sol.params[0]
             params[1][a : a + step, cols] = sol.params[1]
         if settings.probing.save_weights:
-            raw = raw_feature_params(params, mean, std, classes)
             out.weights = out.weights or {}
-            out.weights.update({k: (raw[0][i].cpu(), raw[1][i].cpu()) for i, k in enumerate(group)})
+            kept = (params[0], params[1], mean, std)
+            out.weights.update({k: tuple(t[i].cpu() for t in kept) for i, k in enumerate(group)})
         for split, acc, f1 in (
             ("val", out.val_acc, out.val_f1),
             ("test", out.test_acc, out.test_f1),
