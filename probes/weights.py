@@ -48,7 +48,9 @@ def save_chosen_weights(
     path = weights_file(weights_dir, plan.prefix)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"prefix": plan.prefix, "classes": list(view.class_names), "probes": probes}
-    torch.save(payload, path)
+    tmp = path.with_suffix(".partial")  # a killed run leaves no half-written file behind
+    torch.save(payload, tmp)
+    tmp.replace(path)
     return path
 
 
