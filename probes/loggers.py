@@ -82,7 +82,10 @@ def log_penalty_path(
         return
     import wandb
 
-    columns = ["probe", "labels", "l2", "val_acc", "test_acc", "lbfgs_iters", "train_loss"]
+    columns = [
+        *("probe", "labels", "l2", "val_acc", "test_acc"),
+        *("lbfgs_iters", "lbfgs_stop", "train_loss"),
+    ]
     data = [
         [
             name,
@@ -90,6 +93,7 @@ def log_penalty_path(
             slots[s].l2,
             *(float(m[k, s]) for m in (metrics.val_acc, metrics.test_acc)),
             int(metrics.iterations[k, s]),
+            str(metrics.stop[k, s]),
             float(metrics.train_loss[k, s]),
         ]
         for tag, idx in paths

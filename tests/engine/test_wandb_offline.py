@@ -3,6 +3,7 @@ keys whatever the number of probes, tables, charts, a summary per subtask, artif
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,12 @@ def test_offline_wandb_run_holds_tables_charts_summary_artifacts(
     assert {"results", "tables/identification", "train/loss"} <= keys
     assert {f"figures/{k}" for k in ("identification_by_layer", "identification_heads")} <= keys
     assert "lbfgs/identification/embedding" in keys  # the penalty search: one table per input
+    (table,) = (runs[0] / "files" / "media" / "table" / "lbfgs" / "identification").glob(
+        "embedding*.json"
+    )
+    path = json.loads(table.read_text())
+    stop = path["columns"].index("lbfgs_stop")  # how each penalty's solve ended
+    assert {r[stop] for r in path["data"]} <= {"gtol", "ftol", "line_search", "max_iter"}
     summary = logged.summary
     best = max(rows, key=lambda r: r["val_acc"])
     assert summary["summary/identification/best_val_acc"] == pytest.approx(best["val_acc"])
